@@ -1,0 +1,37 @@
+# The two commands: `make run` and `make test` (see README.md).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+APT_PACKAGES := chromium
+
+.PHONY: run test lint bench system-packages
+
+$(VENV)/.base: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e .
+	touch $@
+
+$(VENV)/.test: $(VENV)/.base
+	$(PIP) install -q -e '.[test]'
+	touch $@
+
+run: $(VENV)/.base
+	$(VENV)/bin/visitbridge serve --demo
+
+# Debian packages the tests drive for real (Chromium for browser tests).
+system-packages:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+lint: $(VENV)/.test
+	$(VENV)/bin/ruff check .
+
+test: $(VENV)/.test system-packages lint
+	$(PY) -m pytest
+
+bench: $(VENV)/.base
+	$(PY) -m benchmarks.cpu_per_packet

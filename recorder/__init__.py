@@ -1,0 +1,1 @@
+"""Recording of forwarded media (see issue "Mandatory recording")."""

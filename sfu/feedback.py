@@ -1,0 +1,47 @@
+"""RTCP feedback decisions for one published video track (no I/O, clock passed in).
+
+Subscribers' keyframe requests are relayed to the publisher, but a burst of them (every
+subscriber asks after a switch) must not make the publisher send keyframe after
+keyframe. Subscribers' bandwidth estimates (REMB) are folded into one figure for the
+publisher: the lowest recent estimate, capped by the configured maximum, because
+without simulcast the publisher's single encoding must fit the weakest downlink.
+"""
+
+from __future__ import annotations
+
+
+class KeyframeRequests:
+    """Rate limits keyframe requests to one publisher."""
+
+    def __init__(self, min_interval_s: float = 0.3) -> None:
+        self._min_interval = min_interval_s
+        self._last: float | None = None
+        self.relayed = 0
+        self.suppressed = 0
+
+    def should_relay(self, now: float) -> bool:
+        if self._last is not None and now - self._last < self._min_interval:
+            self.suppressed += 1
+            return False
+        self._last = now
+        self.relayed += 1
+        return True
+
+
+class BitrateEstimates:
+    """Lowest recent REMB among a track's subscribers, capped."""
+
+    def __init__(self, cap_bps: int, max_age_s: float = 5.0) -> None:
+        self._cap = cap_bps
+        self._max_age = max_age_s
+        self._by_sink: dict[object, tuple[int, float]] = {}
+
+    def report(self, sink: object, bitrate_bps: int, now: float) -> None:
+        self._by_sink[sink] = (bitrate_bps, now)
+
+    def forget(self, sink: object) -> None:
+        self._by_sink.pop(sink, None)
+
+    def target(self, now: float) -> int:
+        fresh = [b for b, t in self._by_sink.values() if now - t <= self._max_age]
+        return min([self._cap, *fresh])

@@ -1,0 +1,137 @@
+"""One participant's aiortc peer connection, laid out in fixed slots.
+
+The server always makes the offer, once, with every m-line the visit can need: one
+receive-only audio and video pair for what the participant publishes (none for a silent
+monitor), and one send-only audio and video pair per slot of the visit. Participant
+number *i* of the visit is forwarded into slot *i* of every other connection. Joins,
+leaves and rejoins then only attach and detach forwarders: no renegotiation, no SDP
+churn while a family waits, and a rejoining participant lands in the same tile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from aiortc import (
+    MediaStreamTrack,
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCIceCandidate,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from aiortc.sdp import candidate_from_sdp
+
+from .aiortc_glue import check_instance_attrs, guard_receiver
+from .forwarder import Sink, TrackForwarder
+
+log = logging.getLogger(__name__)
+
+KINDS = ("audio", "video")
+
+
+class ParkedTrack(MediaStreamTrack):
+    """A source that never yields: keeps aiortc's sender loop parked (we send directly)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self._never: asyncio.Future[None] = asyncio.get_event_loop().create_future()
+
+    async def recv(self) -> None:  # type: ignore[override]
+        await self._never
+
+
+@dataclass(frozen=True)
+class PeerSettings:
+    ice_servers: tuple[RTCIceServer, ...] = ()
+    max_video_bitrate_bps: int = 800_000
+
+
+class Peer:
+    """A participant's connection: publish receivers and per-slot send sinks."""
+
+    def __init__(self, settings: PeerSettings, slots: int, publish: bool) -> None:
+        self._settings = settings
+        # max-bundle: one transport for every m-line. With aiortc's default (balanced),
+        # m-lines after the first of each kind keep a transport that never connects.
+        self.pc = RTCPeerConnection(RTCConfiguration(
+            iceServers=list(settings.ice_servers), bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+        self.publish: dict[str, RTCRtpTransceiver] = {}
+        if publish:
+            for kind in KINDS:
+                self.publish[kind] = self.pc.addTransceiver(kind, direction="recvonly")
+        self._slot_transceivers: list[dict[str, RTCRtpTransceiver]] = []
+        self.sinks: list[dict[str, Sink]] = []
+        for i in range(slots):
+            pair: dict[str, RTCRtpTransceiver] = {}
+            sinks: dict[str, Sink] = {}
+            for kind in KINDS:
+                t = self.pc.addTransceiver(ParkedTrack(kind), direction="sendonly")
+                check_instance_attrs(t.sender)
+                t.sender._stream_id = f"slot{i}"  # audio and video of a slot: one stream
+                pair[kind] = t
+                sinks[kind] = Sink(t.sender, kind)
+            self._slot_transceivers.append(pair)
+            self.sinks.append(sinks)
+        for t in self.pc.getTransceivers():
+            if t.kind == "audio":
+                opus = [c for c in RTCRtpReceiver.getCapabilities("audio").codecs
+                        if c.mimeType.lower() == "audio/opus"]
+                t.setCodecPreferences(opus)
+        self.forwarders: dict[str, TrackForwarder] = {}
+
+    @property
+    def state(self) -> str:
+        return self.pc.connectionState
+
+    async def offer(self) -> dict[str, object]:
+        """Create the one offer of this connection, with the MIDs the page needs."""
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        local = self.pc.localDescription
+        return {
+            "sdp": local.sdp,
+            "publish": {k: t.mid for k, t in self.publish.items()},
+            "slots": [{k: t.mid for k, t in pair.items()} for pair in self._slot_transceivers],
+        }
+
+    async def accept_answer(self, sdp: str) -> None:
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+        for pair, sinks in zip(self._slot_transceivers, self.sinks, strict=True):
+            for kind, t in pair.items():
+                sinks[kind].configure(t._codecs, t.mid)
+        for kind, t in self.publish.items():
+            if t.currentDirection in ("recvonly", "sendrecv"):
+                guard_receiver(t.receiver)
+                self.forwarders[kind] = TrackForwarder(
+                    t.receiver, kind, self._settings.max_video_bitrate_bps)
+
+    async def add_candidate(self, candidate: dict[str, object]) -> None:
+        """Add a trickled browser candidate ({candidate, sdpMid, sdpMLineIndex})."""
+        text = str(candidate.get("candidate") or "")
+        if not text:
+            return  # end-of-candidates
+        if text.startswith("candidate:"):
+            text = text[len("candidate:"):]
+        parsed: RTCIceCandidate = candidate_from_sdp(text)
+        parsed.sdpMid = candidate.get("sdpMid")  # type: ignore[assignment]
+        index = candidate.get("sdpMLineIndex")
+        parsed.sdpMLineIndex = index if isinstance(index, int) else None
+        await self.pc.addIceCandidate(parsed)
+
+    def slot_sinks(self, slot: int) -> dict[str, Sink]:
+        return self.sinks[slot]
+
+    async def close(self) -> None:
+        for forwarder in self.forwarders.values():
+            forwarder.close()
+        for sinks in self.sinks:
+            for sink in sinks.values():
+                if sink.source is not None:
+                    sink.source.detach(sink)
+        await self.pc.close()

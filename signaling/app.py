@@ -1,0 +1,112 @@
+"""The aiohttp application: pages, WebSocket signaling, health and metrics."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from aiohttp import web
+from aiortc import RTCIceServer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from sfu import aiortc_glue
+from sfu.peer import PeerSettings
+from sfu.rooms import Rooms
+
+from .config import Config
+from .keys import JwksKeyStore, KeyStore, PemDirKeyStore
+from .session import Session
+from .tokens import TokenVerifier
+
+log = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+# Pages never send the token anywhere but the WebSocket; keep it out of referrers too.
+SECURITY_HEADERS = {
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Permissions-Policy": "camera=(self), microphone=(self)",
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; media-src 'self' blob:; "
+        "connect-src 'self' ws: wss:; style-src 'self'; script-src 'self'"
+    ),
+}
+
+CONFIG_KEY: web.AppKey[Config] = web.AppKey("config", Config)
+ROOMS_KEY: web.AppKey[Rooms] = web.AppKey("rooms", Rooms)
+
+
+def key_store(config: Config) -> KeyStore:
+    if config.token_jwks_url:
+        return JwksKeyStore(config.token_jwks_url)
+    return PemDirKeyStore(config.keys_dir)
+
+
+def create_app(config: Config) -> web.Application:
+    aiortc_glue.check_aiortc()
+    aiortc_glue.install_codec_guard()
+    if config.ice_loopback:
+        aiortc_glue.allow_loopback_ice()
+    settings = PeerSettings(
+        ice_servers=tuple(RTCIceServer(urls=url) for url in config.ice_servers),
+        max_video_bitrate_bps=config.max_video_bitrate,
+    )
+    rooms = Rooms(settings, config.max_visitors)
+    keys = key_store(config)
+    verifier = TokenVerifier(keys, config.token_issuer, config.token_audience,
+                             leeway_s=config.token_leeway_s)
+    session = Session(verifier, rooms)
+
+    app = web.Application(middlewares=[_security_headers])
+    app[CONFIG_KEY] = config
+    app[ROOMS_KEY] = rooms
+
+    async def page(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(WEB_DIR / request.match_info.route.name.split(":")[1])
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(request: web.Request) -> web.Response:
+        problems = []
+        if not config.token_jwks_url and not any(config.keys_dir.glob("*.pem")):
+            problems.append(f"no token keys in {config.keys_dir}")
+        status = 503 if problems else 200
+        return web.json_response({"status": "not ready" if problems else "ready",
+                                  "problems": problems}, status=status)
+
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def close_keys(app: web.Application) -> None:
+        close = getattr(keys, "close", None)
+        if close is not None:
+            await close()
+
+    async def close_rooms(app: web.Application) -> None:
+        for room in rooms:
+            for member in list(room.members.values()):
+                await member.connection.close("server_shutdown", "The server is shutting down.")
+                await room.leave(member, "server_shutdown")
+
+    app.on_shutdown.append(close_rooms)
+    app.on_cleanup.append(close_keys)
+    async def index(request: web.Request) -> web.Response:
+        raise web.HTTPFound("/join")
+
+    app.router.add_get("/", index)
+    app.router.add_get("/join", page, name="page:join.html")
+    app.router.add_get("/ws", session.run)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_static("/static/", WEB_DIR / "static")
+    return app
+
+
+@web.middleware
+async def _security_headers(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    response = await handler(request)
+    response.headers.update(SECURITY_HEADERS)
+    return response

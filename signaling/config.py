@@ -1,0 +1,109 @@
+"""Configuration: defaults, then a TOML file, then ``VISITBRIDGE_<KEY>`` variables.
+
+Invalid values stop start-up with a message naming the key, before anything listens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = ""  # how users reach the server; links are printed with it
+    data_dir: Path = Path("data")
+    token_keys_dir: Path | None = None  # default: <data_dir>/keys/public
+    token_jwks_url: str = ""
+    token_issuer: str = "visitbridge-dev"
+    token_audience: str = "visitbridge"
+    token_leeway_s: int = 30
+    max_visitors: int = 4
+    max_video_bitrate: int = 800_000
+    ice_loopback: bool = False  # tests and sandboxes only
+    ice_servers: tuple[str, ...] = ()  # STUN URLs handed to aiortc, e.g. stun:host:3478
+    log_level: str = "info"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.token_keys_dir or self.data_dir / "keys" / "public"
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+def _convert(name: str, kind: str, raw: Any) -> Any:
+    """Parse one value; ``kind`` is the field's annotation as written above."""
+    try:
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            value = str(raw).strip().lower()
+            if value in ("1", "true", "yes", "on"):
+                return True
+            if value in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        if kind == "int":
+            if isinstance(raw, bool):
+                raise ValueError(raw)
+            return int(raw)
+        if kind.startswith("Path"):
+            return Path(str(raw)) if str(raw) else None
+        if kind == "tuple[str, ...]":
+            if isinstance(raw, (list, tuple)):
+                return tuple(str(x) for x in raw)
+            return tuple(x.strip() for x in str(raw).split(",") if x.strip())
+        return str(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: invalid value {raw!r} (expected {kind})") from None
+
+
+def load(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Build the configuration: environment over file over defaults."""
+    env = os.environ if environ is None else environ
+    known = {f.name: f for f in fields(Config)}
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"config file {path}: {exc}") from None
+        for key, raw in data.items():
+            if key not in known:
+                raise ConfigError(f"{key}: unknown configuration key in {path}")
+            values[key] = _convert(key, str(known[key].type), raw)
+    for key, f in known.items():
+        env_name = f"VISITBRIDGE_{key.upper()}"
+        if env_name in env:
+            values[key] = _convert(env_name, str(f.type), env[env_name])
+    config = dataclasses.replace(Config(), **values)
+    if config.data_dir is None:
+        raise ConfigError("data_dir: must not be empty")
+    _validate(config)
+    return config
+
+
+def _validate(c: Config) -> None:
+    if not 0 <= c.port <= 65535:
+        raise ConfigError(f"port: {c.port} is not a TCP port")
+    if c.max_visitors < 1:
+        raise ConfigError("max_visitors: must be at least 1")
+    if c.max_video_bitrate < 100_000:
+        raise ConfigError("max_video_bitrate: must be at least 100000 (bits per second)")
+    if not c.token_issuer or not c.token_audience:
+        raise ConfigError("token_issuer and token_audience: must not be empty")
+    if c.log_level.lower() not in ("debug", "info", "warning", "error"):
+        raise ConfigError(f"log_level: {c.log_level!r} is not debug, info, warning or error")

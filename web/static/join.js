@@ -1,0 +1,289 @@
+// Join page: one visit, from a family member's browser or the facility kiosk.
+// The token comes from the URL fragment (never sent to a server except over /ws).
+"use strict";
+
+const MESSAGES = {
+  no_token: "This page needs your visit link. Please open the link from your booking confirmation.",
+  expired: "This visit link has expired. The booked time is over or the link is old. Please check your booking confirmation.",
+  not_yet_valid: "This visit link cannot be used yet. Please come back closer to the start of your visit.",
+  bad_signature: "This visit link is not valid. Please use the exact link from your booking confirmation, or contact the facility.",
+  unknown_key: "This visit link is not valid. Please use the exact link from your booking confirmation, or contact the facility.",
+  wrong_audience: "This visit link is for a different visiting service. Please contact the facility.",
+  wrong_issuer: "This visit link was not issued by this facility. Please contact the facility.",
+  unsupported_algorithm: "This visit link is not valid. Please use the exact link from your booking confirmation, or contact the facility.",
+  malformed: "This visit link is damaged. Please copy the whole link from your booking confirmation and try again.",
+  missing_claim: "This visit link is incomplete. Please contact the facility for a new link.",
+  wrong_role: "This link cannot be used to join a visit.",
+  wrong_visit: "This link belongs to a different visit.",
+  visit_full: "This visit already has the most people allowed. Please contact the facility.",
+  visit_mismatch: "The booking for this visit has changed. Please use the newest link from the facility.",
+  connected_elsewhere: "You opened this visit on another device or browser tab. The visit continues there.",
+  bad_message: "Something went wrong with the connection. Please reload the page.",
+  server_shutdown: "The visit server is restarting. Reconnecting…",
+  camera: "We could not use your camera or microphone. You can still see and hear the visit. To be seen and heard, allow camera and microphone access and reload the page.",
+  connection_lost: "The connection was lost. Reconnecting…",
+};
+const RECONNECT = new Set(["server_shutdown"]);
+const ROLE_LABELS = { inmate: "resident", family: "family", attorney: "attorney" };
+
+const $ = (id) => document.getElementById(id);
+const token = new URLSearchParams(location.hash.slice(1)).get("token");
+let local = null;          // MediaStream from the camera and microphone
+let ws = null;
+let pc = null;
+let slotMids = [];         // slot index -> {audio: mid, video: mid}
+let people = new Map();    // participant id -> description
+let visit = null;
+let stopped = false;       // refused, replaced, ended or left: do not reconnect
+let retryDelay = 500;
+let clockTimer = null;
+
+function status(text) { $("status").textContent = text; }
+
+function alertUser(code, fallback) {
+  const box = $("alert");
+  box.textContent = MESSAGES[code] || fallback || MESSAGES.bad_message;
+  box.hidden = false;
+}
+
+function clearAlert() { $("alert").hidden = true; $("alert").textContent = ""; }
+
+function describeRole(role) { return ROLE_LABELS[role] || role; }
+
+function tileFor(slot) {
+  let tile = document.querySelector(`li[data-slot="${slot}"]`);
+  if (tile) return tile;
+  tile = document.createElement("li");
+  tile.className = "tile remote";
+  tile.dataset.slot = String(slot);
+  tile.hidden = true;
+  const video = document.createElement("video");
+  video.className = "video";
+  video.autoplay = true;
+  video.playsInline = true;
+  video.muted = true;  // sound plays through the audio element
+  const audio = document.createElement("audio");
+  audio.autoplay = true;
+  const name = document.createElement("p");
+  name.className = "name";
+  const state = document.createElement("p");
+  state.className = "state";
+  tile.append(video, audio, name, state);
+  $("tiles").append(tile);
+  return tile;
+}
+
+function renderPerson(p) {
+  people.set(p.id, p);
+  const tile = tileFor(p.slot);
+  tile.dataset.participant = p.id;
+  const label = `${p.name} (${describeRole(p.role)})`;
+  tile.querySelector(".name").textContent = label;
+  tile.querySelector("video").setAttribute("aria-label", `Video of ${label}`);
+  const notes = [];
+  if (p.audio === false) notes.push("microphone muted");
+  if (p.video === false) notes.push("camera off");
+  tile.querySelector(".state").textContent = notes.join(", ");
+  tile.hidden = false;
+}
+
+function removePerson(id) {
+  const p = people.get(id);
+  people.delete(id);
+  if (!p) return;
+  const tile = document.querySelector(`li[data-slot="${p.slot}"]`);
+  if (tile && tile.dataset.participant === id) tile.hidden = true;
+}
+
+function updateClock() {
+  if (!visit) return;
+  const now = Date.now() / 1000;
+  const el = $("clock");
+  if (now < visit.starts_at) {
+    el.textContent = `Visit starts in ${formatSeconds(visit.starts_at - now)}`;
+  } else {
+    const left = Math.max(0, visit.ends_at - now);
+    el.textContent = `Time left: ${formatSeconds(left)}`;
+    el.classList.toggle("warn", left <= 300);
+  }
+}
+
+function formatSeconds(s) {
+  s = Math.ceil(s);
+  const m = Math.floor(s / 60);
+  const r = s % 60;
+  return `${m}:${String(r).padStart(2, "0")}`;
+}
+
+async function startCamera() {
+  try {
+    local = await navigator.mediaDevices.getUserMedia({
+      audio: { echoCancellation: true, noiseSuppression: true },
+      video: { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 30 } },
+    });
+    $("preview").srcObject = local;
+    status("Your camera is ready.");
+  } catch (err) {
+    local = null;
+    alertUser("camera");
+    status("Camera and microphone are not available.");
+  }
+}
+
+function send(message) {
+  if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(message));
+}
+
+function connect() {
+  clearAlert();
+  status("Connecting to the visit…");
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  ws = new WebSocket(`${scheme}://${location.host}/ws`);
+  const socket = ws;
+  socket.onopen = () => socket.send(JSON.stringify({ type: "join", token }));
+  socket.onmessage = (event) => {
+    let msg;
+    try { msg = JSON.parse(event.data); } catch { return; }
+    handle(msg).catch((err) => console.error(err));
+  };
+  socket.onclose = () => {
+    if (socket !== ws) return;
+    closePeer();
+    if (stopped) return;
+    alertUser("connection_lost");
+    status("Reconnecting…");
+    setTimeout(connect, retryDelay);
+    retryDelay = Math.min(retryDelay * 2, 4000);
+  };
+}
+
+function closePeer() {
+  if (pc) { pc.close(); pc = null; }
+  for (const id of [...people.keys()]) removePerson(id);
+}
+
+async function handle(msg) {
+  switch (msg.type) {
+    case "joined":
+      retryDelay = 500;
+      visit = msg.visit;
+      $("self-name").textContent = msg.you.name;
+      $("title").textContent = "Video visit";
+      $("lobby").hidden = true;
+      $("controls").hidden = false;
+      status("Connected. Waiting for the video to start…");
+      for (const p of msg.participants) renderPerson(p);
+      if (!clockTimer) clockTimer = setInterval(updateClock, 1000);
+      updateClock();
+      break;
+    case "offer":
+      await answer(msg);
+      break;
+    case "participant_joined":
+    case "participant_updated":
+      renderPerson(msg.participant);
+      if (msg.type === "participant_joined") status(`${msg.participant.name} joined the visit.`);
+      break;
+    case "participant_left": {
+      const p = people.get(msg.id);
+      removePerson(msg.id);
+      if (p) status(`${p.name} left the visit.`);
+      break;
+    }
+    case "error":
+      alertUser(msg.code, msg.message);
+      if (!RECONNECT.has(msg.code)) stopped = true;
+      if (stopped) { status("You are not connected to the visit."); showEnded(); }
+      break;
+    default:
+      break;
+  }
+}
+
+function showEnded() {
+  $("controls").hidden = true;
+  closePeer();
+}
+
+async function answer(offer) {
+  closePeer();
+  slotMids = offer.slots;
+  pc = new RTCPeerConnection({ iceServers: offer.ice_servers || [] });
+  const conn = pc;
+  conn.onicecandidate = (e) => send({ type: "candidate", candidate: e.candidate ? e.candidate.toJSON() : {} });
+  conn.ontrack = (e) => {
+    const mid = e.transceiver.mid;
+    const slot = slotMids.findIndex((s) => s.audio === mid || s.video === mid);
+    if (slot < 0) return;
+    const tile = tileFor(slot);
+    const el = tile.querySelector(e.track.kind === "video" ? "video" : "audio");
+    el.srcObject = new MediaStream([e.track]);
+  };
+  conn.onconnectionstatechange = () => {
+    if (conn !== pc) return;
+    if (conn.connectionState === "connected") status("Connected to the visit.");
+    if (conn.connectionState === "failed" && ws) ws.close();
+  };
+  await conn.setRemoteDescription({ type: "offer", sdp: offer.sdp });
+  for (const kind of ["audio", "video"]) {
+    const mid = offer.publish[kind];
+    const tr = conn.getTransceivers().find((t) => t.mid === mid);
+    const track = local && local.getTracks().find((t) => t.kind === kind);
+    if (tr && track) {
+      tr.direction = "sendonly";
+      await tr.sender.replaceTrack(track);
+      tr.sender.setStreams(local);
+    }
+  }
+  await conn.setLocalDescription(await conn.createAnswer());
+  send({ type: "answer", sdp: conn.localDescription.sdp });
+  sendMediaState();
+}
+
+function sendMediaState() {
+  const a = local && local.getAudioTracks()[0];
+  const v = local && local.getVideoTracks()[0];
+  send({ type: "media_state", audio: !!(a && a.enabled), video: !!(v && v.enabled) });
+}
+
+function toggle(kind, button, onText, offText) {
+  const track = local && local.getTracks().find((t) => t.kind === kind);
+  if (!track) return;
+  track.enabled = !track.enabled;
+  button.setAttribute("aria-pressed", String(!track.enabled));
+  button.textContent = track.enabled ? onText : offText;
+  $("self-state").textContent = [
+    local.getAudioTracks().some((t) => !t.enabled) ? "microphone muted" : "",
+    local.getVideoTracks().some((t) => !t.enabled) ? "camera off" : "",
+  ].filter(Boolean).join(", ");
+  sendMediaState();
+}
+
+function leave() {
+  stopped = true;
+  send({ type: "leave" });
+  if (ws) ws.close();
+  showEnded();
+  status("You left the visit. You can open your link again to rejoin while the visit time lasts.");
+}
+
+async function main() {
+  if (new URLSearchParams(location.search).has("kiosk")) document.body.classList.add("kiosk");
+  if (!token) {
+    alertUser("no_token");
+    status("No visit link.");
+    $("lobby").hidden = true;
+    return;
+  }
+  await startCamera();
+  $("mic").addEventListener("click", (e) => toggle("audio", e.currentTarget, "Mute microphone", "Unmute microphone"));
+  $("cam").addEventListener("click", (e) => toggle("video", e.currentTarget, "Turn camera off", "Turn camera on"));
+  $("leave").addEventListener("click", leave);
+  const join = $("join");
+  join.disabled = false;
+  join.addEventListener("click", () => { join.disabled = true; connect(); });
+  if (document.body.classList.contains("kiosk")) connect();  // kiosks have no keyboard
+  else join.focus();
+}
+
+main();
