@@ -149,6 +149,7 @@ function connect() {
   socket.onclose = () => {
     if (socket !== ws) return;
     closePeer();
+    clearPeople();
     if (stopped) return;
     alertUser("connection_lost");
     status("Reconnecting…");
@@ -159,6 +160,9 @@ function connect() {
 
 function closePeer() {
   if (pc) { pc.close(); pc = null; }
+}
+
+function clearPeople() {
   for (const id of [...people.keys()]) removePerson(id);
 }
 
@@ -203,6 +207,7 @@ async function handle(msg) {
 function showEnded() {
   $("controls").hidden = true;
   closePeer();
+  clearPeople();
 }
 
 async function answer(offer) {
@@ -285,5 +290,8 @@ async function main() {
   if (document.body.classList.contains("kiosk")) connect();  // kiosks have no keyboard
   else join.focus();
 }
+
+// Read-only hook for monitoring tools and tests: the connection's statistics.
+window.visitStats = async () => (pc ? [...(await pc.getStats()).values()] : []);
 
 main();
