@@ -1,0 +1,203 @@
+"""The life of one booked visit, as a plain state machine (no I/O, clock passed in).
+
+waiting -> live -> ending -> ended. The booking, not the connections, decides: media may
+flow only while live, which starts at ``starts_at`` and stops at ``ends_at`` at the
+latest. People may wait in the waiting room up to ``early_entry_s`` before the start,
+and may rejoin at any time until the end; reconnecting never extends a visit.
+
+Every method returns the events the caller must act on (tell the pages, send webhooks,
+stop media). The connected-time ledger counts, per participant, only seconds in which
+they were connected while media was allowed to flow: what a fair bill or refund needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+END_CAUSES = ("slot_ended", "ended_by_officer", "cancelled", "recording_failed", "all_left",
+              "server_shutdown")
+
+
+class State(StrEnum):
+    WAITING = "waiting"
+    LIVE = "live"
+    ENDING = "ending"
+    ENDED = "ended"
+
+
+class Refused(Exception):
+    """A join the booking does not allow, with a stable code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Policy:
+    early_entry_s: float = 15 * 60
+    warnings_s: tuple[float, ...] = (300.0, 60.0)
+    all_left_grace_s: float = 120.0
+
+
+@dataclass(frozen=True)
+class Started:
+    at: float
+
+
+@dataclass(frozen=True)
+class EndWarning:
+    remaining_s: int
+
+
+@dataclass(frozen=True)
+class Ending:
+    cause: str
+    reason: str
+    at: float
+
+
+@dataclass(frozen=True)
+class MediaHeld:
+    """The media gate changed: ``held`` True stops forwarding between participants."""
+
+    held: bool
+
+
+Event = Started | EndWarning | Ending | MediaHeld
+
+
+@dataclass
+class _Presence:
+    connected_since: float | None = None  # None: not connected now
+    seconds: float = 0.0  # connected while media was allowed, closed intervals
+
+
+@dataclass
+class VisitLifecycle:
+    starts_at: float
+    ends_at: float
+    policy: Policy = field(default_factory=Policy)
+    state: State = State.WAITING
+    cause: str | None = None
+    reason: str = ""
+    started_at: float | None = None
+    ended_at: float | None = None
+    _warned: set[float] = field(default_factory=set)
+    _people: dict[str, _Presence] = field(default_factory=dict)
+    _empty_since: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.ends_at <= self.starts_at:
+            raise ValueError("a visit must end after it starts")
+
+    @property
+    def media_allowed(self) -> bool:
+        return self.state is State.LIVE
+
+    def check_join(self, now: float) -> None:
+        """Raise ``Refused`` unless someone may enter the visit now."""
+        if self.state is State.ENDING or self.state is State.ENDED:
+            raise Refused("visit_ended", "this visit has ended")
+        if now >= self.ends_at:
+            raise Refused("visit_ended", "the booked time of this visit is over")
+        if now < self.starts_at - self.policy.early_entry_s:
+            raise Refused("too_early", "the waiting room is not open yet")
+
+    def connected(self, sub: str, now: float) -> list[Event]:
+        """A participant's media connection is up (join or rejoin)."""
+        self.check_join(now)
+        events = self.tick(now)
+        p = self._people.setdefault(sub, _Presence())
+        if p.connected_since is None:
+            p.connected_since = now
+        self._empty_since = None
+        return events
+
+    def disconnected(self, sub: str, now: float) -> list[Event]:
+        events = self.tick(now)
+        p = self._people.get(sub)
+        if p is not None and p.connected_since is not None:
+            p.seconds += self._media_seconds(p.connected_since, now)
+            p.connected_since = None
+        if self.state in (State.WAITING, State.LIVE) and not self.present():
+            self._empty_since = now
+            events += self.tick(now)
+        return events
+
+    def present(self) -> list[str]:
+        return [s for s, p in self._people.items() if p.connected_since is not None]
+
+    def tick(self, now: float) -> list[Event]:
+        """Advance time: start, warn, and end at the booked times."""
+        events: list[Event] = []
+        if self.state is State.WAITING and now >= self.starts_at and now < self.ends_at:
+            self.state = State.LIVE
+            self.started_at = now
+            events += [Started(now), MediaHeld(False)]
+        if self.state is State.LIVE:
+            for w in sorted(self.policy.warnings_s, reverse=True):
+                if w not in self._warned and now >= self.ends_at - w:
+                    self._warned.add(w)
+                    if now < self.ends_at:
+                        events.append(EndWarning(max(0, round(self.ends_at - now))))
+        if self.state in (State.WAITING, State.LIVE):
+            if now >= self.ends_at:
+                events += self.end("slot_ended", min(now, self.ends_at))
+            elif (self.state is State.LIVE and self._empty_since is not None
+                  and now - self._empty_since >= self.policy.all_left_grace_s):
+                events += self.end("all_left", now)
+        return events
+
+    def end(self, cause: str, now: float, reason: str = "") -> list[Event]:
+        """End the visit for ``cause``; a second end keeps the first cause."""
+        if cause not in END_CAUSES:
+            raise ValueError(f"unknown end cause {cause!r}")
+        if self.state in (State.ENDING, State.ENDED):
+            return []
+        was_live = self.state is State.LIVE
+        for p in self._people.values():
+            if p.connected_since is not None:
+                p.seconds += self._media_seconds(p.connected_since, now)
+                p.connected_since = now  # still connected until torn down, media stopped
+        self.state = State.ENDING
+        self.cause, self.reason, self.ended_at = cause, reason, now
+        return ([MediaHeld(True)] if was_live else []) + [Ending(cause, reason, now)]
+
+    def finished(self) -> None:
+        """Every connection is closed: the visit is over for good."""
+        if self.state is State.ENDING:
+            self.state = State.ENDED
+
+    def seconds(self, sub: str, now: float) -> float:
+        """Seconds ``sub`` was connected while media flowed, up to ``now``."""
+        p = self._people.get(sub)
+        if p is None:
+            return 0.0
+        live = p.connected_since is not None and self.state is State.LIVE
+        return p.seconds + (self._media_seconds(p.connected_since, now) if live else 0.0)
+
+    def ledger(self, now: float) -> dict[str, float]:
+        return {sub: round(self.seconds(sub, now), 3) for sub in self._people}
+
+    def next_deadline(self) -> float | None:
+        """When ``tick`` next has something to do (the caller's timer)."""
+        if self.state is State.WAITING:
+            return self.starts_at
+        if self.state is not State.LIVE:
+            return None
+        times = [self.ends_at - w for w in self.policy.warnings_s if w not in self._warned]
+        times.append(self.ends_at)
+        if self._empty_since is not None:
+            times.append(self._empty_since + self.policy.all_left_grace_s)
+        return min(times)
+
+    def _media_seconds(self, since: float, now: float) -> float:
+        """Part of [since, now] in which media was allowed."""
+        if self.started_at is None:
+            return 0.0
+        start = max(since, self.started_at)
+        end = min(now, self.ended_at if self.ended_at is not None else now, self.ends_at)
+        return max(0.0, end - start)
