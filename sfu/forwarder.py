@@ -129,7 +129,7 @@ class Sink:
             except ValueError:
                 return
             if source is not None:
-                source.estimates.report(self, bitrate, time.monotonic())
+                source.estimates.report(self, bitrate, source.now())
         else:
             await self._original_rtcp(packet)  # sender/receiver reports: stats and RTT
 
@@ -159,6 +159,9 @@ class TrackForwarder:
         receiver._handle_rtp_packet = self.on_rtp  # type: ignore[method-assign]
         if kind == "video":
             self._remb_task = asyncio.ensure_future(self._run_remb())
+
+    def now(self) -> float:
+        return self._clock()
 
     def attach(self, sink: Sink) -> None:
         if sink.source is not None and sink.source is not self:

@@ -105,6 +105,9 @@ class VisitLifecycle:
             raise Refused("visit_ended", "the booked time of this visit is over")
         if now < self.starts_at - self.policy.early_entry_s:
             raise Refused("too_early", "the waiting room is not open yet")
+        deadline = self._all_left_at()
+        if deadline is not None and now >= deadline:
+            raise Refused("visit_ended", "everyone left and the visit has ended")
 
     def connected(self, sub: str, now: float) -> list[Event]:
         """A participant's media connection is up (join or rejoin)."""
@@ -136,35 +139,52 @@ class VisitLifecycle:
         if self.state is State.WAITING and now >= self.starts_at and now < self.ends_at:
             self.state = State.LIVE
             self.started_at = now
+            if self._empty_since is not None:
+                self._empty_since = now  # the grace counts live time only
             events += [Started(now), MediaHeld(False)]
         if self.state is State.LIVE:
             for w in sorted(self.policy.warnings_s, reverse=True):
                 if w not in self._warned and now >= self.ends_at - w:
                     self._warned.add(w)
                     if now < self.ends_at:
-                        events.append(EndWarning(max(0, round(self.ends_at - now))))
+                        events.append(EndWarning(max(0, int(self.ends_at - now))))
         if self.state in (State.WAITING, State.LIVE):
-            if now >= self.ends_at:
-                events += self.end("slot_ended", min(now, self.ends_at))
-            elif (self.state is State.LIVE and self._empty_since is not None
-                  and now - self._empty_since >= self.policy.all_left_grace_s):
-                events += self.end("all_left", now)
+            # Whichever deadline passed first decides the cause, even for a late tick.
+            all_left = self._all_left_at()
+            if all_left is not None and now >= all_left and all_left < self.ends_at:
+                events += self.end("all_left", all_left)
+            elif now >= self.ends_at:
+                events += self._end(State.ENDING, "slot_ended", self.ends_at, "")
         return events
 
+    def _all_left_at(self) -> float | None:
+        if self.state is not State.LIVE or self._empty_since is None:
+            return None
+        return self._empty_since + self.policy.all_left_grace_s
+
     def end(self, cause: str, now: float, reason: str = "") -> list[Event]:
-        """End the visit for ``cause``; a second end keeps the first cause."""
+        """End the visit for ``cause``; a second end keeps the first cause.
+
+        A slot end that is already due wins over a later cause (a late timer must not
+        change what the bill and the pages say).
+        """
         if cause not in END_CAUSES:
             raise ValueError(f"unknown end cause {cause!r}")
         if self.state in (State.ENDING, State.ENDED):
             return []
+        if now >= self.ends_at:
+            return self._end(State.ENDING, "slot_ended", self.ends_at, "")
+        return self._end(State.ENDING, cause, now, reason)
+
+    def _end(self, state: State, cause: str, at: float, reason: str) -> list[Event]:
         was_live = self.state is State.LIVE
         for p in self._people.values():
             if p.connected_since is not None:
-                p.seconds += self._media_seconds(p.connected_since, now)
-                p.connected_since = now  # still connected until torn down, media stopped
-        self.state = State.ENDING
-        self.cause, self.reason, self.ended_at = cause, reason, now
-        return ([MediaHeld(True)] if was_live else []) + [Ending(cause, reason, now)]
+                p.seconds += self._media_seconds(p.connected_since, at)
+                p.connected_since = max(at, p.connected_since)  # media stopped at ``at``
+        self.state = state
+        self.cause, self.reason, self.ended_at = cause, reason, at
+        return ([MediaHeld(True)] if was_live else []) + [Ending(cause, reason, at)]
 
     def finished(self) -> None:
         """Every connection is closed: the visit is over for good."""

@@ -96,6 +96,10 @@ class Peer:
         local = self.pc.localDescription
         return {
             "sdp": local.sdp,
+            "ice_servers": [{"urls": s.urls, **({"username": s.username,
+                                                  "credential": s.credential}
+                                                 if s.username else {})}
+                            for s in self._settings.ice_servers],
             "publish": {k: t.mid for k, t in self.publish.items()},
             "slots": [{k: t.mid for k, t in pair.items()} for pair in self._slot_transceivers],
         }

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+
 from . import metrics
+from .lifecycle import Policy
 from .peer import PeerSettings
-from .room import Room, VisitInfo
+from .room import Room, RoomObserver, VisitInfo
 from .roster import RosterError
 
 
 class Rooms:
-    def __init__(self, settings: PeerSettings, max_visitors: int) -> None:
+    def __init__(self, settings: PeerSettings, max_visitors: int, policy: Policy,
+                 observer: RoomObserver) -> None:
         self._settings = settings
         self._max_visitors = max_visitors
+        self._policy = policy
+        self._observer = observer
         self._rooms: dict[str, Room] = {}
 
     def get(self, visit_id: str) -> Room | None:
@@ -25,9 +32,11 @@ class Rooms:
         """
         room = self._rooms.get(visit.id)
         if room is None:
-            room = Room(visit, self._max_visitors, self._settings, self._closed)
+            room = Room(visit, self._max_visitors, self._settings, self._policy,
+                        self._observer, self._closed)
             self._rooms[visit.id] = room
             metrics.VISITS.set(len(self._rooms))
+            self._observer.visit_opened(room, time.time())
         elif room.visit != visit:
             raise RosterError("visit_mismatch",
                               "the token's booking differs from the visit already running")
@@ -37,6 +46,7 @@ class Rooms:
         if self._rooms.get(room.visit.id) is room:
             del self._rooms[room.visit.id]
             metrics.VISITS.set(len(self._rooms))
+        room.stop_clock()
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Room]:
         return iter(list(self._rooms.values()))

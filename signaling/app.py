@@ -10,13 +10,19 @@ from aiortc import RTCIceServer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sfu import aiortc_glue
+from sfu.lifecycle import Policy
 from sfu.peer import PeerSettings
 from sfu.rooms import Rooms
 
+from . import store as sqlite_store
+from .api import Api
+from .audit import AuditLog
 from .config import Config
 from .keys import JwksKeyStore, KeyStore, PemDirKeyStore
 from .session import Session
 from .tokens import TokenVerifier
+from .visits import VisitRecords
+from .webhooks import Outbox, WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +58,19 @@ def create_app(config: Config) -> web.Application:
         ice_servers=tuple(RTCIceServer(urls=url) for url in config.ice_servers),
         max_video_bitrate_bps=config.max_video_bitrate,
     )
-    rooms = Rooms(settings, config.max_visitors)
+    db = sqlite_store.connect(config.database)
+    outbox = Outbox(db)
+    sender = (WebhookSender(outbox, config.webhook_url, config.webhook_secret.encode())
+              if config.webhook_url else None)
+    records = VisitRecords(sqlite_store.Store(db), AuditLog(db), outbox, sender)
+    policy = Policy(early_entry_s=config.early_entry_s,
+                    warnings_s=tuple(float(w) for w in config.warnings),
+                    all_left_grace_s=config.all_left_grace_s)
+    rooms = Rooms(settings, config.max_visitors, policy, records)
     keys = key_store(config)
     verifier = TokenVerifier(keys, config.token_issuer, config.token_audience,
                              leeway_s=config.token_leeway_s)
-    session = Session(verifier, rooms)
+    session = Session(verifier, rooms, records)
 
     app = web.Application(middlewares=[_security_headers])
     app[CONFIG_KEY] = config
@@ -79,24 +93,32 @@ def create_app(config: Config) -> web.Application:
     async def metrics(request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    async def close_keys(app: web.Application) -> None:
-        close = getattr(keys, "close", None)
-        if close is not None:
-            await close()
+    async def start_webhooks(app: web.Application) -> None:
+        if sender is not None:
+            sender.start()
 
     async def close_rooms(app: web.Application) -> None:
         for room in rooms:
-            for member in list(room.members.values()):
-                await member.connection.close("server_shutdown", "The server is shutting down.")
-                await room.leave(member, "server_shutdown")
+            await room.end("server_shutdown", "The server is restarting.")
 
+    async def close_resources(app: web.Application) -> None:
+        close = getattr(keys, "close", None)
+        if close is not None:
+            await close()
+        if sender is not None:
+            await sender.close()
+        db.close()
+
+    app.on_startup.append(start_webhooks)
     app.on_shutdown.append(close_rooms)
-    app.on_cleanup.append(close_keys)
+    app.on_cleanup.append(close_resources)
     async def index(request: web.Request) -> web.Response:
         raise web.HTTPFound("/join")
 
     app.router.add_get("/", index)
     app.router.add_get("/join", page, name="page:join.html")
+    app.router.add_get("/officer", page, name="page:officer.html")
+    app.router.add_routes(Api(verifier, rooms, records).routes())
     app.router.add_get("/ws", session.run)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

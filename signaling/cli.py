@@ -11,6 +11,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from .audit import verify_file
 from .config import Config, ConfigError, load
 from .issuer import issue_token
 from .keys import ALGORITHMS, load_private_key, write_keypair
@@ -63,6 +64,15 @@ def demo_links(config: Config, now: float) -> list[tuple[str, str]]:
     return links
 
 
+def officer_link(config: Config, now: float) -> str:
+    """The officer console with a development officer token (12 hours)."""
+    key = load_private_key(ensure_dev_keys(config))
+    token = issue_token(key, kid=DEV_KID, issuer=config.token_issuer,
+                        audience=config.token_audience, sub="officer-demo",
+                        role="officer", name="Demo Officer", now=now)
+    return f"{config.base_url}/officer#token={token}"
+
+
 def _serve(args: argparse.Namespace) -> int:
     from .app import create_app
     from .logs import setup_logging
@@ -73,6 +83,8 @@ def _serve(args: argparse.Namespace) -> int:
         print("Demo visit, open each link in its own browser window:")
         for who, link in demo_links(config, time.time()):
             print(f"  {who}:\n    {link}")
+        link = officer_link(config, time.time())
+        print(f"Officer console (development officer token):\n    {link}")
     try:
         import uvloop
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
@@ -121,6 +133,16 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_verify(args: argparse.Namespace) -> int:
+    config = load(args.config)
+    result = verify_file(args.db or config.database)
+    if result.ok:
+        print(f"audit log intact: {result.checked} entries verified")
+        return 0
+    print(f"AUDIT LOG TAMPERED: {result.problem}", file=sys.stderr)
+    return 1
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="visitbridge", description=__doc__)
     p.add_argument("--config", type=Path, help="TOML configuration file")
@@ -155,6 +177,12 @@ def parser() -> argparse.ArgumentParser:
     tok.add_argument("--privileged", action="store_true", help="attorney visit: never recorded")
     tok.add_argument("--ttl", type=float, help="staff tokens: lifetime in seconds")
     tok.set_defaults(func=_token)
+
+    audit = sub.add_parser("audit", help="the hash-chained audit log")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    check = audit_sub.add_parser("verify", help="check the chain; exit 1 if tampered")
+    check.add_argument("--db", type=Path, help="default: <data_dir>/visitbridge.db")
+    check.set_defaults(func=_audit_verify)
     return p
 
 

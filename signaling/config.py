@@ -34,10 +34,19 @@ class Config:
     ice_loopback: bool = False  # tests and sandboxes only
     ice_servers: tuple[str, ...] = ()  # STUN URLs handed to aiortc, e.g. stun:host:3478
     log_level: str = "info"
+    warnings: tuple[int, ...] = (300, 60)  # seconds before the end when pages are warned
+    early_entry_s: int = 900  # how long before the start the waiting room opens
+    all_left_grace_s: int = 120  # a live visit with nobody connected this long ends
+    webhook_url: str = ""  # records system endpoint for signed events ("" = none)
+    webhook_secret: str = ""  # HMAC-SHA256 key for webhook signatures
 
     @property
     def keys_dir(self) -> Path:
         return self.token_keys_dir or self.data_dir / "keys" / "public"
+
+    @property
+    def database(self) -> Path:
+        return self.data_dir / "visitbridge.db"
 
     @property
     def base_url(self) -> str:
@@ -57,16 +66,20 @@ def _convert(name: str, kind: str, raw: Any) -> Any:
                 return False
             raise ValueError(raw)
         if kind == "int":
-            if isinstance(raw, bool):
+            if isinstance(raw, (bool, float)):
                 raise ValueError(raw)
             return int(raw)
         if kind.startswith("Path"):
             return Path(str(raw)) if str(raw) else None
-        if kind == "tuple[str, ...]":
-            if isinstance(raw, (list, tuple)):
-                return tuple(str(x) for x in raw)
-            return tuple(x.strip() for x in str(raw).split(",") if x.strip())
-        return str(raw)
+        if kind.startswith("tuple["):
+            items = raw if isinstance(raw, (list, tuple)) else [
+                x.strip() for x in str(raw).split(",") if x.strip()]
+            if kind == "tuple[int, ...]":
+                return tuple(int(x) for x in items)
+            return tuple(str(x) for x in items)
+        if not isinstance(raw, str):
+            raise ValueError(raw)
+        return raw
     except (TypeError, ValueError):
         raise ConfigError(f"{name}: invalid value {raw!r} (expected {kind})") from None
 
@@ -105,5 +118,11 @@ def _validate(c: Config) -> None:
         raise ConfigError("max_video_bitrate: must be at least 100000 (bits per second)")
     if not c.token_issuer or not c.token_audience:
         raise ConfigError("token_issuer and token_audience: must not be empty")
+    if any(w <= 0 for w in c.warnings):
+        raise ConfigError("warnings: every warning must be a positive number of seconds")
+    if c.early_entry_s < 0 or c.all_left_grace_s < 0:
+        raise ConfigError("early_entry_s and all_left_grace_s: must not be negative")
+    if c.webhook_url and len(c.webhook_secret) < 16:
+        raise ConfigError("webhook_secret: set at least 16 characters when webhook_url is set")
     if c.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log_level: {c.log_level!r} is not debug, info, warning or error")

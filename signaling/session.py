@@ -1,8 +1,8 @@
-"""One WebSocket signaling session: the join handshake, then SDP and events.
+"""One WebSocket signaling session: the join (or monitor) handshake, then SDP and events.
 
 The protocol is in docs/protocol.md. Every refusal is an ``error`` message with a stable
-``code`` followed by a close with the code's 4xxx number. A malformed message after the
-join gets an ``error`` reply and changes nothing; the visit goes on.
+``code`` followed by a close with the code's 4xxx number, and is written to the audit
+log. A malformed message after the join gets an ``error`` reply and changes nothing.
 """
 
 from __future__ import annotations
@@ -15,30 +15,35 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from sfu.room import Member, Room, VisitInfo
+from sfu.lifecycle import Refused
+from sfu.room import Member, Monitor, Room, VisitInfo
 from sfu.rooms import Rooms
 from sfu.roster import Identity, RosterError
 
-from .tokens import VISIT_ROLES, TokenError, TokenVerifier
+from .tokens import VISIT_ROLES, Claims, TokenError, TokenVerifier
+from .visits import VisitRecords
 
 log = logging.getLogger(__name__)
 
 JOIN_TIMEOUT_S = 10.0
 
-# WebSocket close codes (4000-4999 are the application's).
+# WebSocket close codes (4000-4999 are the application's); see docs/protocol.md.
 CLOSE_CODES = {
-    "token": 4001,  # any token refusal code
-    "visit_full": 4003,
-    "wrong_role": 4003,
-    "visit_mismatch": 4003,
-    "bad_message": 4008,
-    "connected_elsewhere": 4009,
     "left": 4000,
-}
-
-MESSAGES = {
-    "bad_message": "The message could not be understood.",
-    "connected_elsewhere": "This visit was opened on another device.",
+    "token": 4001,  # every token refusal code
+    "visit_full": 4003,
+    "visit_mismatch": 4003,
+    "wrong_role": 4003,
+    "revoked": 4004,
+    "visit_ended": 4005,
+    "too_early": 4006,
+    "cancelled": 4007,
+    "privileged_visit": 4008,
+    "visit_not_live": 4008,
+    "bad_message": 4400,
+    "connected_elsewhere": 4009,
+    "ended": 4010,
+    "server_shutdown": 4011,
 }
 
 
@@ -57,13 +62,15 @@ class WsConnection:
     async def close(self, code: str, message: str) -> None:
         self.closed_by_server = True
         if not self.ws.closed:
-            await self.ws.send_json({"type": "error", "code": code, "message": message})
+            if code != "ended":  # an ended visit already sent its "ended" event
+                await self.ws.send_json({"type": "error", "code": code, "message": message})
             await self.ws.close(code=CLOSE_CODES.get(code, 4000), message=code.encode())
 
 
-async def refuse(ws: web.WebSocketResponse, code: str, message: str, close_code: int) -> None:
+async def refuse(ws: web.WebSocketResponse, code: str, message: str) -> None:
     await ws.send_json({"type": "error", "code": code, "message": message})
-    await ws.close(code=close_code, message=code.encode())
+    close = CLOSE_CODES["token"] if code not in CLOSE_CODES else CLOSE_CODES[code]
+    await ws.close(code=close, message=code.encode())
 
 
 def _parse(data: str) -> dict[str, Any] | None:
@@ -77,9 +84,17 @@ def _parse(data: str) -> dict[str, Any] | None:
 
 
 class Session:
-    def __init__(self, verifier: TokenVerifier, rooms: Rooms) -> None:
+    def __init__(self, verifier: TokenVerifier, rooms: Rooms, records: VisitRecords) -> None:
         self._verifier = verifier
         self._rooms = rooms
+        self._records = records
+
+    def _audit_refusal(self, code: str, claims: Claims | None, visit: str | None,
+                       action: str) -> None:
+        self._records.audit.record(
+            action=action, outcome="refused", reason=code, now=time.time(),
+            actor=claims.sub if claims else "unknown", role=claims.role if claims else "",
+            visit=visit)
 
     async def run(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=10.0, max_msg_size=256 * 1024)
@@ -87,34 +102,45 @@ class Session:
         try:
             first = await asyncio.wait_for(ws.receive(), JOIN_TIMEOUT_S)
         except TimeoutError:
-            await refuse(ws, "bad_message", "No join message was received in time.", 4008)
+            await refuse(ws, "bad_message", "No join message was received in time.")
             return ws
         message = _parse(first.data) if first.type == WSMsgType.TEXT else None
-        if message is None or message["type"] != "join" or not isinstance(
-                message.get("token"), str):
-            await refuse(ws, "bad_message", "The first message must be a join with a token.",
-                         4008)
+        if (message is None or message["type"] not in ("join", "monitor")
+                or not isinstance(message.get("token"), str)):
+            await refuse(ws, "bad_message", "The first message must be a join with a token.")
             return ws
-        expected_visit = message.get("visit")
+        if message["type"] == "monitor":
+            await self._monitor(ws, message)
+        else:
+            await self._join(ws, message)
+        return ws
+
+    async def _join(self, ws: web.WebSocketResponse, message: dict[str, Any]) -> None:
+        expected = message.get("visit")
         try:
             claims = await self._verifier.verify(
                 message["token"], now=time.time(), roles=VISIT_ROLES,
-                visit_id=expected_visit if isinstance(expected_visit, str) else None)
+                visit_id=expected if isinstance(expected, str) else None)
         except TokenError as exc:
             log.info("join refused", extra={"code": exc.code})
-            await refuse(ws, exc.code, exc.message, CLOSE_CODES["token"])
-            return ws
+            self._audit_refusal(exc.code, None, None, "join")
+            await refuse(ws, exc.code, exc.message)
+            return
         assert claims.visit is not None  # VISIT_ROLES tokens always carry one
         visit = VisitInfo(claims.visit.id, claims.visit.starts_at, claims.visit.ends_at,
                           claims.visit.privileged)
         connection = WsConnection(ws)
         try:
+            self._check_booking(visit.id, claims.sub)
             room = self._rooms.open(visit)
             member = await room.join(Identity(claims.sub, claims.name, claims.role), connection)
-        except RosterError as exc:
+        except ConnectionError:
+            return  # the page went away during the join
+        except (RosterError, Refused) as exc:
             log.info("join refused", extra={"code": exc.code, "visit": visit.id})
-            await refuse(ws, exc.code, exc.message, CLOSE_CODES.get(exc.code, 4003))
-            return ws
+            self._audit_refusal(exc.code, claims, visit.id, "join")
+            await refuse(ws, exc.code, exc.message)
+            return
         log.info("joined", extra={"visit": visit.id, "participant": claims.sub})
         cause = "disconnected"
         try:
@@ -122,25 +148,67 @@ class Session:
         finally:
             if not connection.closed_by_server:
                 await room.leave(member, cause)
-            log.info("left", extra={"visit": visit.id, "participant": claims.sub})
-        return ws
+            log.info("left", extra={"visit": visit.id, "participant": claims.sub,
+                                    "cause": cause})
 
-    async def _serve(self, ws: web.WebSocketResponse, room: Room, member: Member) -> str:
-        """Handle the member's messages until they leave; return the cause."""
+    def _check_booking(self, visit_id: str, sub: str) -> None:
+        row = self._records.store.visit(visit_id)
+        if row is not None and row.state == "ended":
+            if row.cause == "cancelled":
+                raise Refused("cancelled", "this visit was cancelled")
+            raise Refused("visit_ended", "this visit has ended")
+        if self._records.store.revoked(visit_id, sub):
+            raise Refused("revoked", "this participant's access to the visit was withdrawn")
+
+    async def _monitor(self, ws: web.WebSocketResponse, message: dict[str, Any]) -> None:
+        visit_id = message.get("visit")
+        try:
+            claims = await self._verifier.verify(message["token"], now=time.time(),
+                                                 roles=("officer",))
+        except TokenError as exc:
+            self._audit_refusal(exc.code, None, visit_id if isinstance(visit_id, str) else None,
+                                "monitor_start")
+            await refuse(ws, exc.code, exc.message)
+            return
+        room = self._rooms.get(visit_id) if isinstance(visit_id, str) else None
+        connection = WsConnection(ws)
+        try:
+            if room is None:
+                raise Refused("visit_not_live", "this visit is not taking place now")
+            mon = await room.monitor(Identity(claims.sub, claims.name, claims.role),
+                                     connection)
+        except (RosterError, Refused) as exc:
+            self._audit_refusal(exc.code, claims, visit_id if isinstance(visit_id, str)
+                                else None, "monitor_start")
+            await refuse(ws, exc.code, exc.message)
+            return
+        audit = self._records.audit
+        audit.record(action="monitor_start", actor=claims.sub, role=claims.role,
+                     visit=room.visit.id, now=time.time())
+        try:
+            await self._serve(ws, room, mon)
+        finally:
+            await room.stop_monitor(mon)
+            audit.record(action="monitor_stop", actor=claims.sub, role=claims.role,
+                         visit=room.visit.id, now=time.time())
+
+    async def _serve(self, ws: web.WebSocketResponse, room: Room,
+                     who: Member | Monitor) -> str:
+        """Handle messages until the peer leaves; return the cause."""
         async for msg in ws:
             if msg.type != WSMsgType.TEXT:
                 continue
             message = _parse(msg.data)
             try:
                 if message is None:
-                    raise RosterError("bad_message", MESSAGES["bad_message"])
+                    raise RosterError("bad_message", "The message could not be understood.")
                 kind = message["type"]
                 if kind == "answer" and isinstance(message.get("sdp"), str):
-                    await room.answer(member, message["sdp"])
+                    await room.answer(who, message["sdp"])
                 elif kind == "candidate" and isinstance(message.get("candidate"), dict):
-                    await member.peer.add_candidate(message["candidate"])
-                elif kind == "media_state":
-                    await room.set_media(member, bool(message.get("audio")),
+                    await who.peer.add_candidate(message["candidate"])
+                elif kind == "media_state" and isinstance(who, Member):
+                    await room.set_media(who, bool(message.get("audio")),
                                          bool(message.get("video")))
                 elif kind == "leave":
                     await ws.close(code=CLOSE_CODES["left"], message=b"left")
@@ -149,9 +217,9 @@ class Session:
                     raise RosterError("bad_message", f"unexpected message type {kind!r}")
             except RosterError as exc:
                 await ws.send_json({"type": "error", "code": exc.code, "message": exc.message})
-            except (ValueError, KeyError, TypeError) as exc:
+            except Exception as exc:  # noqa: BLE001 - bad input must not end the visit
                 log.info("bad message", extra={"visit": room.visit.id,
-                                               "participant": member.who.sub})
+                                               "error": type(exc).__name__})
                 await ws.send_json({"type": "error", "code": "bad_message",
-                                    "message": f"The message could not be used: {exc}"})
+                                    "message": "The message could not be used."})
         return "disconnected"

@@ -34,6 +34,7 @@ async def test_two_parties_see_each_other_and_server_never_decodes(server: Serve
         await inmate.wait_for(lambda: inmate.video_from(1).frames >= 30, 15)
         await family.wait_for(lambda: family.video_from(0).frames >= 30, 15)
         await family.wait_for(lambda: family.audio.get(0) and family.audio[0].frames >= 50, 5)
+        await inmate.wait_for(lambda: inmate.audio.get(1) and inmate.audio[1].frames >= 50, 5)
 
         # Each decodes the other's picture, unchanged in size and colour.
         assert family.video_from(0).size == (320, 240)

@@ -22,16 +22,24 @@ const MESSAGES = {
   server_shutdown: "The visit server is restarting. Reconnecting…",
   camera: "We could not use your camera or microphone. You can still see and hear the visit. To be seen and heard, allow camera and microphone access and reload the page.",
   connection_lost: "The connection was lost. Reconnecting…",
+  revoked: "Your access to this visit was withdrawn by the facility.",
+  visit_ended: "This visit has ended.",
+  too_early: "The waiting room for this visit is not open yet. Please come back closer to the start time.",
+  cancelled: "The facility cancelled this visit.",
 };
-const RECONNECT = new Set(["server_shutdown"]);
-const ROLE_LABELS = { inmate: "resident", family: "family", attorney: "attorney" };
+// Errors after which the page must not reconnect on its own.
+const FATAL = new Set(["expired", "not_yet_valid", "bad_signature", "unknown_key",
+  "wrong_audience", "wrong_issuer", "unsupported_algorithm", "malformed", "missing_claim",
+  "wrong_role", "wrong_visit", "visit_full", "visit_mismatch", "connected_elsewhere",
+  "revoked", "visit_ended", "too_early", "cancelled"]);
 
 const $ = (id) => document.getElementById(id);
 const token = new URLSearchParams(location.hash.slice(1)).get("token");
 let local = null;          // MediaStream from the camera and microphone
 let ws = null;
 let pc = null;
-let slotMids = [];         // slot index -> {audio: mid, video: mid}
+let clockOffset = 0;      // server time - local time, seconds
+let ended = false;
 let people = new Map();    // participant id -> description
 let visit = null;
 let stopped = false;       // refused, replaced, ended or left: do not reconnect
@@ -48,42 +56,18 @@ function alertUser(code, fallback) {
 
 function clearAlert() { $("alert").hidden = true; $("alert").textContent = ""; }
 
-function describeRole(role) { return ROLE_LABELS[role] || role; }
-
 function tileFor(slot) {
-  let tile = document.querySelector(`li[data-slot="${slot}"]`);
-  if (tile) return tile;
-  tile = document.createElement("li");
-  tile.className = "tile remote";
-  tile.dataset.slot = String(slot);
-  tile.hidden = true;
-  const video = document.createElement("video");
-  video.className = "video";
-  video.autoplay = true;
-  video.playsInline = true;
-  video.muted = true;  // sound plays through the audio element
-  const audio = document.createElement("audio");
-  audio.autoplay = true;
-  const name = document.createElement("p");
-  name.className = "name";
-  const state = document.createElement("p");
-  state.className = "state";
-  tile.append(video, audio, name, state);
-  $("tiles").append(tile);
-  return tile;
+  return document.querySelector(`li[data-slot="${slot}"]`) || makeTile($("tiles"), slot, false);
 }
 
 function renderPerson(p) {
   people.set(p.id, p);
   const tile = tileFor(p.slot);
   tile.dataset.participant = p.id;
-  const label = `${p.name} (${describeRole(p.role)})`;
+  const label = describePerson(p);
   tile.querySelector(".name").textContent = label;
   tile.querySelector("video").setAttribute("aria-label", `Video of ${label}`);
-  const notes = [];
-  if (p.audio === false) notes.push("microphone muted");
-  if (p.video === false) notes.push("camera off");
-  tile.querySelector(".state").textContent = notes.join(", ");
+  tile.querySelector(".state").textContent = personNotes(p);
   tile.hidden = false;
 }
 
@@ -97,9 +81,11 @@ function removePerson(id) {
 
 function updateClock() {
   if (!visit) return;
-  const now = Date.now() / 1000;
+  const now = Date.now() / 1000 + clockOffset;
   const el = $("clock");
-  if (now < visit.starts_at) {
+  if (ended) {
+    el.textContent = "Visit ended";
+  } else if (now < visit.starts_at) {
     el.textContent = `Visit starts in ${formatSeconds(visit.starts_at - now)}`;
   } else {
     const left = Math.max(0, visit.ends_at - now);
@@ -108,11 +94,14 @@ function updateClock() {
   }
 }
 
-function formatSeconds(s) {
-  s = Math.ceil(s);
-  const m = Math.floor(s / 60);
-  const r = s % 60;
-  return `${m}:${String(r).padStart(2, "0")}`;
+function showWarning(remaining) {
+  const minutes = Math.round(remaining / 60);
+  const text = remaining >= 60
+    ? `${minutes} minute${minutes === 1 ? "" : "s"} left in this visit.`
+    : `${remaining} seconds left in this visit.`;
+  const box = $("notice");
+  box.textContent = text;
+  box.hidden = false;
 }
 
 async function startCamera() {
@@ -171,11 +160,14 @@ async function handle(msg) {
     case "joined":
       retryDelay = 500;
       visit = msg.visit;
+      clockOffset = msg.visit.server_time - Date.now() / 1000;
       $("self-name").textContent = msg.you.name;
       $("title").textContent = "Video visit";
       $("lobby").hidden = true;
       $("controls").hidden = false;
-      status("Connected. Waiting for the video to start…");
+      status(visit.state === "waiting"
+        ? `You are in the waiting room. The visit starts at ${new Date(visit.starts_at * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}.`
+        : "Connected. Waiting for the video to start…");
       for (const p of msg.participants) renderPerson(p);
       if (!clockTimer) clockTimer = setInterval(updateClock, 1000);
       updateClock();
@@ -194,10 +186,35 @@ async function handle(msg) {
       if (p) status(`${p.name} left the visit.`);
       break;
     }
+    case "visit_started":
+      status("The visit has started.");
+      break;
+    case "warning":
+      showWarning(msg.remaining_s);
+      break;
+    case "muted":
+      $("self-state").textContent = msg.muted ? "An officer muted your microphone." : "An officer unmuted your microphone.";
+      status(msg.muted ? "An officer muted your microphone. The others cannot hear you." : "An officer unmuted your microphone.");
+      break;
+    case "ended":
+      ended = true;
+      stopped = true;
+      $("ended").textContent = `${END_CAUSES[msg.cause] || "The visit has ended."}${msg.reason && msg.cause !== "slot_ended" ? ` Reason: ${msg.reason}` : ""}`;
+      $("ended").hidden = false;
+      $("ended").dataset.cause = msg.cause;
+      $("notice").hidden = true;
+      status("The visit has ended.");
+      showEnded();
+      updateClock();
+      break;
     case "error":
+      if (msg.code === "bad_message") { console.warn(msg.message); break; }
       alertUser(msg.code, msg.message);
-      if (!RECONNECT.has(msg.code)) stopped = true;
-      if (stopped) { status("You are not connected to the visit."); showEnded(); }
+      if (FATAL.has(msg.code)) {
+        stopped = true;
+        status("You are not connected to the visit.");
+        showEnded();
+      }
       break;
     default:
       break;
@@ -212,36 +229,18 @@ function showEnded() {
 
 async function answer(offer) {
   closePeer();
-  slotMids = offer.slots;
-  pc = new RTCPeerConnection({ iceServers: offer.ice_servers || [] });
-  const conn = pc;
-  conn.onicecandidate = (e) => send({ type: "candidate", candidate: e.candidate ? e.candidate.toJSON() : {} });
-  conn.ontrack = (e) => {
-    const mid = e.transceiver.mid;
-    const slot = slotMids.findIndex((s) => s.audio === mid || s.video === mid);
-    if (slot < 0) return;
-    const tile = tileFor(slot);
-    const el = tile.querySelector(e.track.kind === "video" ? "video" : "audio");
-    el.srcObject = new MediaStream([e.track]);
-  };
-  conn.onconnectionstatechange = () => {
-    if (conn !== pc) return;
-    if (conn.connectionState === "connected") status("Connected to the visit.");
-    if (conn.connectionState === "failed" && ws) ws.close();
-  };
-  await conn.setRemoteDescription({ type: "offer", sdp: offer.sdp });
-  for (const kind of ["audio", "video"]) {
-    const mid = offer.publish[kind];
-    const tr = conn.getTransceivers().find((t) => t.mid === mid);
-    const track = local && local.getTracks().find((t) => t.kind === kind);
-    if (tr && track) {
-      tr.direction = "sendonly";
-      await tr.sender.replaceTrack(track);
-      tr.sender.setStreams(local);
-    }
-  }
-  await conn.setLocalDescription(await conn.createAnswer());
-  send({ type: "answer", sdp: conn.localDescription.sdp });
+  pc = await acceptOffer(offer, {
+    local,
+    send,
+    onTrack: (slot, track) => {
+      const el = tileFor(slot).querySelector(track.kind === "video" ? "video" : "audio");
+      el.srcObject = new MediaStream([track]);
+    },
+    onState: (state) => {
+      if (state === "connected") status("Connected to the visit.");
+      if (state === "failed" && ws) ws.close();
+    },
+  });
   sendMediaState();
 }
 

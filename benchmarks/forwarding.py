@@ -1,0 +1,102 @@
+"""Forwarding benchmark: server CPU per forwarded packet under N two-party visits.
+
+    python -m benchmarks.forwarding --visits 10 --seconds 30 --warmup 5
+    python -m benchmarks.forwarding --visits 1 --seconds 20 --baseline mediarelay
+
+Starts the real server (``python -m signaling.cli serve``) in a temporary data
+directory, joins N visits of two parties each through the real WebSocket signaling,
+sends pre-encoded VP8 + Opus from every party, and measures one window after the
+warm-up. Prints one JSON line and appends it, with the run's context, to
+benchmarks/results/forwarding.jsonl. The method is described in BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from .load import run_load
+from .measure import append_result, run_info
+from .media import EncodedClip, encode_opus, encode_vp8
+from .receive import disable_decoding
+from .server import ServerProcess
+
+RESULTS = Path(__file__).resolve().parent / "results" / "forwarding.jsonl"
+BASELINES = {"mediarelay": "benchmarks.mediarelay_server"}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.forwarding",
+                                description=__doc__.split("\n", 1)[0])
+    p.add_argument("--visits", type=int, required=True, help="concurrent two-party visits")
+    p.add_argument("--seconds", type=float, required=True, help="length of the measured window")
+    p.add_argument("--warmup", type=float, default=5.0,
+                   help="seconds between all media flowing and the window (default 5)")
+    p.add_argument("--results", type=Path, default=RESULTS,
+                   help=f"JSON-lines file to append to (default {RESULTS})")
+    p.add_argument("--baseline", choices=sorted(BASELINES),
+                   help="also run the same load against a naive decode/re-encode relay")
+    return p
+
+
+async def _measure(module: str, args: argparse.Namespace, video: EncodedClip,
+                   audio: EncodedClip) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="visitbridge-bench-") as tmp:
+        server = ServerProcess(Path(tmp), module=module,
+                               args=("serve",) if module == "signaling.cli" else ())
+        server.start()
+        try:
+            return await run_load(server, args.visits, args.seconds, args.warmup, video, audio)
+        finally:
+            server.stop()
+
+
+def _install_loop() -> str:
+    """uvloop when available: the client's own overhead is then smallest."""
+    try:
+        import uvloop
+    except ImportError:
+        return "asyncio"
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return "uvloop"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.visits < 1 or args.seconds <= 0 or args.warmup < 0:
+        print("--visits must be >= 1, --seconds > 0, --warmup >= 0", file=sys.stderr)
+        return 2
+    disable_decoding()
+    loop_name = _install_loop()
+    started = time.monotonic()
+    video, audio = encode_vp8(), encode_opus()
+    print(f"encoded clips in {time.monotonic() - started:.1f} s: VP8 "
+          f"{video.bitrate_bps / 1e6:.2f} Mb/s, Opus {audio.bitrate_bps / 1e3:.0f} kb/s",
+          file=sys.stderr)
+    record: dict[str, Any] = {"benchmark": "forwarding"}
+    record["visitbridge"] = asyncio.run(_measure("signaling.cli", args, video, audio))
+    if args.baseline:
+        base = asyncio.run(_measure(BASELINES[args.baseline], args, video, audio))
+        record[args.baseline] = base
+        ours = record["visitbridge"]["server_us_per_forwarded_packet"]
+        theirs = base["server_us_per_forwarded_packet"]
+        record[f"{args.baseline}_over_visitbridge_cpu_per_packet"] = (
+            round(theirs / ours, 2) if ours and theirs else None)
+    record.update(run_info({k: (str(v) if isinstance(v, Path) else v)
+                            for k, v in vars(args).items()}, loop_name))
+    record["media"] = {"video_bps": round(video.bitrate_bps), "audio_bps": round(audio.bitrate_bps),
+                       "video": "VP8 640x480 30 fps", "audio": "Opus 20 ms"}
+    line = json.dumps(record)
+    print(line, flush=True)
+    append_result(args.results, record)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

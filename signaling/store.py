@@ -1,0 +1,113 @@
+"""What must outlive the process, in one SQLite file: visits seen, the ledger, revocations.
+
+The audit log and the webhook outbox keep their own tables in the same file. SQLite in
+WAL mode: writes are small and local, so they run on the event loop's thread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS visits (
+    id TEXT PRIMARY KEY,
+    starts_at REAL, ends_at REAL, privileged INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL, cause TEXT, reason TEXT NOT NULL DEFAULT '',
+    started_at REAL, ended_at REAL, updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS participants (
+    visit TEXT NOT NULL, sub TEXT NOT NULL, name TEXT NOT NULL, role TEXT NOT NULL,
+    seconds REAL NOT NULL DEFAULT 0, first_joined_at REAL, last_left_at REAL,
+    PRIMARY KEY (visit, sub)
+);
+CREATE TABLE IF NOT EXISTS revocations (
+    visit TEXT NOT NULL, sub TEXT NOT NULL, at REAL NOT NULL, by TEXT NOT NULL,
+    PRIMARY KEY (visit, sub)
+);
+"""
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, isolation_level=None)  # autocommit; explicit BEGIN where needed
+    db.row_factory = sqlite3.Row
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA busy_timeout=5000")
+    return db
+
+
+@dataclass(frozen=True)
+class VisitRow:
+    id: str
+    starts_at: float | None
+    ends_at: float | None
+    privileged: bool
+    state: str
+    cause: str | None
+    reason: str
+    started_at: float | None
+    ended_at: float | None
+
+
+class Store:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        db.executescript(SCHEMA)
+
+    def visit(self, visit_id: str) -> VisitRow | None:
+        row = self.db.execute("SELECT * FROM visits WHERE id = ?", (visit_id,)).fetchone()
+        if row is None:
+            return None
+        return VisitRow(row["id"], row["starts_at"], row["ends_at"], bool(row["privileged"]),
+                        row["state"], row["cause"], row["reason"], row["started_at"],
+                        row["ended_at"])
+
+    def save_visit(self, visit_id: str, now: float, *, state: str,
+                   starts_at: float | None = None, ends_at: float | None = None,
+                   privileged: bool | None = None, cause: str | None = None,
+                   reason: str | None = None, started_at: float | None = None,
+                   ended_at: float | None = None) -> None:
+        """Insert or update; ``None`` leaves a column as it was."""
+        self.db.execute(
+            "INSERT INTO visits (id, starts_at, ends_at, privileged, state, cause, reason, "
+            "started_at, ended_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?) "
+            "ON CONFLICT(id) DO UPDATE SET "
+            "starts_at = COALESCE(excluded.starts_at, starts_at), "
+            "ends_at = COALESCE(excluded.ends_at, ends_at), "
+            "privileged = CASE WHEN ? IS NULL THEN privileged ELSE excluded.privileged END, "
+            "state = excluded.state, cause = COALESCE(excluded.cause, cause), "
+            "reason = CASE WHEN ? IS NULL THEN reason ELSE excluded.reason END, "
+            "started_at = COALESCE(started_at, excluded.started_at), "
+            "ended_at = COALESCE(excluded.ended_at, ended_at), updated_at = excluded.updated_at",
+            (visit_id, starts_at, ends_at, int(bool(privileged)), state, cause, reason or "",
+             started_at, ended_at, now, privileged, reason))
+
+    def participant_seen(self, visit_id: str, sub: str, name: str, role: str,
+                         now: float) -> None:
+        self.db.execute(
+            "INSERT INTO participants (visit, sub, name, role, first_joined_at) "
+            "VALUES (?,?,?,?,?) ON CONFLICT(visit, sub) DO UPDATE SET name = excluded.name",
+            (visit_id, sub, name, role, now))
+
+    def add_seconds(self, visit_id: str, sub: str, seconds: float, now: float) -> None:
+        self.db.execute(
+            "UPDATE participants SET seconds = seconds + ?, last_left_at = ? "
+            "WHERE visit = ? AND sub = ?", (seconds, now, visit_id, sub))
+
+    def participants(self, visit_id: str) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT sub, name, role, seconds FROM participants WHERE visit = ? "
+            "ORDER BY first_joined_at", (visit_id,)).fetchall()
+        return [dict(r) for r in rows]
+
+    def revoke(self, visit_id: str, sub: str, by: str, now: float) -> None:
+        self.db.execute("INSERT OR IGNORE INTO revocations (visit, sub, at, by) VALUES (?,?,?,?)",
+                        (visit_id, sub, now, by))
+
+    def revoked(self, visit_id: str, sub: str) -> bool:
+        return self.db.execute("SELECT 1 FROM revocations WHERE visit = ? AND sub = ?",
+                               (visit_id, sub)).fetchone() is not None

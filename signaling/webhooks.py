@@ -1,0 +1,227 @@
+"""Signed webhooks to the records system, sent from a SQLite outbox.
+
+Every event is committed to the ``outbox`` table before anything is sent, so a crash,
+restart or receiver outage loses nothing. One sender delivers strictly in order: the
+oldest undelivered event is retried (with backoff) until the receiver answers 2xx, and
+nothing newer overtakes it, because the records system must see ``visit.ended`` after
+``visit.started``. Delivery is at least once: if the receiver's answer is lost the event
+is sent again with the same ``Visitbridge-Event-Id``, which receivers must use to ignore
+repeats. Run one sender per outbox.
+
+Each request is signed with HMAC-SHA256 over ``"<unix ts>." + body`` (header
+``Visitbridge-Signature: t=<ts>,v1=<hex>``); the timestamp lets receivers refuse replays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import random
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from prometheus_client import Counter, Gauge
+
+log = logging.getLogger(__name__)
+
+DELIVERIES = Counter("visitbridge_webhook_deliveries",
+                     "Webhook delivery attempts, by result", ["result"])
+OUTBOX_DEPTH = Gauge("visitbridge_webhook_outbox_depth",
+                     "Webhook events not yet delivered to the records system")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    type TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    body TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    last_error TEXT NOT NULL DEFAULT '',
+    delivered_at REAL
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (seq) WHERE delivered_at IS NULL;
+"""
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    type: str
+    body: str
+    attempts: int
+    next_attempt_at: float
+
+
+class Outbox:
+    """The durable queue; each method commits before returning."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        db.executescript(SCHEMA)
+        OUTBOX_DEPTH.set(self.depth())
+
+    def add(self, event_type: str, data: Mapping[str, Any], now: float) -> str:
+        event_id = uuid.uuid4().hex
+        body = json.dumps({"id": event_id, "type": event_type, "created_at": now,
+                           "data": dict(data)}, separators=(",", ":"), ensure_ascii=False)
+        with self._db:
+            self._db.execute("INSERT INTO outbox (id, type, created_at, body, next_attempt_at) "
+                             "VALUES (?, ?, ?, ?, ?)", (event_id, event_type, now, body, now))
+        OUTBOX_DEPTH.set(self.depth())
+        return event_id
+
+    def next_pending(self) -> Event | None:
+        row = self._db.execute(
+            "SELECT id, type, body, attempts, next_attempt_at FROM outbox "
+            "WHERE delivered_at IS NULL ORDER BY seq LIMIT 1").fetchone()
+        return None if row is None else Event(*tuple(row))
+
+    def mark_delivered(self, event_id: str, now: float) -> None:
+        with self._db:
+            self._db.execute("UPDATE outbox SET delivered_at = ?, last_error = '' "
+                             "WHERE id = ? AND delivered_at IS NULL", (now, event_id))
+        OUTBOX_DEPTH.set(self.depth())
+
+    def mark_failed(self, event_id: str, error: str, retry_at: float) -> None:
+        with self._db:
+            self._db.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ?, "
+                             "next_attempt_at = ? WHERE id = ?", (error, retry_at, event_id))
+
+    def depth(self) -> int:
+        return self._db.execute(
+            "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL").fetchone()[0]
+
+
+def sign(secret: bytes, body: bytes, timestamp: int) -> str:
+    mac = hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+def verify_signature(secret: bytes, header: str, body: bytes, now: float,
+                     tolerance_s: float = 300) -> bool:
+    """What a receiver runs. Several ``v1`` values are accepted, for secret rotation."""
+    timestamp: int | None = None
+    macs: list[str] = []
+    for part in header.split(","):
+        key, _, value = part.strip().partition("=")
+        if key == "t" and value.isascii() and value.isdigit():
+            timestamp = int(value)
+        elif key == "v1":
+            macs.append(value)
+    if timestamp is None or abs(now - timestamp) > tolerance_s:
+        return False
+    expected = sign(secret, body, timestamp).partition(",v1=")[2]
+    # compare_digest on every candidate, without stopping early, so timing reveals nothing.
+    return any([hmac.compare_digest(expected.encode(), mac.encode("utf-8", "replace"))
+                for mac in macs])
+
+
+def backoff_s(attempts: int, min_s: float, max_s: float, rand: float) -> float:
+    """Delay after failure number ``attempts`` (1 = the first); ``rand`` in [0, 1).
+
+    Exponential with "equal jitter": a random point in the upper half of a ceiling that
+    doubles per failure (2 * min_s, 4 * min_s, ... up to max_s), so a receiver coming back
+    is not hit by every retry at the same instant, yet each wait is at least min_s.
+    """
+    ceiling = min(max_s, min_s * 2.0 ** min(attempts, 60))
+    return max(min_s, ceiling * (0.5 + 0.5 * rand))
+
+
+class WebhookSender:
+    """Delivers the outbox to one URL from a background task."""
+
+    def __init__(self, outbox: Outbox, url: str, secret: bytes, *,
+                 clock: Callable[[], float] = time.time, min_backoff_s: float = 0.5,
+                 max_backoff_s: float = 60.0, timeout_s: float = 10.0) -> None:
+        self._outbox = outbox
+        self._url = url
+        self._secret = secret
+        self._clock = clock
+        self._min_backoff_s = min_backoff_s
+        self._max_backoff_s = max_backoff_s
+        self._timeout_s = timeout_s
+        self._wakeup = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="webhooks")
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    async def close(self) -> None:
+        """Stop after the request in flight, if any, so it is not sent twice."""
+        self._stopping = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+
+    async def _run(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=self._timeout_s)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            while not self._stopping:
+                # Cleared before reading the outbox, so an add() after the read still wakes us.
+                self._wakeup.clear()
+                try:
+                    delay = await self._step(session)
+                except sqlite3.Error:
+                    # A locked or busy database must not end delivery for good.
+                    log.exception("webhook outbox unavailable")
+                    delay = self._max_backoff_s
+                if delay != 0:
+                    await self._sleep(delay)
+
+    async def _step(self, session: aiohttp.ClientSession) -> float | None:
+        """Deliver the head event if due; returns how long to wait (None: until woken)."""
+        event = self._outbox.next_pending()
+        if event is None:
+            return None
+        delay = event.next_attempt_at - self._clock()
+        if delay > 0:
+            return delay
+        await self._deliver(session, event)
+        return 0
+
+    async def _sleep(self, delay: float | None) -> None:
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), delay)
+        except TimeoutError:
+            pass
+
+    async def _deliver(self, session: aiohttp.ClientSession, event: Event) -> None:
+        body = event.body.encode()
+        headers = {
+            "Content-Type": "application/json",
+            "Visitbridge-Event-Id": event.id,
+            "Visitbridge-Event-Type": event.type,
+            "Visitbridge-Signature": sign(self._secret, body, int(self._clock())),
+        }
+        try:
+            async with session.post(self._url, data=body, headers=headers) as response:
+                error = "" if 200 <= response.status < 300 else (
+                    f"HTTP {response.status} {response.reason or ''}".strip())
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            error = f"{type(exc).__name__}: {exc}".rstrip(": ")
+        now = self._clock()
+        if not error:
+            DELIVERIES.labels(result="delivered").inc()
+            self._outbox.mark_delivered(event.id, now)
+            return
+        DELIVERIES.labels(result="failed").inc()
+        delay = backoff_s(event.attempts + 1, self._min_backoff_s, self._max_backoff_s,
+                          random.random())
+        self._outbox.mark_failed(event.id, error, now + delay)
+        log.warning("webhook delivery failed, retrying", extra={
+            "event_id": event.id, "event_type": event.type, "attempts": event.attempts + 1,
+            "error": error, "retry_in_s": round(delay, 2)})

@@ -1,0 +1,85 @@
+// Shared by the join page and the officer console: answering the server's one offer.
+// The offer has fixed slots (participant i is always forwarded into slot i), so a page
+// maps each incoming track to a slot by its MID. See docs/protocol.md.
+"use strict";
+
+// Resolves to the RTCPeerConnection once the answer has been sent.
+// local: MediaStream to publish (or null); send: sends a signaling message;
+// onTrack(slot, track): a remote track for a slot; onState(state): connection state.
+async function acceptOffer(offer, { local, send, onTrack, onState }) {
+  const pc = new RTCPeerConnection({ iceServers: offer.ice_servers || [] });
+  pc.onicecandidate = (e) => send({ type: "candidate", candidate: e.candidate ? e.candidate.toJSON() : {} });
+  pc.ontrack = (e) => {
+    const mid = e.transceiver.mid;
+    const slot = offer.slots.findIndex((s) => s.audio === mid || s.video === mid);
+    if (slot >= 0) onTrack(slot, e.track);
+  };
+  pc.onconnectionstatechange = () => onState(pc.connectionState);
+  await pc.setRemoteDescription({ type: "offer", sdp: offer.sdp });
+  for (const kind of ["audio", "video"]) {
+    const mid = offer.publish[kind];
+    const tr = pc.getTransceivers().find((t) => t.mid === mid);
+    const track = local && local.getTracks().find((t) => t.kind === kind);
+    if (tr && track) {
+      tr.direction = "sendonly";
+      await tr.sender.replaceTrack(track);
+      tr.sender.setStreams(local);
+    }
+  }
+  await pc.setLocalDescription(await pc.createAnswer());
+  send({ type: "answer", sdp: pc.localDescription.sdp });
+  return pc;
+}
+
+// A tile for one slot: video, audio sink (remote audio is only decoded with a sink),
+// name and state lines. Created hidden; shown when a participant takes the slot.
+function makeTile(list, slot, muted) {
+  const tile = document.createElement("li");
+  tile.className = "tile remote";
+  tile.dataset.slot = String(slot);
+  tile.hidden = true;
+  const video = document.createElement("video");
+  video.className = "video";
+  video.autoplay = true;
+  video.playsInline = true;
+  video.muted = true;  // sound plays through the audio element
+  const audio = document.createElement("audio");
+  audio.autoplay = true;
+  audio.muted = !!muted;
+  const name = document.createElement("p");
+  name.className = "name";
+  const state = document.createElement("p");
+  state.className = "state";
+  tile.append(video, audio, name, state);
+  list.append(tile);
+  return tile;
+}
+
+const ROLE_LABELS = { inmate: "resident", family: "family", attorney: "attorney" };
+
+function describePerson(p) {
+  return `${p.name} (${ROLE_LABELS[p.role] || p.role})`;
+}
+
+function personNotes(p) {
+  const notes = [];
+  if (p.muted_by_officer) notes.push("muted by an officer");
+  else if (p.audio === false) notes.push("microphone muted");
+  if (p.video === false) notes.push("camera off");
+  return notes.join(", ");
+}
+
+function formatSeconds(s) {
+  s = Math.max(0, Math.ceil(s));
+  const m = Math.floor(s / 60);
+  return `${m}:${String(s % 60).padStart(2, "0")}`;
+}
+
+const END_CAUSES = {
+  slot_ended: "The visit time is over.",
+  ended_by_officer: "An officer ended the visit.",
+  cancelled: "The facility cancelled this visit.",
+  recording_failed: "The visit had to stop because the recording system failed. This is not your fault. Please contact the facility.",
+  all_left: "Everyone left, so the visit ended.",
+  server_shutdown: "The visit server was restarted, so the visit ended. Please contact the facility.",
+};
