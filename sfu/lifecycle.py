@@ -147,7 +147,7 @@ class VisitLifecycle:
                 if w not in self._warned and now >= self.ends_at - w:
                     self._warned.add(w)
                     if now < self.ends_at:
-                        events.append(EndWarning(max(0, int(self.ends_at - now))))
+                        events.append(EndWarning(max(0, round(self.ends_at - now))))
         if self.state in (State.WAITING, State.LIVE):
             # Whichever deadline passed first decides the cause, even for a late tick.
             all_left = self._all_left_at()
