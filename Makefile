@@ -34,4 +34,4 @@ test: $(VENV)/.test system-packages lint
 	$(PY) -m pytest
 
 bench: $(VENV)/.base
-	$(PY) -m benchmarks.cpu_per_packet
+	$(PY) -m benchmarks.forwarding --visits 10 --seconds 30

@@ -28,7 +28,12 @@ from .receive import disable_decoding
 from .server import ServerProcess
 
 RESULTS = Path(__file__).resolve().parent / "results" / "forwarding.jsonl"
-BASELINES = {"mediarelay": "benchmarks.mediarelay_server"}
+# name -> (module run with ``python -m``, its arguments)
+SERVERS = {
+    "visitbridge": ("signaling.cli", ("serve",)),
+    "mediarelay": ("benchmarks.mediarelay_server", ()),
+}
+BASELINES = ("mediarelay",)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -39,17 +44,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=float, default=5.0,
                    help="seconds between all media flowing and the window (default 5)")
     p.add_argument("--results", type=Path, default=RESULTS,
-                   help=f"JSON-lines file to append to (default {RESULTS})")
+                   help="JSON-lines file to append to "
+                        "(default benchmarks/results/forwarding.jsonl)")
     p.add_argument("--baseline", choices=sorted(BASELINES),
                    help="also run the same load against a naive decode/re-encode relay")
     return p
 
 
-async def _measure(module: str, args: argparse.Namespace, video: EncodedClip,
+async def _measure(name: str, args: argparse.Namespace, video: EncodedClip,
                    audio: EncodedClip) -> dict[str, Any]:
+    module, module_args = SERVERS[name]
     with tempfile.TemporaryDirectory(prefix="visitbridge-bench-") as tmp:
-        server = ServerProcess(Path(tmp), module=module,
-                               args=("serve",) if module == "signaling.cli" else ())
+        server = ServerProcess(Path(tmp), module=module, args=module_args)
         server.start()
         try:
             return await run_load(server, args.visits, args.seconds, args.warmup, video, audio)
@@ -80,9 +86,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{video.bitrate_bps / 1e6:.2f} Mb/s, Opus {audio.bitrate_bps / 1e3:.0f} kb/s",
           file=sys.stderr)
     record: dict[str, Any] = {"benchmark": "forwarding"}
-    record["visitbridge"] = asyncio.run(_measure("signaling.cli", args, video, audio))
+    record["visitbridge"] = asyncio.run(_measure("visitbridge", args, video, audio))
     if args.baseline:
-        base = asyncio.run(_measure(BASELINES[args.baseline], args, video, audio))
+        base = asyncio.run(_measure(args.baseline, args, video, audio))
         record[args.baseline] = base
         ours = record["visitbridge"]["server_us_per_forwarded_packet"]
         theirs = base["server_us_per_forwarded_packet"]
@@ -92,8 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                             for k, v in vars(args).items()}, loop_name))
     record["media"] = {"video_bps": round(video.bitrate_bps), "audio_bps": round(audio.bitrate_bps),
                        "video": "VP8 640x480 30 fps", "audio": "Opus 20 ms"}
-    line = json.dumps(record)
-    print(line, flush=True)
+    print(json.dumps(record), flush=True)
     append_result(args.results, record)
     return 0
 

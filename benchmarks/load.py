@@ -43,6 +43,7 @@ class Snapshot:
     received: dict[str, TapTotals]  # by kind
     sent_frames: int
     late_frames: int
+    keyframe_requests: int
     server_rss_mb: float | None
 
     def metric(self, name: str) -> float:
@@ -85,15 +86,17 @@ async def _snapshot(server: ServerProcess, http: aiohttp.ClientSession,
                     parties: list[Party]) -> Snapshot:
     metrics = await server.metrics(http)
     received = {"audio": TapTotals(), "video": TapTotals()}
-    sent = late = 0
+    sent = late = keyframe_requests = 0
     for party in parties:
         for kind, totals in party.received().items():
             received[kind] = received[kind] + totals
         for stats in party.sent().values():
             sent += stats.frames
             late += stats.late
+            keyframe_requests += stats.keyframe_requests
     return Snapshot(time.monotonic(), server.cpu_seconds(), process_cpu_seconds(os.getpid()),
-                    metrics, received, sent, late, process_rss_mb(server.pid))
+                    metrics, received, sent, late, keyframe_requests,
+                    process_rss_mb(server.pid))
 
 
 def _summarize(start: Snapshot, end: Snapshot, parties: list[Party], join_errors: list[str],
@@ -107,8 +110,6 @@ def _summarize(start: Snapshot, end: Snapshot, parties: list[Party], join_errors
     video_streams = sum(1 for p in parties for t in p.taps
                         if t.kind == "video" and t.first_video_at is not None)
     sent_frames = end.sent_frames - start.sent_frames
-    keyframe_requests = sum(p.tracks["video"].stats.keyframe_requests
-                            for p in parties if "video" in p.tracks)
     return {
         "window_s": round(window, 2),
         "parties": len(parties),
@@ -134,7 +135,9 @@ def _summarize(start: Snapshot, end: Snapshot, parties: list[Party], join_errors
         "join_ms": distribution_ms([s for p in parties if (s := p.join_seconds) is not None]),
         "join_to_keyframe_ms": distribution_ms(
             [s for p in parties if (s := p.picture_seconds) is not None]),
-        "keyframe_requests_to_publishers": keyframe_requests,
+        "keyframe_requests_to_publishers": end.keyframe_requests - start.keyframe_requests,
+        # PLIs subscribers sent because their first video was not a keyframe (whole run).
+        "subscriber_plis_at_join": sum(t.plis_sent for p in parties for t in p.taps),
         "loop_lag_ms": lag.summary(),
         "client_cpu_s": round(end.client_cpu_s - start.client_cpu_s, 3),
         "client_cpu_pct_of_core": round(

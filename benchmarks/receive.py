@@ -10,8 +10,9 @@ starting decoder threads in this process at all.
 
 Like a browser, the tap still feeds aiortc's receive statistics (so receiver reports
 flow back to the server) and NACKs gaps once (so the server's retransmission path is
-exercised when packets are lost). It sends no REMB: aiortc's estimator is a notable CPU
-cost, and the server then holds publishers at its configured cap.
+exercised when packets are lost), and asks for a keyframe (PLI) while it has none, as
+Chrome does. It sends no REMB: aiortc's estimator is a notable CPU cost, and publishers
+of pre-encoded media could not adapt their bitrate to it anyway.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from aiortc.rtp import RtpPacket
 SEQ_MOD = 1 << 16
 REORDER_S = 1.0  # a missing packet still absent after this long is lost
 MAX_GAP = 3000  # a larger jump is a stream restart, not loss
+KEYFRAME_WAIT_S = 0.2
 
 
 class SeqTracker:
@@ -124,6 +126,8 @@ class ReceiveTap:
         self.retransmissions = 0
         self.first_video_at: float | None = None
         self.first_keyframe_at: float | None = None
+        self._last_pli_at = 0.0
+        self.plis_sent = 0
         receiver._handle_rtp_packet = self.on_rtp  # type: ignore[method-assign]
 
     async def on_rtp(self, packet: RtpPacket, arrival_time_ms: int) -> None:
@@ -148,16 +152,29 @@ class ReceiveTap:
             if self.kind == "audio" or packet.marker:
                 self.frames += 1
             if self.first_keyframe_at is None and self.kind == "video" and packet.payload:
-                if self.first_video_at is None:
-                    self.first_video_at = now
-                if starts_vp8_keyframe(packet.payload):
-                    self.first_keyframe_at = now
+                await self._await_keyframe(packet, now)
         tracker = self._seqs.get(ssrc)
         if tracker is None:
             tracker = self._seqs[ssrc] = SeqTracker()
         missing = tracker.add(seq, now)
         if missing and self._nack:
             await self._receiver._send_rtcp_nack(ssrc, missing)
+
+    async def _await_keyframe(self, packet: RtpPacket, now: float) -> None:
+        """Until the first keyframe, ask for one every KEYFRAME_WAIT_S, as Chrome does.
+
+        A browser cannot show delta frames without their keyframe; Chrome requests one
+        when nothing has been decodable for 200 ms, and repeats. Without this the client
+        would wait for the publisher's next periodic keyframe, which browsers never send.
+        """
+        if self.first_video_at is None:
+            self.first_video_at = self._last_pli_at = now
+        if starts_vp8_keyframe(packet.payload):
+            self.first_keyframe_at = now
+        elif now - self._last_pli_at >= KEYFRAME_WAIT_S:
+            self._last_pli_at = now
+            self.plis_sent += 1
+            await self._receiver._send_rtcp_pli(packet.ssrc)
 
     def totals(self) -> TapTotals:
         now = time.monotonic()

@@ -27,6 +27,12 @@ class KeyframeRequests:
         self.relayed += 1
         return True
 
+    def wait_s(self, now: float) -> float:
+        """Seconds until a request would be relayed again."""
+        if self._last is None:
+            return 0.0
+        return max(0.0, self._min_interval - (now - self._last))
+
 
 class BitrateEstimates:
     """Lowest recent REMB among a track's subscribers, capped."""

@@ -153,6 +153,8 @@ class TrackForwarder:
         self.estimates = BitrateEstimates(max_bitrate_bps)
         self.muted = False
         self.media_ssrc: int | None = None
+        self._keyframe_pending = False
+        self._deferred: asyncio.TimerHandle | None = None
         self._labels_packets = metrics.FORWARDED_PACKETS.labels(kind)
         self._labels_bytes = metrics.FORWARDED_BYTES.labels(kind)
         self._remb_task: asyncio.Task[None] | None = None
@@ -182,6 +184,8 @@ class TrackForwarder:
             self.detach(sink)
         if self._remb_task is not None:
             self._remb_task.cancel()
+        if self._deferred is not None:
+            self._deferred.cancel()
 
     async def on_rtp(self, packet: RtpPacket, arrival_time_ms: int) -> None:
         codec = self._codecs.get(packet.payload_type)
@@ -198,6 +202,10 @@ class TrackForwarder:
                 return
             packet = unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)
             codec = self._codecs[apt]
+        if self.media_ssrc is None and self._keyframe_pending:
+            self.media_ssrc = packet.ssrc
+            self._keyframe_pending = False
+            asyncio.ensure_future(self.request_keyframe())
         self.media_ssrc = packet.ssrc
         if self._nacks is not None and self._nacks.add(packet):
             missing = sorted(self._nacks.missing)
@@ -235,13 +243,30 @@ class TrackForwarder:
                 metrics.RETRANSMISSIONS.inc()
 
     async def request_keyframe(self) -> None:
-        if self.kind != "video" or self.media_ssrc is None:
+        """Ask the publisher for a keyframe, at most once per interval.
+
+        A request is never lost: before the publisher's first packet it waits for that
+        packet, and inside the rate-limit interval it is sent when the interval ends.
+        """
+        if self.kind != "video":
             return
-        if self.keyframes.should_relay(self._clock()):
+        if self.media_ssrc is None:
+            self._keyframe_pending = True
+            return
+        now = self._clock()
+        if self.keyframes.should_relay(now):
             metrics.KEYFRAME_REQUESTS.labels("relayed").inc()
             await self._receiver._send_rtcp_pli(self.media_ssrc)
+        elif self._deferred is None:
+            metrics.KEYFRAME_REQUESTS.labels("deferred").inc()
+            delay = self.keyframes.wait_s(now)
+            self._deferred = asyncio.get_event_loop().call_later(delay, self._send_deferred)
         else:
             metrics.KEYFRAME_REQUESTS.labels("suppressed").inc()
+
+    def _send_deferred(self) -> None:
+        self._deferred = None
+        asyncio.ensure_future(self.request_keyframe())
 
     async def _run_remb(self) -> None:
         while True:

@@ -245,9 +245,10 @@ class Room:
             except TimeoutError:
                 pass
             self._wakeup.clear()
-            await self._handle(self.lifecycle.tick(self._clock()))
+            await self._handle(self.lifecycle.tick(self._clock()), wake=False)
 
-    async def _handle(self, events: list[Event]) -> None:
+    async def _handle(self, events: list[Event], wake: bool = True) -> None:
+        """Act on lifecycle events; ``wake`` re-arms the timer (deadlines may have moved)."""
         for event in events:
             if isinstance(event, MediaHeld):
                 self._apply_gate()
@@ -258,7 +259,8 @@ class Room:
                 await self._broadcast({"type": "warning", "remaining_s": event.remaining_s})
             elif isinstance(event, Ending):
                 await self._finish(event)
-        self._wakeup.set()
+        if wake:
+            self._wakeup.set()
 
     async def _finish(self, event: Ending) -> None:
         log.info("visit ending", extra={"visit": self.visit.id, "cause": event.cause})
