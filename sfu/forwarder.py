@@ -27,7 +27,10 @@ from aiortc.rtp import (
     RTCP_RTPFB_NACK,
     HeaderExtensions,
     RtcpPsfbPacket,
+    RtcpReceiverInfo,
+    RtcpRrPacket,
     RtcpRtpfbPacket,
+    RtcpSrPacket,
     RtpPacket,
     pack_remb_fci,
     unpack_remb_fci,
@@ -39,6 +42,7 @@ from . import metrics
 from .feedback import BitrateEstimates, KeyframeRequests
 from .history import PacketHistory
 from .rewrite import StreamRewriter
+from .tap import Tap
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +55,7 @@ class Sink:
 
     def __init__(self, sender: RTCRtpSender, kind: str) -> None:
         self.kind = kind
+        self.clock_rate = 90000 if kind == "video" else 48000
         self._sender = sender
         self._original_rtcp = sender._handle_rtcp_packet
         sender._handle_rtcp_packet = self._handle_rtcp  # type: ignore[method-assign]
@@ -68,6 +73,7 @@ class Sink:
         self._extensions = HeaderExtensions()
         self.packets = 0
         self.octets = 0
+        self.on_first_packet: Callable[[], None] | None = None
 
     def configure(self, codecs: list[RTCRtpCodecParameters], mid: str | None) -> None:
         """Take the negotiated codecs (after the answer) and the slot's MID."""
@@ -103,6 +109,9 @@ class Sink:
             await transport._send_rtp(out.serialize(transport._rtp_header_extensions_map))
         except ConnectionError:
             return False
+        if self.on_first_packet is not None:
+            first, self.on_first_packet = self.on_first_packet, None
+            first()
         if not rtx:
             # Keep the sender's RTCP sender reports truthful (aiortc reads these).
             s = self._sender
@@ -132,6 +141,18 @@ class Sink:
                 source.estimates.report(self, bitrate, source.now())
         else:
             await self._original_rtcp(packet)  # sender/receiver reports: stats and RTT
+            if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+                self._observe_reports(packet.reports)
+
+    def _observe_reports(self, reports: list[RtcpReceiverInfo]) -> None:
+        for report in reports:
+            if report.ssrc != self.ssrc:
+                continue
+            metrics.PACKET_LOSS.observe(report.fraction_lost / 256)
+            metrics.JITTER.observe(report.jitter / self.clock_rate)
+            rtt = self._sender._RTCRtpSender__rtt  # type: ignore[attr-defined]
+            if rtt is not None:
+                metrics.RTT.observe(rtt)
 
 
 class TrackForwarder:
@@ -152,6 +173,10 @@ class TrackForwarder:
         self.keyframes = KeyframeRequests()
         self.estimates = BitrateEstimates(max_bitrate_bps)
         self.muted = False
+        # Fail-closed recording: with a tap factory, nothing is forwarded until the tap
+        # (created at the first packet, when the codec is known) says it is writing.
+        self.tap_factory: Callable[[RtpPacket, RTCRtpCodecParameters], Tap] | None = None
+        self.tap: Tap | None = None
         self.media_ssrc: int | None = None
         self._keyframe_pending = False
         self._deferred: asyncio.TimerHandle | None = None
@@ -186,6 +211,8 @@ class TrackForwarder:
             self._remb_task.cancel()
         if self._deferred is not None:
             self._deferred.cancel()
+        if self.tap is not None:
+            self.tap.close()
 
     async def on_rtp(self, packet: RtpPacket, arrival_time_ms: int) -> None:
         codec = self._codecs.get(packet.payload_type)
@@ -214,6 +241,12 @@ class TrackForwarder:
         if not packet.payload:
             return  # padding-only probe: nothing for subscribers
         mime = codec.mimeType.lower()
+        if self.tap_factory is not None:
+            if self.tap is None:
+                self.tap = self.tap_factory(packet, codec)
+            self.tap.packet(packet, time.time())
+            if not self.tap.ready:
+                return  # not recorded (yet): not forwarded, not kept for retransmission
         self._history.put(packet.sequence_number, (packet, mime))
         if self.muted:
             return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from prometheus_client import REGISTRY, Counter, Gauge
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
@@ -31,7 +31,37 @@ RETRANSMISSIONS = Counter(
     "visitbridge_retransmissions", "Packets resent to subscribers from the history"
 )
 PARTICIPANTS = Gauge("visitbridge_participants", "Participants connected", ["role"])
-VISITS = Gauge("visitbridge_visits", "Visits with at least one participant connected")
+VISITS = Gauge("visitbridge_visits", "Visits open on this server (waiting or live)")
+VISITS_ENDED = Counter(
+    "visitbridge_visits_ended", "Visits ended, by cause and by who caused it", ["cause", "fault"])
+DISCONNECTS = Counter(
+    "visitbridge_participant_disconnects",
+    "Participants leaving a visit, by cause and by who caused it", ["cause", "fault"])
+JOIN_SECONDS = Histogram(
+    "visitbridge_join_seconds", "From the WebSocket join to the first media forwarded to them",
+    buckets=(0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10))
+PACKET_LOSS = Histogram(
+    "visitbridge_packet_loss_ratio", "Fraction lost in subscribers' RTCP receiver reports",
+    buckets=(0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1))
+JITTER = Histogram(
+    "visitbridge_jitter_seconds", "Interarrival jitter in subscribers' RTCP receiver reports",
+    buckets=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5))
+RTT = Histogram(
+    "visitbridge_rtt_seconds", "Round-trip time to subscribers from RTCP reports",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6))
+
+# Who caused an end or a disconnect: lets a panel tell server faults, network faults and
+# participant or facility actions apart.
+FAULTS = {
+    "slot_ended": "none", "all_left": "participant", "left": "participant",
+    "connected_elsewhere": "participant", "ended_by_officer": "facility",
+    "cancelled": "facility", "revoked": "facility", "recording_failed": "server",
+    "server_shutdown": "server", "disconnected": "network", "ice_failed": "network",
+}
+
+
+def fault_of(cause: str) -> str:
+    return FAULTS.get(cause, "unknown")
 
 
 class _CodecGuardCollector(Collector):

@@ -17,7 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from aiortc import RTCRtpCodecParameters
+from aiortc.rtp import RtpPacket
+
 from . import metrics
+from .forwarder import TrackForwarder
 from .lifecycle import (
     Ending,
     EndWarning,
@@ -30,6 +34,7 @@ from .lifecycle import (
 )
 from .peer import Peer, PeerSettings
 from .roster import Identity, Roster, RosterError
+from .tap import Tap, TapFactory, TapRequest
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +101,11 @@ class RoomObserver(Protocol):
 class Room:
     def __init__(self, visit: VisitInfo, max_visitors: int, settings: PeerSettings,
                  policy: Policy, observer: RoomObserver, on_closed: Callable[[Room], None],
+                 tap_factory: TapFactory | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.visit = visit
+        # Privileged visits get no tap: they are never recorded.
+        self._tap_factory = None if visit.privileged else tap_factory
         self.roster = Roster(max_visitors)
         self.lifecycle = VisitLifecycle(visit.starts_at, visit.ends_at, policy)
         self.members: dict[str, Member] = {}
@@ -125,6 +133,10 @@ class Room:
                     "connected_elsewhere", "this visit was opened on another device")
             member = Member(who, admission.slot, Peer(self._settings, self.roster.slots,
                                                       publish=True), connection)
+            joined = time.monotonic()
+            first_media = _once(lambda: metrics.JOIN_SECONDS.observe(time.monotonic() - joined))
+            for sinks in member.peer.sinks:
+                sinks["video"].on_first_packet = first_media
             member.peer.pc.on("connectionstatechange",
                               lambda m=member: self._connection_changed(m))
             self.members[who.sub] = member
@@ -151,14 +163,50 @@ class Room:
     def describe(self, now: float) -> Message:
         return {"id": self.visit.id, "starts_at": self.visit.starts_at,
                 "ends_at": self.visit.ends_at, "privileged": self.visit.privileged,
-                "state": self.lifecycle.state.value, "server_time": now}
+                "recorded": self.recorded, "state": self.lifecycle.state.value,
+                "server_time": now}
 
     async def answer(self, peer_owner: Member | Monitor, sdp: str) -> None:
         if peer_owner.answered:
             raise RosterError("bad_message", "the answer was already received")
         await peer_owner.peer.accept_answer(sdp)
         peer_owner.answered = True
+        if isinstance(peer_owner, Member) and self._tap_factory is not None:
+            for kind, forwarder in peer_owner.peer.forwarders.items():
+                forwarder.tap_factory = self._tap_opener(peer_owner, kind, forwarder)
         self._wire()
+
+    @property
+    def recorded(self) -> bool:
+        return self._tap_factory is not None
+
+    def _tap_opener(self, member: Member, kind: str,
+                    forwarder: TrackForwarder) -> Callable[[RtpPacket, RTCRtpCodecParameters], Tap]:
+        assert self._tap_factory is not None
+        factory = self._tap_factory
+
+        def open_tap(packet: RtpPacket, codec: RTCRtpCodecParameters) -> Tap:
+            return factory(TapRequest(
+                visit_id=self.visit.id, participant=member.who.sub, kind=kind,
+                mime=codec.mimeType.lower(), clock_rate=codec.clockRate,
+                request_keyframe=lambda: asyncio.ensure_future(forwarder.request_keyframe()),
+                on_ready=lambda: asyncio.ensure_future(self._recording_on(member, kind)),
+                on_failure=lambda reason: asyncio.ensure_future(self._recording_failed(reason)),
+            ))
+
+        return open_tap
+
+    async def _recording_on(self, member: Member, kind: str) -> None:
+        forwarder = member.peer.forwarders.get(kind)
+        if forwarder is not None:
+            await forwarder.request_keyframe()  # subscribers need a picture to start from
+        message = {"type": "recording", "participant": member.who.sub, "kind": kind,
+                   "state": "on"}
+        await self._broadcast(message)
+
+    async def _recording_failed(self, reason: str) -> None:
+        log.error("recording failed", extra={"visit": self.visit.id, "reason": reason})
+        await self.end("recording_failed", f"recording failed: {reason}")
 
     async def set_media(self, member: Member, audio: bool, video: bool) -> None:
         member.media = {"audio": audio, "video": video}
@@ -170,6 +218,7 @@ class Room:
             if self.members.get(member.who.sub) is not member:
                 return  # already replaced by a newer connection, or the visit ended
             await self._drop(member)
+            metrics.DISCONNECTS.labels(cause, metrics.fault_of(cause)).inc()
             await self._broadcast({"type": "participant_left", "id": member.who.sub,
                                    "cause": cause})
             self._observer.participant_left(self, member, cause, self._clock())
@@ -264,9 +313,12 @@ class Room:
 
     async def _finish(self, event: Ending) -> None:
         log.info("visit ending", extra={"visit": self.visit.id, "cause": event.cause})
+        fault = metrics.fault_of(event.cause)
+        metrics.VISITS_ENDED.labels(event.cause, fault).inc()
         await self._broadcast({"type": "ended", "cause": event.cause, "reason": event.reason})
         for member in list(self.members.values()):
             await self._drop(member)
+            metrics.DISCONNECTS.labels(event.cause, fault).inc()
             self._observer.participant_left(self, member, event.cause, event.at)
             await member.connection.close("ended", event.reason or event.cause)
         for mon in list(self.monitors):
@@ -341,3 +393,16 @@ class Room:
     def stop_clock(self) -> None:
         if self._timer is not asyncio.current_task():
             self._timer.cancel()
+
+
+def _once(action: Callable[[], None]) -> Callable[[], None]:
+    """Wrap ``action`` so that only its first call runs (first media of a member)."""
+    done = False
+
+    def run() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            action()
+
+    return run

@@ -10,12 +10,14 @@ from .lifecycle import Policy
 from .peer import PeerSettings
 from .room import Room, RoomObserver, VisitInfo
 from .roster import RosterError
+from .tap import TapFactory
 
 
 class Rooms:
     def __init__(self, settings: PeerSettings, max_visitors: int, policy: Policy,
-                 observer: RoomObserver) -> None:
+                 observer: RoomObserver, tap_factory: TapFactory | None = None) -> None:
         self._settings = settings
+        self._tap_factory = tap_factory
         self._max_visitors = max_visitors
         self._policy = policy
         self._observer = observer
@@ -33,7 +35,7 @@ class Rooms:
         room = self._rooms.get(visit.id)
         if room is None:
             room = Room(visit, self._max_visitors, self._settings, self._policy,
-                        self._observer, self._closed)
+                        self._observer, self._closed, self._tap_factory)
             self._rooms[visit.id] = room
             metrics.VISITS.set(len(self._rooms))
             self._observer.visit_opened(room, time.time())

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from sfu.rooms import Rooms
 
+from .health import TOKEN_REFUSALS
 from .tokens import Claims, TokenError, TokenVerifier
 from .visits import VisitRecords
 
@@ -45,6 +46,7 @@ class Api:
 
     def _refused(self, action: str, code: str, claims: Claims | None,
                  request: web.Request) -> None:
+        TOKEN_REFUSALS.labels(code).inc()
         self._records.audit.record(
             action="api", outcome="refused", reason=code, now=time.time(),
             actor=claims.sub if claims else "unknown", role=claims.role if claims else "",

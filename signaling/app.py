@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from sfu.lifecycle import Policy
 from sfu.peer import PeerSettings
 from sfu.rooms import Rooms
 
+from . import health
 from . import store as sqlite_store
 from .api import Api
 from .audit import AuditLog
@@ -70,7 +72,7 @@ def create_app(config: Config) -> web.Application:
     keys = key_store(config)
     verifier = TokenVerifier(keys, config.token_issuer, config.token_audience,
                              leeway_s=config.token_leeway_s)
-    session = Session(verifier, rooms, records)
+    session = Session(verifier, rooms, records, turn=config)  # TURN credentials in offers
 
     app = web.Application(middlewares=[_security_headers])
     app[CONFIG_KEY] = config
@@ -93,15 +95,20 @@ def create_app(config: Config) -> web.Application:
     async def metrics(request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    async def start_webhooks(app: web.Application) -> None:
+    background: list[asyncio.Task[None]] = []
+
+    async def start_background(app: web.Application) -> None:
         if sender is not None:
             sender.start()
+        background.append(asyncio.ensure_future(health.watch(config.recordings_dir)))
 
     async def close_rooms(app: web.Application) -> None:
         for room in rooms:
             await room.end("server_shutdown", "The server is restarting.")
 
     async def close_resources(app: web.Application) -> None:
+        for task in background:
+            task.cancel()
         close = getattr(keys, "close", None)
         if close is not None:
             await close()
@@ -109,7 +116,7 @@ def create_app(config: Config) -> web.Application:
             await sender.close()
         db.close()
 
-    app.on_startup.append(start_webhooks)
+    app.on_startup.append(start_background)
     app.on_shutdown.append(close_rooms)
     app.on_cleanup.append(close_resources)
     async def index(request: web.Request) -> web.Response:

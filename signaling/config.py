@@ -39,10 +39,17 @@ class Config:
     all_left_grace_s: int = 120  # a live visit with nobody connected this long ends
     webhook_url: str = ""  # records system endpoint for signed events ("" = none)
     webhook_secret: str = ""  # HMAC-SHA256 key for webhook signatures
+    turn_urls: tuple[str, ...] = ()  # TURN URLs for browsers, e.g. turn:host:3478?transport=udp
+    turn_secret: str = ""  # coturn static-auth-secret: per-join TURN REST credentials
+    turn_ttl_s: int = 3600  # how long handed-out TURN credentials stay valid
 
     @property
     def keys_dir(self) -> Path:
         return self.token_keys_dir or self.data_dir / "keys" / "public"
+
+    @property
+    def recordings_dir(self) -> Path:
+        return self.data_dir / "recordings"
 
     @property
     def database(self) -> Path:
@@ -126,3 +133,9 @@ def _validate(c: Config) -> None:
         raise ConfigError("webhook_secret: set at least 16 characters when webhook_url is set")
     if c.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log_level: {c.log_level!r} is not debug, info, warning or error")
+    if c.turn_urls and not c.turn_secret:
+        raise ConfigError("turn_secret: must be set when turn_urls is set")
+    if any(not u.startswith(("turn:", "turns:")) for u in c.turn_urls):
+        raise ConfigError("turn_urls: every URL must start with turn: or turns:")
+    if c.turn_ttl_s <= 0:
+        raise ConfigError("turn_ttl_s: must be a positive number of seconds")

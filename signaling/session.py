@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -20,7 +21,9 @@ from sfu.room import Member, Monitor, Room, VisitInfo
 from sfu.rooms import Rooms
 from sfu.roster import Identity, RosterError
 
+from .health import TOKEN_REFUSALS
 from .tokens import VISIT_ROLES, Claims, TokenError, TokenVerifier
+from .turn import Message, TurnConfig, offer_hook
 from .visits import VisitRecords
 
 log = logging.getLogger(__name__)
@@ -50,14 +53,16 @@ CLOSE_CODES = {
 class WsConnection:
     """The ``sfu.room.Connection`` of one WebSocket."""
 
-    def __init__(self, ws: web.WebSocketResponse) -> None:
+    def __init__(self, ws: web.WebSocketResponse,
+                 augment: Callable[[Message], Message] | None = None) -> None:
         self.ws = ws
+        self.augment = augment  # adds per-connection TURN credentials to offers
         self.closed_by_server = False
 
     async def send(self, message: dict[str, Any]) -> None:
         if self.ws.closed:
             raise ConnectionError("websocket closed")
-        await self.ws.send_json(message)
+        await self.ws.send_json(self.augment(message) if self.augment else message)
 
     async def close(self, code: str, message: str) -> None:
         self.closed_by_server = True
@@ -84,13 +89,17 @@ def _parse(data: str) -> dict[str, Any] | None:
 
 
 class Session:
-    def __init__(self, verifier: TokenVerifier, rooms: Rooms, records: VisitRecords) -> None:
+    def __init__(self, verifier: TokenVerifier, rooms: Rooms, records: VisitRecords,
+                 turn: TurnConfig | None = None) -> None:
+        self._turn = turn
         self._verifier = verifier
         self._rooms = rooms
         self._records = records
 
     def _audit_refusal(self, code: str, claims: Claims | None, visit: str | None,
                        action: str) -> None:
+        if claims is None:
+            TOKEN_REFUSALS.labels(code).inc()
         self._records.audit.record(
             action=action, outcome="refused", reason=code, now=time.time(),
             actor=claims.sub if claims else "unknown", role=claims.role if claims else "",
@@ -129,7 +138,7 @@ class Session:
         assert claims.visit is not None  # VISIT_ROLES tokens always carry one
         visit = VisitInfo(claims.visit.id, claims.visit.starts_at, claims.visit.ends_at,
                           claims.visit.privileged)
-        connection = WsConnection(ws)
+        connection = WsConnection(ws, offer_hook(self._turn, claims.sub))
         try:
             self._check_booking(visit.id, claims.sub)
             room = self._rooms.open(visit)
@@ -171,7 +180,7 @@ class Session:
             await refuse(ws, exc.code, exc.message)
             return
         room = self._rooms.get(visit_id) if isinstance(visit_id, str) else None
-        connection = WsConnection(ws)
+        connection = WsConnection(ws, offer_hook(self._turn, claims.sub))
         try:
             if room is None:
                 raise Refused("visit_not_live", "this visit is not taking place now")

@@ -24,7 +24,7 @@ async def collect_notices(page, seen: list[str], stop: asyncio.Event) -> None:  
 
 async def test_slot_warnings_and_hard_stop(tmp_path: Path) -> None:
     with running_server(tmp_path, VISITBRIDGE_WARNINGS="12,6") as server:
-        starts = int(time.time()) + 4
+        starts = int(time.time()) + 8
         ends = starts + 20
         links = [f"{server.url}/join#token="
                  + cli_token(server, sub, role, name, "slot-1", starts, ends)

@@ -40,6 +40,8 @@ let ws = null;
 let pc = null;
 let clockOffset = 0;      // server time - local time, seconds
 let ended = false;
+let you = null;
+const recordingOn = new Set();  // kinds of our media the recorder confirmed
 let people = new Map();    // participant id -> description
 let visit = null;
 let stopped = false;       // refused, replaced, ended or left: do not reconnect
@@ -92,6 +94,16 @@ function updateClock() {
     el.textContent = `Time left: ${formatSeconds(left)}`;
     el.classList.toggle("warn", left <= 300);
   }
+}
+
+function publishedKinds() {
+  return local ? local.getTracks().length : 0;
+}
+
+function showRecording(text) {
+  const el = $("recording");
+  el.textContent = text;
+  el.hidden = false;
 }
 
 function showWarning(remaining) {
@@ -162,6 +174,9 @@ async function handle(msg) {
       visit = msg.visit;
       clockOffset = msg.visit.server_time - Date.now() / 1000;
       $("self-name").textContent = msg.you.name;
+      you = msg.you.id;
+      recordingOn.clear();
+      if (visit.recorded) showRecording("This visit is recorded. Starting recording…");
       $("title").textContent = "Video visit";
       $("lobby").hidden = true;
       $("controls").hidden = false;
@@ -186,6 +201,12 @@ async function handle(msg) {
       if (p) status(`${p.name} left the visit.`);
       break;
     }
+    case "recording":
+      if (msg.participant === you) {
+        recordingOn.add(msg.kind);
+        if (recordingOn.size >= publishedKinds()) showRecording("Recording is on. This visit is recorded.");
+      }
+      break;
     case "visit_started":
       status("The visit has started.");
       break;

@@ -7,7 +7,10 @@
 // local: MediaStream to publish (or null); send: sends a signaling message;
 // onTrack(slot, track): a remote track for a slot; onState(state): connection state.
 async function acceptOffer(offer, { local, send, onTrack, onState }) {
-  const pc = new RTCPeerConnection({ iceServers: offer.ice_servers || [] });
+  // ?relay=1 forces media through TURN (tests, and diagnosing a facility's TURN server).
+  const relay = new URLSearchParams(location.search).get("relay") === "1";
+  const pc = new RTCPeerConnection({ iceServers: offer.ice_servers || [],
+    iceTransportPolicy: relay ? "relay" : "all" });
   pc.onicecandidate = (e) => send({ type: "candidate", candidate: e.candidate ? e.candidate.toJSON() : {} });
   pc.ontrack = (e) => {
     const mid = e.transceiver.mid;

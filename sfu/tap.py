@@ -1,0 +1,39 @@
+"""The SFU's tap: how a recorder sees every packet of a published track.
+
+The SFU defines the protocol and the recorder implements it; ``signaling`` hands the
+SFU a ``TapFactory``. Recording fails closed: a tapped track is forwarded only while
+its tap is ``ready`` (writing), so nobody receives media that was not recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from aiortc.rtp import RtpPacket
+
+
+class Tap(Protocol):
+    @property
+    def ready(self) -> bool: ...
+
+    def packet(self, packet: RtpPacket, now: float) -> None:
+        """Every RTP packet of the track, before it is forwarded; never raises."""
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class TapRequest:
+    visit_id: str
+    participant: str
+    kind: str
+    mime: str
+    clock_rate: int
+    request_keyframe: Callable[[], None]
+    on_ready: Callable[[], None]
+    on_failure: Callable[[str], None]
+
+
+TapFactory = Callable[[TapRequest], Tap]
