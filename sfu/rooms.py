@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterator
 
 from . import metrics
-from .lifecycle import Policy
+from .lifecycle import Policy, VisitLifecycle
 from .peer import PeerSettings
 from .room import Room, RoomObserver, VisitInfo
 from .roster import RosterError
@@ -34,6 +34,8 @@ class Rooms:
         """
         room = self._rooms.get(visit.id)
         if room is None:
+            # Refuse before creating anything: a refused token must leave no room behind.
+            VisitLifecycle(visit.starts_at, visit.ends_at, self._policy).check_join(time.time())
             room = Room(visit, self._max_visitors, self._settings, self._policy,
                         self._observer, self._closed, self._tap_factory)
             self._rooms[visit.id] = room

@@ -52,6 +52,16 @@ class Api:
             actor=claims.sub if claims else "unknown", role=claims.role if claims else "",
             visit=request.match_info.get("visit"), detail={"request": action})
 
+    def _refuse(self, claims: Claims, request: web.Request, status: int, code: str,
+                message: str) -> web.Response:
+        """Answer a refused call and write it to the audit log."""
+        self._records.audit.record(
+            action="api", outcome="refused", reason=code, now=time.time(), actor=claims.sub,
+            role=claims.role, visit=request.match_info.get("visit"),
+            subject=request.match_info.get("sub"),
+            detail={"request": f"{request.method} {request.path}"})
+        return error(status, code, message)
+
     def _audit(self, claims: Claims, action: str, visit: str, subject: str | None = None,
                reason: str = "", detail: dict[str, Any] | None = None) -> None:
         self._records.audit.record(action=action, actor=claims.sub, role=claims.role,
@@ -90,8 +100,12 @@ class Api:
         claims = await self._authorize(request, ("records",))
         visit_id = request.match_info["visit"]
         reason = await _reason(request)
-        self._audit(claims, "cancel", visit_id, reason=reason)
         room = self._rooms.get(visit_id)
+        row = self._records.store.visit(visit_id)
+        if room is None and row is not None and row.state == "ended":
+            return self._refuse(claims, request, 409, "visit_ended",
+                                f"this visit already ended ({row.cause})")
+        self._audit(claims, "cancel", visit_id, reason=reason)
         if room is not None:
             await room.end("cancelled", reason)
         else:
@@ -105,10 +119,12 @@ class Api:
         visit_id = request.match_info["visit"]
         reason = await _reason(request)
         if not reason:
-            return error(400, "reason_required", "say why the visit is ended")
+            return self._refuse(claims, request, 400, "reason_required",
+                                "say why the visit is ended")
         room = self._rooms.get(visit_id)
         if room is None:
-            return error(404, "visit_not_live", "this visit is not taking place now")
+            return self._refuse(claims, request, 404, "visit_not_live",
+                                "this visit is not taking place now")
         self._audit(claims, "end_visit", visit_id, reason=reason)
         await room.end("ended_by_officer", reason)
         return web.json_response({"visit": visit_id, "state": "ended",
@@ -134,7 +150,8 @@ class Api:
         reason = str(body.get("reason", ""))
         room = self._rooms.get(visit_id)
         if room is None or not await room.mute(sub, muted):
-            return error(404, "not_present", "this participant is not in a live visit")
+            return self._refuse(claims, request, 404, "not_present",
+                                "this participant is not in a live visit")
         self._audit(claims, "mute" if muted else "unmute", visit_id, subject=sub, reason=reason)
         return web.json_response({"visit": visit_id, "participant": sub, "muted": muted})
 
