@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 
 from aiohttp import web
 from aiortc import RTCIceServer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from recorder.archive import Archive
+from recorder.signing import load_or_create
 from sfu import aiortc_glue
 from sfu.lifecycle import Policy
 from sfu.peer import PeerSettings
@@ -19,8 +22,10 @@ from . import health
 from . import store as sqlite_store
 from .api import Api
 from .audit import AuditLog
+from .compliance import Compliance
 from .config import Config
 from .keys import JwksKeyStore, KeyStore, PemDirKeyStore
+from .recording import Recordings
 from .session import Session
 from .tokens import TokenVerifier
 from .visits import VisitRecords
@@ -64,15 +69,27 @@ def create_app(config: Config) -> web.Application:
     outbox = Outbox(db)
     sender = (WebhookSender(outbox, config.webhook_url, config.webhook_secret.encode())
               if config.webhook_url else None)
-    records = VisitRecords(sqlite_store.Store(db), AuditLog(db), outbox, sender)
+    store = sqlite_store.Store(db)
+    audit = AuditLog(db)
+    keys_dir = config.data_dir / "keys"
+    recording_key = load_or_create(keys_dir / "recording.private.pem",
+                                   keys_dir / "recording.public.pem")
+    archive = Archive(db)
+    recordings = Recordings(config.recordings_dir, recording_key, archive, store, audit,
+                            segment_s=config.segment_s)
+    records = VisitRecords(store, audit, outbox, sender, on_ended=recordings.visit_ended)
     policy = Policy(early_entry_s=config.early_entry_s,
                     warnings_s=tuple(float(w) for w in config.warnings),
                     all_left_grace_s=config.all_left_grace_s)
-    rooms = Rooms(settings, config.max_visitors, policy, records)
+    rooms = Rooms(settings, config.max_visitors, policy, records, tap_factory=recordings.tap)
     keys = key_store(config)
     verifier = TokenVerifier(keys, config.token_issuer, config.token_audience,
                              leeway_s=config.token_leeway_s)
-    session = Session(verifier, rooms, records, turn=config)  # TURN credentials in offers
+    def recording_available() -> bool:
+        return health.free_bytes(config.recordings_dir) >= config.recordings_min_free_mb << 20
+
+    # TURN credentials go into each offer (turn=config).
+    session = Session(verifier, rooms, records, recording_available, turn=config)
 
     app = web.Application(middlewares=[_security_headers])
     app[CONFIG_KEY] = config
@@ -98,6 +115,11 @@ def create_app(config: Config) -> web.Application:
     background: list[asyncio.Task[None]] = []
 
     async def start_background(app: web.Application) -> None:
+        now = time.time()
+        recovered = recordings.recover(now)  # before serving: blocking is fine here
+        if recovered:
+            log.warning("recordings recovered after a crash", extra={"visits": recovered})
+        records.close_stale(now)
         if sender is not None:
             sender.start()
         background.append(asyncio.ensure_future(health.watch(config.recordings_dir)))
@@ -112,6 +134,7 @@ def create_app(config: Config) -> web.Application:
         close = getattr(keys, "close", None)
         if close is not None:
             await close()
+        await recordings.close()
         if sender is not None:
             await sender.close()
         db.close()
@@ -126,6 +149,9 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/join", page, name="page:join.html")
     app.router.add_get("/officer", page, name="page:officer.html")
     app.router.add_routes(Api(verifier, rooms, records).routes())
+    app.router.add_get("/compliance", page, name="page:compliance.html")
+    app.router.add_routes(Compliance(verifier, archive, audit, config.recordings_dir,
+                                     lambda: recording_key.public_pem).routes())
     app.router.add_get("/ws", session.run)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from datetime import datetime
@@ -143,6 +144,64 @@ def _audit_verify(args: argparse.Namespace) -> int:
     return 1
 
 
+def _recording_files(config: Config, visit: str) -> tuple[Path, bytes, str | None]:
+    """The visit's folder, the recording public key and the seal kept in the database."""
+    import sqlite3
+
+    from .recording import visit_folder
+
+    folder = visit_folder(config.recordings_dir, visit)
+    public = (config.data_dir / "keys" / "recording.public.pem").read_bytes()
+    seal = None
+    if config.database.exists():
+        db = sqlite3.connect(f"file:{config.database}?mode=ro", uri=True)
+        try:
+            row = db.execute("SELECT seal FROM recordings WHERE visit = ?", (visit,)).fetchone()
+        except sqlite3.OperationalError:
+            row = None
+        db.close()
+        seal = row[0] if row else None
+    return folder, public, seal
+
+
+def _recordings_verify(args: argparse.Namespace) -> int:
+    from recorder.verify import format_report, verify_visit
+    from recorder.verify import main as verify_main
+
+    if args.dir:
+        return verify_main(["--dir", str(args.dir)]
+                           + (["--public-key", str(args.public_key)] if args.public_key else []))
+    if not args.visit:
+        print("give a VISIT id or --dir FOLDER", file=sys.stderr)
+        return 2
+    config = load(args.config)
+    try:
+        folder, public, seal = _recording_files(config, args.visit)
+    except (OSError, ValueError) as exc:
+        print(f"cannot verify: {exc}", file=sys.stderr)
+        return 2
+    if not folder.is_dir():
+        print(f"no recording for visit {args.visit!r} in {config.recordings_dir}",
+              file=sys.stderr)
+        return 2
+    report = verify_visit(folder, public, seal, allow_unsealed=args.allow_unsealed)
+    print(format_report(report, folder))
+    return 0 if report.ok else 1
+
+
+def _recordings_export(args: argparse.Namespace) -> int:
+    from recorder.export import export_visit
+
+    config = load(args.config)
+    folder, public, seal = _recording_files(config, args.visit)
+    finals = sorted((folder / "final").glob("*.*")) if (folder / "final").is_dir() else []
+    custody = [{"action": "export", "actor": os.environ.get("USER", "operator"),
+                "role": "operator", "at": time.time(), "via": "visitbridge recordings export"}]
+    path = export_visit(folder, public, args.out, custody, seal, finals)
+    print(f"exported {args.visit} to {path}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="visitbridge", description=__doc__)
     p.add_argument("--config", type=Path, help="TOML configuration file")
@@ -183,6 +242,20 @@ def parser() -> argparse.ArgumentParser:
     check = audit_sub.add_parser("verify", help="check the chain; exit 1 if tampered")
     check.add_argument("--db", type=Path, help="default: <data_dir>/visitbridge.db")
     check.set_defaults(func=_audit_verify)
+
+    rec = sub.add_parser("recordings", help="verify and export visit recordings")
+    rec_sub = rec.add_subparsers(dest="recordings_command", required=True)
+    rverify = rec_sub.add_parser("verify", help="check a recording; exit 1 if not intact")
+    rverify.add_argument("visit", nargs="?", help="visit id (recording on this server)")
+    rverify.add_argument("--dir", type=Path, help="an unzipped export (offline check)")
+    rverify.add_argument("--public-key", type=Path, help="recording public key for --dir")
+    rverify.add_argument("--allow-unsealed", action="store_true",
+                         help="the visit is still being recorded")
+    rverify.set_defaults(func=_recordings_verify)
+    rexport = rec_sub.add_parser("export", help="zip a recording with its evidence")
+    rexport.add_argument("visit")
+    rexport.add_argument("--out", type=Path, required=True, help="zip file to write")
+    rexport.set_defaults(func=_recordings_export)
     return p
 
 

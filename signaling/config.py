@@ -37,6 +37,10 @@ class Config:
     warnings: tuple[int, ...] = (300, 60)  # seconds before the end when pages are warned
     early_entry_s: int = 900  # how long before the start the waiting room opens
     all_left_grace_s: int = 120  # a live visit with nobody connected this long ends
+    recordings_path: Path | None = None  # default: <data_dir>/recordings (its own volume)
+    recordings_min_free_mb: int = 1024  # below this, new visits are refused
+    segment_s: int = 10  # recording segment length (seconds)
+    retention_days: int = 180  # recordings older than this are deleted unless on hold
     webhook_url: str = ""  # records system endpoint for signed events ("" = none)
     webhook_secret: str = ""  # HMAC-SHA256 key for webhook signatures
     turn_urls: tuple[str, ...] = ()  # TURN URLs for browsers, e.g. turn:host:3478?transport=udp
@@ -49,7 +53,7 @@ class Config:
 
     @property
     def recordings_dir(self) -> Path:
-        return self.data_dir / "recordings"
+        return self.recordings_path or self.data_dir / "recordings"
 
     @property
     def database(self) -> Path:

@@ -47,6 +47,8 @@ CLOSE_CODES = {
     "connected_elsewhere": 4009,
     "ended": 4010,
     "server_shutdown": 4011,
+    "recording_unavailable": 4012,
+    "recording_failed": 4013,
 }
 
 
@@ -90,11 +92,13 @@ def _parse(data: str) -> dict[str, Any] | None:
 
 class Session:
     def __init__(self, verifier: TokenVerifier, rooms: Rooms, records: VisitRecords,
+                 recording_available: Callable[[], bool],
                  turn: TurnConfig | None = None) -> None:
         self._turn = turn
         self._verifier = verifier
         self._rooms = rooms
         self._records = records
+        self._recording_available = recording_available
 
     def _audit_refusal(self, code: str, claims: Claims | None, visit: str | None,
                        action: str) -> None:
@@ -141,6 +145,10 @@ class Session:
         connection = WsConnection(ws, offer_hook(self._turn, claims.sub))
         try:
             self._check_booking(visit.id, claims.sub)
+            if (self._rooms.get(visit.id) is None and not visit.privileged
+                    and not await asyncio.to_thread(self._recording_available)):
+                raise Refused("recording_unavailable",
+                              "recording is not possible now (recordings volume nearly full)")
             room = self._rooms.open(visit)
             member = await room.join(Identity(claims.sub, claims.name, claims.role), connection)
         except ConnectionError:

@@ -86,6 +86,11 @@ class Store:
             (visit_id, starts_at, ends_at, int(bool(privileged)), state, cause, reason or "",
              started_at, ended_at, now, privileged, reason))
 
+    def open_visits(self) -> list[VisitRow]:
+        ids = [r["id"] for r in self.db.execute(
+            "SELECT id FROM visits WHERE state IN ('waiting', 'live')").fetchall()]
+        return [row for row in (self.visit(i) for i in ids) if row is not None]
+
     def participant_seen(self, visit_id: str, sub: str, name: str, role: str,
                          now: float) -> None:
         self.db.execute(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sfu.room import Member, Room
@@ -21,11 +22,13 @@ log = logging.getLogger(__name__)
 
 class VisitRecords:
     def __init__(self, store: Store, audit: AuditLog, outbox: Outbox,
-                 sender: WebhookSender | None) -> None:
+                 sender: WebhookSender | None,
+                 on_ended: Callable[[str], None] | None = None) -> None:
         self.store = store
         self.audit = audit
         self._outbox = outbox
         self._sender = sender
+        self._on_ended = on_ended  # the recorder seals the visit's recording
         self._base_seconds: dict[tuple[str, str], float] = {}
 
     def _event(self, kind: str, data: dict[str, Any], now: float) -> None:
@@ -37,8 +40,14 @@ class VisitRecords:
 
     def visit_opened(self, room: Room, now: float) -> None:
         v = room.visit
+        known = self.store.visit(v.id) is not None
         self.store.save_visit(v.id, now, state="waiting", starts_at=v.starts_at,
                               ends_at=v.ends_at, privileged=v.privileged)
+        if v.privileged and not known:
+            self.audit.record(action="recording_skipped", actor="recorder", role="system",
+                              visit=v.id, now=now,
+                              reason="privileged visit: not recorded and not monitored "
+                                     "by policy")
 
     def visit_started(self, room: Room, at: float) -> None:
         self.store.save_visit(room.visit.id, at, state="live", started_at=at)
@@ -65,6 +74,26 @@ class VisitRecords:
         self._event("visit.ended", {"visit": v.id, "cause": cause, "reason": reason,
                                     "ended_at": at, "participants": participants}, at)
         log.info("visit ended", extra={"visit": v.id, "cause": cause})
+        if self._on_ended is not None:
+            self._on_ended(v.id)
+
+    def close_stale(self, now: float) -> list[str]:
+        """At start-up: visits a dead process left open whose slot is over are ended."""
+        closed = []
+        for row in self.store.open_visits():
+            if row.ends_at is not None and row.ends_at <= now:
+                self.store.save_visit(row.id, now, state="ended", cause="server_shutdown",
+                                      reason="the server stopped during the visit",
+                                      ended_at=row.ends_at)
+                participants = [{"participant": p["sub"], "role": p["role"],
+                                 "seconds_connected": round(p["seconds"], 3)}
+                                for p in self.store.participants(row.id)]
+                self._event("visit.ended", {"visit": row.id, "cause": "server_shutdown",
+                                            "reason": "the server stopped during the visit",
+                                            "ended_at": row.ends_at,
+                                            "participants": participants}, now)
+                closed.append(row.id)
+        return closed
 
     def _settle(self, room: Room, sub: str, at: float) -> float:
         """Move the lifecycle's new seconds for ``sub`` into the stored ledger."""

@@ -150,9 +150,11 @@ class ColourTrack(MediaStreamTrack):
 
     kind = "video"
 
-    def __init__(self, rgb: tuple[int, int, int], width: int = 320, height: int = 240) -> None:
+    def __init__(self, rgb: tuple[int, int, int], width: int = 320, height: int = 240,
+                 noise: bool = False) -> None:
         super().__init__()
         self._frame_rgb = np.full((height, width, 3), rgb, dtype=np.uint8)
+        self._noise = noise  # random pixels: a high bitrate, to fill disks quickly
         self._pts = 0
         self._start: float | None = None
 
@@ -163,7 +165,10 @@ class ColourTrack(MediaStreamTrack):
         wait = self._start + self._pts / 90000 - time.time()
         if wait > 0:
             await asyncio.sleep(wait)
-        frame = av.VideoFrame.from_ndarray(self._frame_rgb, format="rgb24")
+        pixels = self._frame_rgb
+        if self._noise:
+            pixels = np.random.randint(0, 256, pixels.shape, dtype=np.uint8)
+        frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
         frame.pts = self._pts
         frame.time_base = fractions.Fraction(1, 90000)
         return frame
@@ -207,8 +212,9 @@ class Participant:
     """A real aiortc participant talking to the server over the real WebSocket."""
 
     def __init__(self, server: Server, token: str, colour: tuple[int, int, int] | None = None,
-                 publish: bool = True) -> None:
+                 publish: bool = True, noise: bool = False) -> None:
         self.server = server
+        self.noise = noise
         self.token = token
         self.colour = colour or (200, 30, 30)
         self.publish = publish
@@ -277,7 +283,7 @@ class Participant:
             for t in self.pc.getTransceivers():
                 if t.mid == offer["publish"]["video"]:
                     t.direction = "sendonly"
-                    t.sender.replaceTrack(ColourTrack(self.colour))
+                    t.sender.replaceTrack(ColourTrack(self.colour, noise=self.noise))
                 elif t.mid == offer["publish"]["audio"]:
                     t.direction = "sendonly"
                     t.sender.replaceTrack(ToneTrack())

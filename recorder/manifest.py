@@ -1,0 +1,351 @@
+"""The append-only, hash-chained, signed manifest of one visit's recording.
+
+Chain of custody: a prison must be able to prove that a recording is complete and
+unaltered. Every closed segment gets one line in ``<visit dir>/manifest.jsonl`` with its
+SHA-256 and size; each line carries the hash of the line before it (``prev``) and is
+signed with the server's recording key, so editing, removing, reordering or inserting a
+line, or changing a segment file, shows up in ``recorder.verify``. The last line, the
+``seal``, states how many segments and which tracks the recording has; its hash is also
+stored in the database, so that cutting the chain short and re-sealing it is caught even
+by someone holding the key as long as the database copy is intact.
+
+A line is the canonical JSON (sorted keys, no spaces, UTF-8) of::
+
+    {"seq": n, "type": "segment"|"recovered"|"policy"|"seal", "at": unix seconds (int),
+     "prev": hash of line n-1 or 64 zeros, "key_id": ..., "hash": ..., "sig": ...}
+
+plus, for segment and recovered lines, ``track``, ``file`` (posix path relative to the
+visit folder, ``<track>/segment-NNNNN.webm|mkv``), ``sha256``, ``bytes``, ``first_pts``,
+``last_pts``, ``time_base`` ("1/90000") and ``note`` when one is given; for policy lines
+``detail``; for the seal ``segments``, ``tracks``, ``last`` and ``extra``. ``hash`` is
+the SHA-256 hex of the canonical JSON of every field except ``hash`` and ``sig``, and
+``sig`` is the base64 Ed25519 signature of the 64 ASCII characters of ``hash``. The
+canonical form is chosen so that ``jq -cS 'del(.hash, .sig)'`` reproduces the hashed
+text byte for byte (hand checks, see recorder/export.py); ``at`` is whole seconds.
+
+Each line is written with one ``write`` to a file opened in append mode and then
+``flush`` + ``fsync``: after a crash the manifest holds every segment that was reported
+closed. Appends do blocking file I/O (hash a ~1.5 MB segment, fsync): call them from a
+worker thread (``asyncio.to_thread``) when on an event loop; a lock keeps concurrent
+appends from forking the chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, BinaryIO, TypedDict
+
+from .signing import RecordingKey, verify_signature
+
+MANIFEST_NAME = "manifest.jsonl"
+GENESIS = "0" * 64
+CHUNK_BYTES = 1 << 20
+ENTRY_TYPES = ("segment", "recovered", "policy", "seal")
+SEGMENT_TYPES = ("segment", "recovered")
+SEGMENT_NAME = re.compile(r"segment-(\d+)\.(webm|mkv)")
+UNHASHED = ("hash", "sig")
+
+
+class SegmentInfo(TypedDict):
+    """What the segment writer reports when it closes a segment file."""
+
+    track: str
+    path: Path | str
+    first_pts: int | None
+    last_pts: int | None
+    time_base: str
+
+
+class ManifestError(Exception):
+    """The manifest cannot be continued (sealed, damaged, other key, earlier write failed)."""
+
+
+def canonical(value: Any) -> bytes:
+    """The one byte string that hashes are computed over (and that lines are written as).
+
+    Python's compact sorted JSON, made to match what ``jq -cS`` prints so that an auditor
+    can recompute a hash with standard tools: DEL is escaped as ``\\u007f`` (it only
+    occurs inside strings, so the replacement touches nothing else) and a float with an
+    integral value is written as an integer (jq prints ``2.0`` as ``2``). Other floats
+    print the same in both (shortest round-trip form).
+    """
+    text = json.dumps(_jq_numbers(value), sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False, allow_nan=False)
+    return text.replace("\x7f", "\\u007f").encode("utf-8")
+
+
+def _jq_numbers(value: Any) -> Any:
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else value
+    if isinstance(value, dict):
+        return {key: _jq_numbers(inner) for key, inner in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jq_numbers(inner) for inner in value]
+    return value
+
+
+def entry_hash(entry: Mapping[str, Any]) -> str:
+    """SHA-256 hex of the canonical JSON of every field but ``hash`` and ``sig``."""
+    return hashlib.sha256(
+        canonical({k: v for k, v in entry.items() if k not in UNHASHED})
+    ).hexdigest()
+
+
+def signed_bytes(hash_hex: str) -> bytes:
+    """What the signature covers: the hash's hex text, so hand checks need no hex decoding."""
+    return hash_hex.encode("ascii")
+
+
+def file_digest(path: Path) -> tuple[str, int]:
+    """(SHA-256 hex, size) of a file read in 1 MiB chunks; the size is what was hashed,
+    not a separate stat that could disagree with it."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as file:
+        while chunk := file.read(CHUNK_BYTES):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def segment_number(name: str) -> int | None:
+    """The N of ``segment-N.webm``/``.mkv``; None for any other file name."""
+    match = SEGMENT_NAME.fullmatch(name)
+    return int(match.group(1)) if match else None
+
+
+class Manifest:
+    """Writes one visit's manifest; use :meth:`open`, then append, then :meth:`seal`."""
+
+    def __init__(self, visit_dir: Path, key: RecordingKey, clock: Callable[[], float],
+                 file: BinaryIO, entries: list[dict[str, Any]]) -> None:
+        self.visit_dir = visit_dir
+        self.path = visit_dir / MANIFEST_NAME
+        self._key = key
+        self._clock = clock
+        self._file: BinaryIO | None = file
+        self._lock = threading.Lock()
+        self._failed: BaseException | None = None
+        self.seq = 0
+        self.last_hash = GENESIS
+        self.segments = 0
+        self.sealed = False
+        self._last_number: dict[str, int] = {}
+        self._files: set[str] = set()
+        for entry in entries:
+            self._account(entry)
+
+    @classmethod
+    def open(cls, visit_dir: Path, key: RecordingKey, clock: Callable[[], float]) -> Manifest:
+        """Open (creating if needed) ``<visit_dir>/manifest.jsonl`` for appending.
+
+        An existing manifest is read and checked first (each line parses, seq, prev, hash,
+        signature by this key) so that a restarted recorder continues the chain instead of
+        forking it. Refuses (ManifestError) a sealed manifest, one signed by another key
+        and one with a damaged or incomplete line: appending to those would produce a
+        manifest that can never verify, and repairing one would destroy evidence.
+        """
+        visit_dir = Path(visit_dir)
+        visit_dir.mkdir(parents=True, exist_ok=True)
+        path = visit_dir / MANIFEST_NAME
+        entries = _read_for_append(path, key) if path.exists() else []
+        if entries and entries[-1]["type"] == "seal":
+            raise ManifestError(f"{path} is already sealed (seq {entries[-1]['seq']}); "
+                                "a sealed recording cannot be continued")
+        created = not path.exists()
+        file = open(path, "ab")  # held open for the visit; close() or seal() closes it
+        if created:
+            _fsync_dir(visit_dir)
+        return cls(visit_dir, key, clock, file, entries)
+
+    @property
+    def tracks(self) -> list[str]:
+        """Tracks with at least one segment so far, sorted."""
+        return sorted(self._last_number)
+
+    def append_segment(self, info: SegmentInfo | Mapping[str, Any], recovered: bool = False,
+                       note: str = "") -> dict[str, Any]:
+        """Hash a closed segment file and append its line; returns the entry written.
+
+        ``recovered=True`` marks a segment salvaged after a crash (type ``recovered``), with
+        ``note`` saying how. ``path`` is absolute or relative to the visit folder and must
+        be ``<visit dir>/<track>/segment-NNNNN.webm|mkv``. A number not above the track's
+        last one raises ValueError: it would mean a segment file was overwritten or
+        reported twice. A gap is written as is (the manifest records what happened) and
+        reported by verification.
+        """
+        track = str(info["track"])
+        relative = self._relative(Path(info["path"]))
+        parts = relative.split("/")
+        number = segment_number(parts[-1])
+        if len(parts) != 2 or parts[0] != track or number is None:
+            raise ValueError(f"segment {relative!r} is not <track>/segment-NNNNN.webm|mkv "
+                             f"for track {track!r}")
+        first_pts, last_pts = info.get("first_pts"), info.get("last_pts")
+        for name, value in (("first_pts", first_pts), ("last_pts", last_pts)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                raise ValueError(f"{name} must be an int or None, not {value!r}")
+        sha256, size = file_digest(self.visit_dir / relative)  # outside the lock: slow part
+        fields: dict[str, Any] = {
+            "type": "recovered" if recovered else "segment",
+            "track": track,
+            "file": relative,
+            "sha256": sha256,
+            "bytes": size,
+            "first_pts": first_pts,
+            "last_pts": last_pts,
+            "time_base": str(info["time_base"]),
+        }
+        if note:
+            fields["note"] = str(note)
+        with self._lock:
+            if relative in self._files:
+                raise ValueError(f"{relative} is already in the manifest")
+            last = self._last_number.get(track, 0)
+            if number <= last:
+                raise ValueError(f"{relative}: segment {number} of track {track!r} comes after "
+                                 f"segment {last}; segments must be appended in order")
+            return self._append(fields)
+
+    def append_policy(self, detail: Mapping[str, Any]) -> dict[str, Any]:
+        """Record a fact about the recording itself (for example that media was held until
+        every recorder confirmed, or a retention rule), chained and signed like a segment."""
+        with self._lock:
+            return self._append({"type": "policy", "detail": dict(detail)})
+
+    def seal(self, extra: Mapping[str, Any] | None = None) -> str:
+        """Append the final ``seal`` line and close the file; returns the seal hash, which
+        the caller stores in the database (the copy a key holder cannot quietly redo)."""
+        with self._lock:
+            entry = self._append({
+                "type": "seal",
+                "segments": self.segments,
+                "tracks": self.tracks,
+                "last": self.last_hash,
+                "extra": dict(extra or {}),
+            })
+            self._close()
+            return str(entry["hash"])
+
+    def close(self) -> None:
+        """Close without sealing (recorder stopping; a restart may continue the chain)."""
+        with self._lock:
+            self._close()
+
+    def __enter__(self) -> Manifest:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _append(self, fields: dict[str, Any]) -> dict[str, Any]:
+        if self._failed is not None:
+            raise ManifestError(f"{self.path}: an earlier write failed ({self._failed}); "
+                                "the manifest must be checked before it is continued")
+        if self.sealed or self._file is None:
+            raise ManifestError(f"{self.path} is {'sealed' if self.sealed else 'closed'}")
+        entry: dict[str, Any] = {
+            "seq": self.seq + 1,
+            "at": int(self._clock()),
+            **fields,
+            "prev": self.last_hash,
+            "key_id": self._key.key_id,
+        }
+        entry["hash"] = entry_hash(entry)
+        entry["sig"] = self._key.sign(signed_bytes(entry["hash"]))
+        line = canonical(entry) + b"\n"
+        file = self._file
+        start = file.tell()
+        try:
+            file.write(line)
+            file.flush()
+            os.fsync(file.fileno())
+        except BaseException as exc:
+            # Take back a partial line so the file stays a valid chain for a restart.
+            self._failed = exc
+            try:
+                os.ftruncate(file.fileno(), start)
+            except OSError:
+                pass
+            raise
+        self._account(entry)
+        return entry
+
+    def _account(self, entry: Mapping[str, Any]) -> None:
+        self.seq = int(entry["seq"])
+        self.last_hash = str(entry["hash"])
+        if entry["type"] in SEGMENT_TYPES:
+            self.segments += 1
+            self._files.add(entry["file"])
+            number = segment_number(entry["file"].rsplit("/", 1)[-1]) or 0
+            self._last_number[entry["track"]] = max(self._last_number.get(entry["track"], 0),
+                                                    number)
+        elif entry["type"] == "seal":
+            self.sealed = True
+
+    def _relative(self, path: Path) -> str:
+        if not path.is_absolute() and (self.visit_dir / path).is_file():
+            path = self.visit_dir / path
+        try:
+            return path.resolve().relative_to(self.visit_dir.resolve()).as_posix()
+        except ValueError:
+            raise ValueError(f"segment {path} is not inside {self.visit_dir}") from None
+
+    def _close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def _read_for_append(path: Path, key: RecordingKey) -> list[dict[str, Any]]:
+    """The entries of an existing manifest, refusing anything verification would reject."""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        raise ManifestError(f"{path} ends in an incomplete line (a crash while writing?); "
+                            "it must be checked with recorder.verify before recording resumes")
+    entries: list[dict[str, Any]] = []
+    prev = GENESIS
+    public = key.public_key
+    for number, raw in enumerate(data.splitlines(), start=1):
+        try:
+            entry = json.loads(raw)
+        except ValueError:
+            raise ManifestError(f"{path} line {number} is not valid JSON") from None
+        if not isinstance(entry, dict) or entry.get("type") not in ENTRY_TYPES:
+            raise ManifestError(f"{path} line {number} is not a manifest entry")
+        if entry.get("seq") != number:
+            raise ManifestError(f"{path} line {number} has seq {entry.get('seq')!r}")
+        if entry.get("key_id") != key.key_id:
+            raise ManifestError(f"{path} seq {number} was signed with key "
+                                f"{entry.get('key_id')!r}, not the recording key {key.key_id}; "
+                                "continuing would mix keys in one manifest")
+        if entry.get("prev") != prev or entry_hash(entry) != entry.get("hash") \
+                or not verify_signature(public, signed_bytes(entry["hash"]), entry.get("sig")):
+            raise ManifestError(f"{path} seq {number} fails its chain, hash or signature check")
+        if entries and entries[-1]["type"] == "seal":
+            raise ManifestError(f"{path} has entries after its seal")
+        prev = entry["hash"]
+        entries.append(entry)
+    return entries
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a newly created manifest's directory entry durable too."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,203 @@
+"""The recorder of one published track, as the SFU sees it: a ``Tap`` fed every RTP packet.
+
+Recording is mandatory and fails closed: the SFU forwards a participant's media only once
+each of their track recorders is ``ready`` (its first keyframe is in the file), and any
+failure to write is reported at once through ``on_failure`` so the visit can end with cause
+``recording_failed``. ``packet()`` never raises: the SFU's forwarding loop must not be the
+place where a disk error surfaces as an exception.
+
+Files: ``<directory>/<track_name>/segment-00001.webm`` (``.mkv`` for H.264), one per about
+``segment_s`` seconds, each starting on a keyframe. Timestamps of all tracks of a visit share
+one timeline: pts = unwrapped RTP timestamp - first RTP timestamp
++ round((first arrival - epoch) * clock_rate), continuous across segments.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from aiortc.rtp import RtpPacket
+
+from .manifest import segment_number
+from .reassembly import Frame, FrameAssembler
+from .segments import RecordingError, SegmentInfo, SegmentWriter, open_segment_file
+
+__all__ = ["Tap", "TrackRecorder"]
+
+log = logging.getLogger(__name__)
+
+# A video segment is cut at the first keyframe once it is this much short of segment_s,
+# and a keyframe is requested at that moment: a publisher answers a PLI within a round
+# trip and a frame, so waiting for the exact boundary would waste that keyframe.
+KEYFRAME_LEAD_S = 1.0
+LOSS_REQUEST_INTERVAL_S = 0.5  # while frames are dropped waiting for a keyframe
+CUT_REQUEST_INTERVAL_S = 1.0  # while a due segment cut waits for its keyframe
+
+
+class Tap(Protocol):
+    """What the SFU calls for each published track (mirrored in sfu/, which must not import
+    recorder/). ``now`` is the packet's arrival time in seconds on the SFU's clock."""
+
+    def packet(self, packet: RtpPacket, now: float) -> None: ...
+
+    @property
+    def ready(self) -> bool: ...
+
+    def close(self) -> object: ...
+
+
+class TrackRecorder:
+    """Records one track: RTP -> frames (``FrameAssembler``) -> segments (``SegmentWriter``).
+
+    Callbacks run synchronously inside ``packet()``/``close()``; ``request_keyframe`` should
+    only schedule the PLI. ``now`` may come from any clock counting seconds (the SFU's
+    monotonic clock); ``clock`` is the wall clock ``epoch`` was taken from, read once to place
+    the first frame on the visit's timeline.
+    """
+
+    def __init__(self, directory: Path, track_name: str, kind: str, mime: str,
+                 clock_rate: int, *,
+                 epoch: float,
+                 segment_s: float = 10.0,
+                 request_keyframe: Callable[[], None],
+                 on_ready: Callable[[], None],
+                 on_segment: Callable[[SegmentInfo], None],
+                 on_failure: Callable[[str], None],
+                 clock: Callable[[], float] = time.time,
+                 open_file: Callable[[Path], BinaryIO] | None = None) -> None:
+        self.kind = kind
+        self._directory = directory / track_name
+        self._mime = mime
+        self._clock_rate = clock_rate
+        self._epoch = epoch
+        self._extension = ".mkv" if mime.lower() == "video/h264" else ".webm"
+        self._assembler = FrameAssembler(kind, mime, clock_rate)
+        video = kind == "video"
+        self._video = video
+        self._cut_after = round(max(0.0, segment_s - (KEYFRAME_LEAD_S if video else 0.0))
+                                * clock_rate)
+        self._request_keyframe = request_keyframe
+        self._on_ready = on_ready
+        self._on_segment = on_segment
+        self._on_failure = on_failure
+        self._clock = clock
+        self._open_file = open_file or open_segment_file
+        self._writer: SegmentWriter | None = None
+        self._segment_number = 0
+        self._segment_first_pts = 0
+        self._last_pts = 0
+        self._segments: list[SegmentInfo] = []
+        self._first_ts: int | None = None
+        self._origin = 0
+        self._last_request: float | None = None
+        self._ready = False
+        self._stopped = False
+
+    @property
+    def ready(self) -> bool:
+        """True once the first keyframe has reached the file: media may be forwarded."""
+        return self._ready
+
+    def packet(self, packet: RtpPacket, now: float) -> None:
+        """Record one RTP packet of the track. Never raises: failures go to ``on_failure``
+        once, then the recorder stops."""
+        if self._stopped:
+            return
+        try:
+            for frame in self._assembler.push(packet, now):
+                self._write(frame, now)
+            if self._video:
+                self._ask_for_keyframe(now)
+        except RecordingError as error:
+            self._fail(error.reason, error)
+        except Exception as error:  # a bug must still fail closed, not break forwarding
+            self._fail("internal_error", error)
+
+    def close(self) -> list[SegmentInfo]:
+        """Close the open segment (``on_segment`` is called for it) and stop. Returns every
+        segment closed by this recorder. Failures go to ``on_failure``, as in ``packet``."""
+        if not self._stopped:
+            self._stopped = True
+            try:
+                self._close_segment()
+            except RecordingError as error:
+                self._fail(error.reason, error)
+            except Exception as error:
+                self._fail("internal_error", error)
+        return list(self._segments)
+
+    def _write(self, frame: Frame, now: float) -> None:
+        if self._first_ts is None:
+            self._first_ts = frame.rtp_timestamp_unwrapped
+            # frame.arrival is on the SFU's clock: bring it onto epoch's (wall) clock.
+            first_arrival = self._clock() - (now - frame.arrival)
+            self._origin = max(0, round((first_arrival - self._epoch) * self._clock_rate))
+        pts = frame.rtp_timestamp_unwrapped - self._first_ts + self._origin
+        if (self._writer is not None and frame.keyframe
+                and pts - self._segment_first_pts >= self._cut_after):
+            self._close_segment()
+        if self._writer is None:
+            self._open_segment(pts)
+        assert self._writer is not None
+        self._writer.write(frame.data, pts, frame.keyframe)
+        self._last_pts = pts
+        if not self._ready and self._writer.durable:
+            self._ready = True
+            self._on_ready()
+
+    def _open_segment(self, pts: int) -> None:
+        if self._segment_number == 0:
+            try:
+                self._directory.mkdir(parents=True, exist_ok=True)
+                # A rejoin or a restart continues the track's numbering.
+                self._segment_number = max(
+                    (n for n in (segment_number(p.name) for p in self._directory.iterdir())
+                     if n is not None), default=0)
+            except OSError as error:
+                raise RecordingError.from_os_error(error) from error
+        self._segment_number += 1
+        path = self._directory / f"segment-{self._segment_number:05d}{self._extension}"
+        self._writer = SegmentWriter(path, self._mime, self._clock_rate,
+                                     open_file=self._open_file)
+        self._segment_first_pts = pts
+
+    def _close_segment(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return
+        try:
+            info = writer.close()
+        except RecordingError:
+            writer.abort()
+            raise
+        self._segments.append(info)
+        self._on_segment(info)
+
+    def _ask_for_keyframe(self, now: float) -> None:
+        """Ask the publisher for a keyframe while frames are being dropped for want of one,
+        and when the open segment is due to be cut; rate-limited either way."""
+        if self._assembler.needs_keyframe:
+            interval = LOSS_REQUEST_INTERVAL_S
+        elif (self._writer is not None
+              and self._last_pts - self._segment_first_pts >= self._cut_after):
+            interval = CUT_REQUEST_INTERVAL_S
+        else:
+            return
+        if self._last_request is None or now - self._last_request >= interval:
+            self._last_request = now
+            self._request_keyframe()
+
+    def _fail(self, reason: str, error: Exception) -> None:
+        self._stopped = True
+        if self._writer is not None:
+            self._writer.abort()
+            self._writer = None
+        log.error("recording of %s failed: %s", self._directory, reason, exc_info=error)
+        try:
+            self._on_failure(reason)
+        except Exception:
+            log.exception("on_failure callback of %s raised", self._directory)

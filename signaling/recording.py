@@ -1,0 +1,194 @@
+"""Wires the recorder to the SFU's tap and to the records side (manifest, archive, audit).
+
+One ``VisitRecording`` per recorded visit: its manifest, its track recorders and the
+visit's timeline (epoch = the booked start, so a restart or a rejoin continues the same
+timeline). When the visit ends the open segments are closed, each participant's final
+file is joined by stream copy, the manifest is sealed, and the seal goes into SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from prometheus_client import Counter
+
+from recorder.archive import Archive
+from recorder.finalize import FinalFile, finalize_visit
+from recorder.manifest import Manifest
+from recorder.recovery import is_sealed, recover_visit
+from recorder.signing import RecordingKey
+from recorder.track import TrackRecorder
+from sfu.tap import Tap, TapRequest
+
+from .audit import AuditLog
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+SEGMENTS = Counter("visitbridge_recording_segments", "Recorded segments closed and hashed")
+BYTES = Counter("visitbridge_recording_bytes", "Bytes of closed, hashed recording segments")
+FAILURES = Counter("visitbridge_recording_failures", "Recording failures, by reason", ["reason"])
+GAP_SECONDS = Counter("visitbridge_recording_gap_seconds",
+                      "Seconds of media lost to the recording (crash recovery, failures)")
+
+SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+
+def visit_folder(recordings: Path, visit_id: str) -> Path:
+    if not SAFE_ID.fullmatch(visit_id) or visit_id in (".", ".."):
+        raise ValueError(f"visit id {visit_id!r} cannot name a recordings folder")
+    return recordings / visit_id
+
+
+class VisitRecording:
+    def __init__(self, folder: Path, manifest: Manifest, epoch: float) -> None:
+        self.folder = folder
+        self.manifest = manifest
+        self.epoch = epoch
+        self.tracks: list[TrackRecorder] = []
+        self.failed = False
+
+
+class Recordings:
+    def __init__(self, recordings: Path, key: RecordingKey, archive: Archive, store: Store,
+                 audit: AuditLog, segment_s: float = 10.0,
+                 open_file: Callable[[Path], BinaryIO] | None = None) -> None:
+        self.dir = recordings
+        self.key = key
+        self.archive = archive
+        self._store = store
+        self._audit = audit
+        self._segment_s = segment_s
+        self._open_file = open_file  # fault injection in tests
+        self._visits: dict[str, VisitRecording] = {}
+        self.finalizing: set[asyncio.Task[None]] = set()
+
+    # -- the SFU's TapFactory ------------------------------------------------------------
+
+    def tap(self, request: TapRequest) -> Tap:
+        rec = self._visits.get(request.visit_id) or self._open(request.visit_id)
+        track_name = f"{request.participant}-{request.kind}"
+
+        def on_segment(info: Any) -> None:
+            entry = rec.manifest.append_segment({
+                "track": track_name, "path": info.path, "first_pts": info.first_pts,
+                "last_pts": info.last_pts, "time_base": f"1/{request.clock_rate}"})
+            SEGMENTS.inc()
+            BYTES.inc(entry["bytes"])
+
+        def on_failure(reason: str) -> None:
+            FAILURES.labels(reason).inc()
+            rec.failed = True
+            request.on_failure(reason)
+
+        track = TrackRecorder(
+            rec.folder, track_name, request.kind, request.mime, request.clock_rate,
+            epoch=rec.epoch, segment_s=self._segment_s,
+            request_keyframe=request.request_keyframe, on_ready=request.on_ready,
+            on_segment=on_segment, on_failure=on_failure, open_file=self._open_file)
+        rec.tracks.append(track)
+        row = self._store.visit(request.visit_id)
+        if row is not None:
+            for p in self._store.participants(request.visit_id):
+                if p["sub"] == request.participant and p["role"] != "inmate":
+                    self.archive.add_visitor(request.visit_id, p["sub"], p["name"])
+        return track
+
+    def _open(self, visit_id: str) -> VisitRecording:
+        row = self._store.visit(visit_id)
+        folder = visit_folder(self.dir, visit_id)
+        manifest = Manifest.open(folder, self.key, time.time)
+        epoch = float(row.starts_at) if row and row.starts_at else time.time()
+        inmate = next((p for p in self._store.participants(visit_id)
+                       if p["role"] == "inmate"), None)
+        self.archive.started(visit_id, inmate["sub"] if inmate else None,
+                             inmate["name"] if inmate else None,
+                             row.starts_at if row else None, row.ends_at if row else None,
+                             time.time())
+        rec = self._visits[visit_id] = VisitRecording(folder, manifest, epoch)
+        return rec
+
+    # -- end of a visit -----------------------------------------------------------------
+
+    def visit_ended(self, visit_id: str) -> None:
+        """Seal in the background: joining the final files copies media, so it runs in a
+        thread; the database is written back on the event loop (SQLite is per thread)."""
+        rec = self._visits.pop(visit_id, None)
+        if rec is None:
+            return
+        for track in rec.tracks:
+            track.close()  # idempotent: the SFU closed them when the members left
+
+        async def seal() -> None:
+            try:
+                sealed = await asyncio.to_thread(self._seal_files, visit_id, rec, False)
+                self._record_seal(visit_id, rec, *sealed, recovered=False)
+            except Exception:
+                FAILURES.labels("seal").inc()
+                log.exception("sealing the recording failed", extra={"visit": visit_id})
+
+        task = asyncio.ensure_future(seal())
+        self.finalizing.add(task)
+        task.add_done_callback(self.finalizing.discard)
+
+    def _seal_files(self, visit_id: str, rec: VisitRecording,
+                    recovered: bool) -> tuple[str, list[FinalFile]]:
+        try:
+            finals = finalize_visit(rec.folder)
+        except Exception:  # noqa: BLE001 - the evidence (segments) is intact; say so
+            log.exception("finalize failed", extra={"visit": visit_id})
+            finals = []
+        offsets = {f.participant: round(f.offset_s, 3) for f in finals}
+        return rec.manifest.seal({"finals": offsets, "recovered": recovered}), finals
+
+    def _record_seal(self, visit_id: str, rec: VisitRecording, seal: str,
+                     finals: list[FinalFile], recovered: bool) -> None:
+        offsets = {f.participant: round(f.offset_s, 3) for f in finals}
+        size = sum(p.stat().st_size for p in rec.folder.rglob("segment-*") if p.is_file())
+        seconds = max((f.offset_s + f.seconds for f in finals), default=0.0)
+        if self.archive.get(visit_id) is None:
+            self.archive.started(visit_id, None, None, None, None, time.time())
+        self.archive.sealed(visit_id, seal, size, seconds,
+                            {f.participant: str(f.path.relative_to(rec.folder))
+                             for f in finals}, time.time(), recovered=recovered)
+        self._audit.record(action="recording_sealed", actor="recorder", role="system",
+                           visit=visit_id, now=time.time(),
+                           detail={"seal": seal, "segments": rec.manifest.segments,
+                                   "offsets": offsets, "recovered": recovered})
+        log.info("recording sealed", extra={"visit": visit_id,
+                                             "segments": rec.manifest.segments})
+
+    async def close(self) -> None:
+        if self.finalizing:
+            await asyncio.gather(*self.finalizing, return_exceptions=True)
+
+    # -- start-up -----------------------------------------------------------------------
+
+    def recover(self, now: float) -> list[str]:
+        """Salvage visits a crash left unsealed; seal those whose booked slot is over."""
+        if not self.dir.exists():
+            return []
+        recovered = []
+        for folder in sorted(p for p in self.dir.iterdir() if p.is_dir()):
+            if is_sealed(folder) or not (folder / "manifest.jsonl").exists() and not any(
+                    folder.iterdir()):
+                continue
+            salvaged = recover_visit(folder, self.key, time.time)
+            if salvaged:
+                self._audit.record(action="recording_recovered", actor="recorder",
+                                   role="system", visit=folder.name, now=now,
+                                   detail={"segments": [s.file for s in salvaged]})
+            row = self._store.visit(folder.name)
+            if row is None or (row.ends_at is not None and row.ends_at <= now) or (
+                    row.state == "ended"):
+                rec = VisitRecording(folder, Manifest.open(folder, self.key, time.time), 0.0)
+                self._record_seal(folder.name, rec, *self._seal_files(folder.name, rec, True),
+                                  recovered=True)
+                recovered.append(folder.name)
+        return recovered
