@@ -29,7 +29,7 @@ from aiortc.codecs.h264 import h264_depayload
 from aiortc.codecs.vpx import VpxPayloadDescriptor
 from aiortc.rtp import RtpPacket
 
-__all__ = ["Frame", "FrameAssembler"]
+__all__ = ["Frame", "FrameAssembler", "h264_nal_types", "vp8_is_keyframe"]
 
 VP8_START_CODE = b"\x9d\x01\x2a"
 H264_FU_A = 28
@@ -201,8 +201,10 @@ class FrameAssembler:
             if current is None:
                 return False  # a hole inside the frame: wait
             if current.padding or current.timestamp != first.timestamp:
-                # The frame ended without its marker: the stream is broken here.
+                # The frame ended without its marker: drop it. Nothing is missing, so the
+                # packet here is where the next frame starts.
                 self._consume(self._next_seq, seq - 1)
+                self._prev_ended = True
                 self._lost()
                 return True
             if current.end:

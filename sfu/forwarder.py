@@ -177,6 +177,7 @@ class TrackForwarder:
         # (created at the first packet, when the codec is known) says it is writing.
         self.tap_factory: Callable[[RtpPacket, RTCRtpCodecParameters], Tap] | None = None
         self.tap: Tap | None = None
+        self.recording = False  # the visit is live: the tap records
         self.media_ssrc: int | None = None
         self._keyframe_pending = False
         self._deferred: asyncio.TimerHandle | None = None
@@ -242,6 +243,8 @@ class TrackForwarder:
             return  # padding-only probe: nothing for subscribers
         mime = codec.mimeType.lower()
         if self.tap_factory is not None:
+            if not self.recording:
+                return  # before the visit starts: neither recorded nor forwarded
             if self.tap is None:
                 self.tap = self.tap_factory(packet, codec)
             self.tap.packet(packet, time.time())

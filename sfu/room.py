@@ -174,6 +174,7 @@ class Room:
         if isinstance(peer_owner, Member) and self._tap_factory is not None:
             for kind, forwarder in peer_owner.peer.forwarders.items():
                 forwarder.tap_factory = self._tap_opener(peer_owner, kind, forwarder)
+                forwarder.recording = self.lifecycle.media_allowed
         self._wire()
 
     @property
@@ -330,6 +331,9 @@ class Room:
 
     def _apply_gate(self) -> None:
         allowed = self.lifecycle.media_allowed
+        for member in self.members.values():
+            for forwarder in member.peer.forwarders.values():
+                forwarder.recording = allowed
         for peer in self._subscriber_peers():
             for sinks in peer.sinks:
                 for sink in sinks.values():

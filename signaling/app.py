@@ -12,6 +12,7 @@ from aiortc import RTCIceServer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from recorder.archive import Archive
+from recorder.retention import RetentionJob
 from recorder.signing import load_or_create
 from sfu import aiortc_glue
 from sfu.lifecycle import Policy
@@ -78,6 +79,8 @@ def create_app(config: Config) -> web.Application:
     recordings = Recordings(config.recordings_dir, recording_key, archive, store, audit,
                             segment_s=config.segment_s)
     records = VisitRecords(store, audit, outbox, sender, on_ended=recordings.visit_ended)
+    retention_job = RetentionJob(archive, config.recordings_dir, config.retention_days,
+                                 audit.record, interval_s=3600)
     policy = Policy(early_entry_s=config.early_entry_s,
                     warnings_s=tuple(float(w) for w in config.warnings),
                     all_left_grace_s=config.all_left_grace_s)
@@ -120,6 +123,7 @@ def create_app(config: Config) -> web.Application:
         if recovered:
             log.warning("recordings recovered after a crash", extra={"visits": recovered})
         records.close_stale(now)
+        retention_job.start()
         if sender is not None:
             sender.start()
         background.append(asyncio.ensure_future(health.watch(config.recordings_dir)))
@@ -134,6 +138,7 @@ def create_app(config: Config) -> web.Application:
         close = getattr(keys, "close", None)
         if close is not None:
             await close()
+        await retention_job.close()
         await recordings.close()
         if sender is not None:
             await sender.close()

@@ -191,8 +191,8 @@ class Compliance:
         return people
 
     def ticket(self, visit: str, participant: str, expires_at: int) -> str:
-        mac = hmac.new(self._secret, f"{visit}\0{participant}\0{expires_at}".encode(),
-                       hashlib.sha256).digest()
+        message = json.dumps(["media", visit, participant, expires_at])  # unambiguous
+        mac = hmac.new(self._secret, message.encode(), hashlib.sha256).digest()
         return f"{expires_at}.{base64.urlsafe_b64encode(mac).decode().rstrip('=')}"
 
     def check_ticket(self, ticket: str, visit: str, participant: str) -> str | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any, BinaryIO
 
 from prometheus_client import Counter
 
+from recorder import retention
 from recorder.archive import Archive
 from recorder.finalize import FinalFile, finalize_visit
 from recorder.manifest import Manifest
@@ -37,13 +37,11 @@ FAILURES = Counter("visitbridge_recording_failures", "Recording failures, by rea
 GAP_SECONDS = Counter("visitbridge_recording_gap_seconds",
                       "Seconds of media lost to the recording (crash recovery, failures)")
 
-SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
-
-
 def visit_folder(recordings: Path, visit_id: str) -> Path:
-    if not SAFE_ID.fullmatch(visit_id) or visit_id in (".", ".."):
+    folder = retention.visit_folder(recordings, visit_id)
+    if folder is None:
         raise ValueError(f"visit id {visit_id!r} cannot name a recordings folder")
-    return recordings / visit_id
+    return folder
 
 
 class VisitRecording:
@@ -155,7 +153,8 @@ class Recordings:
         if self.archive.get(visit_id) is None:
             self.archive.started(visit_id, None, None, None, None, time.time())
         self.archive.sealed(visit_id, seal, size, seconds,
-                            {f.participant: str(f.path.relative_to(rec.folder))
+                            {f.participant: {"path": str(f.path.relative_to(rec.folder)),
+                                             "offset_s": round(f.offset_s, 3)}
                              for f in finals}, time.time(), recovered=recovered)
         self._audit.record(action="recording_sealed", actor="recorder", role="system",
                            visit=visit_id, now=time.time(),
@@ -175,7 +174,8 @@ class Recordings:
         if not self.dir.exists():
             return []
         recovered = []
-        for folder in sorted(p for p in self.dir.iterdir() if p.is_dir()):
+        for folder in sorted(p for p in self.dir.iterdir()
+                             if p.is_dir() and not p.name.startswith(".")):
             if is_sealed(folder) or not (folder / "manifest.jsonl").exists() and not any(
                     folder.iterdir()):
                 continue

@@ -97,6 +97,11 @@ function updateClock() {
   }
 }
 
+function waitingText() {
+  const at = new Date(visit.starts_at * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  return `You are in the waiting room. The visit starts at ${at}.`;
+}
+
 function publishedKinds() {
   return local ? local.getTracks().length : 0;
 }
@@ -181,9 +186,7 @@ async function handle(msg) {
       $("title").textContent = "Video visit";
       $("lobby").hidden = true;
       $("controls").hidden = false;
-      status(visit.state === "waiting"
-        ? `You are in the waiting room. The visit starts at ${new Date(visit.starts_at * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}.`
-        : "Connected. Waiting for the video to start…");
+      status(visit.state === "waiting" ? waitingText() : "Connected. Waiting for the video to start…");
       for (const p of msg.participants) renderPerson(p);
       if (!clockTimer) clockTimer = setInterval(updateClock, 1000);
       updateClock();
@@ -209,6 +212,7 @@ async function handle(msg) {
       }
       break;
     case "visit_started":
+      visit.state = "live";
       status("The visit has started.");
       break;
     case "warning":
@@ -259,7 +263,7 @@ async function answer(offer) {
       el.srcObject = new MediaStream([track]);
     },
     onState: (state) => {
-      if (state === "connected") status("Connected to the visit.");
+      if (state === "connected") status(visit && visit.state === "waiting" ? waitingText() : "Connected to the visit.");
       if (state === "failed" && ws) ws.close();
     },
   });

@@ -1,0 +1,165 @@
+"""SegmentWriter: real encoded frames in, files a player decodes out; I/O failures mapped."""
+
+from __future__ import annotations
+
+import errno
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+import pytest
+from aiortc.codecs import depayload
+from test_recorder_media import H264, OPUS, VP8, Publisher, decode
+
+from recorder.segments import OPUS_HEAD, RecordingError, SegmentWriter
+
+ORIGIN = 123_456  # pts of the first frame: a track that started 1.37 s into the visit
+
+
+def frames_of(publisher: Publisher, count: int) -> list[tuple[bytes, int, bool]]:
+    """(data, pts, keyframe) of the first ``count`` frames, pts starting at ORIGIN."""
+    out = []
+    first_ts = None
+    for _, packets in publisher.frames():
+        data = b"".join(depayload(publisher.codec, p.payload) for p in packets)
+        ts = packets[0].timestamp
+        first_ts = ts if first_ts is None else first_ts
+        keyframe = publisher.kind == "audio" or not out or (
+            publisher.codec is VP8 and not data[0] & 1)
+        out.append((data, ORIGIN + ((ts - first_ts) & 0xFFFFFFFF), keyframe))
+        if len(out) == count:
+            return out
+    raise AssertionError("unreachable")
+
+
+def write_all(writer: SegmentWriter, frames: list[tuple[bytes, int, bool]]) -> None:
+    for data, pts, keyframe in frames:
+        writer.write(data, pts, keyframe)
+
+
+@pytest.mark.parametrize(("codec", "suffix", "count"),
+                         [(VP8, ".webm", 30), (H264, ".mkv", 30), (OPUS, ".webm", 100)])
+def test_segment_plays_with_its_timestamps(tmp_path: Path, codec, suffix: str,
+                                           count: int) -> None:
+    publisher = Publisher(codec)
+    frames = frames_of(publisher, count)
+    path = tmp_path / f"segment-00001{suffix}"
+    writer = SegmentWriter(path, codec.mimeType, codec.clockRate)
+    write_all(writer, frames)
+    info = writer.close()
+    assert (info.path, info.first_pts, info.last_pts, info.frames, info.keyframe_first) == \
+        (path, ORIGIN, frames[-1][1], count, True)
+    assert info.bytes == path.stat().st_size
+    decoded = decode(path)
+    assert decoded.errors == []
+    assert decoded.packets == decoded.frames == count
+    assert decoded.first_packet_keyframe
+    assert decoded.first_s == pytest.approx(ORIGIN / codec.clockRate, abs=0.001)
+    if publisher.kind == "video":
+        assert decoded.width == 320
+    else:
+        assert decoded.extradata == OPUS_HEAD  # Chrome plays Opus only with an OpusHead
+
+
+def test_frames_reach_the_file_while_writing(tmp_path: Path) -> None:
+    """Flushed as written: a copy taken mid-segment (what kill -9 leaves) plays up to the
+    last finished cluster, about one second back."""
+    publisher = Publisher(VP8)
+    frames = frames_of(publisher, 45)  # 3 s at 15 fps
+    path = tmp_path / "segment-00001.webm"
+    writer = SegmentWriter(path, "video/VP8", 90000)
+    write_all(writer, frames)
+    shutil.copy(path, tmp_path / "killed.webm")
+    decoded = decode(tmp_path / "killed.webm")
+    assert decoded.errors == []
+    assert decoded.last_s >= frames[-1][1] / 90000 - 1.1
+    writer.close()
+
+
+def test_durable_once_the_first_cluster_is_in_the_file(tmp_path: Path) -> None:
+    frames = frames_of(Publisher(OPUS), 60)
+    writer = SegmentWriter(tmp_path / "a.webm", "audio/opus", 48000)
+    durable = []
+    for data, pts, keyframe in frames:
+        writer.write(data, pts, keyframe)
+        durable.append(writer.durable)
+    first = durable.index(True)
+    assert 1.0 <= (frames[first][1] - ORIGIN) / 48000 <= 1.05
+    writer.close()
+
+
+def test_a_segment_must_start_with_a_keyframe(tmp_path: Path) -> None:
+    frames = frames_of(Publisher(VP8), 2)
+    writer = SegmentWriter(tmp_path / "a.webm", "video/VP8", 90000)
+    with pytest.raises(ValueError):
+        writer.write(frames[1][0], frames[1][1], False)
+
+
+def test_an_existing_recording_is_never_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / "segment-00001.webm"
+    path.write_bytes(b"evidence")
+    frames = frames_of(Publisher(VP8), 1)
+    with pytest.raises(RecordingError) as failure:
+        write_all(SegmentWriter(path, "video/VP8", 90000), frames)
+    assert failure.value.reason == "io_error"
+    assert path.read_bytes() == b"evidence"
+
+
+class FailingFile:
+    """A real file whose write() fails with ``error`` once ``limit`` bytes are written."""
+
+    def __init__(self, path: Path, limit: int, error: int) -> None:
+        self._file = open(path, "wb")
+        self._limit = limit
+        self._error = error
+        self.written = 0
+
+    def write(self, data: bytes) -> int:
+        if self.written + len(data) > self._limit:
+            raise OSError(self._error, "injected failure")
+        self.written += len(data)
+        return self._file.write(data)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._file, name)
+
+
+def failing_after(limit: int, error: int) -> Callable[[Path], BinaryIO]:
+    return lambda path: FailingFile(path, limit, error)  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize(("error", "reason"), [
+    (errno.ENOSPC, "disk_full"), (errno.EDQUOT, "disk_full"), (errno.EIO, "io_error"),
+    (errno.EROFS, "permission")])
+def test_write_failures_become_recording_errors(tmp_path: Path, error: int,
+                                                reason: str) -> None:
+    frames = frames_of(Publisher(OPUS), 100)
+    writer = SegmentWriter(tmp_path / "a.webm", "audio/opus", 48000,
+                           open_file=failing_after(2000, error))
+    with pytest.raises(RecordingError) as failure:
+        write_all(writer, frames)
+    assert failure.value.reason == reason
+    writer.abort()
+
+
+def test_open_failure_is_a_permission_error(tmp_path: Path) -> None:
+    def refuse(path: Path) -> BinaryIO:
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    writer = SegmentWriter(tmp_path / "a.webm", "audio/opus", 48000, open_file=refuse)
+    with pytest.raises(RecordingError) as failure:
+        write_all(writer, frames_of(Publisher(OPUS), 1))
+    assert failure.value.reason == "permission"
+
+
+def test_failure_while_closing_is_reported(tmp_path: Path) -> None:
+    """The trailer (cues, duration) is written at close: a full disk then must not pass."""
+    frames = frames_of(Publisher(OPUS), 30)
+    writer = SegmentWriter(tmp_path / "a.webm", "audio/opus", 48000,
+                           open_file=failing_after(1000, errno.ENOSPC))
+    write_all(writer, frames)  # 0.6 s: still in the first cluster, in memory
+    with pytest.raises(RecordingError) as failure:
+        writer.close()
+    assert failure.value.reason == "disk_full"
+    writer.abort()
