@@ -46,6 +46,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--results", type=Path, default=RESULTS,
                    help="JSON-lines file to append to "
                         "(default benchmarks/results/forwarding.jsonl)")
+    p.add_argument("--record", action="store_true",
+                   help="record every visit (without it visits are privileged: not recorded)")
     p.add_argument("--baseline", choices=sorted(BASELINES),
                    help="also run the same load against a naive decode/re-encode relay")
     return p
@@ -58,7 +60,8 @@ async def _measure(name: str, args: argparse.Namespace, video: EncodedClip,
         server = ServerProcess(Path(tmp), module=module, args=module_args)
         server.start()
         try:
-            return await run_load(server, args.visits, args.seconds, args.warmup, video, audio)
+            return await run_load(server, args.visits, args.seconds, args.warmup, video, audio,
+                                  record=args.record and name == "visitbridge")
         finally:
             server.stop()
 

@@ -51,12 +51,14 @@ class Snapshot:
 
 
 def _visits(server: ServerProcess, count: int, video: EncodedClip, audio: EncodedClip,
-            lifetime_s: float) -> list[list[Party]]:
+            lifetime_s: float, record: bool) -> list[list[Party]]:
+    """Visits to run; without ``record`` they are privileged, which the server never
+    records (recording is mandatory for every other visit)."""
     now = int(time.time())
     visits = []
     for i in range(count):
         claim = VisitClaim(id=f"bench-{now}-{i}", starts_at=now - 5,
-                           ends_at=now + int(lifetime_s) + 600, privileged=False)
+                           ends_at=now + int(lifetime_s) + 600, privileged=not record)
         visits.append([
             Party(f"{role}-{i}", server.ws_url, server.token(f"{role}-{i}", role, claim),
                   video, audio)
@@ -150,9 +152,11 @@ def _summarize(start: Snapshot, end: Snapshot, parties: list[Party], join_errors
 
 
 async def run_load(server: ServerProcess, visit_count: int, seconds: float, warmup: float,
-                   video: EncodedClip, audio: EncodedClip) -> dict[str, Any]:
+                   video: EncodedClip, audio: EncodedClip,
+                   record: bool = False) -> dict[str, Any]:
     """Run the visits against ``server`` (already started) and return the summary."""
-    visits = _visits(server, visit_count, video, audio, warmup + seconds + MEDIA_TIMEOUT_S)
+    visits = _visits(server, visit_count, video, audio, warmup + seconds + MEDIA_TIMEOUT_S,
+                     record)
     parties = [p for v in visits for p in v]
     lag = LoopLag()
     lag.start()

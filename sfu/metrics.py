@@ -27,6 +27,8 @@ KEYFRAME_REQUESTS = Counter(
     ["result"],
 )
 NACKS = Counter("visitbridge_nacks", "NACKed packets, by direction", ["direction"])
+for _direction in ("from_subscriber", "to_publisher"):
+    NACKS.labels(_direction)  # a series from the start, so rate() panels show 0, not nothing
 RETRANSMISSIONS = Counter(
     "visitbridge_retransmissions", "Packets resent to subscribers from the history"
 )

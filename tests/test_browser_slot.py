@@ -35,7 +35,8 @@ async def test_slot_warnings_and_hard_stop(tmp_path: Path) -> None:
             for page in pages:
                 await join(page)
             # Waiting room: connected, but no media before the booked start.
-            await pages[0].get_by_text("You are in the waiting room").wait_for()
+            for page in pages:
+                await page.get_by_text("Visit starts in").wait_for()
             await pages[1].get_by_text("Alex Inmate (resident)").wait_for()
             assert time.time() < starts
             assert (await decoded(pages[1]))["frames"] == 0
