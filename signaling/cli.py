@@ -65,13 +65,13 @@ def demo_links(config: Config, now: float) -> list[tuple[str, str]]:
     return links
 
 
-def officer_link(config: Config, now: float) -> str:
-    """The officer console with a development officer token (12 hours)."""
+def console_link(config: Config, now: float, role: str) -> str:
+    """The officer or compliance console with a development staff token (12 hours)."""
     key = load_private_key(ensure_dev_keys(config))
     token = issue_token(key, kid=DEV_KID, issuer=config.token_issuer,
-                        audience=config.token_audience, sub="officer-demo",
-                        role="officer", name="Demo Officer", now=now)
-    return f"{config.base_url}/officer#token={token}"
+                        audience=config.token_audience, sub=f"{role}-demo",
+                        role=role, name=f"Demo {role.title()}", now=now)
+    return f"{config.base_url}/{role}#token={token}"
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -84,8 +84,9 @@ def _serve(args: argparse.Namespace) -> int:
         print("Demo visit, open each link in its own browser window:")
         for who, link in demo_links(config, time.time()):
             print(f"  {who}:\n    {link}")
-        link = officer_link(config, time.time())
-        print(f"Officer console (development officer token):\n    {link}")
+        for role in ("officer", "compliance"):
+            link = console_link(config, time.time(), role)
+            print(f"{role.title()} console (development {role} token):\n    {link}")
     try:
         import uvloop
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from support import Participant, Server, metric, participants, running_server, visit_now
@@ -107,3 +109,37 @@ async def test_visit_full_and_bad_messages(server: Server) -> None:
         await people[0].wait_for(lambda: people[0].error is not None, 5)
         assert people[0].error["code"] == "bad_message"
         assert people[0].close_code is None
+
+
+async def test_officer_mute_stops_forwarding_audio_and_the_participant_is_told(
+        server: Server) -> None:
+    visit = visit_now("fwd-4")
+    inmate = Participant(server, server.token("inmate-4", "inmate", visit), colour=RED)
+    family = Participant(server, server.token("family-4", "family", visit), colour=BLUE)
+    officer = server.token("officer-4", "officer", None)
+    async with participants(inmate, family), aiohttp.ClientSession() as http:
+        await inmate.join()
+        await family.join()
+        await family.wait_for(lambda: family.audio.get(0) and family.audio[0].frames >= 25, 10)
+
+        async def mute(muted: bool) -> None:
+            async with http.post(
+                    f"{server.url}/api/visits/fwd-4/participants/inmate-4/mute",
+                    headers={"Authorization": f"Bearer {officer}"},
+                    json={"muted": muted, "reason": "test"}) as resp:
+                assert resp.status == 200, await resp.text()
+
+        await mute(True)
+        await inmate.wait_for(lambda: any(e["type"] == "muted" and e["muted"]
+                                          for e in inmate.events), 5)
+        await asyncio.sleep(0.5)  # packets already in flight
+        before = family.audio[0].frames
+        await asyncio.sleep(1.5)
+        assert family.audio[0].frames - before <= 2  # silence: nothing forwarded
+        assert family.video_from(0).frames > 0  # the picture goes on
+        update = [e for e in family.events if e["type"] == "participant_updated"][-1]
+        assert update["participant"]["muted_by_officer"] is True
+
+        await mute(False)
+        resumed = family.audio[0].frames
+        await family.wait_for(lambda: family.audio[0].frames >= resumed + 25, 10)
