@@ -212,9 +212,11 @@ class Participant:
     """A real aiortc participant talking to the server over the real WebSocket."""
 
     def __init__(self, server: Server, token: str, colour: tuple[int, int, int] | None = None,
-                 publish: bool = True, noise: bool = False) -> None:
+                 publish: bool = True, noise: bool = False,
+                 video_codec: str | None = None) -> None:
         self.server = server
         self.noise = noise
+        self.video_codec = video_codec  # e.g. "H264": answer with only that video codec
         self.token = token
         self.colour = colour or (200, 30, 30)
         self.publish = publish
@@ -279,6 +281,15 @@ class Participant:
             self._tasks.append(asyncio.ensure_future(self._consume(track, slot)))
 
         await self.pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
+        if self.video_codec:
+            # Like a browser that supports only this codec: drop the others (and their
+            # RTX) from every video m-line of the answer.
+            for t in self.pc.getTransceivers():
+                if t.kind == "video":
+                    keep = {c.payloadType for c in t._codecs
+                            if c.mimeType.lower() == f"video/{self.video_codec.lower()}"}
+                    t._codecs = [c for c in t._codecs if c.payloadType in keep
+                                 or c.parameters.get("apt") in keep]
         if self.publish:
             for t in self.pc.getTransceivers():
                 if t.mid == offer["publish"]["video"]:

@@ -143,3 +143,25 @@ async def test_officer_mute_stops_forwarding_audio_and_the_participant_is_told(
         await mute(False)
         resumed = family.audio[0].frames
         await family.wait_for(lambda: family.audio[0].frames >= resumed + 25, 10)
+
+
+async def test_h264_only_browsers_are_forwarded_h264(server: Server) -> None:
+    visit = visit_now("fwd-5")
+    inmate = Participant(server, server.token("inmate-5", "inmate", visit), colour=RED,
+                         video_codec="H264")
+    family = Participant(server, server.token("family-5", "family", visit), colour=BLUE,
+                         video_codec="H264")
+    async with participants(inmate, family):
+        await inmate.join()
+        await family.join()
+        await family.wait_for(lambda: family.video_from(0).frames >= 15, 15)
+        await inmate.wait_for(lambda: inmate.video_from(1).frames >= 15, 15)
+        assert close_to(family.video_from(0).colour, RED)
+        assert close_to(inmate.video_from(1).colour, BLUE)
+        stats = await family.pc.getStats()
+        codecs = {t.receiver._RTCRtpReceiver__codecs[pt].mimeType
+                  for t in family.pc.getTransceivers() if t.kind == "video"
+                  for pt in t.receiver._RTCRtpReceiver__codecs}
+        assert codecs <= {"video/H264", "video/rtx"}, codecs
+        assert stats  # the connection is up
+    assert await metric(server, "visitbridge_codec_instances_total") == 0
