@@ -41,7 +41,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, TypedDict
 
-from .signing import RecordingKey, verify_signature
+from .signing import RecordingKey, fsync_dir, verify_signature
 
 MANIFEST_NAME = "manifest.jsonl"
 GENESIS = "0" * 64
@@ -161,7 +161,7 @@ class Manifest:
         created = not path.exists()
         file = open(path, "ab")  # held open for the visit; close() or seal() closes it
         if created:
-            _fsync_dir(visit_dir)
+            fsync_dir(visit_dir)
         return cls(visit_dir, key, clock, file, entries)
 
     @property
@@ -335,17 +335,3 @@ def _read_for_append(path: Path, key: RecordingKey) -> list[dict[str, Any]]:
         prev = entry["hash"]
         entries.append(entry)
     return entries
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a newly created manifest's directory entry durable too."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -180,10 +180,11 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
         file.write(data)
         file.flush()
         os.fsync(file.fileno())
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make a newly created file's directory entry durable too (best effort)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:

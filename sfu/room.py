@@ -187,6 +187,14 @@ class Room:
         factory = self._tap_factory
 
         def open_tap(packet: RtpPacket, codec: RTCRtpCodecParameters) -> Tap:
+            try:
+                return make_tap(codec)
+            except Exception as exc:  # noqa: BLE001 - no recorder: fail closed, end the visit
+                log.exception("cannot start recording", extra={"visit": self.visit.id})
+                asyncio.ensure_future(self._recording_failed(type(exc).__name__))
+                return _NO_TAP
+
+        def make_tap(codec: RTCRtpCodecParameters) -> Tap:
             return factory(TapRequest(
                 visit_id=self.visit.id, participant=member.who.sub, kind=kind,
                 mime=codec.mimeType.lower(), clock_rate=codec.clockRate,
@@ -410,3 +418,18 @@ def _once(action: Callable[[], None]) -> Callable[[], None]:
             action()
 
     return run
+
+
+class _NoTap:
+    """Stands in for a recorder that could not start: never ready, so nothing flows."""
+
+    ready = False
+
+    def packet(self, packet: RtpPacket, now: float) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+_NO_TAP = _NoTap()

@@ -149,6 +149,9 @@ class Api:
         muted = bool(body.get("muted", True))
         reason = str(body.get("reason", ""))
         room = self._rooms.get(visit_id)
+        if room is not None and room.visit.privileged:
+            return self._refuse(claims, request, 403, "privileged_visit",
+                                "privileged visits are neither monitored nor moderated")
         if room is None or not await room.mute(sub, muted):
             return self._refuse(claims, request, 404, "not_present",
                                 "this participant is not in a live visit")

@@ -199,6 +199,14 @@ def _recordings_export(args: argparse.Namespace) -> int:
     custody = [{"action": "export", "actor": os.environ.get("USER", "operator"),
                 "role": "operator", "at": time.time(), "via": "visitbridge recordings export"}]
     path = export_visit(folder, public, args.out, custody, seal, finals)
+    from . import store
+    from .audit import AuditLog
+
+    db = store.connect(config.database)
+    AuditLog(db).record(action="recording_export", actor=custody[0]["actor"], role="operator",
+                        visit=args.visit, now=time.time(),
+                        detail={"via": "visitbridge recordings export", "file": str(path)})
+    db.close()
     print(f"exported {args.visit} to {path}")
     return 0
 

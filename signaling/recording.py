@@ -20,7 +20,7 @@ from prometheus_client import Counter
 from recorder import retention
 from recorder.archive import Archive
 from recorder.finalize import FinalFile, finalize_visit
-from recorder.manifest import Manifest
+from recorder.manifest import Manifest, ManifestError
 from recorder.recovery import is_sealed, recover_visit
 from recorder.signing import RecordingKey
 from recorder.track import TrackRecorder
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 SEGMENTS = Counter("visitbridge_recording_segments", "Recorded segments closed and hashed")
 BYTES = Counter("visitbridge_recording_bytes", "Bytes of closed, hashed recording segments")
 FAILURES = Counter("visitbridge_recording_failures", "Recording failures, by reason", ["reason"])
-for _reason in ("disk_full", "io_error", "permission", "internal_error", "seal"):
+for _reason in ("disk_full", "io_error", "permission", "internal_error", "seal", "recovery"):
     FAILURES.labels(_reason)  # series exist at 0, so the alert and panel have data
 GAP_SECONDS = Counter("visitbridge_recording_gap_seconds",
                       "Seconds of media lost to the recording (crash recovery, failures)")
@@ -181,7 +181,17 @@ class Recordings:
             if is_sealed(folder) or not (folder / "manifest.jsonl").exists() and not any(
                     folder.iterdir()):
                 continue
-            salvaged = recover_visit(folder, self.key, time.time)
+            try:
+                salvaged = recover_visit(folder, self.key, time.time)
+            except (ManifestError, OSError) as exc:
+                # Damaged evidence is kept as it is and reported; it never stops start-up.
+                FAILURES.labels("recovery").inc()
+                log.error("recording cannot be recovered", extra={"visit": folder.name,
+                                                                 "error": str(exc)})
+                self._audit.record(action="recording_unrecoverable", actor="recorder",
+                                   role="system", visit=folder.name, now=now,
+                                   reason=str(exc)[:300])
+                continue
             if salvaged:
                 self._audit.record(action="recording_recovered", actor="recorder",
                                    role="system", visit=folder.name, now=now,

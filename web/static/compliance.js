@@ -4,8 +4,6 @@
 // get short-lived per-file media tickets from the server instead.
 "use strict";
 
-const token = new URLSearchParams(location.hash.slice(1)).get("token");
-const $ = (id) => document.getElementById(id);
 const enc = encodeURIComponent;
 const DRIFT_S = 0.25;  // followers further than this from the master are re-seeked
 
@@ -13,19 +11,6 @@ let current = null;  // details of the open recording
 const player = { videos: [], offsets: [], master: 0, playing: false, dragging: false,
   duration: 0, renewTimer: null };
 
-function status(text) { $("status").textContent = text; }
-function alertUser(text) { $("alert").textContent = text; $("alert").hidden = !text; }
-
-async function api(method, path, body) {
-  const res = await fetch(path, {
-    method,
-    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const data = await res.json().catch(() => ({}));
-  if (!res.ok) throw new Error(data.message || data.error || `HTTP ${res.status}`);
-  return data;
-}
 
 function clock(s) {
   if (!Number.isFinite(s)) return "0:00";

@@ -2,24 +2,9 @@
 // Monitoring is receive-only and never announced to the participants.
 "use strict";
 
-const token = new URLSearchParams(location.hash.slice(1)).get("token");
-const $ = (id) => document.getElementById(id);
 const watches = new Map();  // visit id -> {ws, pc, panel, people}
 let lastVisits = [];
 
-function status(text) { $("status").textContent = text; }
-function alertUser(text) { $("alert").textContent = text; $("alert").hidden = !text; }
-
-async function api(method, path, body) {
-  const res = await fetch(path, {
-    method,
-    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const data = await res.json().catch(() => ({}));
-  if (!res.ok) throw new Error(data.message || data.error || `HTTP ${res.status}`);
-  return data;
-}
 
 function button(text, onClick, extra) {
   const b = document.createElement("button");
