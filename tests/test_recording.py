@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import signal
@@ -203,3 +204,30 @@ async def test_full_disk_ends_the_visit_and_nothing_unrecorded_was_forwarded(
             # when the write failed may be cut: one frame of tolerance).
             assert received[viewer] <= recorded + 1, (who, received[viewer], recorded)
         assert failed_at  # the visit ended on the failure, not by its slot
+        # The visit ended within 2 s of the failed write (the server's own log times).
+        logged = [json.loads(line) for line in server.log_text().splitlines()
+                  if line.startswith("{")]
+        failure = next(r["ts"] for r in logged if r["msg"] == "recording failed")
+        ending = next(r["ts"] for r in logged if r["msg"] == "visit ending")
+        assert 0 <= ending - failure <= 2.0, (failure, ending)
+
+
+async def test_new_visits_refused_while_the_recordings_volume_is_low(tmp_path: Path) -> None:
+    # More free space required than any disk has: recording is "unavailable".
+    with running_server(tmp_path, VISITBRIDGE_RECORDINGS_MIN_FREE_MB=str(1 << 40)) as server:
+        family = Participant(server, server.token("family-u", "family", visit_now("rec-low")),
+                             publish=False)
+        attorney = Participant(server, server.token(
+            "attorney-u", "attorney", visit_now("rec-priv", privileged=True)), publish=False)
+        async with participants(family, attorney):
+            refused = await family.join()
+            assert refused["code"] == "recording_unavailable"
+            assert family.close_code == 4012
+            # A privileged visit is never recorded, so it does not need the volume.
+            assert (await attorney.join())["type"] == "joined"
+    db = sqlite3.connect(tmp_path / "visitbridge.db")
+    rows = db.execute("SELECT action, visit, outcome, reason FROM audit").fetchall()
+    assert ("join", "rec-low", "refused", "recording_unavailable") in rows
+    skipped = [r for r in rows if r[0] == "recording_skipped"]
+    assert skipped and skipped[0][1] == "rec-priv" and "not recorded" in skipped[0][3]
+    assert not (tmp_path / "recordings" / "rec-priv").exists()
