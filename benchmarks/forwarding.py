@@ -46,6 +46,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--results", type=Path, default=RESULTS,
                    help="JSON-lines file to append to "
                         "(default benchmarks/results/forwarding.jsonl)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="SFU worker processes (serve --workers N)")
+    p.add_argument("--worker-max-participants", type=int, default=40,
+                   help="with --workers: admission threshold per worker")
     p.add_argument("--record", action="store_true",
                    help="record every visit (without it visits are privileged: not recorded)")
     p.add_argument("--baseline", choices=sorted(BASELINES),
@@ -57,7 +61,11 @@ async def _measure(name: str, args: argparse.Namespace, video: EncodedClip,
                    audio: EncodedClip) -> dict[str, Any]:
     module, module_args = SERVERS[name]
     with tempfile.TemporaryDirectory(prefix="visitbridge-bench-") as tmp:
-        server = ServerProcess(Path(tmp), module=module, args=module_args)
+        extra = {}
+        if name == "visitbridge" and args.workers > 1:
+            extra = {"VISITBRIDGE_WORKERS": str(args.workers),
+                     "VISITBRIDGE_WORKER_MAX_PARTICIPANTS": str(args.worker_max_participants)}
+        server = ServerProcess(Path(tmp), module=module, args=module_args, extra_env=extra)
         server.start()
         try:
             return await run_load(server, args.visits, args.seconds, args.warmup, video, audio,

@@ -116,6 +116,7 @@ def _summarize(start: Snapshot, end: Snapshot, parties: list[Party], join_errors
         "window_s": round(window, 2),
         "parties": len(parties),
         "join_failures": len(join_errors),
+        "refused_server_full": sum("server_full" in e for e in join_errors),
         "join_errors": join_errors[:5],
         "parties_without_video": sum(1 for p in parties if p.first_video_at is None),
         "server_cpu_s": round(cpu, 3),

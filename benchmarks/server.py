@@ -46,6 +46,14 @@ def process_cpu_seconds(pid: int) -> float:
     return (utime + stime) / CLOCK_TICKS
 
 
+def child_pids(pid: int) -> list[int]:
+    """Direct children of a process (the SFU workers of a front process)."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        children += [int(c) for c in task.read_text().split()]
+    return children
+
+
 def process_rss_mb(pid: int) -> float | None:
     """Resident memory of a process, from /proc/<pid>/status (None if unreadable)."""
     try:
@@ -65,6 +73,7 @@ class ServerProcess:
     module: str = "signaling.cli"  # or the baseline's module
     args: tuple[str, ...] = ("serve",)
     port: int = field(default_factory=free_port)
+    extra_env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     _key: PrivateKey | None = None
 
@@ -94,6 +103,7 @@ class ServerProcess:
             "VISITBRIDGE_TOKEN_AUDIENCE": AUDIENCE,
             "VISITBRIDGE_ICE_LOOPBACK": "1",
             "VISITBRIDGE_LOG_LEVEL": "warning",
+            **self.extra_env,
         }
 
     def start(self, timeout_s: float = 30.0) -> None:
@@ -136,7 +146,8 @@ class ServerProcess:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def cpu_seconds(self) -> float:
-        return process_cpu_seconds(self.pid)
+        """The server's CPU: its own process and, with --workers, its worker processes."""
+        return sum(process_cpu_seconds(pid) for pid in [self.pid, *child_pids(self.pid)])
 
     def token(self, sub: str, role: str, visit: VisitClaim) -> str:
         assert self._key is not None, "start() first"

@@ -68,8 +68,12 @@ def create_app(config: Config) -> web.Application:
     )
     db = sqlite_store.connect(config.database)
     outbox = Outbox(db)
-    sender = (WebhookSender(outbox, config.webhook_url, config.webhook_secret.encode())
-              if config.webhook_url else None)
+    # With several workers, worker 0 alone delivers webhooks (and polls the shared outbox
+    # for the others' events), recovers recordings and runs retention.
+    first = config.worker_index == 0
+    sender = (WebhookSender(outbox, config.webhook_url, config.webhook_secret.encode(),
+                            idle_poll_s=1.0 if config.workers > 1 or not first else None)
+              if config.webhook_url and first else None)
     store = sqlite_store.Store(db)
     audit = AuditLog(db)
     keys_dir = config.data_dir / "keys"
@@ -119,11 +123,12 @@ def create_app(config: Config) -> web.Application:
 
     async def start_background(app: web.Application) -> None:
         now = time.time()
-        recovered = recordings.recover(now)  # before serving: blocking is fine here
-        if recovered:
-            log.warning("recordings recovered after a crash", extra={"visits": recovered})
-        records.close_stale(now)
-        retention_job.start()
+        if first:
+            recovered = recordings.recover(now)  # before serving: blocking is fine here
+            if recovered:
+                log.warning("recordings recovered after a crash", extra={"visits": recovered})
+            records.close_stale(now)
+            retention_job.start()
         if sender is not None:
             sender.start()
         background.append(asyncio.ensure_future(health.watch(config.recordings_dir)))

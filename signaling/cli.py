@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import sys
 import time
@@ -79,6 +80,8 @@ def _serve(args: argparse.Namespace) -> int:
     from .logs import setup_logging
 
     config = load(args.config)
+    if args.workers:
+        config = dataclasses.replace(config, workers=args.workers)
     setup_logging(config.log_level)
     if args.demo:
         print("Demo visit, open each link in its own browser window:")
@@ -87,6 +90,10 @@ def _serve(args: argparse.Namespace) -> int:
         for role in ("officer", "compliance"):
             link = console_link(config, time.time(), role)
             print(f"{role.title()} console (development {role} token):\n    {link}")
+    if config.workers > 1 and "VISITBRIDGE_WORKER_INDEX" not in os.environ:
+        from .front import serve_front
+
+        return serve_front(config, config.workers)
     try:
         import uvloop
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
@@ -217,6 +224,8 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the server")
+    serve.add_argument("--workers", type=int, metavar="N",
+                       help="N SFU worker processes, one per core (default: config workers)")
     serve.add_argument("--demo", action="store_true",
                        help="create development keys if missing and print demo join links")
     serve.set_defaults(func=_serve)

@@ -37,6 +37,9 @@ class Config:
     warnings: tuple[int, ...] = (300, 60)  # seconds before the end when pages are warned
     early_entry_s: int = 900  # how long before the start the waiting room opens
     all_left_grace_s: int = 120  # a live visit with nobody connected this long ends
+    workers: int = 1  # SFU worker processes (one per core); >1 starts a front process
+    worker_max_participants: int = 40  # admission threshold per worker (see BENCHMARKS.md)
+    worker_index: int = 0  # set by the front for each worker; 0 runs the once-only jobs
     recordings_path: Path | None = None  # default: <data_dir>/recordings (its own volume)
     recordings_min_free_mb: int = 1024  # below this, new visits are refused
     segment_s: int = 10  # recording segment length (seconds)
@@ -123,6 +126,8 @@ def load(path: Path | None = None, environ: Mapping[str, str] | None = None) -> 
 def _validate(c: Config) -> None:
     if not 0 <= c.port <= 65535:
         raise ConfigError(f"port: {c.port} is not a TCP port")
+    if c.workers < 1 or c.worker_max_participants < 1:
+        raise ConfigError("workers and worker_max_participants: must be at least 1")
     if c.max_visitors < 1:
         raise ConfigError("max_visitors: must be at least 1")
     if c.max_video_bitrate < 100_000:

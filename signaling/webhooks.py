@@ -142,8 +142,11 @@ class WebhookSender:
 
     def __init__(self, outbox: Outbox, url: str, secret: bytes, *,
                  clock: Callable[[], float] = time.time, min_backoff_s: float = 0.5,
-                 max_backoff_s: float = 60.0, timeout_s: float = 10.0) -> None:
+                 max_backoff_s: float = 60.0, timeout_s: float = 10.0,
+                 idle_poll_s: float | None = None) -> None:
         self._outbox = outbox
+        # Other processes may add events to the shared outbox without waking this one.
+        self._idle_poll_s = idle_poll_s
         self._url = url
         self._secret = secret
         self._clock = clock
@@ -194,6 +197,8 @@ class WebhookSender:
         return 0
 
     async def _sleep(self, delay: float | None) -> None:
+        if self._idle_poll_s is not None:
+            delay = self._idle_poll_s if delay is None else min(delay, self._idle_poll_s)
         try:
             await asyncio.wait_for(self._wakeup.wait(), delay)
         except TimeoutError:
