@@ -26,13 +26,14 @@ const MESSAGES = {
   visit_ended: "This visit has ended.",
   too_early: "The waiting room for this visit is not open yet. Please come back closer to the start time.",
   cancelled: "The facility cancelled this visit.",
+  server_full: "The visit service is at capacity right now. Please try again in a few minutes, or contact the facility.",
   recording_unavailable: "The visit cannot start because the recording system is not available. This is not your fault. Please contact the facility.",
 };
 // Errors after which the page must not reconnect on its own.
 const FATAL = new Set(["expired", "not_yet_valid", "bad_signature", "unknown_key",
   "wrong_audience", "wrong_issuer", "unsupported_algorithm", "malformed", "missing_claim",
   "wrong_role", "wrong_visit", "visit_full", "visit_mismatch", "connected_elsewhere",
-  "revoked", "visit_ended", "too_early", "cancelled", "recording_unavailable"]);
+  "revoked", "visit_ended", "too_early", "cancelled", "recording_unavailable", "server_full"]);
 
 const $ = (id) => document.getElementById(id);
 const token = new URLSearchParams(location.hash.slice(1)).get("token");
