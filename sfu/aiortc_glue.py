@@ -6,6 +6,26 @@ and the sender's RTCP handler, and sends through the DTLS transport directly. Th
 private, name-mangled attributes: ``check_aiortc`` verifies at start-up that every one
 exists in the installed version, so an upgrade fails loudly instead of silently decoding.
 
+The media fast path (``sfu.fastpath``) goes one level deeper, into the DTLS transport and
+aioice, to receive and send RTP synchronously (no queue hop, no coroutine per packet):
+
+* ``aioice.ice.StunProtocol.datagram_received`` is patched (class-wide) to hand RTP/RTCP
+  datagrams (first byte 128-191, never STUN per RFC 7983) to the connection without the
+  STUN parse attempt; everything else takes aioice's own path.
+* per ICE connection, ``Connection.data_received`` is replaced by the fast path: SRTP
+  packets are unprotected with the DTLS transport's ``_rx_srtp`` and routed by SSRC
+  (learnt from aiortc's ``_rtp_router.route_rtp``, the same routing aiortc does) to
+  the forwarder; RTCP, DTLS and RTP before SRTP keys exist go to aioice's queue as before.
+  The DTLS transport's receive counters (only used by ``getStats``) then miss RTP.
+* sending protects with ``_tx_srtp`` and calls the UDP transport's ``sendto`` of the
+  nominated pair (``Connection._nominated[1]``) directly; TURN/TCP pairs keep aioice's
+  coroutine. The DTLS transport's send counters (``getStats`` only) then miss RTP.
+* a sender's ``_run_rtcp`` is wrapped per instance so that a slot's sender reports start
+  with its first packet (it sets ``__rtcp_started``/``__rtcp_exited`` itself when
+  stopped before, as ``RTCRtpSender.stop`` waits for both).
+* ``sfu.peer`` reads each transceiver's negotiated ``_headerExtensions`` to serialize
+  MID, abs-send-time and audio level itself.
+
 ``install_codec_guard`` makes any decoder or encoder creation, and any frame handed to a
 receiver's decode queue, count and fail: the counters are exported so a test (and ops)
 can prove the server never decoded or encoded media.
@@ -16,13 +36,16 @@ from __future__ import annotations
 import queue
 from typing import Any
 
+import aioice
 import aioice.ice
 import aiortc
+import aiortc.rtcdtlstransport
 import aiortc.rtcrtpreceiver
 import aiortc.rtcrtpsender
 from aiortc import RTCRtpReceiver, RTCRtpSender
 
 SUPPORTED_AIORTC = ("1.16.",)
+SUPPORTED_AIOICE = ("0.13.",)
 
 # Private attributes used by sfu.peer and sfu.forwarder.
 _RECEIVER_ATTRS = (
@@ -45,7 +68,14 @@ _SENDER_ATTRS = (
     "_RTCRtpSender__rtp_timestamp",
     "_RTCRtpSender__packet_count",
     "_RTCRtpSender__octet_count",
+    "_RTCRtpSender__rtcp_started",
+    "_RTCRtpSender__rtcp_exited",
+    "_run_rtcp",
 )
+# Private attributes used by sfu.fastpath, on the DTLS transport and its ICE connection.
+_DTLS_ATTRS = ("_state", "_rx_srtp", "_tx_srtp", "_rtp_router", "_rtp_header_extensions_map",
+               "transport")
+_CONNECTION_ATTRS = ("_nominated", "data_received", "sendto")
 
 
 class CodecGuard:
@@ -84,9 +114,24 @@ def check_aiortc() -> None:
             f"aiortc {aiortc.__version__} is not supported (need {SUPPORTED_AIORTC}); "
             "the SFU uses its private hooks, see sfu/aiortc_glue.py"
         )
+    if not aioice.__version__.startswith(SUPPORTED_AIOICE):
+        raise RuntimeError(
+            f"aioice {aioice.__version__} is not supported (need {SUPPORTED_AIOICE}); "
+            "the SFU's media fast path uses its private state, see sfu/aiortc_glue.py"
+        )
     probe_missing = [a for a in ("_handle_rtp_packet", "_send_rtcp_pli", "_send_rtcp_nack")
                      if not hasattr(RTCRtpReceiver, a)]
     probe_missing += [a for a in ("_handle_rtcp_packet",) if not hasattr(RTCRtpSender, a)]
+    probe_missing += [f"StunProtocol.{a}" for a in ("datagram_received",)
+                      if not hasattr(aioice.ice.StunProtocol, a)]
+    probe_missing += [f"Connection.{a}" for a in ("data_received", "sendto")
+                      if not hasattr(aioice.Connection, a)]
+    probe_missing += [f"RtpRouter.{a}" for a in ("route_rtp",)
+                      if not hasattr(aiortc.rtcdtlstransport.RtpRouter, a)]
+    if not hasattr(aiortc.rtcdtlstransport.State, "CONNECTED"):
+        probe_missing.append("rtcdtlstransport.State.CONNECTED")
+    if not hasattr(aiortc.RTCRtpTransceiver("audio", None, None), "_headerExtensions"):
+        probe_missing.append("RTCRtpTransceiver._headerExtensions")
     if probe_missing:
         raise RuntimeError(f"aiortc lacks hooks the SFU needs: {probe_missing}")
 
@@ -96,6 +141,18 @@ def check_instance_attrs(obj: object) -> None:
     missing = [n for n in names if not hasattr(obj, n)]
     if missing:
         raise RuntimeError(f"aiortc {type(obj).__name__} lacks {missing}")
+
+
+def check_transport_attrs(dtls: object) -> None:
+    """The DTLS transport and ICE connection state the media fast path uses."""
+    missing = [n for n in _DTLS_ATTRS if not hasattr(dtls, n)]
+    connection = getattr(getattr(dtls, "transport", None), "_connection", None)
+    if connection is None:
+        missing.append("transport._connection")
+    else:
+        missing += [f"_connection.{n}" for n in _CONNECTION_ATTRS if not hasattr(connection, n)]
+    if missing:
+        raise RuntimeError(f"aiortc {type(dtls).__name__} lacks {missing}")
 
 
 def install_codec_guard() -> None:

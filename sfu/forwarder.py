@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 
 from aiortc import RTCRtpCodecParameters, RTCRtpReceiver, RTCRtpSender
-from aiortc.clock import current_ntp_time
 from aiortc.codecs import is_rtx
 from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
 from aiortc.rtp import (
@@ -25,7 +24,6 @@ from aiortc.rtp import (
     RTCP_PSFB_FIR,
     RTCP_PSFB_PLI,
     RTCP_RTPFB_NACK,
-    HeaderExtensions,
     RtcpPsfbPacket,
     RtcpReceiverInfo,
     RtcpRrPacket,
@@ -34,11 +32,10 @@ from aiortc.rtp import (
     RtpPacket,
     pack_remb_fci,
     unpack_remb_fci,
-    unwrap_rtx,
-    wrap_rtx,
 )
 
 from . import metrics
+from .fastpath import RTP_HEADER, ExtensionWriter, FastTransport, InPacket, ntp_now
 from .feedback import BitrateEstimates, KeyframeRequests
 from .history import PacketHistory
 from .rewrite import StreamRewriter
@@ -48,6 +45,19 @@ log = logging.getLogger(__name__)
 
 VIDEO_FRAME_TICKS = 3000  # 1/30 s at 90 kHz
 AUDIO_FRAME_TICKS = 960  # 20 ms at 48 kHz
+
+
+class _NackGenerator(NackGenerator):
+    """aiortc's NackGenerator with a shortcut for the common case, the next packet."""
+
+    def add(self, packet: RtpPacket) -> bool:
+        max_seq = self.max_seq
+        if max_seq is not None and ((packet.sequence_number - max_seq) & 0xFFFF) == 1:
+            self.max_seq = packet.sequence_number
+            if self.missing:
+                self.truncate()
+            return False
+        return super().add(packet)
 
 
 class Sink:
@@ -70,57 +80,94 @@ class Sink:
         self.payload_types: dict[str, int] = {}
         self.rtx_payload_type: int | None = None
         self._rtx_seq = 0
-        self._extensions = HeaderExtensions()
+        self._extensions = ExtensionWriter({}, None)
+        self._fast: FastTransport | None = None
         self.packets = 0
         self.octets = 0
         self.on_first_packet: Callable[[], None] | None = None
+        # aiortc's sender sends RTCP sender reports from the moment it starts; most
+        # slots never carry media (a two-party visit uses 1 of 5), so a sender's RTCP
+        # loop is held back until its first packet.
+        self._sending = asyncio.Event()
+        self._original_run_rtcp = sender._run_rtcp
+        sender._run_rtcp = self._run_rtcp  # type: ignore[method-assign]
 
-    def configure(self, codecs: list[RTCRtpCodecParameters], mid: str | None) -> None:
-        """Take the negotiated codecs (after the answer) and the slot's MID."""
+    async def _run_rtcp(self) -> None:
+        s = self._sender
+        s._RTCRtpSender__rtcp_started.set()  # type: ignore[attr-defined]  # stop() waits
+        try:
+            await self._sending.wait()
+        except asyncio.CancelledError:
+            # Stopped before it ever sent: nothing to report, no BYE needed.
+            s._RTCRtpSender__rtcp_exited.set()  # type: ignore[attr-defined]
+            return
+        await self._original_run_rtcp()
+
+    def configure(self, codecs: list[RTCRtpCodecParameters], mid: str | None,
+                  extension_ids: dict[str, int] | None = None) -> None:
+        """Take the negotiated codecs (after the answer), the slot's MID and the header
+        extension ids of the subscriber's transport (URI -> id)."""
         self.payload_types = {}
         for codec in codecs:
             if not is_rtx(codec):
                 self.payload_types.setdefault(codec.mimeType.lower(), codec.payloadType)
         self.rtx_payload_type = self._sender._RTCRtpSender__rtx_payload_type  # type: ignore[attr-defined]
-        self._extensions.mid = mid
+        self._extensions = ExtensionWriter(extension_ids or {}, mid)
 
     @property
     def connected(self) -> bool:
         return self._sender.transport.state == "connected"
 
-    async def send(self, packet: RtpPacket, mime: str, out_seq: int, out_ts: int,
-                   abs_send_time: int | None, rtx: bool = False) -> bool:
+    def _transport(self) -> FastTransport:
+        fast = self._fast
+        dtls = self._sender.transport
+        if fast is None or fast.dtls is not dtls:
+            fast = self._fast = FastTransport.of(dtls)
+        return fast
+
+    def send(self, packet: InPacket, mime: str, out_seq: int, out_ts: int,
+             ntp: int | None, rtx: bool = False) -> bool:
+        """Rewrite ``packet`` with this sink's numbers and send it (synchronously).
+
+        ``ntp`` is the send time (64-bit NTP) for abs-send-time and sender reports; None
+        for a retransmission.
+        """
         pt = self.payload_types.get(mime)
         if pt is None:
             metrics.DROPPED_PACKETS.labels("codec_not_negotiated").inc()
             return False
-        out = RtpPacket(payload_type=pt, marker=packet.marker, sequence_number=out_seq,
-                        timestamp=out_ts, ssrc=self.ssrc, payload=packet.payload)
-        ext = self._extensions
-        ext.abs_send_time = abs_send_time
-        ext.audio_level = packet.extensions.audio_level
-        out.extensions = ext
+        ext = self._extensions.block(None if ntp is None else (ntp >> 14) & 0x00FFFFFF,
+                                     packet.audio_level)
+        payload = packet.payload
         if rtx and self.rtx_payload_type is not None:
-            out = wrap_rtx(out, payload_type=self.rtx_payload_type,
-                           sequence_number=self._rtx_seq, ssrc=self._sender._rtx_ssrc)
+            # RFC 4588: the RTX payload starts with the original sequence number.
+            header = RTP_HEADER.pack(0x90 if ext else 0x80,
+                                     (packet.marker << 7) | self.rtx_payload_type,
+                                     self._rtx_seq, out_ts, self._sender._rtx_ssrc)
+            payload = out_seq.to_bytes(2, "big") + payload
             self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
-        transport = self._sender.transport
-        try:
-            await transport._send_rtp(out.serialize(transport._rtp_header_extensions_map))
-        except ConnectionError:
+        else:
+            header = RTP_HEADER.pack(0x90 if ext else 0x80, (packet.marker << 7) | pt,
+                                     out_seq, out_ts, self.ssrc)
+        fast = self._fast
+        if fast is None or fast.dtls is not self._sender.transport:
+            fast = self._transport()
+        if not fast.send_rtp(header + ext + payload):
             return False
         if self.on_first_packet is not None:
             first, self.on_first_packet = self.on_first_packet, None
             first()
-        if not rtx:
+        if ntp is not None:
             # Keep the sender's RTCP sender reports truthful (aiortc reads these).
             s = self._sender
-            s._RTCRtpSender__ntp_timestamp = current_ntp_time()  # type: ignore[attr-defined]
+            s._RTCRtpSender__ntp_timestamp = ntp  # type: ignore[attr-defined]
             s._RTCRtpSender__rtp_timestamp = out_ts  # type: ignore[attr-defined]
             self.packets += 1
             self.octets += len(packet.payload)
             s._RTCRtpSender__packet_count = self.packets  # type: ignore[attr-defined]
             s._RTCRtpSender__octet_count = self.octets  # type: ignore[attr-defined]
+            if self.packets == 1:
+                self._sending.set()
         return True
 
     async def _handle_rtcp(self, packet: object) -> None:
@@ -158,6 +205,11 @@ class Sink:
 class TrackForwarder:
     """Forwards one publisher track (audio or video) to every attached sink."""
 
+    # Forwarded packet/byte counters go to Prometheus in batches: every this many
+    # packets, and at least every FLUSH_INTERVAL_S.
+    FLUSH_PACKETS = 32
+    FLUSH_INTERVAL_S = 0.25
+
     def __init__(self, receiver: RTCRtpReceiver, kind: str, max_bitrate_bps: int,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.kind = kind
@@ -166,9 +218,12 @@ class TrackForwarder:
         self._codecs: dict[int, RTCRtpCodecParameters] = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
         self._rtx_ssrc: dict[int, int] = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
         self._stats: dict[int, StreamStatistics] = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
-        self._nacks = NackGenerator() if kind == "video" else None
-        self._history: PacketHistory[tuple[RtpPacket, str]] = PacketHistory(
+        self._nacks = _NackGenerator() if kind == "video" else None
+        self._history: PacketHistory[tuple[InPacket, str]] = PacketHistory(
             1024 if kind == "video" else 64)
+        # payload type -> (codec, its mime type, apt if it is RTX); codecs are fixed once
+        # negotiated, so this is filled on first use.
+        self._pt_info: dict[int, tuple[RTCRtpCodecParameters, str, int | None]] = {}
         self.sinks: list[Sink] = []
         self.keyframes = KeyframeRequests()
         self.estimates = BitrateEstimates(max_bitrate_bps)
@@ -183,10 +238,11 @@ class TrackForwarder:
         self._deferred: asyncio.TimerHandle | None = None
         self._labels_packets = metrics.FORWARDED_PACKETS.labels(kind)
         self._labels_bytes = metrics.FORWARDED_BYTES.labels(kind)
-        self._remb_task: asyncio.Task[None] | None = None
+        self._pending_packets = 0
+        self._pending_bytes = 0
+        self._fast: FastTransport | None = None
         receiver._handle_rtp_packet = self.on_rtp  # type: ignore[method-assign]
-        if kind == "video":
-            self._remb_task = asyncio.ensure_future(self._run_remb())
+        self._task: asyncio.Task[None] = asyncio.ensure_future(self._run_periodic())
 
     def now(self) -> float:
         return self._clock()
@@ -205,67 +261,104 @@ class TrackForwarder:
         if sink.source is self:
             sink.source = None
 
+    def bind(self, fast: FastTransport) -> None:
+        """Receive this track's RTP synchronously from the publisher's transport."""
+        self._fast = fast
+        fast.register(self._receiver, self.handle, self.kind == "audio")
+
     def close(self) -> None:
         for sink in list(self.sinks):
             self.detach(sink)
-        if self._remb_task is not None:
-            self._remb_task.cancel()
+        if self._fast is not None:
+            self._fast.unregister(self._receiver)
+        self._task.cancel()
+        self.flush_metrics()
         if self._deferred is not None:
             self._deferred.cancel()
         if self.tap is not None:
             self.tap.close()
 
+    def flush_metrics(self) -> None:
+        if self._pending_packets:
+            self._labels_packets.inc(self._pending_packets)
+            self._labels_bytes.inc(self._pending_bytes)
+            self._pending_packets = self._pending_bytes = 0
+
     async def on_rtp(self, packet: RtpPacket, arrival_time_ms: int) -> None:
-        codec = self._codecs.get(packet.payload_type)
+        """aiortc's receive path (packets not taken by the fast path)."""
+        self.handle(InPacket.from_rtp(packet))
+
+    def _payload_type(self, pt: int) -> tuple[RTCRtpCodecParameters, str, int | None] | None:
+        codec = self._codecs.get(pt)
         if codec is None:
+            return None
+        apt: int | None = None
+        if is_rtx(codec):
+            value = codec.parameters.get("apt")
+            apt = value if isinstance(value, int) else -1  # -1: never a negotiated type
+        info = self._pt_info[pt] = (codec, codec.mimeType.lower(), apt)
+        return info
+
+    def handle(self, packet: InPacket) -> None:
+        """One packet from the publisher: statistics, NACKs, tap, history, fan-out."""
+        info = self._pt_info.get(packet.payload_type) or self._payload_type(packet.payload_type)
+        if info is None:
             return
+        codec, mime, apt = info
         stats = self._stats.get(packet.ssrc)
         if stats is None:
             stats = self._stats[packet.ssrc] = StreamStatistics(codec.clockRate)
-        stats.add(packet)
-        if is_rtx(codec):
+        stats.add(packet)  # type: ignore[arg-type]
+        if apt is not None:  # RTX
             original_ssrc = self._rtx_ssrc.get(packet.ssrc)
-            apt = codec.parameters.get("apt")
-            if original_ssrc is None or len(packet.payload) < 2 or apt not in self._codecs:
+            payload = packet.payload
+            if original_ssrc is None or len(payload) < 2 or apt not in self._codecs:
                 return
-            packet = unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)
+            packet = InPacket(apt, packet.marker, int.from_bytes(payload[:2], "big"),
+                              packet.timestamp, original_ssrc, payload[2:], packet.audio_level)
             codec = self._codecs[apt]
-        if self.media_ssrc is None and self._keyframe_pending:
-            self.media_ssrc = packet.ssrc
-            self._keyframe_pending = False
-            asyncio.ensure_future(self.request_keyframe())
-        self.media_ssrc = packet.ssrc
-        if self._nacks is not None and self._nacks.add(packet):
-            missing = sorted(self._nacks.missing)
+            mime = codec.mimeType.lower()
+        ssrc = packet.ssrc
+        if self.media_ssrc != ssrc:
+            if self.media_ssrc is None and self._keyframe_pending:
+                self._keyframe_pending = False
+                self.media_ssrc = ssrc
+                asyncio.ensure_future(self.request_keyframe())
+            self.media_ssrc = ssrc
+        nacks = self._nacks
+        if nacks is not None and nacks.add(packet):  # type: ignore[arg-type]
+            missing = sorted(nacks.missing)
             metrics.NACKS.labels("to_publisher").inc(len(missing))
-            await self._receiver._send_rtcp_nack(packet.ssrc, missing)
-        if not packet.payload:
+            asyncio.ensure_future(self._receiver._send_rtcp_nack(ssrc, missing))
+        payload = packet.payload
+        if not payload:
             return  # padding-only probe: nothing for subscribers
-        mime = codec.mimeType.lower()
         if self.tap_factory is not None:
             if not self.recording:
                 return  # before the visit starts: neither recorded nor forwarded
             if self.tap is None:
-                self.tap = self.tap_factory(packet, codec)
-            self.tap.packet(packet, time.time())
+                self.tap = self.tap_factory(packet, codec)  # type: ignore[arg-type]
+            self.tap.packet(packet, time.time())  # type: ignore[arg-type]
             if not self.tap.ready:
                 return  # not recorded (yet): not forwarded, not kept for retransmission
-        self._history.put(packet.sequence_number, (packet, mime))
-        if self.muted:
+        seq = packet.sequence_number
+        self._history.put(seq, (packet, mime))
+        if self.muted or not self.sinks:
             return
-        abs_send_time = (current_ntp_time() >> 14) & 0x00FFFFFF
+        ntp = ntp_now()
+        ts = packet.timestamp
         sent = 0
         for sink in self.sinks:
             if not sink.enabled:
                 continue
-            out = sink.rewriter.rewrite(self, packet.sequence_number, packet.timestamp)
-            if out is None:
-                continue
-            if await sink.send(packet, mime, out.sequence_number, out.timestamp, abs_send_time):
+            out = sink.rewriter.rewrite(self, seq, ts)
+            if out is not None and sink.send(packet, mime, out[0], out[1], ntp):
                 sent += 1
         if sent:
-            self._labels_packets.inc(sent)
-            self._labels_bytes.inc(sent * len(packet.payload))
+            self._pending_packets += sent
+            self._pending_bytes += sent * len(payload)
+            if self._pending_packets >= self.FLUSH_PACKETS:
+                self.flush_metrics()
 
     async def retransmit(self, sink: Sink, out_seqs: list[int]) -> None:
         for out_seq in out_seqs:
@@ -274,8 +367,8 @@ class TrackForwarder:
                 continue
             packet, mime = entry
             out = sink.rewriter.rewrite(self, packet.sequence_number, packet.timestamp)
-            if out is not None and await sink.send(packet, mime, out.sequence_number,
-                                                   out.timestamp, None, rtx=True):
+            if out is not None and sink.send(packet, mime, out.sequence_number,
+                                             out.timestamp, None, rtx=True):
                 metrics.RETRANSMISSIONS.inc()
 
     async def request_keyframe(self) -> None:
@@ -304,15 +397,27 @@ class TrackForwarder:
         self._deferred = None
         asyncio.ensure_future(self.request_keyframe())
 
-    async def _run_remb(self) -> None:
+    async def _run_periodic(self) -> None:
+        """Flush the batched counters; once a second (video) send the folded REMB."""
+        ticks_per_remb = round(1.0 / self.FLUSH_INTERVAL_S)
+        tick = 0
         while True:
-            await asyncio.sleep(1.0)
-            if self.media_ssrc is None:
-                continue
-            bitrate = self.estimates.target(self._clock())
-            rtcp_ssrc = self._receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
-            if rtcp_ssrc is None:
-                continue
-            await self._receiver._send_rtcp(RtcpPsfbPacket(
-                fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0,
-                fci=pack_remb_fci(bitrate, [self.media_ssrc])))
+            await asyncio.sleep(self.FLUSH_INTERVAL_S)
+            self.flush_metrics()
+            tick += 1
+            if self.kind == "video" and tick % ticks_per_remb == 0:
+                try:
+                    await self._send_remb()
+                except Exception:
+                    log.exception("sending REMB failed")
+
+    async def _send_remb(self) -> None:
+        if self.media_ssrc is None:
+            return
+        bitrate = self.estimates.target(self._clock())
+        rtcp_ssrc = self._receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
+        if rtcp_ssrc is None:
+            return
+        await self._receiver._send_rtcp(RtcpPsfbPacket(
+            fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0,
+            fci=pack_remb_fci(bitrate, [self.media_ssrc])))

@@ -27,7 +27,8 @@ from aiortc import (
 )
 from aiortc.sdp import candidate_from_sdp
 
-from .aiortc_glue import check_instance_attrs, guard_receiver
+from .aiortc_glue import check_instance_attrs, check_transport_attrs, guard_receiver
+from .fastpath import AUDIO_LEVEL_URI, FastTransport, extension_ids
 from .forwarder import Sink, TrackForwarder
 
 log = logging.getLogger(__name__)
@@ -106,14 +107,21 @@ class Peer:
 
     async def accept_answer(self, sdp: str) -> None:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+        # max-bundle: every m-line shares one transport and one header extension map,
+        # configured from every transceiver's negotiated extensions (as aiortc does).
+        ids = extension_ids([e for t in self.pc.getTransceivers() for e in t._headerExtensions])
         for pair, sinks in zip(self._slot_transceivers, self.sinks, strict=True):
             for kind, t in pair.items():
-                sinks[kind].configure(t._codecs, t.mid)
+                sinks[kind].configure(t._codecs, t.mid, ids)
         for kind, t in self.publish.items():
             if t.currentDirection in ("recvonly", "sendrecv"):
                 guard_receiver(t.receiver)
-                self.forwarders[kind] = TrackForwarder(
-                    t.receiver, kind, self._settings.max_video_bitrate_bps)
+                check_transport_attrs(t.receiver.transport)
+                fast = FastTransport.of(t.receiver.transport)
+                fast.level_id = ids.get(AUDIO_LEVEL_URI, 0)
+                forwarder = TrackForwarder(t.receiver, kind, self._settings.max_video_bitrate_bps)
+                forwarder.bind(fast)
+                self.forwarders[kind] = forwarder
 
     async def add_candidate(self, candidate: dict[str, object]) -> None:
         """Add a trickled browser candidate ({candidate, sdpMid, sdpMLineIndex})."""

@@ -9,14 +9,13 @@ so the subscriber can NACK them and ``original_seq`` maps its NACK back to the s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 SEQ_MOD = 1 << 16
 TS_MOD = 1 << 32
 
 
-@dataclass
-class Rewritten:
+class Rewritten(NamedTuple):
     sequence_number: int
     timestamp: int
 

@@ -1,0 +1,334 @@
+"""The synchronous media path: datagram in, datagrams out, in one event-loop callback.
+
+aiortc receives RTP through three hops (aioice's ``StunProtocol.datagram_received`` tries
+to parse every datagram as STUN, then an ``asyncio.Queue``, then the DTLS transport's
+reader task) and sends through two awaited coroutines per packet. For a forwarding SFU
+that is most of the CPU per packet. ``FastTransport`` (one per DTLS transport, that is
+one per peer connection with max-bundle) instead:
+
+* takes SRTP packets straight from the ICE connection's ``data_received`` callback,
+  unprotects them and hands them, parsed by ``parse_rtp``, to the track's forwarder,
+  synchronously; RTCP, DTLS and anything unexpected still go through aiortc's queue;
+* protects and sends outgoing RTP synchronously with the UDP transport's ``sendto``.
+
+Every private attribute used here is listed and checked in ``sfu.aiortc_glue``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aioice.ice
+import pylibsrtp
+from aiortc.rtcdtlstransport import RTCDtlsTransport, State
+from aiortc.rtp import RtpPacket
+
+log = logging.getLogger(__name__)
+
+RTP_HEADER = struct.Struct("!BBHII")
+EXTENSION_HEADER = struct.Struct("!HH")
+NTP_OFFSET = 2208988800  # seconds from 1900 (NTP epoch) to 1970 (Unix epoch)
+CONNECTED = State.CONNECTED
+_StunProtocol = aioice.ice.StunProtocol
+
+
+def ntp_now() -> int:
+    """64-bit NTP time, as ``aiortc.clock.current_ntp_time`` but without datetime."""
+    return int((time.time() + NTP_OFFSET) * 4294967296.0)
+
+
+class InPacket:
+    """An incoming RTP packet: what forwarding, history and the recorder read of it.
+
+    Duck-types the ``RtpPacket`` attributes the SFU and the recorder use (the header
+    fields and the payload); ``audio_level`` is the raw byte of the audio-level header
+    extension (V bit and level, as sent on the wire) or None.
+    """
+
+    __slots__ = ("payload_type", "marker", "sequence_number", "timestamp", "ssrc", "payload",
+                 "audio_level")
+
+    def __init__(self, payload_type: int, marker: int, sequence_number: int, timestamp: int,
+                 ssrc: int, payload: bytes, audio_level: int | None = None) -> None:
+        self.payload_type = payload_type
+        self.marker = marker
+        self.sequence_number = sequence_number
+        self.timestamp = timestamp
+        self.ssrc = ssrc
+        self.payload = payload
+        self.audio_level = audio_level
+
+    @classmethod
+    def from_rtp(cls, packet: RtpPacket) -> InPacket:
+        level = packet.extensions.audio_level
+        return cls(packet.payload_type, packet.marker, packet.sequence_number,
+                   packet.timestamp, packet.ssrc, packet.payload,
+                   None if level is None else ((0x80 if level[0] else 0) | (level[1] & 0x7F)))
+
+    def to_rtp(self) -> RtpPacket:
+        return RtpPacket(payload_type=self.payload_type, marker=self.marker,
+                         sequence_number=self.sequence_number, timestamp=self.timestamp,
+                         ssrc=self.ssrc, payload=self.payload)
+
+
+def parse_rtp(data: bytes, level_id: int = 0) -> InPacket | None:
+    """Parse an unprotected RTP packet; None if malformed (as ``RtpPacket.parse`` raises).
+
+    Only the audio-level extension (``level_id``, 0 for none) is read from the header
+    extensions: nothing else of them is forwarded.
+    """
+    size = len(data)
+    if size < 12:
+        return None
+    b0, m_pt, seq, ts, ssrc = RTP_HEADER.unpack_from(data)
+    if b0 >> 6 != 2:
+        return None
+    pos = 12 + 4 * (b0 & 0x0F)
+    level = None
+    if b0 & 0x10:
+        if size < pos + 4:
+            return None
+        profile, words = EXTENSION_HEADER.unpack_from(data, pos)
+        pos += 4
+        end = pos + 4 * words
+        if size < end:
+            return None
+        if level_id:
+            level = _find_level(data, pos, end, profile, level_id)
+        pos = end
+    if b0 & 0x20:
+        pad = data[-1]
+        if not pad or pad > size - pos:
+            return None
+        payload = data[pos:size - pad]
+    else:
+        payload = data[pos:] if pos < size else b""
+    return InPacket(m_pt & 0x7F, m_pt >> 7, seq, ts, ssrc, payload, level)
+
+
+def _find_level(data: bytes, pos: int, end: int, profile: int, level_id: int) -> int | None:
+    if profile == 0xBEDE:  # one-byte header elements
+        while pos < end:
+            first = data[pos]
+            if first == 0:  # padding
+                pos += 1
+                continue
+            x_id = first >> 4
+            if x_id == 15:
+                break
+            length = (first & 0x0F) + 1
+            if x_id == level_id and pos + 1 < end:
+                return data[pos + 1]
+            pos += 1 + length
+    elif (profile & 0xFFF0) == 0x1000:  # two-byte header elements
+        while pos + 1 < end:
+            x_id = data[pos]
+            if x_id == 0:
+                pos += 1
+                continue
+            length = data[pos + 1]
+            if x_id == level_id and length and pos + 2 < end:
+                return data[pos + 2]
+            pos += 2 + length
+    return None
+
+
+def extension_ids(header_extensions: list[Any]) -> dict[str, int]:
+    """URI -> id, later entries winning, as aiortc's transport-wide map is configured."""
+    ids: dict[str, int] = {}
+    for ext in header_extensions:
+        ids[ext.uri] = ext.id
+    return ids
+
+
+MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
+ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+
+
+class ExtensionWriter:
+    """Serializes the header extensions one sink sends: MID, abs-send-time, audio level.
+
+    The same elements, in the same order and with the same one-/two-byte choice, as
+    ``aiortc.rtp.HeaderExtensionsMap.set``; the MID element is serialized once.
+    """
+
+    def __init__(self, ids: dict[str, int], mid: str | None) -> None:
+        mid_id = ids.get(MID_URI, 0)
+        ast_id = ids.get(ABS_SEND_TIME_URI, 0)
+        level_id = ids.get(AUDIO_LEVEL_URI, 0)
+        mid_value = mid.encode("utf8") if (mid is not None and mid_id) else None
+        used = [i for i in (mid_id, ast_id, level_id) if i]
+        self.one_byte = (all(i <= 14 for i in used)
+                         and (mid_value is None or 1 <= len(mid_value) <= 16))
+        if self.one_byte:
+            self.profile = b"\xbe\xde"
+            self.mid = b"" if mid_value is None else bytes(
+                ((mid_id << 4) | (len(mid_value) - 1),)) + mid_value
+            self.ast = bytes(((ast_id << 4) | 2,)) if ast_id else None
+            self.level = bytes((level_id << 4,)) if level_id else None
+        else:
+            self.profile = b"\x10\x00"
+            self.mid = b"" if mid_value is None else bytes((mid_id, len(mid_value))) + mid_value
+            self.ast = bytes((ast_id, 3)) if ast_id else None
+            self.level = bytes((level_id, 1)) if level_id else None
+
+    def block(self, abs_send_time: int | None, audio_level: int | None) -> bytes:
+        """The extension block (profile, length, elements, padding); b"" for none."""
+        body = self.mid
+        if abs_send_time is not None and self.ast is not None:
+            body += self.ast + abs_send_time.to_bytes(3, "big")
+        if audio_level is not None and self.level is not None:
+            body += self.level + bytes((audio_level,))
+        if not body:
+            return b""
+        pad = -len(body) % 4
+        return self.profile + ((len(body) + pad) >> 2).to_bytes(2, "big") + body + bytes(pad)
+
+
+RtpHandler = Callable[[InPacket], None]
+
+
+class FastTransport:
+    """Synchronous RTP receive and send on one aiortc DTLS transport."""
+
+    @classmethod
+    def of(cls, dtls: RTCDtlsTransport) -> FastTransport:
+        """The transport's fast path, created on first use (kept on the transport itself:
+        a reference cycle the garbage collector frees with the connection)."""
+        fast: FastTransport | None = getattr(dtls, "_visitbridge_fast", None)
+        if fast is None:
+            fast = cls(dtls)
+            dtls._visitbridge_fast = fast  # type: ignore[attr-defined]
+        return fast
+
+    def __init__(self, dtls: RTCDtlsTransport) -> None:
+        install_stun_demux()
+        self.dtls = dtls
+        self.connection: aioice.Connection = dtls.transport._connection
+        self.level_id = 0  # id of the audio-level extension on this transport's receive side
+        # receiver -> (handler, reads audio level); ssrc -> the same, learnt from aiortc
+        self._handlers: dict[object, tuple[RtpHandler, bool]] = {}
+        self._routes: dict[int, tuple[RtpHandler, bool]] = {}
+        # the nominated pair last sent on, its UDP transport (None: not plain UDP), address
+        self._pair: object | None = None
+        self._udp: Any = None
+        self._addr: tuple[str, int] | None = None
+        self._original_data_received = self.connection.data_received
+        self.connection.data_received = self._data_received  # type: ignore[method-assign]
+        self._errors = 0
+
+    def register(self, receiver: object, handler: RtpHandler, audio: bool) -> None:
+        self._handlers[receiver] = (handler, audio)
+        self._routes.clear()
+
+    def unregister(self, receiver: object) -> None:
+        self._handlers.pop(receiver, None)
+        self._routes.clear()
+
+    # -- receive ------------------------------------------------------------------------
+
+    def _data_received(self, data: bytes, component: int) -> None:
+        dtls = self.dtls
+        # RTP (not RTCP: second byte 192-208) once SRTP keys exist; RFC 7983 demux.
+        if (len(data) >= 12 and 127 < data[0] < 192 and not 191 < data[1] < 209
+                and dtls._state is CONNECTED and dtls._rx_srtp is not None):
+            try:
+                data = dtls._rx_srtp.unprotect(data)
+            except pylibsrtp.Error:
+                return  # as aiortc: replayed, unauthenticated or unknown packets are dropped
+            try:
+                self._on_rtp(data)
+            except Exception:  # never into the event loop: uvloop would close the socket
+                self._errors += 1
+                if self._errors <= 10:
+                    log.exception("forwarding an RTP packet failed")
+            return
+        self._original_data_received(data, component)
+
+    def _on_rtp(self, data: bytes) -> None:
+        route = self._routes.get(int.from_bytes(data[8:12], "big"))
+        if route is None:
+            route = self._learn(data)
+            if route is None:
+                return
+        handler, audio = route
+        packet = parse_rtp(data, self.level_id if audio else 0)
+        if packet is not None:
+            handler(packet)
+
+    def _learn(self, data: bytes) -> tuple[RtpHandler, bool] | None:
+        """An SSRC seen for the first time: let aiortc's router decide (it learns it)."""
+        dtls = self.dtls
+        try:
+            packet = RtpPacket.parse(data, dtls._rtp_header_extensions_map)
+        except ValueError:
+            return None
+        receiver = dtls._rtp_router.route_rtp(packet)
+        if receiver is None:
+            return None
+        route = self._handlers.get(receiver)
+        if route is None:
+            # Not ours (no forwarder yet): aiortc's own handler, as without the fast path.
+            asyncio.ensure_future(receiver._handle_rtp_packet(
+                packet, arrival_time_ms=int(time.time() * 1000)))
+            return None
+        self._routes[packet.ssrc] = route
+        return route
+
+    # -- send ---------------------------------------------------------------------------
+
+    def send_rtp(self, data: bytes) -> bool:
+        """Protect and send one RTP packet; False if the transport cannot send."""
+        dtls = self.dtls
+        if dtls._state is not CONNECTED:
+            return False
+        try:
+            data = dtls._tx_srtp.protect(data)
+        except pylibsrtp.Error:
+            return False
+        pair = self.connection._nominated.get(1)
+        if pair is None:
+            return False
+        if pair is not self._pair:
+            protocol = pair.protocol
+            self._pair = pair
+            # plain UDP: sendto is synchronous; TURN or TCP: their send is a coroutine
+            self._udp = protocol.transport if type(protocol) is _StunProtocol else None
+            self._addr = pair.remote_addr
+        if self._udp is not None:
+            self._udp.sendto(data, self._addr)
+        else:
+            asyncio.ensure_future(self._send_async(data))
+        return True
+
+    async def _send_async(self, data: bytes) -> None:
+        try:
+            await self.connection.sendto(data, 1)
+        except ConnectionError:
+            pass
+
+
+def install_stun_demux() -> None:
+    """Hand RTP/RTCP datagrams to the ICE connection without trying to parse them as STUN.
+
+    aioice parses every datagram as STUN and takes the ``ValueError`` as "data". The first
+    byte tells them apart (RFC 7983): 128-191 is RTP/RTCP, STUN starts with 0-3.
+    """
+    original = _StunProtocol.datagram_received
+    if getattr(original, "_visitbridge_demux", False):
+        return
+
+    def datagram_received(self: Any, data: bytes, addr: tuple[Any, ...]) -> None:
+        if data and 127 < data[0] < 192:
+            self.receiver.data_received(data, self.local_candidate.component)
+            return
+        original(self, data, addr)
+
+    datagram_received._visitbridge_demux = True  # type: ignore[attr-defined]
+    _StunProtocol.datagram_received = datagram_received  # type: ignore[method-assign]
