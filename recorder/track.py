@@ -50,6 +50,11 @@ class Tap(Protocol):
     def close(self) -> object: ...
 
 
+# Frames further apart than this mean media is missing from the recording (a frame
+# interval is 20-100 ms; a publisher that stops is a gap too).
+MAX_FRAME_GAP_S = 0.5
+
+
 class TrackRecorder:
     """Records one track: RTP -> frames (``FrameAssembler``) -> segments (``SegmentWriter``).
 
@@ -67,6 +72,7 @@ class TrackRecorder:
                  on_ready: Callable[[], None],
                  on_segment: Callable[[SegmentInfo], None],
                  on_failure: Callable[[str], None],
+                 on_gap: Callable[[float], None] | None = None,
                  clock: Callable[[], float] = time.time,
                  open_file: Callable[[Path], BinaryIO] | None = None) -> None:
         self.kind = kind
@@ -84,12 +90,14 @@ class TrackRecorder:
         self._on_ready = on_ready
         self._on_segment = on_segment
         self._on_failure = on_failure
+        self._on_gap = on_gap  # seconds of media missing from the recording (loss, drops)
         self._clock = clock
         self._open_file = open_file or open_segment_file
         self._writer: SegmentWriter | None = None
         self._segment_number = 0
         self._segment_first_pts = 0
         self._last_pts = 0
+        self._previous_pts: int | None = None  # pts of the last frame written (gap check)
         self._segments: list[SegmentInfo] = []
         self._first_ts: int | None = None
         self._origin = 0
@@ -144,6 +152,11 @@ class TrackRecorder:
             self._open_segment(pts)
         assert self._writer is not None
         self._writer.write(frame.data, pts, frame.keyframe)
+        if self._on_gap is not None and self._previous_pts is not None:
+            missing = (pts - self._previous_pts) / self._clock_rate
+            if missing > MAX_FRAME_GAP_S:
+                self._on_gap(missing)
+        self._previous_pts = pts
         self._last_pts = pts
         if not self._ready and self._writer.durable:
             self._ready = True

@@ -91,7 +91,8 @@ class Recordings:
             rec.folder, track_name, request.kind, request.mime, request.clock_rate,
             epoch=rec.epoch, segment_s=self._segment_s,
             request_keyframe=request.request_keyframe, on_ready=request.on_ready,
-            on_segment=on_segment, on_failure=on_failure, open_file=self._open_file)
+            on_segment=on_segment, on_failure=on_failure, on_gap=GAP_SECONDS.inc,
+            open_file=self._open_file)
         rec.tracks.append(track)
         row = self._store.visit(request.visit_id)
         if row is not None:

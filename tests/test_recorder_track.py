@@ -318,3 +318,20 @@ def test_recording_cpu_cost(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
               f"640x480 VP8 at {kbps:.0f} kbps + Opus ({len(captured)} packets, "
               f"{spent / len(captured) * 1e6:.0f} us per packet, incl. close+fsync)")
     assert visit.failures == []
+
+
+def test_media_missing_from_the_recording_is_reported_as_a_gap(tmp_path: Path) -> None:
+    """A publisher silent for 2 s (or packets lost for 2 s) is a 2 s gap, counted."""
+    from aiortc.rtp import RtpPacket
+
+    gaps: list[float] = []
+    recorder = TrackRecorder(
+        tmp_path, "audio", "audio", "audio/opus", 48000, epoch=0.0,
+        request_keyframe=lambda: None, on_ready=lambda: None, on_segment=lambda info: None,
+        on_failure=lambda reason: None, on_gap=gaps.append, clock=lambda: 0.0)
+    silence = b"\xfc\xff\xfe"  # an Opus frame (the recorder never decodes it)
+    for i in [*range(100), *range(200, 300)]:  # packets 100-199 (2 s) never arrive
+        recorder.packet(RtpPacket(payload_type=111, sequence_number=i, timestamp=960 * i,
+                                  ssrc=1, payload=silence, marker=0), i * 0.02)
+    recorder.close()
+    assert len(gaps) == 1 and abs(gaps[0] - 2.02) < 0.01, gaps
