@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import time
 from pathlib import Path
@@ -34,7 +35,7 @@ from .webhooks import Outbox, WebhookSender
 
 log = logging.getLogger(__name__)
 
-WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+WEB_DIR = Path(importlib.util.find_spec("web").origin).resolve().parent  # type: ignore[arg-type,union-attr]
 
 # Pages never send the token anywhere but the WebSocket; keep it out of referrers too.
 SECURITY_HEADERS = {
