@@ -114,10 +114,6 @@ class Sink:
         self.rtx_payload_type = self._sender._RTCRtpSender__rtx_payload_type  # type: ignore[attr-defined]
         self._extensions = ExtensionWriter(extension_ids or {}, mid)
 
-    @property
-    def connected(self) -> bool:
-        return self._sender.transport.state == "connected"
-
     def _transport(self) -> FastTransport:
         fast = self._fast
         dtls = self._sender.transport

@@ -399,9 +399,6 @@ class Room:
             except ConnectionError:
                 pass
 
-    def ledger(self) -> dict[str, float]:
-        return self.lifecycle.ledger(self._clock())
-
     def stop_clock(self) -> None:
         if self._timer is not asyncio.current_task():
             self._timer.cancel()

@@ -36,12 +36,12 @@ class Api:
         action = f"{request.method} {request.path}"
         if scheme.lower() != "bearer" or not token:
             self._refused(action, "missing_token", None, request)
-            raise _http(401, "missing_token", "send 'Authorization: Bearer <token>'")
+            raise http_error(401, "missing_token", "send 'Authorization: Bearer <token>'")
         try:
             return await self._verifier.verify(token.strip(), now=time.time(), roles=roles)
         except TokenError as exc:
             self._refused(action, exc.code, None, request)
-            raise _http(403 if exc.code == "wrong_role" else 401, exc.code, exc.message) \
+            raise http_error(403 if exc.code == "wrong_role" else 401, exc.code, exc.message) \
                 from None
 
     def _refused(self, action: str, code: str, claims: Claims | None,
@@ -145,7 +145,7 @@ class Api:
     async def mute(self, request: web.Request) -> web.Response:
         claims = await self._authorize(request, ("officer",))
         visit_id, sub = request.match_info["visit"], request.match_info["sub"]
-        body = await _json(request)
+        body = await json_body(request)
         muted = bool(body.get("muted", True))
         reason = str(body.get("reason", ""))
         room = self._rooms.get(visit_id)
@@ -159,13 +159,13 @@ class Api:
         return web.json_response({"visit": visit_id, "participant": sub, "muted": muted})
 
 
-def _http(status: int, code: str, message: str) -> web.HTTPException:
+def http_error(status: int, code: str, message: str) -> web.HTTPException:
     exc_class = {401: web.HTTPUnauthorized, 403: web.HTTPForbidden}[status]
     return exc_class(text=json.dumps({"error": code, "message": message}),
                      content_type="application/json")
 
 
-async def _json(request: web.Request) -> dict[str, Any]:
+async def json_body(request: web.Request) -> dict[str, Any]:
     if not request.can_read_body:
         return {}
     try:
@@ -177,4 +177,4 @@ async def _json(request: web.Request) -> dict[str, Any]:
 
 
 async def _reason(request: web.Request) -> str:
-    return str((await _json(request)).get("reason", ""))[:500]
+    return str((await json_body(request)).get("reason", ""))[:500]

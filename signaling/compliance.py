@@ -37,7 +37,7 @@ from aiohttp import web
 from recorder.archive import Archive, RecordingDeleted, UnknownRecording
 from recorder.retention import visit_folder
 
-from .api import _http, _json, error
+from .api import error, http_error, json_body
 from .audit import AuditLog
 from .tokens import Claims, TokenError, TokenVerifier
 
@@ -115,12 +115,12 @@ class Compliance:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             self._refused("missing_token", request)
-            raise _http(401, "missing_token", "send 'Authorization: Bearer <token>'")
+            raise http_error(401, "missing_token", "send 'Authorization: Bearer <token>'")
         try:
             return await self._verifier.verify(token.strip(), now=self._clock(), roles=ROLES)
         except TokenError as exc:
             self._refused(exc.code, request)
-            raise _http(403 if exc.code == "wrong_role" else 401, exc.code, exc.message) \
+            raise http_error(403 if exc.code == "wrong_role" else 401, exc.code, exc.message) \
                 from None
 
     def _refused(self, code: str, request: web.Request) -> None:
@@ -399,7 +399,7 @@ class Compliance:
         claims = await self._authorize(request)
         visit = request.match_info["visit"]
         self._recording(visit)
-        reason = str((await _json(request)).get("reason", "")).strip()[:500]
+        reason = str((await json_body(request)).get("reason", "")).strip()[:500]
         if not reason:
             return error(400, "reason_required", "say why the recording is held")
         try:
@@ -416,7 +416,7 @@ class Compliance:
         claims = await self._authorize(request)
         visit = request.match_info["visit"]
         self._recording(visit)
-        reason = str((await _json(request)).get("reason", "")).strip()[:500]
+        reason = str((await json_body(request)).get("reason", "")).strip()[:500]
         released = self._archive.release(visit, claims.sub, self._clock())
         if not released:
             return error(409, "not_on_hold", "this recording is not on hold")
