@@ -3,7 +3,7 @@
 The recorder stores media exactly as received (remux, never transcode), so it must rebuild
 the encoder's frames from RTP itself. aiortc's JitterBuffer is a poor fit for recording
 (it stalls for seconds at 1% loss, passes cut-off frames and never releases the last frame:
-see FIELD-NOTES), so this small reassembler reuses only aiortc's payload parsers.
+see FIELD-NOTES), so this small reassembler reuses only aiortc's H.264 payload parser.
 
 Rules, all learned from what breaks a recording:
 
@@ -19,17 +19,20 @@ Rules, all learned from what breaks a recording:
   asks the publisher for a keyframe (PLI).
 - Late and duplicate packets are dropped, and timestamps only ever increase: the muxer
   rejects out-of-order timestamps.
+
+Shape, for the recorder's cost per packet (it runs for every packet the SFU forwards): a
+packet that arrives in order is taken at once into the frame being built; only packets
+that arrive ahead of a hole are held, in ``_held``, until the hole fills or is given up.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from aiortc.codecs.h264 import h264_depayload
-from aiortc.codecs.vpx import VpxPayloadDescriptor
-from aiortc.rtp import RtpPacket
 
-__all__ = ["Frame", "FrameAssembler", "h264_nal_types", "vp8_is_keyframe"]
+__all__ = ["Frame", "FrameAssembler", "h264_nal_types", "vp8_is_keyframe",
+           "vp8_payload"]
 
 VP8_START_CODE = b"\x9d\x01\x2a"
 H264_FU_A = 28
@@ -39,9 +42,11 @@ H264_IDR = 5
 # the packet before it was lost (encoders put SPS/PPS, or an AUD, in front of every IDR).
 H264_AU_OPENERS = frozenset({7, 9})  # SPS, access unit delimiter
 
+_MEDIA, _PADDING, _MALFORMED = 0, 1, 2
+_new = tuple.__new__  # _new(Frame, (...)) skips NamedTuple's Python-level __new__
 
-@dataclass(frozen=True, slots=True)
-class Frame:
+
+class Frame(NamedTuple):
     """One complete encoded frame, ready to be muxed as one packet."""
 
     data: bytes
@@ -50,23 +55,42 @@ class Frame:
     arrival: float  # arrival of the frame's first packet (closest to capture time)
 
 
-@dataclass(slots=True)
-class _Held:
-    """A received packet, parsed, waiting for its frame to complete."""
+class _Packet(NamedTuple):
+    """A received packet, parsed: what frame building needs of it."""
 
-    data: bytes  # depayloaded media bytes (empty for padding-only packets)
+    kind: int  # _MEDIA, _PADDING (carries nothing) or _MALFORMED (unparseable)
+    data: bytes  # depayloaded media bytes
     timestamp: int  # unwrapped RTP timestamp
     start: bool  # certainly the first packet of a frame
     end: bool  # certainly the last packet of a frame
     keyframe: bool  # VP8: first packet's keyframe header; H.264: carries an IDR slice
     arrival: float
-    padding: bool
 
 
 def vp8_is_keyframe(data: bytes) -> bool:
     """A VP8 frame is a keyframe when the P bit (bit 0 of the first byte) is clear and the
     start code 9d 01 2a follows the 3-byte frame tag."""
     return len(data) >= 10 and not data[0] & 1 and data[3:6] == VP8_START_CODE
+
+
+def vp8_payload(payload: bytes) -> tuple[bool, bytes]:
+    """(starts a frame, VP8 bytes) of one RTP payload: the payload descriptor (RFC 7741
+    4.2) skipped. Raises IndexError or ValueError when the descriptor is truncated."""
+    first = payload[0]
+    pos = 1
+    if first & 0x80:  # X: extended control bits follow
+        extended = payload[1]
+        pos = 2
+        if extended & 0x80:  # I: picture id, 7 or 15 bits
+            pos += 2 if payload[2] & 0x80 else 1
+        if extended & 0x40:  # L: TL0PICIDX
+            pos += 1
+        if extended & 0x30:  # T or K: TID/KEYIDX
+            pos += 1
+        if pos > len(payload):
+            raise ValueError("truncated VP8 payload descriptor")
+    # S=1 and partition id 0: the frame's first packet
+    return first & 0x1F == 0x10, payload[pos:]
 
 
 def h264_nal_types(payload: bytes) -> list[int]:
@@ -95,20 +119,25 @@ class FrameAssembler:
                  reorder_window_s: float = 0.05, max_held: int = 512) -> None:
         self.kind = kind
         self.clock_rate = clock_rate
-        self._codec = mime.lower()
-        if self._codec not in ("video/vp8", "video/h264", "audio/opus"):
+        codec = mime.lower()
+        if codec not in ("video/vp8", "video/h264", "audio/opus"):
             raise ValueError(f"cannot record codec {mime!r}")
-        self._video = kind == "video"
+        self._opus = codec == "audio/opus"
+        self._h264 = codec == "video/h264"
         self._window = reorder_window_s
         self._max_held = max_held
-        self._held: dict[int, _Held] = {}  # by unwrapped sequence number, insertion order
-        self._next_seq: int | None = None  # the first packet not yet consumed
+        self._held: dict[int, _Packet] = {}  # ahead of a hole, by unwrapped sequence number
+        self._next_seq: int | None = None  # the cursor: the first packet not yet taken
+        self._expected = -1  # the cursor's 16-bit sequence number
         self._max_seq = 0
         self._last_ts: int | None = None  # last unwrapped RTP timestamp seen
         self._last_emitted_ts: int | None = None
+        self._parts: list[bytes] | None = None  # the frame being built, taken in order
+        self._first: _Packet | None = None  # its first packet
+        self._keyframe = False  # any of its packets carries a keyframe (H.264: an IDR)
         self._prev_ended = False  # the packet before the cursor ended a frame
         self._started = False  # the cursor has moved: packets before it are late
-        self._waiting_keyframe = self._video
+        self._waiting_keyframe = not self._opus
 
     @property
     def needs_keyframe(self) -> bool:
@@ -117,114 +146,205 @@ class FrameAssembler:
         keyframe (rate-limited) while it stays True."""
         return self._waiting_keyframe
 
-    def push(self, packet: RtpPacket, arrival: float) -> list[Frame]:
-        """Take one RTP packet; return the frames it completes (possibly several, when it
-        fills a hole), oldest first."""
-        seq = self._unwrap_seq(packet.sequence_number)
+    def push(self, packet: object, arrival: float) -> list[Frame]:
+        """Take one RTP packet (an aiortc ``RtpPacket`` or anything with its header fields
+        and payload); return the frames it completes (possibly several, when it fills a
+        hole), oldest first."""
+        frames: list[Frame] = []
+        seq = self._unwrap_seq(packet.sequence_number)  # type: ignore[attr-defined]
         if self._next_seq is None or (seq < self._next_seq and not self._started):
-            self._next_seq = seq  # nothing consumed yet: reordering at the very start
+            self._next_seq = seq  # nothing taken yet: reordering at the very start
         elif seq < self._next_seq or seq in self._held:
-            return []  # late (its frame is gone) or a duplicate (retransmission)
-        held = self._parse(packet, arrival)
-        if held is not None:
-            self._held[seq] = held
-        # A malformed packet is not kept: its frame can never complete, like a lost one.
-        return self._drain(arrival)
+            return frames  # late (its frame is gone) or a duplicate (retransmission)
+        self._held[seq] = self._parse(packet, arrival)
+        self._drain(arrival, frames)
+        self._expected = self._next_seq & 0xFFFF
+        return frames
+
+    def push_batch(self, batch: list[tuple[object, float]]) -> list[Frame]:
+        """``push`` for each (packet, arrival) of ``batch``, in order; the frames they
+        complete. The common cases (a VP8 or Opus packet at the cursor, nothing held)
+        are taken inline: this runs for every packet the SFU forwards."""
+        frames: list[Frame] = []
+        if self._h264:
+            for packet, arrival in batch:
+                frames += self.push(packet, arrival)
+            return frames
+        opus = self._opus
+        emit = self._emit
+        for packet, arrival in batch:
+            payload = packet.payload  # type: ignore[attr-defined]
+            if (packet.sequence_number != self._expected or self._held  # type: ignore[attr-defined]
+                    or not self._started or not payload):
+                frames += self.push(packet, arrival)
+                continue
+            seq = self._next_seq + 1  # type: ignore[operator]
+            self._next_seq = seq
+            self._expected = seq & 0xFFFF
+            last = self._last_ts
+            delta = (packet.timestamp - last) & 0xFFFFFFFF  # type: ignore[attr-defined,operator]
+            self._last_ts = ts = last + (delta - 0x100000000 if delta >= 0x80000000 else delta)  # type: ignore[operator]
+            parts = self._parts
+            if opus:
+                if parts is None:  # always, for Opus: a frame of its own (what _emit does)
+                    self._prev_ended = True
+                    last = self._last_emitted_ts
+                    if last is None or ts > last:
+                        self._last_emitted_ts = ts
+                        frames.append(_new(Frame, (payload, ts, True, arrival)))
+                    continue
+            elif payload[0] & 0x1F == 0x10 and parts is None:  # a VP8 frame's first packet
+                try:
+                    start, data = vp8_payload(payload)
+                except (ValueError, IndexError):
+                    self._take(_Packet(_MALFORMED, b"", ts, False, False, False, arrival),
+                               frames)
+                    continue
+                keyframe = vp8_is_keyframe(data)
+                if packet.marker:  # type: ignore[attr-defined]
+                    self._prev_ended = True
+                    emit(frames, _new(Frame, (data, ts, keyframe, arrival)))
+                else:
+                    self._parts = [data]
+                    self._first = _Packet(_MEDIA, data, ts, True, False, keyframe, arrival)
+                    self._keyframe = keyframe
+                continue
+            elif parts is not None and not payload[0] & 0x10 and ts == self._first.timestamp:  # type: ignore[union-attr]
+                # the next packet of the frame being built
+                try:
+                    _, data = vp8_payload(payload)
+                except (ValueError, IndexError):
+                    self._take(_Packet(_MALFORMED, b"", ts, False, False, False, arrival),
+                               frames)
+                    continue
+                parts.append(data)
+                if packet.marker:  # type: ignore[attr-defined]
+                    first = self._first
+                    assert first is not None
+                    self._parts = self._first = None
+                    self._prev_ended = True
+                    emit(frames, _new(Frame, (b"".join(parts), ts, self._keyframe,
+                                              first.arrival)))
+                continue
+            self._take(self._parse_payload(packet, ts, arrival), frames)
+        return frames
 
     def _unwrap_seq(self, seq: int) -> int:
         if self._next_seq is None:  # the first packet
             self._max_seq = seq
             return seq
-        delta = (seq - self._max_seq) & 0xFFFF
+        # push_batch moves the cursor without updating _max_seq: the cursor counts too.
+        highest = max(self._max_seq, self._next_seq - 1)
+        delta = (seq - highest) & 0xFFFF
         if delta >= 0x8000:
             delta -= 0x10000
-        unwrapped = self._max_seq + delta
-        self._max_seq = max(self._max_seq, unwrapped)
+        unwrapped = highest + delta
+        self._max_seq = max(highest, unwrapped)
         return unwrapped
 
+    def _parse(self, packet: object, arrival: float) -> _Packet:
+        return self._parse_payload(packet, self._unwrap_ts(packet.timestamp),  # type: ignore[attr-defined]
+                                   arrival)
+
     def _unwrap_ts(self, ts: int) -> int:
-        if self._last_ts is None:
-            self._last_ts = ts
-            return ts
-        delta = (ts - self._last_ts) & 0xFFFFFFFF
-        if delta >= 0x80000000:
-            delta -= 0x100000000
-        self._last_ts += delta
-        return self._last_ts
+        last = self._last_ts
+        if last is not None:
+            delta = (ts - last) & 0xFFFFFFFF
+            ts = last + (delta - 0x100000000 if delta >= 0x80000000 else delta)
+        self._last_ts = ts
+        return ts
 
-    def _parse(self, packet: RtpPacket, arrival: float) -> _Held | None:
-        timestamp = self._unwrap_ts(packet.timestamp)
-        payload = packet.payload
+    def _parse_payload(self, packet: object, timestamp: int, arrival: float) -> _Packet:
+        payload = packet.payload  # type: ignore[attr-defined]
         if not payload:  # padding-only probe: uses a sequence number, carries nothing
-            return _Held(b"", timestamp, False, False, False, arrival, True)
+            return _Packet(_PADDING, b"", timestamp, False, False, False, arrival)
         try:
-            if self._codec == "audio/opus":
-                return _Held(payload, timestamp, True, True, True, arrival, False)
-            if self._codec == "video/vp8":
-                descriptor, data = VpxPayloadDescriptor.parse(payload)
-                start = bool(descriptor.partition_start) and descriptor.partition_id == 0
-                return _Held(data, timestamp, start, bool(packet.marker),
-                             start and vp8_is_keyframe(data), arrival, False)
+            if self._opus:
+                return _Packet(_MEDIA, payload, timestamp, True, True, True, arrival)
+            if not self._h264:
+                start, data = vp8_payload(payload)
+                return _Packet(_MEDIA, data, timestamp, start, bool(packet.marker),  # type: ignore[attr-defined]
+                               start and vp8_is_keyframe(data), arrival)
             types = h264_nal_types(payload)
-            return _Held(h264_depayload(payload), timestamp, types[0] in H264_AU_OPENERS,
-                         bool(packet.marker), H264_IDR in types, arrival, False)
+            return _Packet(_MEDIA, h264_depayload(payload), timestamp,
+                           types[0] in H264_AU_OPENERS, bool(packet.marker),  # type: ignore[attr-defined]
+                           H264_IDR in types, arrival)
         except (ValueError, IndexError):
-            return None
+            return _Packet(_MALFORMED, b"", timestamp, False, False, False, arrival)
 
-    def _drain(self, now: float) -> list[Frame]:
-        frames: list[Frame] = []
-        while self._held:
-            if self._advance(frames):
+    def _drain(self, now: float, frames: list[Frame]) -> None:
+        """Take held packets from the cursor on; at a hole, wait within the window (and the
+        bound on held packets), then give the missing packets up."""
+        held = self._held
+        while held:
+            seq = self._next_seq
+            assert seq is not None
+            packet = held.get(seq)
+            if packet is not None and (self._started or self._starts_frame(packet)):
+                del held[seq]
+                self._next_seq = seq + 1
+                self._started = True
+                self._take(packet, frames)
                 continue
-            # Blocked on a missing packet: wait for it within the window, then give up.
-            oldest = next(iter(self._held.values()))
-            if now - oldest.arrival <= self._window and len(self._held) <= self._max_held:
-                break
-            self._skip_hole()
-        return frames
+            # Blocked by a missing packet (or, before anything was taken, by a packet whose
+            # frame start may still arrive): wait for it within the window, then give up.
+            if now - next(iter(held.values())).arrival <= self._window \
+                    and len(held) <= self._max_held:
+                return
+            if packet is None:
+                self._next_seq = min(held)
+            else:
+                del held[seq]
+                self._next_seq = seq + 1
+            self._started = True
+            self._prev_ended = False
+            self._parts = self._first = None
+            self._lost()
 
-    def _advance(self, frames: list[Frame]) -> bool:
-        """Consume what can be consumed at the cursor; False when blocked by a hole."""
-        assert self._next_seq is not None
-        first = self._held.get(self._next_seq)
-        if first is None:
-            return False
-        if first.padding:
-            self._consume(self._next_seq, self._next_seq)
-            self._prev_ended = True  # padding is only ever sent between frames
-            return True
-        if not (first.start or (self._codec == "video/h264" and self._prev_ended)):
-            return False  # its frame's start is missing: wait for it, or give up
-        seq = self._next_seq
-        while True:
-            current = self._held.get(seq)
-            if current is None:
-                return False  # a hole inside the frame: wait
-            if current.padding or current.timestamp != first.timestamp:
-                # The frame ended without its marker: drop it. Nothing is missing, so the
-                # packet here is where the next frame starts.
-                self._consume(self._next_seq, seq - 1)
-                self._prev_ended = True
+    def _starts_frame(self, packet: _Packet) -> bool:
+        return packet.start or (self._h264 and self._prev_ended)
+
+    def _take(self, packet: _Packet, frames: list[Frame]) -> None:
+        """The packet at the cursor, in order: add it to the frame being built, or start a
+        frame with it, or drop it."""
+        if packet.kind != _MEDIA:
+            if self._parts is not None:  # a frame cannot hold padding or garbage
+                self._parts = self._first = None
                 self._lost()
-                return True
-            if current.end:
-                break
-            seq += 1
-        parts = self._consume(self._next_seq, seq)
-        self._prev_ended = True
-        if self._codec == "video/h264":
-            keyframe = any(p.keyframe for p in parts)  # the IDR may follow SPS/PPS packets
+            if packet.kind == _MALFORMED:
+                self._lost()
+            self._prev_ended = packet.kind == _PADDING  # padding is sent between frames
+            return
+        parts = self._parts
+        if parts is not None:
+            first = self._first
+            assert first is not None
+            if packet.timestamp == first.timestamp:
+                parts.append(packet.data)
+                self._keyframe |= packet.keyframe  # H.264: the IDR may follow SPS/PPS
+                if packet.end:
+                    self._parts = self._first = None
+                    self._prev_ended = True
+                    self._emit(frames, Frame(b"".join(parts), first.timestamp,
+                                             self._keyframe, first.arrival))
+                return
+            # The frame ended without its marker: drop it. Nothing is missing, so this
+            # packet is where the next frame starts.
+            self._parts = self._first = None
+            self._prev_ended = True
+            self._lost()
+        if not self._starts_frame(packet):  # its frame's start was lost
+            self._prev_ended = packet.end
+            self._lost()
+            return
+        self._prev_ended = packet.end
+        if packet.end:
+            self._emit(frames, Frame(packet.data, packet.timestamp, packet.keyframe,
+                                     packet.arrival))
         else:
-            keyframe = first.keyframe
-        self._emit(frames, Frame(b"".join(p.data for p in parts), first.timestamp, keyframe,
-                                 first.arrival))
-        return True
-
-    def _consume(self, first_seq: int, last_seq: int) -> list[_Held]:
-        parts = [self._held.pop(s) for s in range(first_seq, last_seq + 1)]
-        self._next_seq = last_seq + 1
-        self._started = True
-        return parts
+            self._parts = [packet.data]
+            self._first = packet
+            self._keyframe = packet.keyframe
 
     def _emit(self, frames: list[Frame], frame: Frame) -> None:
         last = self._last_emitted_ts
@@ -237,24 +357,6 @@ class FrameAssembler:
         self._last_emitted_ts = frame.rtp_timestamp_unwrapped
         frames.append(frame)
 
-    def _skip_hole(self) -> None:
-        """Give up on the packet the cursor waits for: drop the partial frame at the cursor,
-        or move the cursor over the missing packets to the next one present."""
-        assert self._next_seq is not None
-        first = self._held.get(self._next_seq)
-        self._prev_ended = False
-        if first is None:
-            self._next_seq = min(self._held)
-        else:
-            seq = self._next_seq
-            while seq in self._held and self._held[seq].timestamp == first.timestamp:
-                # If the dropped frame's last packet is here, the next one starts a frame.
-                self._prev_ended = self._held.pop(seq).end
-                seq += 1
-            self._next_seq = seq
-        self._started = True
-        self._lost()
-
     def _lost(self) -> None:
-        if self._video:
+        if not self._opus:
             self._waiting_keyframe = True
