@@ -51,7 +51,7 @@ from aiortc.rtp import RtpPacket
 
 from recorder.finalize import finalize_visit
 from recorder.manifest import Manifest
-from recorder.segments import SegmentInfo
+from recorder.segments import SegmentInfo, sync_segment
 from recorder.signing import RecordingKey
 from recorder.track import TrackRecorder
 from recorder.verify import verify_visit
@@ -172,9 +172,11 @@ def run_recorder(tracks: list[Track], schedule: list[tuple[float, int, RtpPacket
                        ) -> None:  # what Recordings.tap's on_segment does, timed apart
             nonlocal manifest_cpu
             started = time.process_time()
+            sync_segment(info.path)
             manifest.append_segment({"track": name, "path": info.path,
                                      "first_pts": info.first_pts, "last_pts": info.last_pts,
-                                     "time_base": f"1/{clock_rate}"})
+                                     "time_base": f"1/{clock_rate}", "sha256": info.sha256,
+                                     "bytes": info.bytes})
             manifest_cpu += time.process_time() - started
             segments[name].append(info)
 
@@ -202,8 +204,8 @@ def run_recorder(tracks: list[Track], schedule: list[tuple[float, int, RtpPacket
     cpu3, wall3 = time.process_time(), time.monotonic()
     return {
         "cpu_s": cpu3 - cpu0, "wall_s": wall3 - wall0,
-        "ingest_cpu_s": cpu1 - cpu0 - manifest_cpu,  # assembly + muxing + segment fsync
-        "manifest_cpu_s": manifest_cpu,  # hashing + signing + manifest fsync, per segment
+        "ingest_cpu_s": cpu1 - cpu0 - manifest_cpu,  # assembly + muxing
+        "manifest_cpu_s": manifest_cpu,  # segment fsync + hashing + signing + manifest fsync
         "finalize_cpu_s": cpu2 - cpu1, "seal_cpu_s": cpu3 - cpu2,
         "seal": seal, "finals": finals, "segments": segments, "failures": failures,
         "ready": ready, "keyframe_requests": dict(keyframe_requests),

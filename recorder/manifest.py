@@ -173,7 +173,9 @@ class Manifest:
                        note: str = "") -> dict[str, Any]:
         """Hash a closed segment file and append its line; returns the entry written.
 
-        ``recovered=True`` marks a segment salvaged after a crash (type ``recovered``), with
+        ``sha256`` with ``bytes``, when the writer hashed the file as it wrote it, spare
+        reading it again (its size is checked). ``recovered=True`` marks a segment
+        salvaged after a crash (type ``recovered``), with
         ``note`` saying how. ``path`` is absolute or relative to the visit folder and must
         be ``<visit dir>/<track>/segment-NNNNN.webm|mkv``. A number not above the track's
         last one raises ValueError: it would mean a segment file was overwritten or
@@ -191,7 +193,11 @@ class Manifest:
         for name, value in (("first_pts", first_pts), ("last_pts", last_pts)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
                 raise ValueError(f"{name} must be an int or None, not {value!r}")
-        sha256, size = file_digest(self.visit_dir / relative)  # outside the lock: slow part
+        sha256, size = info.get("sha256"), info.get("bytes")
+        if sha256 is None:
+            sha256, size = file_digest(self.visit_dir / relative)  # outside the lock: slow
+        elif (self.visit_dir / relative).stat().st_size != size:
+            raise ValueError(f"{relative} is not the {size} bytes that were hashed")
         fields: dict[str, Any] = {
             "type": "recovered" if recovered else "segment",
             "track": track,

@@ -1,24 +1,27 @@
-"""One segment file of one track: encoded frames muxed as received (PyAV, no codec runs).
+"""One segment file of one track: encoded frames muxed as received (no codec runs).
 
 Why this shape (FIELD-NOTES, "Recorder"):
 
 - WebM for VP8/Opus (the MP4 muxer refuses VP8; non-fragmented MP4 loses everything on a
   crash), Matroska for H.264. One file per track: a muxed audio+video file keeps audio in
   memory while video is absent, and a crash then loses it.
-- Clusters are cut every second and every packet is flushed to the file as it is muxed, so
-  a SIGKILL loses at most about one second (the cluster being built). Without
-  ``flush_packets`` FFmpeg holds 256 KiB; seekable output defaults to 5 s clusters.
+- VP8 and Opus go through ``WebmMuxer`` (recorder/webm.py, ours: PyAV's per-frame cost was
+  the larger part of the recorder's), H.264 through PyAV's Matroska muxer.
+- WebM segments reach the file at each ``flush`` (the track recorder's, every 200 ms):
+  a SIGKILL or a full disk loses at most that of media already forwarded. PyAV (H.264)
+  writes each cluster whole, every second: without ``flush_packets`` FFmpeg holds
+  256 KiB; seekable output defaults to 5 s clusters.
 - Timestamps are the owner's: pts = dts in the track's RTP clock (1/90000 video,
-  1/48000 Opus), continuous across segments so segments concatenate by stream copy.
-- Opus needs an OpusHead in CodecPrivate (Chrome will not play it otherwise), and streams
-  added with ``add_mux_stream`` ignore extradata: Opus streams are cloned from a template
-  stream whose codec context carries it. Nothing is ever opened as a decoder or encoder.
+  1/48000 Opus), continuous across segments so segments concatenate by stream copy. The
+  files store milliseconds, as libavformat would.
+- Opus needs an OpusHead in CodecPrivate (Chrome will not play it otherwise).
 - Every ``OSError`` becomes a ``RecordingError`` whose reason the visit can act on.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import os
 import struct
@@ -33,11 +36,13 @@ import av
 import av.container
 import av.error
 
+from .webm import WebmMuxer, opus_track, video_track
+
 __all__ = ["RecordingError", "SegmentInfo", "SegmentWriter", "open_segment_file",
-           "vp8_dimensions"]
+           "segment_writer", "sync_segment", "vp8_dimensions"]
 
 CLUSTER_TIME_LIMIT_MS = 1000
-CLUSTER_SIZE_LIMIT = 1 << 20  # bounds memory (and crash loss) at high bitrates
+CLUSTER_SIZE_LIMIT = 1 << 20  # keeps clusters seekable at high bitrates
 # OpusHead (RFC 7845 5.1): version 1, 2 channels (WebRTC always signals opus/48000/2),
 # pre-skip 0 (the stream is joined mid-flight), 48 kHz, gain 0, mapping family 0.
 OPUS_HEAD = b"OpusHead" + struct.pack("<BBHIhB", 1, 2, 0, 48000, 0, 0)
@@ -66,7 +71,7 @@ class RecordingError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class SegmentInfo:
-    """A closed, fsynced segment: what the manifest hashes and signs."""
+    """A closed segment: what the manifest hashes and signs (once ``sync_segment``d)."""
 
     path: Path
     first_pts: int  # in the track's clock (1/clock_rate s), on the visit's timeline
@@ -74,11 +79,13 @@ class SegmentInfo:
     frames: int
     bytes: int
     keyframe_first: bool
+    sha256: str | None = None  # of the file's bytes, when hashed as they were written
 
 
 def open_segment_file(path: Path) -> BinaryIO:
-    """Create a new segment file. Exclusive: an existing recording is never overwritten."""
-    return open(path, "xb")
+    """Create a new segment file. Exclusive: an existing recording is never overwritten.
+    Unbuffered: each write is in the file (the page cache) when it returns."""
+    return open(path, "xb", buffering=0)
 
 
 def vp8_dimensions(keyframe: bytes) -> tuple[int, int]:
@@ -98,7 +105,7 @@ def _h264_dimensions(access_unit: bytes) -> tuple[int, int]:
 
 
 class _FlushingFile:
-    """What PyAV writes through: every write reaches the OS at once (so a killed process
+    """What PyAV writes through (H.264): every write reaches the OS at once (so a killed process
     loses nothing that FFmpeg has flushed), and PyAV gets no ``close`` so the writer can
     fsync the file after the trailer. ``closed`` set to True makes PyAV skip the trailer."""
 
@@ -135,22 +142,16 @@ def _recording_errors() -> Iterator[None]:
 class SegmentWriter:
     """Writes one segment file of one track. The first frame must be a keyframe.
 
-    After a ``RecordingError`` the owner calls ``abort()``.
+    The file handling common to both muxers: bookkeeping for ``SegmentInfo``, close,
+    release on abort. After a ``RecordingError`` the owner calls ``abort()``.
     """
 
-    def __init__(self, path: Path, mime: str, clock_rate: int, *,
+    def __init__(self, path: Path, clock_rate: int, *,
                  open_file: Callable[[Path], BinaryIO] = open_segment_file) -> None:
         self.path = path
-        self._mime = mime.lower()
-        if self._mime not in ("video/vp8", "video/h264", "audio/opus"):
-            raise ValueError(f"cannot record codec {mime!r}")
-        self._time_base = Fraction(1, clock_rate)
+        self._clock_rate = clock_rate
         self._open_file = open_file
         self._file: BinaryIO | None = None
-        self._sink: _FlushingFile | None = None
-        self._container: av.container.OutputContainer | None = None
-        self._stream: av.stream.Stream | None = None
-        self._header_bytes = 0
         self._first_pts: int | None = None
         self._last_pts = 0
         self._frames = 0
@@ -158,90 +159,220 @@ class SegmentWriter:
 
     @property
     def durable(self) -> bool:
-        """True once media (a first cluster, holding the first keyframe) has reached the
-        file, not only the header: the muxer builds each cluster in memory."""
-        return self._sink is not None and self._sink.written > self._header_bytes
+        """True once media (the first keyframe), not only the header, is in the file."""
+        raise NotImplementedError
 
     def write(self, data: bytes, pts: int, keyframe: bool) -> None:
         """Mux one frame; pts (= dts) must increase. Raises ``RecordingError``."""
-        if self._container is None and not keyframe:
-            raise ValueError("a segment must start with a keyframe")
-        with _recording_errors():
-            if self._container is None:
-                self._start(data)
-            assert self._stream is not None and self._container is not None
-            packet = av.Packet(data)
-            packet.pts = packet.dts = pts
-            packet.time_base = self._time_base
-            packet.stream = self._stream
-            packet.is_keyframe = keyframe
-            self._container.mux(packet)
         if self._first_pts is None:
+            if not keyframe:
+                raise ValueError("a segment must start with a keyframe")
+            with _recording_errors():
+                self._file = self._open_file(self.path)
+                self._start(data)
             self._first_pts = pts
             self._keyframe_first = keyframe
-            assert self._sink is not None
-            self._header_bytes = self._sink.written  # the header is flushed, the frame not
+        try:  # not _recording_errors(): a context manager per frame costs a microsecond
+            self._mux(data, pts, keyframe)
+        except OSError as error:
+            raise RecordingError.from_os_error(error) from error
+        except av.error.FFmpegError as error:
+            raise RecordingError("io_error", str(error)) from error
         self._last_pts = pts
         self._frames += 1
 
-    def _start(self, keyframe: bytes) -> None:
-        self._file = self._open_file(self.path)
-        self._sink = _FlushingFile(self._file)
-        container = av.open(
-            self._sink, "w", format="matroska" if self._mime == "video/h264" else "webm",
-            container_options={
-                "flush_packets": "1",
-                "cluster_time_limit": str(CLUSTER_TIME_LIMIT_MS),
-                "cluster_size_limit": str(CLUSTER_SIZE_LIMIT),
-            })
-        self._container = container
-        if self._mime == "audio/opus":
-            template_container = av.open(io.BytesIO(), "w", format="webm")
-            template = template_container.add_stream("libopus", rate=48000, layout="stereo")
-            stream = container.add_stream_from_template(template)
-            stream.codec_context.extradata = OPUS_HEAD
-            stream.time_base = self._time_base
-            template_container.close()
-        else:
-            width, height = (vp8_dimensions(keyframe) if self._mime == "video/vp8"
-                             else _h264_dimensions(keyframe))
-            stream = container.add_mux_stream(
-                "vp8" if self._mime == "video/vp8" else "h264",
-                width=width, height=height, time_base=self._time_base)
-        self._stream = stream
+    def flush(self) -> None:
+        """Write out what ``write`` holds back (the owner calls it every so often)."""
 
     def close(self) -> SegmentInfo:
-        """Write the trailer (duration, cues), then fsync the file and its directory entry
-        so a closed segment survives power loss before it is hashed and signed."""
-        container, file, first_pts = self._container, self._file, self._first_pts
-        if container is None or file is None or first_pts is None:
+        """Write the trailer (duration, cues) and close the file. Not yet durable: the
+        owner calls ``sync_segment`` before it hashes and signs the segment, off the event
+        loop (an fsync can take as long as the disk likes)."""
+        file, first_pts = self._file, self._first_pts
+        if file is None or first_pts is None:
             raise ValueError("close() before any frame was written")
         with _recording_errors():
-            container.close()
-            self._container = None
+            self._finish()
             file.flush()
             size = os.fstat(file.fileno()).st_size
-            os.fsync(file.fileno())
             file.close()
             self._file = None
-            directory = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
         return SegmentInfo(self.path, first_pts, self._last_pts, self._frames, size,
-                           self._keyframe_first)
+                           self._keyframe_first, self._digest())
 
     def abort(self) -> None:
-        """Release everything after a failure without writing more. What was flushed stays
+        """Release everything after a failure without writing more. What was written stays
         on disk and plays like a crashed segment."""
-        if self._sink is not None:
-            self._sink.closed = True
-        for resource in (self._container, self._file):
-            if resource is not None:
-                try:
-                    resource.close()
-                except (OSError, av.error.FFmpegError):
-                    pass  # already failing: the first error is the one reported
+        self._release()
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError:
+                pass  # already failing: the first error is the one reported
+            self._file = None
+
+    def _start(self, keyframe: bytes) -> None:
+        raise NotImplementedError
+
+    def _mux(self, data: bytes, pts: int, keyframe: bool) -> None:
+        raise NotImplementedError
+
+    def _finish(self) -> None:
+        raise NotImplementedError
+
+    def _release(self) -> None:
+        """Drop the muxer after a failure."""
+
+    def _digest(self) -> str | None:
+        """SHA-256 of what was written, if the writer hashed it as it wrote."""
+        return None
+
+
+class WebmSegmentWriter(SegmentWriter):
+    """VP8 or Opus, through ``WebmMuxer``. The first frame is written at once (the
+    recorder is ready when a keyframe is in the file), the others at each ``flush``: one
+    write per frame cost more than the muxing. Append-only, hashed as written: the
+    manifest need not read the segment again."""
+
+    def __init__(self, path: Path, mime: str, clock_rate: int, *,
+                 open_file: Callable[[Path], BinaryIO] = open_segment_file) -> None:
+        super().__init__(path, clock_rate, open_file=open_file)
+        self._video = mime.lower() == "video/vp8"
+        self._muxer: WebmMuxer | None = None
+        self._sha256 = hashlib.sha256()
+
+    @property
+    def durable(self) -> bool:
+        return self._frames > 0
+
+    def write(self, data: bytes, pts: int, keyframe: bool) -> None:
+        """The first frame opens the file and is written at once; the muxer keeps the
+        others, and their count and last pts, until ``flush``."""
+        muxer = self._muxer
+        if muxer is None:
+            super().write(data, pts, keyframe)
+        else:
+            muxer.add(data, pts, keyframe)
+
+    def flush(self) -> None:
+        data = self._muxer.take() if self._muxer is not None else None
+        if data:
+            try:
+                self._append(data)
+            except OSError as error:
+                raise RecordingError.from_os_error(error) from error
+
+    def _start(self, keyframe: bytes) -> None:
+        track = video_track(*vp8_dimensions(keyframe)) if self._video else opus_track(OPUS_HEAD)
+        self._muxer = WebmMuxer(track, self._clock_rate, video=self._video,
+                                cluster_ms=CLUSTER_TIME_LIMIT_MS, cluster_bytes=CLUSTER_SIZE_LIMIT)
+        self._append(self._muxer.start())
+
+    def _mux(self, data: bytes, pts: int, keyframe: bool) -> None:  # the first frame
+        assert self._muxer is not None
+        self._muxer.add(data, pts, keyframe)
+        self._append(self._muxer.take())
+
+    def _finish(self) -> None:
+        assert self._muxer is not None
+        self._frames, self._last_pts = self._muxer.frames, self._muxer.last_pts
+        self._append(self._muxer.take())
+        self._muxer = None
+
+    def _release(self) -> None:
+        self._muxer = None
+
+    def _digest(self) -> str | None:
+        return self._sha256.hexdigest()
+
+    def _append(self, data: bytes | bytearray) -> None:
+        """One write (the file is unbuffered); a short one is retried, so that a full disk
+        raises rather than leaving a frame half written and unreported. The file is
+        append-only: it is hashed as it is written."""
+        assert self._file is not None
+        self._sha256.update(data)
+        written = self._file.write(data)
+        while written is not None and written < len(data):
+            data = data[written:]
+            written = self._file.write(data)
+
+
+class H264SegmentWriter(SegmentWriter):
+    """H.264 through PyAV's Matroska muxer (it builds the avcC from the in-band SPS/PPS)."""
+
+    def __init__(self, path: Path, clock_rate: int, *,
+                 open_file: Callable[[Path], BinaryIO] = open_segment_file) -> None:
+        super().__init__(path, clock_rate, open_file=open_file)
+        self._time_base = Fraction(1, clock_rate)
+        self._sink: _FlushingFile | None = None
+        self._container: av.container.OutputContainer | None = None
+        self._stream: av.stream.Stream | None = None
+        self._header_bytes = 0
+
+    @property
+    def durable(self) -> bool:
+        """The muxer builds each cluster in memory: durable once the first is flushed."""
+        return self._sink is not None and self._sink.written > self._header_bytes
+
+    def _start(self, keyframe: bytes) -> None:
+        assert self._file is not None
+        self._sink = _FlushingFile(self._file)
+        self._container = av.open(self._sink, "w", format="matroska", container_options={
+            "flush_packets": "1",
+            "cluster_time_limit": str(CLUSTER_TIME_LIMIT_MS),
+            "cluster_size_limit": str(CLUSTER_SIZE_LIMIT),
+        })
+        width, height = _h264_dimensions(keyframe)
+        self._stream = self._container.add_mux_stream(
+            "h264", width=width, height=height, time_base=self._time_base)
+
+    def _mux(self, data: bytes, pts: int, keyframe: bool) -> None:
+        assert self._stream is not None and self._container is not None
+        packet = av.Packet(data)
+        packet.pts = packet.dts = pts
+        packet.time_base = self._time_base
+        packet.stream = self._stream
+        packet.is_keyframe = keyframe
+        self._container.mux(packet)
+        if self._frames == 0:  # the header is flushed, the first frame not
+            assert self._sink is not None
+            self._header_bytes = self._sink.written
+
+    def _finish(self) -> None:
+        assert self._container is not None
+        self._container.close()
         self._container = None
-        self._file = None
+
+    def _release(self) -> None:
+        if self._sink is not None:
+            self._sink.closed = True  # PyAV skips the trailer
+        if self._container is not None:
+            try:
+                self._container.close()
+            except (OSError, av.error.FFmpegError):
+                pass  # already failing: the first error is the one reported
+            self._container = None
+
+
+def sync_segment(path: Path) -> None:
+    """fsync a closed segment and its directory entry, so it survives power loss before
+    it is hashed and signed. Raises ``RecordingError``."""
+    with _recording_errors():
+        for target, flags in ((path, os.O_RDONLY), (path.parent, os.O_RDONLY)):
+            fd = os.open(target, flags)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+def segment_writer(path: Path, mime: str, clock_rate: int, *,
+                   open_file: Callable[[Path], BinaryIO] = open_segment_file
+                   ) -> SegmentWriter:
+    """The writer for a track's codec: WebM for VP8 and Opus, Matroska for H.264."""
+    codec = mime.lower()
+    if codec == "video/h264":
+        return H264SegmentWriter(path, clock_rate, open_file=open_file)
+    if codec in ("video/vp8", "audio/opus"):
+        return WebmSegmentWriter(path, mime, clock_rate, open_file=open_file)
+    raise ValueError(f"cannot record codec {mime!r}")

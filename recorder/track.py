@@ -24,7 +24,7 @@ from aiortc.rtp import RtpPacket
 
 from .manifest import segment_number
 from .reassembly import Frame, FrameAssembler
-from .segments import RecordingError, SegmentInfo, SegmentWriter, open_segment_file
+from .segments import RecordingError, SegmentInfo, SegmentWriter, open_segment_file, segment_writer
 
 __all__ = ["Tap", "TrackRecorder"]
 
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 KEYFRAME_LEAD_S = 1.0
 LOSS_REQUEST_INTERVAL_S = 0.5  # while frames are dropped waiting for a keyframe
 CUT_REQUEST_INTERVAL_S = 1.0  # while a due segment cut waits for its keyframe
+BATCH_S = 0.2  # once ready, packets are recorded every 200 ms of arrivals
 
 
 class Tap(Protocol):
@@ -96,29 +97,44 @@ class TrackRecorder:
         self._writer: SegmentWriter | None = None
         self._segment_number = 0
         self._segment_first_pts = 0
-        self._last_pts = 0
         self._previous_pts: int | None = None  # pts of the last frame written (gap check)
+        self._max_gap = MAX_FRAME_GAP_S * clock_rate
         self._segments: list[SegmentInfo] = []
         self._first_ts: int | None = None
         self._origin = 0
         self._last_request: float | None = None
-        self._ready = False
+        self._pending: list[tuple[RtpPacket, float]] = []  # arrived, not yet recorded
+        self._batch_end = 0.0  # when the pending packets are recorded
+        self._cut_due = False  # the open video segment waits for a keyframe to be cut
+        # True once the first keyframe has reached the file: media may be forwarded. (An
+        # attribute, not a property: the SFU reads it for every packet.)
+        self.ready = False
         self._stopped = False
-
-    @property
-    def ready(self) -> bool:
-        """True once the first keyframe has reached the file: media may be forwarded."""
-        return self._ready
 
     def packet(self, packet: RtpPacket, now: float) -> None:
         """Record one RTP packet of the track. Never raises: failures go to ``on_failure``
-        once, then the recorder stops."""
+        once, then the recorder stops.
+
+        Until ready, each packet is recorded at once; then packets are recorded in
+        batches of ``BATCH_S`` of arrivals: the recorder runs for every packet the SFU
+        forwards, and a batch costs less (one write, the common case taken inline). What
+        a batch holds is what a crash or a full disk can cost of media already seen."""
         if self._stopped:
             return
+        self._pending.append((packet, now))
+        if now >= self._batch_end or not self.ready:
+            self._batch_end = now + BATCH_S
+            self._record(now)
+
+    def _record(self, now: float) -> None:
+        batch, self._pending = self._pending, []
         try:
-            for frame in self._assembler.push(packet, now):
-                self._write(frame, now)
-            if self._video:
+            frames = self._assembler.push_batch(batch)  # type: ignore[arg-type]
+            if frames:
+                self._write(frames, now)
+            if self._writer is not None:
+                self._writer.flush()
+            if self._video and (self._cut_due or self._assembler.needs_keyframe):
                 self._ask_for_keyframe(now)
         except RecordingError as error:
             self._fail(error.reason, error)
@@ -129,6 +145,9 @@ class TrackRecorder:
         """Close the open segment (``on_segment`` is called for it) and stop. Returns every
         segment closed by this recorder. Failures go to ``on_failure``, as in ``packet``."""
         if not self._stopped:
+            if self._pending:
+                self._record(self._pending[-1][1])
+        if not self._stopped:
             self._stopped = True
             try:
                 self._close_segment()
@@ -138,31 +157,36 @@ class TrackRecorder:
                 self._fail("internal_error", error)
         return list(self._segments)
 
-    def _write(self, frame: Frame, now: float) -> None:
+    def _write(self, frames: list[Frame], now: float) -> None:
         if self._first_ts is None:
-            self._first_ts = frame.rtp_timestamp_unwrapped
+            first = frames[0]
+            self._first_ts = first.rtp_timestamp_unwrapped
             # frame.arrival is on the SFU's clock: bring it onto epoch's (wall) clock.
-            first_arrival = self._clock() - (now - frame.arrival)
+            first_arrival = self._clock() - (now - first.arrival)
             self._origin = max(0, round((first_arrival - self._epoch) * self._clock_rate))
-        pts = frame.rtp_timestamp_unwrapped - self._first_ts + self._origin
-        if (self._writer is not None and frame.keyframe
-                and pts - self._segment_first_pts >= self._cut_after):
-            self._close_segment()
-        if self._writer is None:
-            self._open_segment(pts)
-        assert self._writer is not None
-        self._writer.write(frame.data, pts, frame.keyframe)
-        if self._on_gap is not None and self._previous_pts is not None:
-            missing = (pts - self._previous_pts) / self._clock_rate
-            if missing > MAX_FRAME_GAP_S:
-                self._on_gap(missing)
-        self._previous_pts = pts
-        self._last_pts = pts
-        if not self._ready and self._writer.durable:
-            self._ready = True
+        offset = self._origin - self._first_ts
+        cut_after = self._cut_after
+        max_gap = self._max_gap
+        previous = self._previous_pts
+        writer = self._writer
+        for data, timestamp, keyframe, _ in frames:
+            pts = timestamp + offset
+            if writer is None or (keyframe and pts - self._segment_first_pts >= cut_after):
+                if writer is not None:
+                    self._close_segment()
+                writer = self._open_segment(pts)
+            writer.write(data, pts, keyframe)
+            if previous is not None and pts - previous > max_gap and self._on_gap is not None:
+                self._on_gap((pts - previous) / self._clock_rate)
+            previous = pts
+        self._previous_pts = previous
+        if self._video:
+            self._cut_due = previous - self._segment_first_pts >= cut_after  # type: ignore[operator]
+        if not self.ready and writer is not None and writer.durable:
+            self.ready = True
             self._on_ready()
 
-    def _open_segment(self, pts: int) -> None:
+    def _open_segment(self, pts: int) -> SegmentWriter:
         if self._segment_number == 0:
             try:
                 self._directory.mkdir(parents=True, exist_ok=True)
@@ -174,9 +198,10 @@ class TrackRecorder:
                 raise RecordingError.from_os_error(error) from error
         self._segment_number += 1
         path = self._directory / f"segment-{self._segment_number:05d}{self._extension}"
-        self._writer = SegmentWriter(path, self._mime, self._clock_rate,
-                                     open_file=self._open_file)
+        self._writer = segment_writer(path, self._mime, self._clock_rate,
+                                      open_file=self._open_file)
         self._segment_first_pts = pts
+        return self._writer
 
     def _close_segment(self) -> None:
         writer, self._writer = self._writer, None
@@ -193,19 +218,15 @@ class TrackRecorder:
     def _ask_for_keyframe(self, now: float) -> None:
         """Ask the publisher for a keyframe while frames are being dropped for want of one,
         and when the open segment is due to be cut; rate-limited either way."""
-        if self._assembler.needs_keyframe:
-            interval = LOSS_REQUEST_INTERVAL_S
-        elif (self._writer is not None
-              and self._last_pts - self._segment_first_pts >= self._cut_after):
-            interval = CUT_REQUEST_INTERVAL_S
-        else:
-            return
+        interval = (LOSS_REQUEST_INTERVAL_S if self._assembler.needs_keyframe
+                    else CUT_REQUEST_INTERVAL_S)
         if self._last_request is None or now - self._last_request >= interval:
             self._last_request = now
             self._request_keyframe()
 
     def _fail(self, reason: str, error: Exception) -> None:
         self._stopped = True
+        self.ready = False  # fail closed: forward nothing more
         if self._writer is not None:
             self._writer.abort()
             self._writer = None

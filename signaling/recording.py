@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -22,6 +22,7 @@ from recorder.archive import Archive
 from recorder.finalize import FinalFile, finalize_visit
 from recorder.manifest import Manifest, ManifestError
 from recorder.recovery import is_sealed, recover_visit
+from recorder.segments import RecordingError, SegmentInfo, sync_segment
 from recorder.signing import RecordingKey
 from recorder.track import TrackRecorder
 from sfu.tap import Tap, TapRequest
@@ -47,12 +48,27 @@ def visit_folder(recordings: Path, visit_id: str) -> Path:
 
 
 class VisitRecording:
+    """One recorded visit. Closed segments are synced, hashed and signed in a thread, one
+    at a time and in order (the manifest is a chain), then the seal: ``run`` queues."""
+
     def __init__(self, folder: Path, manifest: Manifest, epoch: float) -> None:
         self.folder = folder
         self.manifest = manifest
         self.epoch = epoch
         self.tracks: list[TrackRecorder] = []
         self.failed = False
+        self._turn = asyncio.Lock()  # FIFO: jobs run in the order they were queued
+        self.jobs: set[asyncio.Task[None]] = set()
+
+    def run(self, job: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        async def in_turn() -> None:
+            async with self._turn:
+                await job
+
+        task = asyncio.ensure_future(in_turn())
+        self.jobs.add(task)
+        task.add_done_callback(self.jobs.discard)
+        return task
 
 
 class Recordings:
@@ -75,17 +91,16 @@ class Recordings:
         rec = self._visits.get(request.visit_id) or self._open(request.visit_id)
         track_name = f"{request.participant}-{request.kind}"
 
-        def on_segment(info: Any) -> None:
-            entry = rec.manifest.append_segment({
-                "track": track_name, "path": info.path, "first_pts": info.first_pts,
-                "last_pts": info.last_pts, "time_base": f"1/{request.clock_rate}"})
-            SEGMENTS.inc()
-            BYTES.inc(entry["bytes"])
-
         def on_failure(reason: str) -> None:
             FAILURES.labels(reason).inc()
             rec.failed = True
             request.on_failure(reason)
+
+        def on_segment(info: SegmentInfo) -> None:
+            fields = {"track": track_name, "path": info.path, "first_pts": info.first_pts,
+                      "last_pts": info.last_pts, "time_base": f"1/{request.clock_rate}",
+                      "sha256": info.sha256, "bytes": info.bytes}
+            rec.run(self._segment_closed(rec, fields, on_failure))
 
         track = TrackRecorder(
             rec.folder, track_name, request.kind, request.mime, request.clock_rate,
@@ -115,6 +130,27 @@ class Recordings:
         rec = self._visits[visit_id] = VisitRecording(folder, manifest, epoch)
         return rec
 
+    async def _segment_closed(self, rec: VisitRecording, fields: dict[str, Any],
+                              on_failure: Callable[[str], None]) -> None:
+        """Make a closed segment durable, then hash and sign it into the manifest; a
+        failure ends the visit like a failed write (fail closed)."""
+        def sync_and_append() -> dict[str, Any]:
+            sync_segment(Path(fields["path"]))
+            return rec.manifest.append_segment(fields)
+
+        try:
+            entry = await asyncio.to_thread(sync_and_append)
+        except RecordingError as error:
+            log.error("recording segment could not be made durable: %s", error)
+            on_failure(error.reason)
+            return
+        except Exception:
+            log.exception("recording segment could not be signed")
+            on_failure("internal_error")
+            return
+        SEGMENTS.inc()
+        BYTES.inc(entry["bytes"])
+
     # -- end of a visit -----------------------------------------------------------------
 
     def visit_ended(self, visit_id: str) -> None:
@@ -126,7 +162,7 @@ class Recordings:
         for track in rec.tracks:
             track.close()  # idempotent: the SFU closed them when the members left
 
-        async def seal() -> None:
+        async def seal() -> None:  # after the segments queued before it
             try:
                 sealed = await asyncio.to_thread(self._seal_files, visit_id, rec, False)
                 self._record_seal(visit_id, rec, *sealed, recovered=False)
@@ -134,7 +170,7 @@ class Recordings:
                 FAILURES.labels("seal").inc()
                 log.exception("sealing the recording failed", extra={"visit": visit_id})
 
-        task = asyncio.ensure_future(seal())
+        task = rec.run(seal())
         self.finalizing.add(task)
         task.add_done_callback(self.finalizing.discard)
 
@@ -167,8 +203,11 @@ class Recordings:
                                              "segments": rec.manifest.segments})
 
     async def close(self) -> None:
-        if self.finalizing:
-            await asyncio.gather(*self.finalizing, return_exceptions=True)
+        pending = set(self.finalizing)
+        for rec in self._visits.values():
+            pending |= rec.jobs
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
 
     # -- start-up -----------------------------------------------------------------------
 

@@ -454,6 +454,30 @@ def test_append_rejects_paths_outside_the_track_folder(tmp_path: Path, key: Reco
     manifest.close()
 
 
+def test_a_digest_from_the_writer_is_used_only_for_the_bytes_it_hashed(
+        tmp_path: Path, key: RecordingKey) -> None:
+    """The WebM writer hashes a segment as it writes it; the manifest takes that digest,
+    but not for a file whose size changed since, and verification reads the file anyway."""
+    visit_dir = tmp_path / "v"
+    manifest = Manifest.open(visit_dir, key, Clock())
+    info = write_segment(visit_dir, "family-1-video", 1)
+    data = Path(info["path"]).read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    with pytest.raises(ValueError, match="bytes that were hashed"):
+        manifest.append_segment({**info, "sha256": digest, "bytes": len(data) - 1})
+    entry = manifest.append_segment({**info, "sha256": digest, "bytes": len(data)})
+    assert (entry["sha256"], entry["bytes"]) == (digest, len(data))
+    manifest.close()
+    assert verify_visit(visit_dir, key.public_pem, allow_unsealed=True).ok
+    wrong = write_segment(visit_dir, "family-1-video", 2)
+    manifest = Manifest.open(visit_dir, key, Clock())
+    manifest.append_segment({**wrong, "sha256": "0" * 64,
+                             "bytes": Path(wrong["path"]).stat().st_size})
+    manifest.close()
+    report = verify_visit(visit_dir, key.public_pem, allow_unsealed=True)
+    assert not report.ok and any("segment-00002" in p for p in report.problems)
+
+
 # -- export ------------------------------------------------------------------------------------
 
 
