@@ -2,12 +2,17 @@
 
     python -m benchmarks.forwarding --visits 10 --seconds 30 --warmup 5
     python -m benchmarks.forwarding --visits 1 --seconds 20 --baseline mediarelay
+    python -m benchmarks.forwarding --visits 10 --seconds 30 --compare-record
 
 Starts the real server (``python -m signaling.cli serve``) in a temporary data
 directory, joins N visits of two parties each through the real WebSocket signaling,
 sends pre-encoded VP8 + Opus from every party, and measures one window after the
 warm-up. Prints one JSON line and appends it, with the run's context, to
 benchmarks/results/forwarding.jsonl. The method is described in BENCHMARKS.md.
+
+``--compare-record`` runs two servers at once under the same load, one recording every
+visit and one recording none, with the same measured window: the machine's noise (it is
+shared) then falls on both alike, and their ratio is the cost of recording.
 """
 
 from __future__ import annotations
@@ -52,13 +57,17 @@ def parser() -> argparse.ArgumentParser:
                    help="with --workers: admission threshold per worker")
     p.add_argument("--record", action="store_true",
                    help="record every visit (without it visits are privileged: not recorded)")
+    p.add_argument("--compare-record", action="store_true",
+                   help="two servers side by side, one recording every visit and one none; "
+                        "report the ratio of their CPU per forwarded packet")
     p.add_argument("--baseline", choices=sorted(BASELINES),
                    help="also run the same load against a naive decode/re-encode relay")
     return p
 
 
 async def _measure(name: str, args: argparse.Namespace, video: EncodedClip,
-                   audio: EncodedClip) -> dict[str, Any]:
+                   audio: EncodedClip, record: bool = False,
+                   together: asyncio.Barrier | None = None) -> dict[str, Any]:
     module, module_args = SERVERS[name]
     with tempfile.TemporaryDirectory(prefix="visitbridge-bench-") as tmp:
         extra = {}
@@ -69,9 +78,19 @@ async def _measure(name: str, args: argparse.Namespace, video: EncodedClip,
         server.start()
         try:
             return await run_load(server, args.visits, args.seconds, args.warmup, video, audio,
-                                  record=args.record and name == "visitbridge")
+                                  record=record and name == "visitbridge", together=together)
         finally:
             server.stop()
+
+
+async def _side_by_side(args: argparse.Namespace, video: EncodedClip,
+                        audio: EncodedClip) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The same load on two servers at once, the second recording: (plain, recording)."""
+    together = asyncio.Barrier(2)
+    plain, recording = await asyncio.gather(
+        _measure("visitbridge", args, video, audio, False, together),
+        _measure("visitbridge", args, video, audio, True, together))
+    return plain, recording
 
 
 def _install_loop() -> str:
@@ -97,7 +116,15 @@ def main(argv: list[str] | None = None) -> int:
           f"{video.bitrate_bps / 1e6:.2f} Mb/s, Opus {audio.bitrate_bps / 1e3:.0f} kb/s",
           file=sys.stderr)
     record: dict[str, Any] = {"benchmark": "forwarding"}
-    record["visitbridge"] = asyncio.run(_measure("visitbridge", args, video, audio))
+    if args.compare_record:
+        plain, recording = asyncio.run(_side_by_side(args, video, audio))
+        record["visitbridge"], record["visitbridge_recording"] = plain, recording
+        ours, theirs = (r["server_us_per_forwarded_packet"] for r in (plain, recording))
+        record["recording_over_plain_cpu_per_packet"] = (
+            round(theirs / ours, 3) if ours and theirs else None)
+    else:
+        record["visitbridge"] = asyncio.run(
+            _measure("visitbridge", args, video, audio, args.record))
     if args.baseline:
         base = asyncio.run(_measure(args.baseline, args, video, audio))
         record[args.baseline] = base

@@ -153,9 +153,11 @@ def _summarize(start: Snapshot, end: Snapshot, parties: list[Party], join_errors
 
 
 async def run_load(server: ServerProcess, visit_count: int, seconds: float, warmup: float,
-                   video: EncodedClip, audio: EncodedClip,
-                   record: bool = False) -> dict[str, Any]:
-    """Run the visits against ``server`` (already started) and return the summary."""
+                   video: EncodedClip, audio: EncodedClip, record: bool = False,
+                   together: asyncio.Barrier | None = None) -> dict[str, Any]:
+    """Run the visits against ``server`` (already started) and return the summary.
+    Loads run side by side pass one ``together`` barrier: their windows then start at
+    the same instant."""
     visits = _visits(server, visit_count, video, audio, warmup + seconds + MEDIA_TIMEOUT_S,
                      record)
     parties = [p for v in visits for p in v]
@@ -166,6 +168,8 @@ async def run_load(server: ServerProcess, visit_count: int, seconds: float, warm
             join_errors = await _join_all(visits)
             await _wait_for_media(parties)
             await asyncio.sleep(warmup)
+            if together is not None:
+                await together.wait()
             if not server.alive():
                 raise RuntimeError(f"server died during warm-up:\n{server.log_tail()}")
             lag.reset()
