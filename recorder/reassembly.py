@@ -172,18 +172,22 @@ class FrameAssembler:
             return frames
         opus = self._opus
         emit = self._emit
+        held = self._held  # the same dict throughout
+        # The cursor and the last timestamp live in locals here (written back around the
+        # general path, which reads and moves them).
+        expected, next_seq, last_ts = self._expected, self._next_seq, self._last_ts
         for packet, arrival in batch:
             payload = packet.payload  # type: ignore[attr-defined]
-            if (packet.sequence_number != self._expected or self._held  # type: ignore[attr-defined]
+            if (packet.sequence_number != expected or held  # type: ignore[attr-defined]
                     or not self._started or not payload):
+                self._expected, self._next_seq, self._last_ts = expected, next_seq, last_ts
                 frames += self.push(packet, arrival)
+                expected, next_seq, last_ts = self._expected, self._next_seq, self._last_ts
                 continue
-            seq = self._next_seq + 1  # type: ignore[operator]
-            self._next_seq = seq
-            self._expected = seq & 0xFFFF
-            last = self._last_ts
-            delta = (packet.timestamp - last) & 0xFFFFFFFF  # type: ignore[attr-defined,operator]
-            self._last_ts = ts = last + (delta - 0x100000000 if delta >= 0x80000000 else delta)  # type: ignore[operator]
+            next_seq += 1  # type: ignore[operator]
+            expected = next_seq & 0xFFFF
+            delta = (packet.timestamp - last_ts) & 0xFFFFFFFF  # type: ignore[attr-defined,operator]
+            last_ts = ts = last_ts + (delta - 0x100000000 if delta >= 0x80000000 else delta)  # type: ignore[operator]
             parts = self._parts
             if opus:
                 if parts is None:  # always, for Opus: a frame of its own (what _emit does)
@@ -227,6 +231,7 @@ class FrameAssembler:
                                               first.arrival)))
                 continue
             self._take(self._parse_payload(packet, ts, arrival), frames)
+        self._expected, self._next_seq, self._last_ts = expected, next_seq, last_ts
         return frames
 
     def _unwrap_seq(self, seq: int) -> int:

@@ -7,7 +7,7 @@ Why this shape (FIELD-NOTES, "Recorder"):
   memory while video is absent, and a crash then loses it.
 - VP8 and Opus go through ``WebmMuxer`` (recorder/webm.py, ours: PyAV's per-frame cost was
   the larger part of the recorder's), H.264 through PyAV's Matroska muxer.
-- WebM segments reach the file at each ``flush`` (the track recorder's, every 200 ms):
+- WebM segments reach the file at each ``flush`` (the track recorder's, every 500 ms):
   a SIGKILL or a full disk loses at most that of media already forwarded. PyAV (H.264)
   writes each cluster whole, every second: without ``flush_packets`` FFmpeg holds
   256 KiB; seekable output defaults to 5 s clusters.
@@ -184,6 +184,12 @@ class SegmentWriter:
     def flush(self) -> None:
         """Write out what ``write`` holds back (the owner calls it every so often)."""
 
+    def frame_sink(self) -> Callable[[bytes, int, bool], None]:
+        """What to call, like ``write``, for the frames after the first (the track
+        recorder calls it for every frame: the WebM writer hands out its muxer's ``add``,
+        one call less per frame). Valid until the next ``close`` or ``abort``."""
+        return self.write
+
     def close(self) -> SegmentInfo:
         """Write the trailer (duration, cues) and close the file. Not yet durable: the
         owner calls ``sync_segment`` before it hashes and signs the segment, off the event
@@ -253,6 +259,9 @@ class WebmSegmentWriter(SegmentWriter):
             super().write(data, pts, keyframe)
         else:
             muxer.add(data, pts, keyframe)
+
+    def frame_sink(self) -> Callable[[bytes, int, bool], None]:
+        return self.write if self._muxer is None else self._muxer.add
 
     def flush(self) -> None:
         data = self._muxer.take() if self._muxer is not None else None

@@ -14,7 +14,7 @@ is written (no second read), and a crash leaves a file that plays up to its last
   VP8 with its picture size, or Opus with its OpusHead).
 - Clusters of SimpleBlocks, each emitted whole (with its size) at ``take``, so a cluster
   holds what came between two writes (recorder/segments.py: the first frame at once, then
-  every 200 ms); a cluster is also cut after a second, at a size bound and before every
+  every 500 ms); a cluster is also cut after a second, at a size bound and before every
   video keyframe.
 - No Cues, Duration or SeekHead: they would have to be written back into the head at the
   end. Segments are the evidence and are read front to back (finalize, recovery, verify);
@@ -41,6 +41,7 @@ CLUSTER, TIMECODE, SIMPLE_BLOCK = b"\x1f\x43\xb6\x75", b"\xe7", b"\xa3"
 UNKNOWN_SIZE_8 = b"\x01\xff\xff\xff\xff\xff\xff\xff"
 APP = b"visitbridge"
 _BLOCK_HEAD = struct.Struct(">BhB").pack  # track number 1 (as a vint), timestamp, flags
+_SHORT_BLOCK_HEAD = struct.Struct(">BHBhB").pack  # SimpleBlock ID, 2-byte size, as above
 
 
 def vint_size(n: int) -> bytes:
@@ -132,8 +133,13 @@ class WebmMuxer:
             blocks = self._blocks
             blocks += uint(TIMECODE, ms)
             self._cluster_time = cluster_time = ms
-        blocks += SIMPLE_BLOCK + vint_size(len(data) + 4) + _BLOCK_HEAD(
-            0x81, ms - cluster_time, 0x80 if keyframe else 0)
+        size = len(data) + 4
+        if size < 0x3FFF:  # a 2-byte size: one pack for the whole block head
+            blocks += _SHORT_BLOCK_HEAD(0xA3, 0x4000 | size, 0x81, ms - cluster_time,
+                                        0x80 if keyframe else 0)
+        else:
+            blocks += SIMPLE_BLOCK + vint_size(size) + _BLOCK_HEAD(
+                0x81, ms - cluster_time, 0x80 if keyframe else 0)
         blocks += data
 
     def take(self) -> bytearray:
@@ -144,7 +150,9 @@ class WebmMuxer:
 
     def _close_cluster(self) -> None:
         if self._cluster_time is not None:
-            blocks = self._blocks
-            self._done += CLUSTER + vint_size(len(blocks)) + blocks
+            blocks, done = self._blocks, self._done
+            done += CLUSTER
+            done += vint_size(len(blocks))
+            done += blocks
             self._blocks = bytearray()
             self._cluster_time = None

@@ -2,7 +2,8 @@
 
 The SFU defines the protocol and the recorder implements it; ``signaling`` hands the
 SFU a ``TapFactory``. Recording fails closed: a tapped track is forwarded only while
-its tap is ``ready`` (writing), so nobody receives media that was not recorded.
+its tap is ``ready`` (its first keyframe is in the file, and no write has failed: a
+failing tap turns not ready at once, before the visit ends).
 """
 
 from __future__ import annotations

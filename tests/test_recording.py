@@ -204,7 +204,7 @@ async def test_full_disk_ends_the_visit_and_nothing_unrecorded_was_forwarded(
                     frames = 0
                 recorded += frames
             # Every picture the other party saw is in the recording but for one recorder
-            # batch (BATCH_S of media, written at once: 6 frames at 30 fps) and the frame
+            # batch (BATCH_S of media, written at once: 15 frames at 30 fps) and the frame
             # in flight when the write failed.
             unrecorded = math.ceil(BATCH_S * VIDEO_FPS) + 1
             assert received[viewer] <= recorded + unrecorded, (who, received[viewer], recorded)
