@@ -172,12 +172,8 @@ class SegmentWriter:
                 self._start(data)
             self._first_pts = pts
             self._keyframe_first = keyframe
-        try:  # not _recording_errors(): a context manager per frame costs a microsecond
+        with _recording_errors():
             self._mux(data, pts, keyframe)
-        except OSError as error:
-            raise RecordingError.from_os_error(error) from error
-        except av.error.FFmpegError as error:
-            raise RecordingError("io_error", str(error)) from error
         self._last_pts = pts
         self._frames += 1
 
@@ -266,10 +262,8 @@ class WebmSegmentWriter(SegmentWriter):
     def flush(self) -> None:
         data = self._muxer.take() if self._muxer is not None else None
         if data:
-            try:
+            with _recording_errors():
                 self._append(data)
-            except OSError as error:
-                raise RecordingError.from_os_error(error) from error
 
     def _start(self, keyframe: bytes) -> None:
         track = video_track(*vp8_dimensions(keyframe)) if self._video else opus_track(OPUS_HEAD)
