@@ -165,44 +165,77 @@ class FrameAssembler:
         """``push`` for each (packet, arrival) of ``batch``, in order; the frames they
         complete. The common cases (a VP8 or Opus packet at the cursor, nothing held)
         are taken inline: this runs for every packet the SFU forwards."""
-        frames: list[Frame] = []
         if self._h264:
+            frames: list[Frame] = []
             for packet, arrival in batch:
                 frames += self.push(packet, arrival)
             return frames
-        opus = self._opus
-        emit = self._emit
+        return self._opus_batch(batch) if self._opus else self._vp8_batch(batch)
+
+    def _opus_batch(self, batch: list[tuple[object, float]]) -> list[Frame]:
+        frames: list[Frame] = []
         held = self._held  # the same dict throughout
-        # The cursor and the last timestamp live in locals here (written back around the
-        # general path, which reads and moves them).
+        # Cursor, timestamps and the frame state live in locals here; they are written
+        # back around the general path (``push``), which reads and moves them.
         expected, next_seq, last_ts = self._expected, self._next_seq, self._last_ts
+        last_emitted, started = self._last_emitted_ts, self._started
         for packet, arrival in batch:
             payload = packet.payload  # type: ignore[attr-defined]
-            if (packet.sequence_number != expected or held  # type: ignore[attr-defined]
-                    or not self._started or not payload):
+            if packet.sequence_number != expected or held or not started \
+                    or not payload:  # type: ignore[attr-defined]
+                self._expected, self._next_seq, self._last_ts = expected, next_seq, last_ts
+                self._last_emitted_ts = last_emitted
+                frames += self.push(packet, arrival)
+                expected, next_seq, last_ts = self._expected, self._next_seq, self._last_ts
+                last_emitted, started = self._last_emitted_ts, self._started
+                continue
+            next_seq += 1  # type: ignore[operator]
+            expected = next_seq & 0xFFFF
+            delta = (packet.timestamp - last_ts) & 0xFFFFFFFF  # type: ignore[attr-defined,operator]
+            last_ts += delta - 0x100000000 if delta >= 0x80000000 else delta  # type: ignore[operator]
+            if last_emitted is None or last_ts > last_emitted:  # what _emit checks
+                last_emitted = last_ts
+                frames.append(_new(Frame, (payload, last_ts, True, arrival)))
+        self._expected, self._next_seq, self._last_ts = expected, next_seq, last_ts
+        self._last_emitted_ts = last_emitted
+        return frames
+
+    def _vp8_batch(self, batch: list[tuple[object, float]]) -> list[Frame]:
+        frames: list[Frame] = []
+        emit = self._emit
+        held = self._held
+        expected, next_seq, last_ts = self._expected, self._next_seq, self._last_ts
+        started = self._started
+        for packet, arrival in batch:
+            payload = packet.payload  # type: ignore[attr-defined]
+            if packet.sequence_number != expected or held or not started \
+                    or len(payload) < 5:  # type: ignore[attr-defined]
                 self._expected, self._next_seq, self._last_ts = expected, next_seq, last_ts
                 frames += self.push(packet, arrival)
                 expected, next_seq, last_ts = self._expected, self._next_seq, self._last_ts
+                started = self._started
                 continue
             next_seq += 1  # type: ignore[operator]
             expected = next_seq & 0xFFFF
             delta = (packet.timestamp - last_ts) & 0xFFFFFFFF  # type: ignore[attr-defined,operator]
             last_ts = ts = last_ts + (delta - 0x100000000 if delta >= 0x80000000 else delta)  # type: ignore[operator]
-            parts = self._parts
-            if opus:
-                if parts is None:  # always, for Opus: a frame of its own (what _emit does)
-                    self._prev_ended = True
-                    last = self._last_emitted_ts
-                    if last is None or ts > last:
-                        self._last_emitted_ts = ts
-                        frames.append(_new(Frame, (payload, ts, True, arrival)))
-                    continue
-            elif payload[0] & 0x1F == 0x10 and parts is None:  # a VP8 frame's first packet
+            # The payload descriptor (RFC 7741 4.2): Chrome and aiortc send X=1 with only
+            # I=1 and a 15-bit picture ID, 4 bytes; anything else is parsed in full.
+            first = payload[0]
+            if first & 0x80 and payload[1] == 0x80 and payload[2] & 0x80:
+                data = payload[4:]
+            else:
                 try:
-                    start, data = vp8_payload(payload)
+                    data = vp8_payload(payload)[1]
                 except (ValueError, IndexError):
                     self._take(_Packet(_MALFORMED, b"", ts, False, False, False, arrival),
                                frames)
+                    continue
+            parts = self._parts
+            if first & 0x1F == 0x10:  # S=1, partition 0: a frame's first packet
+                if parts is not None:  # the general path drops the unfinished frame
+                    self._take(_Packet(_MEDIA, data, ts, True, bool(packet.marker),  # type: ignore[attr-defined]
+                                       vp8_is_keyframe(data), arrival), frames)
                     continue
                 keyframe = vp8_is_keyframe(data)
                 if packet.marker:  # type: ignore[attr-defined]
@@ -210,27 +243,21 @@ class FrameAssembler:
                     emit(frames, _new(Frame, (data, ts, keyframe, arrival)))
                 else:
                     self._parts = [data]
-                    self._first = _Packet(_MEDIA, data, ts, True, False, keyframe, arrival)
+                    self._first = _new(_Packet, (_MEDIA, data, ts, True, False, keyframe,
+                                                 arrival))
                     self._keyframe = keyframe
                 continue
-            elif parts is not None and not payload[0] & 0x10 and ts == self._first.timestamp:  # type: ignore[union-attr]
-                # the next packet of the frame being built
-                try:
-                    _, data = vp8_payload(payload)
-                except (ValueError, IndexError):
-                    self._take(_Packet(_MALFORMED, b"", ts, False, False, False, arrival),
-                               frames)
-                    continue
-                parts.append(data)
-                if packet.marker:  # type: ignore[attr-defined]
-                    first = self._first
-                    assert first is not None
-                    self._parts = self._first = None
-                    self._prev_ended = True
-                    emit(frames, _new(Frame, (b"".join(parts), ts, self._keyframe,
-                                              first.arrival)))
+            if parts is None or ts != self._first.timestamp:  # type: ignore[union-attr]
+                self._take(_Packet(_MEDIA, data, ts, False, bool(packet.marker),  # type: ignore[attr-defined]
+                                   False, arrival), frames)
                 continue
-            self._take(self._parse_payload(packet, ts, arrival), frames)
+            parts.append(data)  # the next packet of the frame being built
+            if packet.marker:  # type: ignore[attr-defined]
+                first_packet = self._first
+                self._parts = self._first = None
+                self._prev_ended = True
+                emit(frames, _new(Frame, (b"".join(parts), ts, self._keyframe,
+                                          first_packet.arrival)))  # type: ignore[union-attr]
         self._expected, self._next_seq, self._last_ts = expected, next_seq, last_ts
         return frames
 

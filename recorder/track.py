@@ -171,14 +171,16 @@ class TrackRecorder:
         previous = self._previous_pts
         writer = self._writer
         add = None if writer is None else writer.frame_sink()
+        cut_at = self._segment_first_pts + cut_after  # a keyframe from here on cuts
         for data, timestamp, keyframe, _ in frames:
             pts = timestamp + offset
-            if add is None or (keyframe and pts - self._segment_first_pts >= cut_after):
+            if add is None or (keyframe and pts >= cut_at):
                 if writer is not None:
                     self._close_segment()
                 writer = self._open_segment(pts)
                 writer.write(data, pts, keyframe)  # opens the file
                 add = writer.frame_sink()
+                cut_at = pts + cut_after
             else:
                 add(data, pts, keyframe)
             if previous is not None and pts - previous > max_gap and self._on_gap is not None:

@@ -106,9 +106,13 @@ class WebmMuxer:
         self._cluster_bytes = cluster_bytes
         self.frames = 0
         self.last_pts = 0
-        self._done = bytearray()  # complete clusters not yet taken
-        self._blocks = bytearray()  # the open cluster's content
-        self._cluster_time: int | None = None  # the open cluster's timestamp
+        # What the next take() returns, as parts joined once there: copying each frame
+        # into a growing buffer, then the cluster into another, cost more than the rest.
+        self._parts: list[bytes] = []
+        self._cluster_at = -1  # index in _parts of the open cluster's head (its size)
+        self._cluster_size = 0
+        self._cluster_time = 0  # the open cluster's timestamp
+        self._cluster_end = -1  # a frame at this ms or later opens a cluster (-1: none open)
 
     def start(self) -> bytes:
         """The file's head: EBML header, Segment start, Info, Tracks."""
@@ -125,34 +129,36 @@ class WebmMuxer:
         ms = (pts * 1000 + (rate >> 1)) // rate
         self.frames += 1
         self.last_pts = pts
-        cluster_time = self._cluster_time
-        blocks = self._blocks
-        if cluster_time is None or ms - cluster_time >= self._cluster_ms \
-                or (keyframe and self._video) or len(blocks) >= self._cluster_bytes:
+        parts = self._parts
+        if ms >= self._cluster_end or self._cluster_end < 0 or (keyframe and self._video) \
+                or self._cluster_size >= self._cluster_bytes:
             self._close_cluster()
-            blocks = self._blocks
-            blocks += uint(TIMECODE, ms)
-            self._cluster_time = cluster_time = ms
+            self._cluster_at = len(parts)
+            parts.append(b"")  # the cluster's head, once its size is known
+            timecode = uint(TIMECODE, ms)
+            parts.append(timecode)
+            self._cluster_size = len(timecode)
+            self._cluster_time = ms
+            self._cluster_end = ms + self._cluster_ms
         size = len(data) + 4
         if size < 0x3FFF:  # a 2-byte size: one pack for the whole block head
-            blocks += _SHORT_BLOCK_HEAD(0xA3, 0x4000 | size, 0x81, ms - cluster_time,
-                                        0x80 if keyframe else 0)
+            parts.append(_SHORT_BLOCK_HEAD(0xA3, 0x4000 | size, 0x81, ms - self._cluster_time,
+                                           0x80 if keyframe else 0))
+            self._cluster_size += size + 3
         else:
-            blocks += SIMPLE_BLOCK + vint_size(size) + _BLOCK_HEAD(
-                0x81, ms - cluster_time, 0x80 if keyframe else 0)
-        blocks += data
+            head = SIMPLE_BLOCK + vint_size(size) + _BLOCK_HEAD(
+                0x81, ms - self._cluster_time, 0x80 if keyframe else 0)
+            parts.append(head)
+            self._cluster_size += len(head) + len(data)
+        parts.append(data)
 
-    def take(self) -> bytearray:
+    def take(self) -> bytes:
         """The clusters completed since the last ``take``, the open one included."""
         self._close_cluster()
-        out, self._done = self._done, bytearray()
-        return out
+        parts, self._parts = self._parts, []
+        return b"".join(parts)
 
     def _close_cluster(self) -> None:
-        if self._cluster_time is not None:
-            blocks, done = self._blocks, self._done
-            done += CLUSTER
-            done += vint_size(len(blocks))
-            done += blocks
-            self._blocks = bytearray()
-            self._cluster_time = None
+        if self._cluster_end >= 0:
+            self._parts[self._cluster_at] = CLUSTER + vint_size(self._cluster_size)
+            self._cluster_end = -1

@@ -11,7 +11,7 @@ from aiortc.codecs import depayload
 from aiortc.rtp import RtpPacket
 from test_recorder_media import H264, OPUS, VP8, Publisher
 
-from recorder.reassembly import FrameAssembler, vp8_is_keyframe
+from recorder.reassembly import FrameAssembler, vp8_is_keyframe, vp8_payload
 
 
 def encoded(publisher: Publisher, count: int) -> list[tuple[float, list[RtpPacket]]]:
@@ -222,6 +222,13 @@ def arrivals_with_trouble(publisher: Publisher,
                 continue  # lost (not from the keyframes: the test needs frames out)
             if index == 7 and i == 0:
                 packet.payload = b"\x80"  # malformed
+            if index == 33 and i == len(packets) - 1:
+                packet.payload = packet.payload[:3]  # cut inside the VP8 descriptor
+            if index == 31 and publisher.codec is VP8:
+                # a longer descriptor (I and L bits: picture ID and TL0PICIDX), same frame
+                head = packet.payload[0]
+                packet.payload = bytes((head | 0x80, 0xC0, 0x80, 0x01, 0x07)) + vp8_payload(
+                    packet.payload)[1]
             if index == 12:
                 packet.marker = 0  # the frame never ends
             arrival = send_time + i * 0.0002 + rng.uniform(0, 0.01)
