@@ -53,7 +53,7 @@ from recorder.finalize import finalize_visit
 from recorder.manifest import Manifest
 from recorder.segments import SegmentInfo, sync_segment
 from recorder.signing import RecordingKey
-from recorder.track import TrackRecorder
+from recorder.track import BATCH_S, TrackRecorder
 from recorder.verify import verify_visit
 
 from .measure import append_result, run_info
@@ -191,8 +191,13 @@ def run_recorder(tracks: list[Track], schedule: list[tuple[float, int, RtpPacket
             epoch=EPOCH, segment_s=SEGMENT_S, request_keyframe=request_keyframe,
             on_ready=lambda name=name: ready.add(name), on_segment=on_segment,
             on_failure=on_failure, clock=clock))
+    due = EPOCH + BATCH_S
     for arrival, index, packet in schedule:
         clock.now = EPOCH + arrival
+        if clock.now >= due:  # the server's batch timer (signaling.recording)
+            for recorder in recorders:
+                recorder.flush(clock.now)
+            due = clock.now + BATCH_S
         recorders[index].packet(packet, clock.now)
     for recorder in recorders:
         recorder.close()

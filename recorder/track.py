@@ -36,8 +36,8 @@ log = logging.getLogger(__name__)
 KEYFRAME_LEAD_S = 1.0
 LOSS_REQUEST_INTERVAL_S = 0.5  # while frames are dropped waiting for a keyframe
 CUT_REQUEST_INTERVAL_S = 1.0  # while a due segment cut waits for its keyframe
-BATCH_S = 0.5  # once ready, packets are recorded every 500 ms of arrivals (FIELD-NOTES:
-# a killed recorder lost 0.3-0.5 s with PyAV; this keeps that bound, see packet())
+BATCH_S = 0.5  # once ready, the owner calls flush() this often (FIELD-NOTES: a killed
+# recorder lost 0.3-0.5 s with PyAV; this keeps that bound, see packet())
 
 
 class Tap(Protocol):
@@ -105,7 +105,6 @@ class TrackRecorder:
         self._origin = 0
         self._last_request: float | None = None
         self._pending: list[tuple[RtpPacket, float]] = []  # arrived, not yet recorded
-        self._batch_end = 0.0  # when the pending packets are recorded
         self._cut_due = False  # the open video segment waits for a keyframe to be cut
         # True once the first keyframe has reached the file: media may be forwarded. (An
         # attribute, not a property: the SFU reads it for every packet.)
@@ -113,18 +112,25 @@ class TrackRecorder:
         self._stopped = False
 
     def packet(self, packet: RtpPacket, now: float) -> None:
-        """Record one RTP packet of the track. Never raises: failures go to ``on_failure``
+        """Take one RTP packet of the track. Never raises: failures go to ``on_failure``
         once, then the recorder stops.
 
-        Until ready, each packet is recorded at once; then packets are recorded in
-        batches of ``BATCH_S`` of arrivals: the recorder runs for every packet the SFU
-        forwards, and a batch costs less (one write, the common case taken inline). What
-        a batch holds is what a crash or a full disk can cost of media already seen."""
+        Until ready, each packet is recorded at once (the SFU forwards nothing until
+        then); after that, packets wait for ``flush``."""
         if self._stopped:
             return
         self._pending.append((packet, now))
-        if now >= self._batch_end or not self.ready:
-            self._batch_end = now + BATCH_S
+        if not self.ready:
+            self._record(now)
+
+    def flush(self, now: float) -> None:
+        """Record the packets taken since the last flush. The owner calls this every
+        ``BATCH_S`` for all its recorders in one pass: the recorder runs for every packet
+        the SFU forwards, and a batch costs less than a packet at a time (one write, the
+        common case taken inline), all tracks at once less again than each on its own
+        schedule between forwarded packets (BENCHMARKS.md). What a batch holds is what a
+        crash or a full disk can cost of media already forwarded. Never raises."""
+        if self._pending and not self._stopped:
             self._record(now)
 
     def _record(self, now: float) -> None:

@@ -24,7 +24,7 @@ from recorder.manifest import Manifest, ManifestError
 from recorder.recovery import is_sealed, recover_visit
 from recorder.segments import RecordingError, SegmentInfo, sync_segment
 from recorder.signing import RecordingKey
-from recorder.track import TrackRecorder
+from recorder.track import BATCH_S, TrackRecorder
 from sfu.tap import Tap, TapRequest
 
 from .audit import AuditLog
@@ -82,6 +82,7 @@ class Recordings:
         self._audit = audit
         self._segment_s = segment_s
         self._open_file = open_file  # fault injection in tests
+        self._batches: asyncio.TimerHandle | None = None
         self._visits: dict[str, VisitRecording] = {}
         self.finalizing: set[asyncio.Task[None]] = set()
 
@@ -109,12 +110,28 @@ class Recordings:
             on_segment=on_segment, on_failure=on_failure, on_gap=GAP_SECONDS.inc,
             open_file=self._open_file)
         rec.tracks.append(track)
+        self._schedule_batches()
         row = self._store.visit(request.visit_id)
         if row is not None:
             for p in self._store.participants(request.visit_id):
                 if p["sub"] == request.participant and p["role"] != "inmate":
                     self.archive.add_visitor(request.visit_id, p["sub"], p["name"])
         return track
+
+    def _schedule_batches(self) -> None:
+        if self._batches is None:
+            self._batches = asyncio.get_running_loop().call_later(BATCH_S, self._write_batches)
+
+    def _write_batches(self) -> None:
+        """Every ``BATCH_S`` while visits are recorded: every track's packets since the last
+        pass, all tracks in one pass (``TrackRecorder.flush``)."""
+        self._batches = None
+        now = time.time()  # the SFU's clock for arrivals (TrackForwarder.handle)
+        for rec in self._visits.values():
+            for track in rec.tracks:
+                track.flush(now)
+        if self._visits:
+            self._schedule_batches()
 
     def _open(self, visit_id: str) -> VisitRecording:
         row = self._store.visit(visit_id)
@@ -203,6 +220,9 @@ class Recordings:
                                              "segments": rec.manifest.segments})
 
     async def close(self) -> None:
+        if self._batches is not None:  # visits are ended first: nothing is left pending
+            self._batches.cancel()
+            self._batches = None
         pending = set(self.finalizing)
         for rec in self._visits.values():
             pending |= rec.jobs

@@ -84,7 +84,21 @@ def start_visit(directory: Path, publishers: dict[str, Publisher], *, segment_s:
 
 
 def feed(visit: Visit, seconds: float, network: Network | None = None) -> None:
-    run([(visit.publishers[name], recorder.packet)
+    """Packets in arrival order; every BATCH_S of arrivals, all recorders are flushed in
+    one pass, as the server's batch timer does (signaling.recording)."""
+    due = visit.clock.now + BATCH_S
+
+    def taker(recorder: TrackRecorder) -> Callable[[RtpPacket, float], None]:
+        def take(packet: RtpPacket, now: float) -> None:
+            nonlocal due
+            if now >= due:
+                for each in visit.recorders.values():
+                    each.flush(now)
+                due = now + BATCH_S
+            recorder.packet(packet, now)
+        return take
+
+    run([(visit.publishers[name], taker(recorder))
          for name, recorder in visit.recorders.items()], seconds, visit.clock, network)
 
 
@@ -201,6 +215,30 @@ def test_ready_is_not_signalled_before_a_keyframe_is_in_the_file(tmp_path: Path)
     assert not (tmp_path / "video").exists()  # nothing written before a keyframe
     feed(visit, 3.0)
     assert recorder.ready and checked and checked[0] >= 1
+    close(visit)
+
+
+def test_once_ready_packets_wait_for_the_owners_flush(tmp_path: Path) -> None:
+    """What a crash can cost is what the owner has not flushed: nothing is written
+    between flushes, and a flush writes every frame taken since the last one."""
+    visit = start_visit(tmp_path, {"audio": Publisher(OPUS)})
+    recorder = visit.recorders["audio"]
+    path = tmp_path / "audio" / "segment-00001.webm"
+
+    def send(frames: int) -> float:
+        for send_time, packets in [next(stream) for _ in range(frames)]:
+            for packet in packets:
+                recorder.packet(packet, visit.clock.now + send_time)
+        return visit.clock.now + send_time
+
+    stream = visit.publishers["audio"].frames()
+    send(1)
+    assert recorder.ready and decode(path).frames == 1  # written at once: ready
+    size = path.stat().st_size
+    now = send(24)  # 20 ms frames: the rest of a half-second batch
+    assert path.stat().st_size == size
+    recorder.flush(now)
+    assert decode(path).frames == 25
     close(visit)
 
 
