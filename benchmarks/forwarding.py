@@ -4,7 +4,7 @@
     python -m benchmarks.forwarding --visits 1 --seconds 20 --baseline mediarelay
     python -m benchmarks.forwarding --visits 10 --seconds 30 --compare-record
 
-Starts the real server (``python -m signaling.cli serve``) in a temporary data
+Starts the real server (``python -m app.cli serve``) in a temporary data
 directory, joins N visits of two parties each through the real WebSocket signaling,
 sends pre-encoded VP8 + Opus from every party, and measures one window after the
 warm-up. Prints one JSON line and appends it, with the run's context, to
@@ -35,7 +35,7 @@ from .server import ServerProcess
 RESULTS = Path(__file__).resolve().parent / "results" / "forwarding.jsonl"
 # name -> (module run with ``python -m``, its arguments)
 SERVERS = {
-    "visitbridge": ("signaling.cli", ("serve",)),
+    "visitbridge": ("app.cli", ("serve",)),
     "mediarelay": ("benchmarks.mediarelay_server", ()),
 }
 BASELINES = ("mediarelay",)

@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 
-from signaling.tokens import VisitClaim
+from auth.tokens import VisitClaim
 
 from .measure import LoopLag, distribution_ms
 from .media import EncodedClip

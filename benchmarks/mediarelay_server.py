@@ -41,10 +41,10 @@ from aiortc import (
 from aiortc.contrib.media import MediaRelay
 from aiortc.rtp import is_rtcp
 
+from app.config import Config, load
+from auth.keys import PemDirKeyStore
+from auth.tokens import VISIT_ROLES, TokenError, TokenVerifier
 from sfu.aiortc_glue import allow_loopback_ice
-from signaling.config import Config, load
-from signaling.keys import PemDirKeyStore
-from signaling.tokens import VISIT_ROLES, TokenError, TokenVerifier
 
 log = logging.getLogger(__name__)
 

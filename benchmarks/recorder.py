@@ -10,7 +10,7 @@ pacing on a fake clock), then fed in arrival order to real ``TrackRecorder`` ins
 that write real 10 s WebM segments into a temporary directory; closed segments are
 hashed and signed into a real ``Manifest`` (Ed25519 key made for the run), and at the
 end the visit is finalized (``finalize_visit``) and the manifest sealed, as
-signaling/recording.py does. Nothing sleeps and nothing reads the real time.
+recorder/session.py does. Nothing sleeps and nothing reads the real time.
 
 Measured (``time.process_time``, this process, user + system):
 
@@ -63,7 +63,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "recorder.jsonl"
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90_000, payloadType=96)
 OPUS = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48_000, channels=2,
                              payloadType=111)
-SEGMENT_S = 10.0  # the server's default (signaling/recording.py)
+SEGMENT_S = 10.0  # the server's default (recorder/session.py)
 EPOCH = 1_700_000_000.0  # the visit's booked start on the fake wall clock
 NETWORK_DELAY_S = 0.03
 JITTER_S = 0.004  # per frame, uniform: less than a frame interval, so no reordering
@@ -194,7 +194,7 @@ def run_recorder(tracks: list[Track], schedule: list[tuple[float, int, RtpPacket
     due = EPOCH + BATCH_S
     for arrival, index, packet in schedule:
         clock.now = EPOCH + arrival
-        if clock.now >= due:  # the server's batch timer (signaling.recording)
+        if clock.now >= due:  # the server's batch timer (recorder.session)
             for recorder in recorders:
                 recorder.flush(clock.now)
             due = clock.now + BATCH_S

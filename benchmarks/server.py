@@ -20,9 +20,9 @@ from pathlib import Path
 
 import aiohttp
 
-from signaling.issuer import issue_token
-from signaling.keys import PrivateKey, load_private_key, write_keypair
-from signaling.tokens import VisitClaim
+from auth.issuer import issue_token
+from auth.keys import PrivateKey, load_private_key, write_keypair
+from auth.tokens import VisitClaim
 
 ROOT = Path(__file__).resolve().parent.parent
 ISSUER = "bench-records"
@@ -70,7 +70,7 @@ class ServerProcess:
     """A server subprocess on loopback with its data dir, port and token key."""
 
     data_dir: Path
-    module: str = "signaling.cli"  # or the baseline's module
+    module: str = "app.cli"  # or the baseline's module
     args: tuple[str, ...] = ("serve",)
     port: int = field(default_factory=free_port)
     extra_env: dict[str, str] = field(default_factory=dict)

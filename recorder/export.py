@@ -22,9 +22,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .manifest import MANIFEST_NAME, SEGMENT_NAME, SEGMENT_TYPES
-from .signing import key_id_of, load_public_key
-from .verify import HEX64, Report, verify_visit
+from recorder.manifest import MANIFEST_NAME, SEGMENT_NAME, SEGMENT_TYPES
+from recorder.signing import key_id_of, load_public_key
+from recorder.verify import HEX64, Report, verify_visit
 
 PUBLIC_KEY_NAME = "recording-public-key.pem"
 SEAL_NAME = "seal.txt"

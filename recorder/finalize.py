@@ -17,7 +17,7 @@ from pathlib import Path
 
 import av
 
-from .manifest import segment_number
+from recorder.manifest import segment_number
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, TypedDict
 
-from .signing import RecordingKey, fsync_dir, verify_signature
+from recorder.signing import RecordingKey, fsync_dir, verify_signature
 
 MANIFEST_NAME = "manifest.jsonl"
 GENESIS = "0" * 64

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import av
 
-from .manifest import MANIFEST_NAME, Manifest, file_digest, segment_number
-from .signing import RecordingKey
+from recorder.manifest import MANIFEST_NAME, Manifest, file_digest, segment_number
+from recorder.signing import RecordingKey
 
 
 @dataclass(frozen=True)

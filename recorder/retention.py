@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .archive import Archive
+from records.archive import Archive
 
 log = logging.getLogger(__name__)
 

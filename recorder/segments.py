@@ -36,7 +36,7 @@ import av
 import av.container
 import av.error
 
-from .webm import WebmMuxer, opus_track, video_track
+from recorder.webm import WebmMuxer, opus_track, video_track
 
 __all__ = ["RecordingError", "SegmentInfo", "SegmentWriter", "open_segment_file",
            "segment_writer", "sync_segment", "vp8_dimensions"]

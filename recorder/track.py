@@ -22,9 +22,15 @@ from typing import BinaryIO, Protocol
 
 from aiortc.rtp import RtpPacket
 
-from .manifest import segment_number
-from .reassembly import Frame, FrameAssembler
-from .segments import RecordingError, SegmentInfo, SegmentWriter, open_segment_file, segment_writer
+from recorder.manifest import segment_number
+from recorder.reassembly import Frame, FrameAssembler
+from recorder.segments import (
+    RecordingError,
+    SegmentInfo,
+    SegmentWriter,
+    open_segment_file,
+    segment_writer,
+)
 
 __all__ = ["Tap", "TrackRecorder"]
 

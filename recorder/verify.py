@@ -29,7 +29,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from .manifest import (
+from recorder.manifest import (
     ENTRY_TYPES,
     GENESIS,
     MANIFEST_NAME,
@@ -39,7 +39,7 @@ from .manifest import (
     segment_number,
     signed_bytes,
 )
-from .signing import key_id_of, load_public_key, verify_signature
+from recorder.signing import key_id_of, load_public_key, verify_signature
 
 HEX64 = re.compile(r"[0-9a-f]{64}")
 TIME_BASE = re.compile(r"([1-9][0-9]*)/([1-9][0-9]*)")
@@ -384,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     FOLDER is an unzipped export (its own key and seal are used unless given), or a visit
     folder on the server together with ``--public-key``.
     """
-    from .export import verify_export  # export imports this module
+    from recorder.export import verify_export  # export imports this module
 
     parser = argparse.ArgumentParser(prog="visitbridge recordings verify",
                                      description=main.__doc__)

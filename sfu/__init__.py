@@ -1,4 +1,4 @@
-"""The media plane: visits, peers (aiortc glue), forwarding and RTCP feedback.
+"""The media plane: peers (aiortc glue), forwarding, RTCP feedback and the live rooms.
 
-Never imports ``signaling`` or ``recorder``: they depend on it, not the other way.
+Never imports ``recorder``, ``signaling``, ``api`` or ``app``: they depend on it.
 """

@@ -34,12 +34,12 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 
-from . import metrics
-from .fastpath import RTP_HEADER, ExtensionWriter, FastTransport, InPacket, ntp_now
-from .feedback import BitrateEstimates, KeyframeRequests
-from .history import PacketHistory
-from .rewrite import StreamRewriter
-from .tap import Tap
+from sfu import metrics
+from sfu.fastpath import RTP_HEADER, ExtensionWriter, FastTransport, InPacket, ntp_now
+from sfu.feedback import BitrateEstimates, KeyframeRequests
+from sfu.history import PacketHistory
+from sfu.rewrite import StreamRewriter
+from visit.tap import Tap
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-from .aiortc_glue import guard
+from sfu.aiortc_glue import guard
 
 FORWARDED_PACKETS = Counter(
     "visitbridge_forwarded_packets", "RTP packets forwarded to subscribers", ["kind"]

@@ -27,9 +27,9 @@ from aiortc import (
 )
 from aiortc.sdp import candidate_from_sdp
 
-from .aiortc_glue import check_instance_attrs, check_transport_attrs, guard_receiver
-from .fastpath import AUDIO_LEVEL_URI, FastTransport, extension_ids
-from .forwarder import Sink, TrackForwarder
+from sfu.aiortc_glue import check_instance_attrs, check_transport_attrs, guard_receiver
+from sfu.fastpath import AUDIO_LEVEL_URI, FastTransport, extension_ids
+from sfu.forwarder import Sink, TrackForwarder
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,10 @@ from typing import Any, Protocol
 from aiortc import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
-from . import metrics
-from .forwarder import TrackForwarder
-from .lifecycle import (
+from sfu import metrics
+from sfu.forwarder import TrackForwarder
+from sfu.peer import Peer, PeerSettings
+from visit.lifecycle import (
     Ending,
     EndWarning,
     Event,
@@ -32,9 +33,8 @@ from .lifecycle import (
     Started,
     VisitLifecycle,
 )
-from .peer import Peer, PeerSettings
-from .roster import Identity, Roster, RosterError
-from .tap import Tap, TapFactory, TapRequest
+from visit.roster import Identity, Roster, RosterError
+from visit.tap import Tap, TapFactory, TapRequest
 
 log = logging.getLogger(__name__)
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-from . import metrics
-from .lifecycle import Policy, VisitLifecycle
-from .peer import PeerSettings
-from .room import Room, RoomObserver, VisitInfo
-from .roster import RosterError
-from .tap import TapFactory
+from sfu import metrics
+from sfu.peer import PeerSettings
+from sfu.room import Room, RoomObserver, VisitInfo
+from visit.lifecycle import Policy, VisitLifecycle
+from visit.roster import RosterError
+from visit.tap import TapFactory
 
 
 class Rooms:

@@ -1,0 +1,1 @@
+"""The WebSocket signaling session of one page, and the TURN credentials it hands out."""

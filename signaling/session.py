@@ -16,15 +16,13 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from sfu.lifecycle import Refused
+from auth.tokens import TOKEN_REFUSALS, VISIT_ROLES, Claims, TokenError, TokenVerifier
+from records.visits import VisitRecords
 from sfu.room import Member, Monitor, Room, VisitInfo
 from sfu.rooms import Rooms
-from sfu.roster import Identity, RosterError
-
-from .health import TOKEN_REFUSALS
-from .tokens import VISIT_ROLES, Claims, TokenError, TokenVerifier
-from .turn import Message, TurnConfig, offer_hook
-from .visits import VisitRecords
+from signaling.turn import Message, TurnConfig, offer_hook
+from visit.lifecycle import Refused
+from visit.roster import Identity, RosterError
 
 log = logging.getLogger(__name__)
 

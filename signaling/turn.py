@@ -23,7 +23,7 @@ Message = dict[str, Any]
 
 
 class TurnConfig(Protocol):
-    """The part of ``signaling.config.Config`` this module reads."""
+    """The part of ``app.config.Config`` this module reads."""
 
     @property
     def turn_urls(self) -> tuple[str, ...]: ...

@@ -1,0 +1,178 @@
+"""HTTP API for the records system and officers (bearer tokens with the right role).
+
+Every refusal answers ``{"error": code, "message": ...}`` with 401/403/404/409; every
+officer action and every refused call is written to the audit log.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Collection
+from typing import Any
+
+from aiohttp import web
+
+from auth.tokens import TOKEN_REFUSALS, Claims, TokenError, TokenVerifier
+from records.visits import VisitRecords
+from sfu.rooms import Rooms
+
+
+def error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status)
+
+
+class Api:
+    def __init__(self, verifier: TokenVerifier, rooms: Rooms, records: VisitRecords) -> None:
+        self._verifier = verifier
+        self._rooms = rooms
+        self._records = records
+
+    async def _authorize(self, request: web.Request, roles: Collection[str]) -> Claims:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        action = f"{request.method} {request.path}"
+        if scheme.lower() != "bearer" or not token:
+            self._refused(action, "missing_token", None, request)
+            raise http_error(401, "missing_token", "send 'Authorization: Bearer <token>'")
+        try:
+            return await self._verifier.verify(token.strip(), now=time.time(), roles=roles)
+        except TokenError as exc:
+            self._refused(action, exc.code, None, request)
+            raise http_error(403 if exc.code == "wrong_role" else 401, exc.code, exc.message) \
+                from None
+
+    def _refused(self, action: str, code: str, claims: Claims | None,
+                 request: web.Request) -> None:
+        TOKEN_REFUSALS.labels(code).inc()
+        self._records.audit.record(
+            action="api", outcome="refused", reason=code, now=time.time(),
+            actor=claims.sub if claims else "unknown", role=claims.role if claims else "",
+            visit=request.match_info.get("visit"), detail={"request": action})
+
+    def _refuse(self, claims: Claims, request: web.Request, status: int, code: str,
+                message: str) -> web.Response:
+        """Answer a refused call and write it to the audit log."""
+        self._records.audit.record(
+            action="api", outcome="refused", reason=code, now=time.time(), actor=claims.sub,
+            role=claims.role, visit=request.match_info.get("visit"),
+            subject=request.match_info.get("sub"),
+            detail={"request": f"{request.method} {request.path}"})
+        return error(status, code, message)
+
+    def _audit(self, claims: Claims, action: str, visit: str, subject: str | None = None,
+               reason: str = "", detail: dict[str, Any] | None = None) -> None:
+        self._records.audit.record(action=action, actor=claims.sub, role=claims.role,
+                                   visit=visit, subject=subject, reason=reason,
+                                   detail=detail, now=time.time())
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/api/visits", self.live_visits),
+            web.get("/api/visits/{visit}", self.visit),
+            web.post("/api/visits/{visit}/cancel", self.cancel),
+            web.post("/api/visits/{visit}/end", self.end),
+            web.post("/api/visits/{visit}/participants/{sub}/revoke", self.revoke),
+            web.post("/api/visits/{visit}/participants/{sub}/mute", self.mute),
+        ]
+
+    async def live_visits(self, request: web.Request) -> web.Response:
+        await self._authorize(request, ("officer",))
+        now = time.time()
+        visits = []
+        for room in self._rooms:
+            described = self._records.describe(room.visit.id, room) or {}
+            visits.append({**described, "time_left_s": max(0, round(room.visit.ends_at - now)),
+                           "state": room.lifecycle.state.value})
+        return web.json_response({"visits": visits, "server_time": now})
+
+    async def visit(self, request: web.Request) -> web.Response:
+        await self._authorize(request, ("records", "officer"))
+        visit_id = request.match_info["visit"]
+        described = self._records.describe(visit_id, self._rooms.get(visit_id))
+        if described is None:
+            return error(404, "unknown_visit", "no visit with this id was seen")
+        return web.json_response(described)
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        claims = await self._authorize(request, ("records",))
+        visit_id = request.match_info["visit"]
+        reason = await _reason(request)
+        room = self._rooms.get(visit_id)
+        row = self._records.store.visit(visit_id)
+        if room is None and row is not None and row.state == "ended":
+            return self._refuse(claims, request, 409, "visit_ended",
+                                f"this visit already ended ({row.cause})")
+        self._audit(claims, "cancel", visit_id, reason=reason)
+        if room is not None:
+            await room.end("cancelled", reason)
+        else:
+            self._records.store.save_visit(visit_id, time.time(), state="ended",
+                                           cause="cancelled", reason=reason,
+                                           ended_at=time.time())
+        return web.json_response({"visit": visit_id, "state": "ended", "cause": "cancelled"})
+
+    async def end(self, request: web.Request) -> web.Response:
+        claims = await self._authorize(request, ("officer",))
+        visit_id = request.match_info["visit"]
+        reason = await _reason(request)
+        if not reason:
+            return self._refuse(claims, request, 400, "reason_required",
+                                "say why the visit is ended")
+        room = self._rooms.get(visit_id)
+        if room is None:
+            return self._refuse(claims, request, 404, "visit_not_live",
+                                "this visit is not taking place now")
+        self._audit(claims, "end_visit", visit_id, reason=reason)
+        await room.end("ended_by_officer", reason)
+        return web.json_response({"visit": visit_id, "state": "ended",
+                                  "cause": "ended_by_officer"})
+
+    async def revoke(self, request: web.Request) -> web.Response:
+        claims = await self._authorize(request, ("records",))
+        visit_id, sub = request.match_info["visit"], request.match_info["sub"]
+        reason = await _reason(request)
+        self._records.store.revoke(visit_id, sub, claims.sub, time.time())
+        self._audit(claims, "revoke", visit_id, subject=sub, reason=reason)
+        room = self._rooms.get(visit_id)
+        removed = room is not None and await room.remove(
+            sub, "revoked", "Your access to this visit was withdrawn by the facility.")
+        return web.json_response({"visit": visit_id, "participant": sub, "revoked": True,
+                                  "removed": removed})
+
+    async def mute(self, request: web.Request) -> web.Response:
+        claims = await self._authorize(request, ("officer",))
+        visit_id, sub = request.match_info["visit"], request.match_info["sub"]
+        body = await json_body(request)
+        muted = bool(body.get("muted", True))
+        reason = str(body.get("reason", ""))
+        room = self._rooms.get(visit_id)
+        if room is not None and room.visit.privileged:
+            return self._refuse(claims, request, 403, "privileged_visit",
+                                "privileged visits are neither monitored nor moderated")
+        if room is None or not await room.mute(sub, muted):
+            return self._refuse(claims, request, 404, "not_present",
+                                "this participant is not in a live visit")
+        self._audit(claims, "mute" if muted else "unmute", visit_id, subject=sub, reason=reason)
+        return web.json_response({"visit": visit_id, "participant": sub, "muted": muted})
+
+
+def http_error(status: int, code: str, message: str) -> web.HTTPException:
+    exc_class = {401: web.HTTPUnauthorized, 403: web.HTTPForbidden}[status]
+    return exc_class(text=json.dumps({"error": code, "message": message}),
+                     content_type="application/json")
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    try:
+        body = await request.json()
+    except ValueError:
+        raise web.HTTPBadRequest(text='{"error": "bad_request", "message": "body is not JSON"}',
+                                 content_type="application/json") from None
+    return body if isinstance(body, dict) else {}
+
+
+async def _reason(request: web.Request) -> str:
+    return str((await json_body(request)).get("reason", ""))[:500]

@@ -1,0 +1,1 @@
+"""Composition: configuration, the command line, the aiohttp server, workers, health, logs."""

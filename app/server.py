@@ -1,0 +1,177 @@
+"""The aiohttp application: pages, WebSocket signaling, health and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+import time
+from pathlib import Path
+
+from aiohttp import web
+from aiortc import RTCIceServer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api.compliance import Compliance
+from api.records import Api
+from app import health
+from app.config import Config
+from auth.keys import JwksKeyStore, KeyStore, PemDirKeyStore
+from auth.tokens import TokenVerifier
+from recorder.retention import RetentionJob
+from recorder.session import Recordings
+from recorder.signing import load_or_create
+from records import store as sqlite_store
+from records.archive import Archive
+from records.audit import AuditLog
+from records.visits import VisitRecords
+from records.webhooks import Outbox, WebhookSender
+from sfu import aiortc_glue
+from sfu.peer import PeerSettings
+from sfu.rooms import Rooms
+from signaling.session import Session
+from visit.lifecycle import Policy
+
+log = logging.getLogger(__name__)
+
+WEB_DIR = Path(importlib.util.find_spec("web").origin).resolve().parent  # type: ignore[arg-type,union-attr]
+
+# Pages never send the token anywhere but the WebSocket; keep it out of referrers too.
+SECURITY_HEADERS = {
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Permissions-Policy": "camera=(self), microphone=(self)",
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; media-src 'self' blob:; "
+        "connect-src 'self' ws: wss:; style-src 'self'; script-src 'self'"
+    ),
+}
+
+CONFIG_KEY: web.AppKey[Config] = web.AppKey("config", Config)
+ROOMS_KEY: web.AppKey[Rooms] = web.AppKey("rooms", Rooms)
+
+
+def key_store(config: Config) -> KeyStore:
+    if config.token_jwks_url:
+        return JwksKeyStore(config.token_jwks_url)
+    return PemDirKeyStore(config.keys_dir)
+
+
+def create_app(config: Config) -> web.Application:
+    aiortc_glue.check_aiortc()
+    aiortc_glue.install_codec_guard()
+    if config.ice_loopback:
+        aiortc_glue.allow_loopback_ice()
+    settings = PeerSettings(
+        ice_servers=tuple(RTCIceServer(urls=url) for url in config.ice_servers),
+        max_video_bitrate_bps=config.max_video_bitrate,
+    )
+    db = sqlite_store.connect(config.database)
+    outbox = Outbox(db)
+    # With several workers, worker 0 alone delivers webhooks (and polls the shared outbox
+    # for the others' events), recovers recordings and runs retention.
+    first = config.worker_index == 0
+    sender = (WebhookSender(outbox, config.webhook_url, config.webhook_secret.encode(),
+                            idle_poll_s=1.0 if config.workers > 1 or not first else None)
+              if config.webhook_url and first else None)
+    store = sqlite_store.Store(db)
+    audit = AuditLog(db)
+    keys_dir = config.data_dir / "keys"
+    recording_key = load_or_create(keys_dir / "recording.private.pem",
+                                   keys_dir / "recording.public.pem")
+    archive = Archive(db)
+    recordings = Recordings(config.recordings_dir, recording_key, archive, store, audit,
+                            segment_s=config.segment_s)
+    records = VisitRecords(store, audit, outbox, sender, on_ended=recordings.visit_ended)
+    retention_job = RetentionJob(archive, config.recordings_dir, config.retention_days,
+                                 audit.record, interval_s=3600)
+    policy = Policy(early_entry_s=config.early_entry_s,
+                    warnings_s=tuple(float(w) for w in config.warnings),
+                    all_left_grace_s=config.all_left_grace_s)
+    rooms = Rooms(settings, config.max_visitors, policy, records, tap_factory=recordings.tap)
+    keys = key_store(config)
+    verifier = TokenVerifier(keys, config.token_issuer, config.token_audience,
+                             leeway_s=config.token_leeway_s)
+    def recording_available() -> bool:
+        return health.free_bytes(config.recordings_dir) >= config.recordings_min_free_mb << 20
+
+    # TURN credentials go into each offer (turn=config).
+    session = Session(verifier, rooms, records, recording_available, turn=config)
+
+    app = web.Application(middlewares=[_security_headers])
+    app[CONFIG_KEY] = config
+    app[ROOMS_KEY] = rooms
+
+    async def page(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(WEB_DIR / request.match_info.route.name.split(":")[1])
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(request: web.Request) -> web.Response:
+        problems = []
+        if not config.token_jwks_url and not any(config.keys_dir.glob("*.pem")):
+            problems.append(f"no token keys in {config.keys_dir}")
+        status = 503 if problems else 200
+        return web.json_response({"status": "not ready" if problems else "ready",
+                                  "problems": problems}, status=status)
+
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    background: list[asyncio.Task[None]] = []
+
+    async def start_background(app: web.Application) -> None:
+        now = time.time()
+        if first:
+            recovered = recordings.recover(now)  # before serving: blocking is fine here
+            if recovered:
+                log.warning("recordings recovered after a crash", extra={"visits": recovered})
+            records.close_stale(now)
+            retention_job.start()
+        if sender is not None:
+            sender.start()
+        background.append(asyncio.ensure_future(health.watch(config.recordings_dir)))
+
+    async def close_rooms(app: web.Application) -> None:
+        for room in rooms:
+            await room.end("server_shutdown", "The server is restarting.")
+
+    async def close_resources(app: web.Application) -> None:
+        for task in background:
+            task.cancel()
+        close = getattr(keys, "close", None)
+        if close is not None:
+            await close()
+        await retention_job.close()
+        await recordings.close()
+        if sender is not None:
+            await sender.close()
+        db.close()
+
+    app.on_startup.append(start_background)
+    app.on_shutdown.append(close_rooms)
+    app.on_cleanup.append(close_resources)
+    async def index(request: web.Request) -> web.Response:
+        raise web.HTTPFound("/join")
+
+    app.router.add_get("/", index)
+    app.router.add_get("/join", page, name="page:join.html")
+    app.router.add_get("/officer", page, name="page:officer.html")
+    app.router.add_routes(Api(verifier, rooms, records).routes())
+    app.router.add_get("/compliance", page, name="page:compliance.html")
+    app.router.add_routes(Compliance(verifier, archive, audit, config.recordings_dir,
+                                     lambda: recording_key.public_pem).routes())
+    app.router.add_get("/ws", session.run)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_static("/static/", WEB_DIR / "static")
+    return app
+
+
+@web.middleware
+async def _security_headers(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    response = await handler(request)
+    response.headers.update(SECURITY_HEADERS)
+    return response

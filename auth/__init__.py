@@ -1,0 +1,1 @@
+"""Booking tokens: verification, the public-key stores it reads, and the reference issuer."""

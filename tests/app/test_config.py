@@ -1,0 +1,133 @@
+"""Configuration: defaults, a TOML file, VISITBRIDGE_<KEY> variables, and refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.cli import main
+from app.config import Config, ConfigError, load
+
+
+def toml(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "visitbridge.toml"
+    path.write_text(text)
+    return path
+
+
+def error_of(path: Path | None = None, **env: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        load(path, environ=env)
+    return str(info.value)
+
+
+def test_defaults() -> None:
+    config = load(environ={})
+    assert config == Config()
+    assert (config.host, config.port) == ("127.0.0.1", 8080)
+    assert config.data_dir == Path("data")
+    assert config.keys_dir == Path("data/keys/public")
+    assert config.base_url == "http://127.0.0.1:8080"
+    assert config.ice_loopback is False
+    assert config.ice_servers == ()
+    assert config.max_visitors == 4
+
+
+def test_the_real_environment_is_read_when_none_is_given(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VISITBRIDGE_PORT", "9000")
+    assert load().port == 9000
+
+
+def test_toml_file(tmp_path: Path) -> None:
+    path = toml(tmp_path, """
+host = "0.0.0.0"
+port = 8443
+public_url = "https://visits.example-prison.gov/"
+data_dir = "/var/lib/visitbridge"
+max_visitors = 2
+ice_loopback = true
+ice_servers = ["stun:stun.example:3478", "stun:backup.example:3478"]
+""")
+    config = load(path, environ={})
+    assert (config.host, config.port) == ("0.0.0.0", 8443)
+    assert config.base_url == "https://visits.example-prison.gov"
+    assert config.data_dir == Path("/var/lib/visitbridge")
+    assert config.keys_dir == Path("/var/lib/visitbridge/keys/public")
+    assert config.max_visitors == 2
+    assert config.ice_loopback is True
+    assert config.ice_servers == ("stun:stun.example:3478", "stun:backup.example:3478")
+    assert config.token_issuer == "visitbridge-dev"  # not in the file: default
+
+
+def test_environment_overrides_the_file(tmp_path: Path) -> None:
+    path = toml(tmp_path, 'port = 8443\nhost = "0.0.0.0"\ntoken_keys_dir = "/etc/keys"\n')
+    config = load(path, environ={"VISITBRIDGE_PORT": "9000",
+                                 "VISITBRIDGE_TOKEN_ISSUER": "records.example"})
+    assert config.port == 9000
+    assert config.host == "0.0.0.0"
+    assert config.token_issuer == "records.example"
+    assert config.keys_dir == Path("/etc/keys")
+
+
+def test_invalid_environment_value_names_the_variable() -> None:
+    message = error_of(VISITBRIDGE_PORT="eighty")
+    assert "VISITBRIDGE_PORT" in message
+    assert "eighty" in message
+
+
+def test_invalid_file_value_names_the_key(tmp_path: Path) -> None:
+    assert error_of(toml(tmp_path, 'max_visitors = "many"\n')).startswith("max_visitors:")
+
+
+def test_out_of_range_values_name_the_key() -> None:
+    assert error_of(VISITBRIDGE_PORT="70000").startswith("port:")
+    assert error_of(VISITBRIDGE_MAX_VISITORS="0").startswith("max_visitors:")
+    assert error_of(VISITBRIDGE_MAX_VIDEO_BITRATE="5000").startswith("max_video_bitrate:")
+    assert error_of(VISITBRIDGE_LOG_LEVEL="chatty").startswith("log_level:")
+    assert "token_issuer" in error_of(VISITBRIDGE_TOKEN_ISSUER="")
+    assert error_of(VISITBRIDGE_DATA_DIR="").startswith("data_dir:")
+
+
+def test_unknown_file_key_is_rejected(tmp_path: Path) -> None:
+    message = error_of(toml(tmp_path, "prot = 8080\n"))
+    assert message.startswith("prot:")
+    assert "unknown" in message
+
+
+def test_unreadable_file_names_the_file(tmp_path: Path) -> None:
+    broken = toml(tmp_path, "port = \n")
+    assert str(broken) in error_of(broken)
+    missing = tmp_path / "missing.toml"
+    assert str(missing) in error_of(missing)
+
+
+@pytest.mark.parametrize("raw", ["1", "true", "TRUE", "yes", "on"])
+def test_true_booleans(raw: str) -> None:
+    assert load(environ={"VISITBRIDGE_ICE_LOOPBACK": raw}).ice_loopback is True
+
+
+@pytest.mark.parametrize("raw", ["0", "false", "no", "off", ""])
+def test_false_booleans(raw: str) -> None:
+    assert load(environ={"VISITBRIDGE_ICE_LOOPBACK": raw}).ice_loopback is False
+
+
+def test_an_unclear_boolean_is_refused() -> None:
+    assert "VISITBRIDGE_ICE_LOOPBACK" in error_of(VISITBRIDGE_ICE_LOOPBACK="maybe")
+
+
+def test_environment_lists_are_comma_separated() -> None:
+    config = load(environ={"VISITBRIDGE_ICE_SERVERS": " stun:a.example:3478, stun:b.example,"})
+    assert config.ice_servers == ("stun:a.example:3478", "stun:b.example")
+    assert load(environ={"VISITBRIDGE_ICE_SERVERS": ""}).ice_servers == ()
+
+
+def test_command_line_stops_on_invalid_configuration(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("VISITBRIDGE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("VISITBRIDGE_PORT", "eighty")
+    assert main(["keys", "generate", "--kid", "records-1"]) == 2
+    assert "VISITBRIDGE_PORT" in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()  # nothing was written

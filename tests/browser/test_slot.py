@@ -1,0 +1,72 @@
+"""The booked slot governs the visit in real browsers: warnings, hard stop, no rejoin after."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from tests.support.browser import chromium, cli_token, decoded, join, open_page, wait_decoding
+from tests.support.server import running_server
+
+
+async def collect_notices(page, seen: list[str], stop: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
+    while not stop.is_set():
+        text = await page.evaluate(
+            "(() => { const n = document.getElementById('notice');"
+            " return n && !n.hidden ? n.textContent : ''; })()")
+        if text and (not seen or seen[-1] != text):
+            seen.append(text)
+        await asyncio.sleep(0.2)
+
+
+async def test_slot_warnings_and_hard_stop(tmp_path: Path) -> None:
+    with running_server(tmp_path, VISITBRIDGE_WARNINGS="12,6") as server:
+        starts = int(time.time()) + 8
+        ends = starts + 20
+        links = [f"{server.url}/join#token="
+                 + cli_token(server, sub, role, name, "slot-1", starts, ends)
+                 for sub, role, name in (("inmate-s1", "inmate", "Alex Inmate"),
+                                         ("family-s1", "family", "Sam Family"))]
+        async with chromium() as browser:
+            pages = [await open_page(browser, link) for link in links]
+            for page in pages:
+                await join(page)
+            # Waiting room: connected, but no media before the booked start.
+            for page in pages:
+                await page.get_by_text("Visit starts in").wait_for()
+            await pages[1].get_by_text("Alex Inmate (resident)").wait_for()
+            assert time.time() < starts
+            assert (await decoded(pages[1]))["frames"] == 0
+            await asyncio.sleep(max(0.0, starts - time.time() - 0.5))
+            assert (await decoded(pages[0]))["frames"] == 0
+
+            # From the start, both see each other.
+            for page in pages:
+                await wait_decoding(page, 1, 8)
+            await pages[0].get_by_text("Time left:").wait_for()
+
+            notices: list[list[str]] = [[], []]
+            stop = asyncio.Event()
+            watchers = [asyncio.ensure_future(collect_notices(p, n, stop))
+                        for p, n in zip(pages, notices, strict=True)]
+            ended_at: list[float] = []
+            for page in pages:
+                box = page.locator("#ended")
+                await box.wait_for(state="visible", timeout=(ends - time.time() + 5) * 1000)
+                ended_at.append(time.time())
+                assert "The visit time is over." in await box.text_content()
+            stop.set()
+            await asyncio.gather(*watchers)
+
+            for seen in notices:
+                assert seen == ["12 seconds left in this visit.", "6 seconds left in this visit."]
+            # The hard stop came on time on both pages (within 2 s of ends_at).
+            assert all(abs(t - ends) <= 2.0 for t in ended_at), (ended_at, ends)
+            before = [(await decoded(p))["frames"] for p in pages]
+            assert before == [0, 0]  # the peer connections are closed: media stopped
+
+            # The same link after the end is refused with a plain message.
+            again = await open_page(browser, links[1])
+            await join(again)
+            await again.get_by_text("This visit has ended.").wait_for()

@@ -1,0 +1,206 @@
+"""Mandatory recording through a real server: lossy links, SIGKILL, full disks, privilege."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import random
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import aiohttp
+import av
+
+from auth.tokens import VisitClaim
+from recorder.track import BATCH_S
+from tests.support.recording import cli, wait_sealed
+from tests.support.server import (
+    Participant,
+    make_server,
+    participants,
+    running_server,
+    start,
+    stop,
+    visit_now,
+)
+
+RED = (220, 30, 30)
+BLUE = (30, 30, 220)
+VIDEO_FPS = 30  # support.ColourTrack
+
+
+def drop_outgoing(participant: Participant, ratio: float, seed: int) -> None:
+    """A lossy uplink: drop ``ratio`` of this participant's outgoing RTP (not RTCP)."""
+    assert participant.pc is not None
+    rng = random.Random(seed)
+    transport = participant.pc.getTransceivers()[0].sender.transport
+    send = transport._send_rtp
+
+    async def lossy(data: bytes) -> None:
+        is_rtcp = len(data) > 1 and 192 <= data[1] <= 223
+        if not is_rtcp and rng.random() < ratio:
+            return
+        await send(data)
+
+    transport._send_rtp = lossy  # type: ignore[method-assign]
+
+
+def decode_all(path: Path) -> tuple[float, int, int]:
+    """(seconds, frames, errors) decoding every stream of a file with PyAV."""
+    frames = errors = 0
+    first = last = None
+    with av.open(str(path)) as container:
+        for stream in container.streams:
+            stream.thread_type = "AUTO"
+        for packet in container.demux():
+            if packet.pts is not None:
+                t = float(packet.pts * packet.time_base)
+                first = t if first is None else min(first, t)
+                last = t if last is None else max(last, t)
+            try:
+                frames += len(packet.decode())
+            except av.error.FFmpegError:
+                errors += 1
+    return (last - first) if first is not None else 0.0, frames, errors
+
+
+
+
+
+
+
+
+async def test_lossy_visit_records_clean_files_of_the_right_length(tmp_path: Path) -> None:
+    with running_server(tmp_path, VISITBRIDGE_SEGMENT_S="4") as server:
+        visit = visit_now("rec-loss")
+        inmate = Participant(server, server.token("inmate-l", "inmate", visit), colour=RED)
+        family = Participant(server, server.token("family-l", "family", visit), colour=BLUE)
+        async with participants(inmate, family):
+            await inmate.join()
+            await family.join()
+            drop_outgoing(inmate, 0.02, seed=1)
+            drop_outgoing(family, 0.02, seed=2)
+            await family.wait_for(lambda: family.video_from(0).frames >= 10, 15)
+            live_from = time.time()
+            await asyncio.sleep(10)
+            records = server.token("records-1", "records", None)
+            async with aiohttp.ClientSession() as http:
+                resp = await http.post(f"{server.url}/api/visits/rec-loss/cancel",
+                                       headers={"Authorization": f"Bearer {records}"},
+                                       json={"reason": "test over"})
+                assert resp.status == 200
+            live_seconds = time.time() - live_from
+        await wait_sealed(server, "rec-loss")
+        folder = tmp_path / "recordings" / "rec-loss"
+        for who in ("inmate-l", "family-l"):
+            seconds, frames, errors = decode_all(folder / "final" / f"{who}.webm")
+            assert errors == 0, who
+            assert frames > 0
+            # Media flowed from before live_from, so the file is at least as long.
+            assert live_seconds - 1.0 <= seconds <= live_seconds + 3.0, (who, seconds)
+        result = cli(server, "recordings", "verify", "rec-loss")
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+async def test_sigkill_mid_visit_recovers_all_but_about_a_second(tmp_path: Path) -> None:
+    server = start(make_server(tmp_path, VISITBRIDGE_SEGMENT_S="4"))
+    now = int(time.time())
+    visit = VisitClaim(id="rec-kill", starts_at=now - 2, ends_at=now + 14)
+    inmate = Participant(server, server.token("inmate-k", "inmate", visit), colour=RED)
+    family = Participant(server, server.token("family-k", "family", visit), colour=BLUE)
+    try:
+        async with participants(inmate, family):
+            await inmate.join()
+            await family.join()
+            await family.wait_for(lambda: family.video_from(0).frames >= 10, 15)
+            first_media = time.time()
+            await asyncio.sleep(9)
+            assert server.process is not None
+            os.kill(server.process.pid, signal.SIGKILL)
+            killed_at = time.time()
+            server.process.wait()
+        await asyncio.sleep(max(0.0, visit.ends_at + 1 - time.time()))
+        start(server)  # same data dir and port: recovery runs at start-up
+        seal = await wait_sealed(server, "rec-kill")
+        assert seal
+        folder = tmp_path / "recordings" / "rec-kill"
+        manifest = (folder / "manifest.jsonl").read_text()
+        assert '"type":"recovered"' in manifest
+        for who in ("inmate-k", "family-k"):
+            seconds, frames, errors = decode_all(folder / "final" / f"{who}.webm")
+            assert errors == 0
+            assert seconds >= (killed_at - first_media) - 1.5, (who, seconds)
+        result = cli(server, "recordings", "verify", "rec-kill")
+        assert result.returncode == 0, result.stdout + result.stderr
+    finally:
+        stop(server)
+
+
+
+
+async def test_full_disk_ends_the_visit_and_nothing_unrecorded_was_forwarded(
+        tmp_path: Path, small_volume: Path) -> None:
+    with running_server(tmp_path / "data", VISITBRIDGE_RECORDINGS_PATH=str(small_volume),
+                        VISITBRIDGE_RECORDINGS_MIN_FREE_MB="0") as server:
+        visit = visit_now("rec-full")
+        inmate = Participant(server, server.token("inmate-f", "inmate", visit), colour=RED,
+                             noise=True)
+        family = Participant(server, server.token("family-f", "family", visit), colour=BLUE,
+                             noise=True)
+        async with participants(inmate, family):
+            await inmate.join()
+            await family.join()
+            await family.wait_for(
+                lambda: any(e["type"] == "ended" for e in family.events), 60)
+            ended = next(e for e in family.events if e["type"] == "ended")
+            assert ended["cause"] == "recording_failed"
+            failed_at = time.time()
+            received = {"family": family.video_from(0).frames,
+                        "inmate": inmate.video_from(1).frames}
+        await asyncio.sleep(0.5)
+        folder = small_volume / "rec-full"
+        for who, viewer in (("inmate-f", "family"), ("family-f", "inmate")):
+            recorded = 0
+            for segment in sorted((folder / f"{who}-video").glob("segment-*.webm")):
+                try:
+                    _, frames, _ = decode_all(segment)
+                except av.error.FFmpegError:
+                    frames = 0
+                recorded += frames
+            # Every picture the other party saw is in the recording but for one recorder
+            # batch (BATCH_S of media, written at once: 15 frames at 30 fps) and the frame
+            # in flight when the write failed.
+            unrecorded = math.ceil(BATCH_S * VIDEO_FPS) + 1
+            assert received[viewer] <= recorded + unrecorded, (who, received[viewer], recorded)
+        assert failed_at  # the visit ended on the failure, not by its slot
+        # The visit ended within 2 s of the failed write (the server's own log times).
+        logged = [json.loads(line) for line in server.log_text().splitlines()
+                  if line.startswith("{")]
+        failure = next(r["ts"] for r in logged if r["msg"] == "recording failed")
+        ending = next(r["ts"] for r in logged if r["msg"] == "visit ending")
+        assert 0 <= ending - failure <= 2.0, (failure, ending)
+
+
+async def test_new_visits_refused_while_the_recordings_volume_is_low(tmp_path: Path) -> None:
+    # More free space required than any disk has: recording is "unavailable".
+    with running_server(tmp_path, VISITBRIDGE_RECORDINGS_MIN_FREE_MB=str(1 << 40)) as server:
+        family = Participant(server, server.token("family-u", "family", visit_now("rec-low")),
+                             publish=False)
+        attorney = Participant(server, server.token(
+            "attorney-u", "attorney", visit_now("rec-priv", privileged=True)), publish=False)
+        async with participants(family, attorney):
+            refused = await family.join()
+            assert refused["code"] == "recording_unavailable"
+            assert family.close_code == 4012
+            # A privileged visit is never recorded, so it does not need the volume.
+            assert (await attorney.join())["type"] == "joined"
+    db = sqlite3.connect(tmp_path / "visitbridge.db")
+    rows = db.execute("SELECT action, visit, outcome, reason FROM audit").fetchall()
+    assert ("join", "rec-low", "refused", "recording_unavailable") in rows
+    skipped = [r for r in rows if r[0] == "recording_skipped"]
+    assert skipped and skipped[0][1] == "rec-priv" and "not recorded" in skipped[0][3]
+    assert not (tmp_path / "recordings" / "rec-priv").exists()

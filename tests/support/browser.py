@@ -1,0 +1,115 @@
+"""Real headless Chromium (Debian's package) driven by Playwright, with fake media."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from playwright.async_api import Browser, Page, async_playwright
+
+from tests.support.server import AUDIENCE, ISSUER, KID, ROOT, Server
+
+CHROMIUM_CANDIDATES = ("/usr/lib/chromium/chromium", "/usr/bin/chromium")
+
+FLAGS = [
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--autoplay-policy=no-user-gesture-required",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    # Viewer-only pages never call getUserMedia: without this their candidates are
+    # mDNS names that aiortc cannot resolve. (Repeated --disable-features do not merge.)
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+]
+
+
+def chromium_path() -> str:
+    for candidate in CHROMIUM_CANDIDATES:
+        if Path(candidate).exists():
+            return candidate
+    found = shutil.which("chromium")
+    if found:
+        return found
+    raise RuntimeError("Debian chromium is not installed: run `make test`")
+
+
+@contextlib.asynccontextmanager
+async def chromium() -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=chromium_path(), args=FLAGS,
+                                           chromium_sandbox=False)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def open_page(browser: Browser, url: str) -> Page:
+    """A page in its own context: like a separate home with its own browser."""
+    context = await browser.new_context(viewport={"width": 1024, "height": 768})
+    page = await context.new_page()
+    await page.goto(url)
+    return page
+
+
+async def inbound(page: Page) -> list[dict[str, Any]]:
+    """The page's inbound-rtp stats (exposed by join.js as window.visitStats)."""
+    stats = await page.evaluate("window.visitStats ? window.visitStats() : []")
+    return [s for s in stats if s.get("type") == "inbound-rtp"]
+
+
+async def decoded(page: Page) -> dict[str, float]:
+    """Video frames decoded and audio samples received, summed over remote streams."""
+    rtp = await inbound(page)
+    return {
+        "frames": sum(s.get("framesDecoded", 0) for s in rtp if s.get("kind") == "video"),
+        "samples": sum(s.get("totalSamplesReceived", 0) for s in rtp
+                       if s.get("kind") == "audio"),
+        "video_streams": sum(1 for s in rtp
+                             if s.get("kind") == "video" and s.get("framesDecoded", 0) > 0),
+    }
+
+
+async def remote_video_widths(page: Page) -> list[int]:
+    return await page.evaluate(
+        "[...document.querySelectorAll('li.remote:not([hidden]) video')].map(v => v.videoWidth)")
+
+
+def cli_token(server: Server, sub: str, role: str, name: str, visit_id: str,
+              starts_at: int, ends_at: int) -> str:
+    """A token from `visitbridge token`, the reference issuer a records system copies."""
+    out = subprocess.run(
+        [sys.executable, "-m", "app.cli", "token",
+         "--key", str(server.data_dir / "keys" / f"{KID}.private.pem"), "--kid", KID,
+         "--issuer", ISSUER, "--audience", AUDIENCE, "--sub", sub, "--role", role,
+         "--name", name, "--visit-id", visit_id, "--starts-at", str(starts_at),
+         "--ends-at", str(ends_at)],
+        cwd=ROOT, capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+async def join(page: Page) -> None:
+    await page.get_by_role("button", name="Join the visit").click()
+
+
+async def wait_decoding(page: Page, streams: int, timeout: float) -> float:
+    """Wait until video from ``streams`` others is being decoded; return seconds waited."""
+    start = time.monotonic()
+    while True:
+        got = await decoded(page)
+        if got["video_streams"] >= streams:
+            return time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"only {got} decoded after {timeout} s")
+        await asyncio.sleep(0.1)
+

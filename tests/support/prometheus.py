@@ -1,0 +1,154 @@
+"""A real Prometheus (Debian's package) started for a test, and its HTTP API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from tests.support.server import (
+    ROOT,
+    free_port,
+)
+
+DEPLOY = ROOT / "deploy"
+
+
+ALERTS = DEPLOY / "prometheus" / "alerts.yml"
+
+
+def need_binary(name: str) -> str:
+    """The binary's path; skip when it is missing, except in CI where `make test` installs it."""
+    found = shutil.which(name) or next(
+        (p for p in (f"/usr/bin/{name}", f"/usr/sbin/{name}") if os.path.exists(p)), None)
+    if found:
+        return found
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{name} is not installed; `make test` installs it (APT_PACKAGES)")
+    pytest.skip(f"{name} is not installed: run `make system-packages` (needs root)")
+
+
+class WebhookSink:
+    """Accepts every webhook, so deliveries are counted as delivered."""
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.runner: web.AppRunner | None = None
+        self.port = free_port()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        await request.read()
+        self.received += 1
+        return web.Response(status=204)
+
+    async def __aenter__(self) -> WebhookSink:
+        app = web.Application()
+        app.router.add_post("/hooks", self.handle)
+        self.runner = web.AppRunner(app, shutdown_timeout=0.1)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.runner is not None
+        await self.runner.cleanup()
+
+
+class Prometheus:
+    def __init__(self, tmp: Path, target_port: int) -> None:
+        self.binary = need_binary("prometheus")
+        self.promtool = need_binary("promtool")
+        self.tmp = tmp
+        self.port = free_port()
+        self.config = tmp / "prometheus.yml"
+        self.log_path = tmp / "prometheus.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        tmp.mkdir(parents=True, exist_ok=True)
+        # JSON is YAML: the deploy config's job, with a 1 s interval and the real rules.
+        self.config.write_text(json.dumps({
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s",
+                       "scrape_timeout": "900ms"},
+            "rule_files": [str(ALERTS)],
+            "scrape_configs": [{"job_name": "visitbridge", "metrics_path": "/metrics",
+                                "static_configs": [{"targets": [f"127.0.0.1:{target_port}"]}]}],
+        }, indent=2))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def check_config(self) -> None:
+        done = subprocess.run([self.promtool, "check", "config", str(self.config)],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    def start(self) -> None:
+        # Always all three flags: the defaults point at the system service's files.
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [self.binary, f"--config.file={self.config}",
+                 f"--storage.tsdb.path={self.tmp / 'data'}",
+                 f"--web.listen-address=127.0.0.1:{self.port}"],
+                stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp)
+        deadline = time.time() + 20
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"prometheus exited:\n{self.log_text()}")
+            with contextlib.suppress(OSError), socket.create_connection(
+                    ("127.0.0.1", self.port), 0.2):
+                return
+            if time.time() > deadline:
+                raise RuntimeError(f"prometheus did not start:\n{self.log_text()}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@contextlib.contextmanager
+def running_prometheus(tmp: Path, target_port: int) -> Iterator[Prometheus]:
+    prom = Prometheus(tmp, target_port)
+    prom.check_config()
+    prom.start()
+    try:
+        yield prom
+    finally:
+        prom.stop()
+
+
+async def api(http: aiohttp.ClientSession, prom: Prometheus, path: str,
+              **params: Any) -> dict[str, Any]:
+    async with http.get(prom.url + path, params={k: str(v) for k, v in params.items()}) \
+            as resp:
+        body = await resp.json()
+    return body
+
+
+async def until(condition: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.25)
+

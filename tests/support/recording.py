@@ -1,0 +1,37 @@
+"""Recorded visits from outside: the server's CLI and waiting for a seal."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+
+from tests.support.server import (
+    ROOT,
+    Server,
+)
+
+
+def cli(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=ROOT,
+                          env={**os.environ, **server.env}, capture_output=True, text=True)
+
+
+def seal_of(server: Server, visit: str) -> str | None:
+    db = sqlite3.connect(server.data_dir / "visitbridge.db")
+    row = db.execute("SELECT seal FROM recordings WHERE visit = ?", (visit,)).fetchone()
+    return row[0] if row else None
+
+
+async def wait_sealed(server: Server, visit: str, timeout: float = 20) -> str:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        seal = seal_of(server, visit)
+        if seal:
+            return seal
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"recording of {visit} not sealed:\n{server.log_text()[-3000:]}")
+

@@ -1,0 +1,351 @@
+"""Test helpers: a real server process, real tokens, real aiortc participants."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import av
+import numpy as np
+from aiortc import (
+    MediaStreamTrack,
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError
+
+from auth.issuer import issue_token
+from auth.keys import load_private_key, write_keypair
+from auth.tokens import VisitClaim
+
+ROOT = Path(__file__).resolve().parents[2]
+ISSUER = "test-records"
+AUDIENCE = "visitbridge-test"
+KID = "records-1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A ``visitbridge serve`` process on loopback, with its own data dir and keys."""
+
+    data_dir: Path
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def private_key(self) -> Any:
+        return load_private_key(self.data_dir / "keys" / f"{KID}.private.pem")
+
+    def token(self, sub: str, role: str, visit: VisitClaim | None, name: str | None = None,
+              now: float | None = None, **kwargs: Any) -> str:
+        return issue_token(self.private_key(), kid=KID, issuer=ISSUER, audience=AUDIENCE,
+                           sub=sub, role=role, name=name or sub.title(), visit=visit,
+                           now=time.time() if now is None else now, **kwargs)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
+
+
+def make_server(data_dir: Path, **env: str) -> Server:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    private = data_dir / "keys" / f"{KID}.private.pem"
+    if not private.exists():
+        write_keypair(KID, data_dir / "keys" / "public", private)
+    server = Server(data_dir=data_dir, port=free_port())
+    server.env = {
+        "VISITBRIDGE_DATA_DIR": str(data_dir),
+        "VISITBRIDGE_PORT": str(server.port),
+        "VISITBRIDGE_TOKEN_ISSUER": ISSUER,
+        "VISITBRIDGE_TOKEN_AUDIENCE": AUDIENCE,
+        "VISITBRIDGE_ICE_LOOPBACK": "1",
+        **env,
+    }
+    return server
+
+
+def start(server: Server, timeout: float = 20.0) -> Server:
+    server.log_path = server.data_dir / f"server-{server.port}.log"
+    log = server.log_path.open("ab")
+    server.process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve"],
+        cwd=ROOT, env={**os.environ, **server.env}, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"server exited:\n{server.log_text()}")
+        with contextlib.suppress(OSError), socket.create_connection(
+                ("127.0.0.1", server.port), 0.2):
+            return server
+        time.sleep(0.1)
+    raise RuntimeError(f"server did not start:\n{server.log_text()}")
+
+
+def stop(server: Server) -> None:
+    if server.process and server.process.poll() is None:
+        server.process.terminate()
+        try:
+            server.process.wait(10)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+
+
+@contextlib.contextmanager
+def running_server(data_dir: Path, **env: str) -> Iterator[Server]:
+    server = start(make_server(data_dir, **env))
+    try:
+        yield server
+    finally:
+        stop(server)
+
+
+def visit_now(visit_id: str, minutes: int = 30, privileged: bool = False) -> VisitClaim:
+    now = int(time.time())
+    return VisitClaim(id=visit_id, starts_at=now - 5, ends_at=now + minutes * 60,
+                      privileged=privileged)
+
+
+async def metric(server: Server, name: str, labels: str = "") -> float:
+    """Sum of a metric's samples whose label text contains ``labels``."""
+    async with aiohttp.ClientSession() as http, http.get(server.url + "/metrics") as resp:
+        text = await resp.text()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and (line[len(name)] in "{ ") and labels in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+class ColourTrack(MediaStreamTrack):
+    """Video of one flat colour, so a receiver can tell whose picture it decodes."""
+
+    kind = "video"
+
+    def __init__(self, rgb: tuple[int, int, int], width: int = 320, height: int = 240,
+                 noise: bool = False) -> None:
+        super().__init__()
+        self._frame_rgb = np.full((height, width, 3), rgb, dtype=np.uint8)
+        self._noise = noise  # random pixels: a high bitrate, to fill disks quickly
+        self._pts = 0
+        self._start: float | None = None
+
+    async def recv(self) -> av.VideoFrame:
+        if self._start is None:
+            self._start = time.time()
+        self._pts += 3000
+        wait = self._start + self._pts / 90000 - time.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        pixels = self._frame_rgb
+        if self._noise:
+            pixels = np.random.randint(0, 256, pixels.shape, dtype=np.uint8)
+        frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+        frame.pts = self._pts
+        frame.time_base = fractions.Fraction(1, 90000)
+        return frame
+
+
+class ToneTrack(MediaStreamTrack):
+    """A 440 Hz tone, 20 ms per frame."""
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pts = 0
+        self._start: float | None = None
+        t = np.arange(960) / 48000
+        self._samples = (np.sin(2 * np.pi * 440 * t) * 8000).astype(np.int16).reshape(1, -1)
+
+    async def recv(self) -> av.AudioFrame:
+        if self._start is None:
+            self._start = time.time()
+        self._pts += 960
+        wait = self._start + self._pts / 48000 - time.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        frame = av.AudioFrame.from_ndarray(self._samples, format="s16", layout="mono")
+        frame.sample_rate = 48000
+        frame.pts = self._pts
+        frame.time_base = fractions.Fraction(1, 48000)
+        return frame
+
+
+@dataclass
+class Received:
+    frames: int = 0
+    first_at: float | None = None
+    colour: tuple[float, float, float] | None = None
+    size: tuple[int, int] | None = None
+
+
+class Participant:
+    """A real aiortc participant talking to the server over the real WebSocket."""
+
+    def __init__(self, server: Server, token: str, colour: tuple[int, int, int] | None = None,
+                 publish: bool = True, noise: bool = False,
+                 video_codec: str | None = None) -> None:
+        self.server = server
+        self.noise = noise
+        self.video_codec = video_codec  # e.g. "H264": answer with only that video codec
+        self.token = token
+        self.colour = colour or (200, 30, 30)
+        self.publish = publish
+        self.events: list[dict[str, Any]] = []
+        self.video: dict[int, Received] = {}  # slot -> what was decoded
+        self.audio: dict[int, Received] = {}
+        self.pc: RTCPeerConnection | None = None
+        self.error: dict[str, Any] | None = None
+        self.close_code: int | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.joined_at: float | None = None
+
+    async def join(self) -> dict[str, Any]:
+        """Join; return the ``joined`` message (or the ``error``)."""
+        self._http = aiohttp.ClientSession()
+        self._ws = await self._http.ws_connect(self.server.ws_url)
+        self.joined_at = time.time()
+        await self._ws.send_json({"type": "join", "token": self.token})
+        first = await self._next()
+        if first["type"] == "error":
+            self.error = first
+            await self._ws.receive()
+            self.close_code = self._ws.close_code
+            return first
+        offer = await self._next()
+        assert offer["type"] == "offer", offer
+        await self._answer(offer)
+        self._tasks.append(asyncio.ensure_future(self._read_events()))
+        return first
+
+    async def _next(self) -> dict[str, Any]:
+        assert self._ws is not None
+        msg = await asyncio.wait_for(self._ws.receive(), 10)
+        if msg.type != aiohttp.WSMsgType.TEXT:
+            raise ConnectionError(f"websocket closed: {msg.type} {self._ws.close_code}")
+        data = json.loads(msg.data)
+        self.events.append(data)
+        return data
+
+    async def _read_events(self) -> None:
+        assert self._ws is not None
+        async for msg in self._ws:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                data = json.loads(msg.data)
+                self.events.append(data)
+                if data["type"] == "error":
+                    self.error = data
+        self.close_code = self._ws.close_code
+
+    async def _answer(self, offer: dict[str, Any]) -> None:
+        # max-bundle: aiortc's balanced policy strands all but the first m-line per kind.
+        self.pc = RTCPeerConnection(RTCConfiguration(
+            iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+        slots = offer["slots"]
+
+        @self.pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            mid = next(t.mid for t in self.pc.getTransceivers() if t.receiver.track is track)
+            slot = next(i for i, s in enumerate(slots) if mid in (s["audio"], s["video"]))
+            self._tasks.append(asyncio.ensure_future(self._consume(track, slot)))
+
+        await self.pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
+        if self.video_codec:
+            # Like a browser that supports only this codec: drop the others (and their
+            # RTX) from every video m-line of the answer.
+            for t in self.pc.getTransceivers():
+                if t.kind == "video":
+                    keep = {c.payloadType for c in t._codecs
+                            if c.mimeType.lower() == f"video/{self.video_codec.lower()}"}
+                    t._codecs = [c for c in t._codecs if c.payloadType in keep
+                                 or c.parameters.get("apt") in keep]
+        if self.publish:
+            for t in self.pc.getTransceivers():
+                if t.mid == offer["publish"]["video"]:
+                    t.direction = "sendonly"
+                    t.sender.replaceTrack(ColourTrack(self.colour, noise=self.noise))
+                elif t.mid == offer["publish"]["audio"]:
+                    t.direction = "sendonly"
+                    t.sender.replaceTrack(ToneTrack())
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        await self._ws.send_json({"type": "answer", "sdp": self.pc.localDescription.sdp})
+
+    async def _consume(self, track: MediaStreamTrack, slot: int) -> None:
+        table = self.video if track.kind == "video" else self.audio
+        got = table.setdefault(slot, Received())
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            got.frames += 1
+            if got.first_at is None:
+                got.first_at = time.time()
+            if track.kind == "video":
+                rgb = frame.to_ndarray(format="rgb24")
+                got.size = (frame.width, frame.height)
+                got.colour = tuple(float(c) for c in rgb.reshape(-1, 3).mean(axis=0))
+
+    def video_from(self, slot: int) -> Received:
+        return self.video.get(slot, Received())
+
+    async def wait_for(self, predicate: Any, timeout: float = 10.0) -> None:
+        deadline = time.time() + timeout
+        while not predicate():
+            if time.time() > deadline:
+                raise TimeoutError(f"condition not met; events: {self.events[-5:]}")
+            await asyncio.sleep(0.05)
+
+    async def send(self, message: dict[str, Any]) -> None:
+        assert self._ws is not None
+        await self._ws.send_json(message)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self.pc is not None:
+            await self.pc.close()
+        if self._ws is not None:
+            await self._ws.close()
+        if self._http is not None:
+            await self._http.close()
+
+
+@contextlib.asynccontextmanager
+async def participants(*people: Participant) -> AsyncIterator[tuple[Participant, ...]]:
+    try:
+        yield people
+    finally:
+        for p in people:
+            await p.close()
