@@ -81,15 +81,16 @@ class Api:
         now = time.time()
         visits = []
         for room in self._rooms:
-            described = self._records.describe(room.visit.id, room) or {}
+            described = self._records.describe(room.visit.id, room.core) or {}
             visits.append({**described, "time_left_s": max(0, round(room.visit.ends_at - now)),
-                           "state": room.lifecycle.state.value})
+                           "state": room.core.lifecycle.state.value})
         return web.json_response({"visits": visits, "server_time": now})
 
     async def visit(self, request: web.Request) -> web.Response:
         await self._authorize(request, ("records", "officer"))
         visit_id = request.match_info["visit"]
-        described = self._records.describe(visit_id, self._rooms.get(visit_id))
+        room = self._rooms.get(visit_id)
+        described = self._records.describe(visit_id, room.core if room is not None else None)
         if described is None:
             return error(404, "unknown_visit", "no visit with this id was seen")
         return web.json_response(described)

@@ -14,7 +14,7 @@ from typing import Any
 from records.audit import AuditLog
 from records.store import Store
 from records.webhooks import Outbox, WebhookSender
-from sfu.room import Member, Room
+from visit.room import Member, RoomCore
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class VisitRecords:
 
     # -- RoomObserver -------------------------------------------------------------------
 
-    def visit_opened(self, room: Room, now: float) -> None:
+    def visit_opened(self, room: RoomCore, now: float) -> None:
         v = room.visit
         known = self.store.visit(v.id) is not None
         self.store.save_visit(v.id, now, state="waiting", starts_at=v.starts_at,
@@ -48,23 +48,23 @@ class VisitRecords:
                               reason="privileged visit: not recorded and not monitored "
                                      "by policy")
 
-    def visit_started(self, room: Room, at: float) -> None:
+    def visit_started(self, room: RoomCore, at: float) -> None:
         self.store.save_visit(room.visit.id, at, state="live", started_at=at)
         self._event("visit.started", {"visit": room.visit.id, "started_at": at}, at)
 
-    def participant_joined(self, room: Room, member: Member, at: float) -> None:
+    def participant_joined(self, room: RoomCore, member: Member, at: float) -> None:
         who = member.who
         self.store.participant_seen(room.visit.id, who.sub, who.name, who.role, at)
         self._event("participant.joined", {"visit": room.visit.id, "participant": who.sub,
                                            "role": who.role, "at": at}, at)
 
-    def participant_left(self, room: Room, member: Member, cause: str, at: float) -> None:
+    def participant_left(self, room: RoomCore, member: Member, cause: str, at: float) -> None:
         seconds = self._settle(room, member.who.sub, at)
         self._event("participant.left", {"visit": room.visit.id, "participant": member.who.sub,
                                          "cause": cause, "at": at,
                                          "seconds_connected": seconds}, at)
 
-    def visit_ended(self, room: Room, cause: str, reason: str, at: float) -> None:
+    def visit_ended(self, room: RoomCore, cause: str, reason: str, at: float) -> None:
         v = room.visit
         self.store.save_visit(v.id, at, state="ended", cause=cause, reason=reason, ended_at=at)
         participants = [{"participant": p["sub"], "role": p["role"],
@@ -94,7 +94,7 @@ class VisitRecords:
                 closed.append(row.id)
         return closed
 
-    def _settle(self, room: Room, sub: str, at: float) -> float:
+    def _settle(self, room: RoomCore, sub: str, at: float) -> float:
         """Move the lifecycle's new seconds for ``sub`` into the stored ledger."""
         total = room.lifecycle.seconds(sub, at)
         key = (room.visit.id, sub)
@@ -111,7 +111,7 @@ class VisitRecords:
 
     # -- queries ------------------------------------------------------------------------
 
-    def describe(self, visit_id: str, room: Room | None) -> dict[str, Any] | None:
+    def describe(self, visit_id: str, room: RoomCore | None) -> dict[str, Any] | None:
         row = self.store.visit(visit_id)
         if row is None:
             return None

@@ -59,6 +59,7 @@ FAULTS = {
     "connected_elsewhere": "participant", "ended_by_officer": "facility",
     "cancelled": "facility", "revoked": "facility", "recording_failed": "server",
     "server_shutdown": "server", "disconnected": "network", "ice_failed": "network",
+    "stopped_reading": "network",
 }
 
 

@@ -1,11 +1,10 @@
-"""A visit's live media: its members' peer connections and the wiring between them.
+"""A visit's live media: carries out what its ``RoomCore`` decides, with real peers.
 
-Everything a member must hear about travels through its ``Connection`` (the signaling
-layer's WebSocket), and everything the records system must know through the
-``RoomObserver``; the room never imports signaling. The booking is enforced by the
-visit's ``VisitLifecycle``: a timer drives it, and its events open and close the media
-gate, warn the pages and end the visit. Wiring is recomputed after every change and is
-idempotent: publisher P's forwarders feed slot P of every other member and monitor.
+The core (``visit.room``) holds every rule of the visit; this shell owns the aiortc peer
+of each connection, the lifecycle timer, the recorder taps and the metrics, and turns
+the core's actions into calls on them. Sends to a member only ever queue (the
+``Connection`` protocol), so no page can hold up the visit; the only awaits are local
+aiortc work (making an offer, applying an answer, closing a peer).
 """
 
 from __future__ import annotations
@@ -13,28 +12,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from aiortc import RTCRtpCodecParameters
-from aiortc.rtp import RtpPacket
 
 from sfu import metrics
 from sfu.forwarder import TrackForwarder
 from sfu.peer import Peer, PeerSettings
-from visit.lifecycle import (
-    Ending,
-    EndWarning,
-    Event,
-    MediaHeld,
-    Policy,
-    Refused,
-    Started,
-    VisitLifecycle,
-)
-from visit.roster import Identity, Roster, RosterError
-from visit.tap import Tap, TapFactory, TapRequest
+from visit import room as core
+from visit.lifecycle import Policy, State
+from visit.room import Action, Member, RoomCore, RoomObserver, VisitInfo
+from visit.roster import Identity
+from visit.tap import Tap, TapFactory, TappedPacket, TapRequest
 
 log = logging.getLogger(__name__)
 
@@ -42,60 +32,14 @@ Message = dict[str, Any]
 
 
 class Connection(Protocol):
-    """The signaling side of one member: where its events go."""
+    """The signaling side of one connection: sends queue, a close follows what was sent.
 
-    async def send(self, message: Message) -> None: ...
+    Neither may block or raise: a connection that cannot keep up closes itself.
+    """
 
-    async def close(self, code: str, message: str) -> None: ...
+    def send(self, message: Message) -> None: ...
 
-
-@dataclass
-class Member:
-    who: Identity
-    slot: int
-    peer: Peer
-    connection: Connection
-    media: dict[str, bool] = field(default_factory=lambda: {"audio": True, "video": True})
-    muted_by_officer: bool = False
-    answered: bool = False
-    welcomed: bool = False  # events go out only after its joined and offer messages
-
-    def describe(self) -> Message:
-        return {"id": self.who.sub, "name": self.who.name, "role": self.who.role,
-                "slot": self.slot, "audio": self.media["audio"] and not self.muted_by_officer,
-                "video": self.media["video"], "muted_by_officer": self.muted_by_officer}
-
-
-@dataclass
-class Monitor:
-    """A silent viewer (officer): receives every slot, publishes nothing, never announced."""
-
-    who: Identity
-    peer: Peer
-    connection: Connection
-    answered: bool = False
-
-
-@dataclass(frozen=True)
-class VisitInfo:
-    id: str
-    starts_at: int
-    ends_at: int
-    privileged: bool
-
-
-class RoomObserver(Protocol):
-    """What the records side needs to hear (persistence, webhooks, audit)."""
-
-    def visit_opened(self, room: Room, now: float) -> None: ...
-
-    def visit_started(self, room: Room, at: float) -> None: ...
-
-    def participant_joined(self, room: Room, member: Member, at: float) -> None: ...
-
-    def participant_left(self, room: Room, member: Member, cause: str, at: float) -> None: ...
-
-    def visit_ended(self, room: Room, cause: str, reason: str, at: float) -> None: ...
+    def close(self, code: str, message: str) -> None: ...
 
 
 class Room:
@@ -103,305 +47,261 @@ class Room:
                  policy: Policy, observer: RoomObserver, on_closed: Callable[[Room], None],
                  tap_factory: TapFactory | None = None,
                  clock: Callable[[], float] = time.time) -> None:
-        self.visit = visit
+        self.core = RoomCore(visit, max_visitors, policy)
         # Privileged visits get no tap: they are never recorded.
         self._tap_factory = None if visit.privileged else tap_factory
-        self.roster = Roster(max_visitors)
-        self.lifecycle = VisitLifecycle(visit.starts_at, visit.ends_at, policy)
-        self.members: dict[str, Member] = {}
-        self.monitors: list[Monitor] = []
         self._settings = settings
         self._observer = observer
         self._on_closed = on_closed
         self._clock = clock
-        self._lock = asyncio.Lock()
+        self._peers: dict[Connection, Peer] = {}
+        self._roles: dict[Connection, str] = {}  # members' connections, for the gauge
+        self._joining = asyncio.Lock()  # one offer at a time: a rejoin replaces cleanly
         self._wakeup = asyncio.Event()
         self._timer = asyncio.ensure_future(self._run_clock())
 
-    # -- participants -------------------------------------------------------------------
-
-    async def join(self, who: Identity, connection: Connection) -> Member:
-        """Admit a participant: replace an older connection of theirs, send the offer."""
-        async with self._lock:
-            now = self._clock()
-            self.lifecycle.check_join(now)  # lifecycle.Refused propagates to signaling
-            admission = self.roster.admit(who)  # RosterError propagates to signaling
-            old = self.members.get(who.sub)
-            if admission.replaces and old is not None:
-                await self._drop(old, release=False)  # the new connection keeps the slot
-                await old.connection.close(
-                    "connected_elsewhere", "this visit was opened on another device")
-            member = Member(who, admission.slot, Peer(self._settings, self.roster.slots,
-                                                      publish=True), connection)
-            joined = time.monotonic()
-            first_media = _once(lambda: metrics.JOIN_SECONDS.observe(time.monotonic() - joined))
-            for sinks in member.peer.sinks:
-                sinks["video"].on_first_packet = first_media
-            member.peer.pc.on("connectionstatechange",
-                              lambda m=member: self._connection_changed(m))
-            self.members[who.sub] = member
-            metrics.PARTICIPANTS.labels(who.role).inc()
-            try:
-                offer = await member.peer.offer()
-                await connection.send({
-                    "type": "joined",
-                    "you": member.describe(),
-                    "visit": self.describe(now),
-                    "participants": [m.describe() for m in self.members.values()
-                                     if m is not member],
-                })
-                await connection.send({"type": "offer", **offer})
-            except ConnectionError:
-                await self._drop(member)  # gone before the welcome: leave no ghost
-                raise
-            member.welcomed = True
-            await self._broadcast({"type": "participant_joined",
-                                   "participant": member.describe()}, skip=member)
-            self._observer.participant_joined(self, member, now)
-            return member
-
-    def describe(self, now: float) -> Message:
-        return {"id": self.visit.id, "starts_at": self.visit.starts_at,
-                "ends_at": self.visit.ends_at, "privileged": self.visit.privileged,
-                "recorded": self.recorded, "state": self.lifecycle.state.value,
-                "server_time": now}
-
-    async def answer(self, peer_owner: Member | Monitor, sdp: str) -> None:
-        if peer_owner.answered:
-            raise RosterError("bad_message", "the answer was already received")
-        await peer_owner.peer.accept_answer(sdp)
-        peer_owner.answered = True
-        if isinstance(peer_owner, Member) and self._tap_factory is not None:
-            for kind, forwarder in peer_owner.peer.forwarders.items():
-                forwarder.tap_factory = self._tap_opener(peer_owner, kind, forwarder)
-                forwarder.recording = self.lifecycle.media_allowed
-        self._wire()
+    @property
+    def visit(self) -> VisitInfo:
+        return self.core.visit
 
     @property
     def recorded(self) -> bool:
         return self._tap_factory is not None
 
-    def _tap_opener(self, member: Member, kind: str,
-                    forwarder: TrackForwarder) -> Callable[[RtpPacket, RTCRtpCodecParameters], Tap]:
-        assert self._tap_factory is not None
-        factory = self._tap_factory
+    # -- inputs -------------------------------------------------------------------------
 
-        def open_tap(packet: RtpPacket, codec: RTCRtpCodecParameters) -> Tap:
-            try:
-                return make_tap(codec)
-            except Exception as exc:  # noqa: BLE001 - no recorder: fail closed, end the visit
-                log.exception("cannot start recording", extra={"visit": self.visit.id})
-                asyncio.ensure_future(self._recording_failed(type(exc).__name__))
-                return _NO_TAP
+    async def join(self, who: Identity, connection: Connection) -> None:
+        """Seat a participant (``Refused``/``RosterError`` propagate), then send the offer."""
+        async with self._joining:
+            await self._carry_out(self.core.join(who, connection, self._clock()))
+            offer = await self._offer(connection)
+            if offer is not None:
+                await self._carry_out(self.core.welcome(connection, offer, self._clock()))
 
-        def make_tap(codec: RTCRtpCodecParameters) -> Tap:
-            return factory(TapRequest(
-                visit_id=self.visit.id, participant=member.who.sub, kind=kind,
-                mime=codec.mimeType.lower(), clock_rate=codec.clockRate,
-                request_keyframe=lambda: asyncio.ensure_future(forwarder.request_keyframe()),
-                on_ready=lambda: asyncio.ensure_future(self._recording_on(member, kind)),
-                on_failure=lambda reason: asyncio.ensure_future(self._recording_failed(reason)),
-            ))
+    async def monitor(self, who: Identity, connection: Connection) -> None:
+        async with self._joining:
+            await self._carry_out(self.core.monitor(who, connection, self._clock()))
+            offer = await self._offer(connection)
+            if offer is not None:
+                await self._carry_out(self.core.monitor_welcome(connection, offer,
+                                                                self._clock()))
 
-        return open_tap
+    async def _offer(self, connection: Connection) -> Message | None:
+        """The peer's offer, or None if the connection lost its seat meanwhile."""
+        peer = self._peers.get(connection)
+        if peer is None:
+            return None
+        try:
+            return await peer.offer()
+        except Exception:
+            if self._peers.get(connection) is not peer:
+                return None  # closed under it: replaced, removed or the visit ended
+            raise
 
-    async def _recording_on(self, member: Member, kind: str) -> None:
-        forwarder = member.peer.forwarders.get(kind)
-        if forwarder is not None:
-            await forwarder.request_keyframe()  # subscribers need a picture to start from
-        message = {"type": "recording", "participant": member.who.sub, "kind": kind,
-                   "state": "on"}
-        await self._broadcast(message)
+    async def answer(self, connection: Connection, sdp: str) -> None:
+        self.core.check_answer(connection)  # RosterError: a second or stray answer
+        peer = self._peers[connection]
+        await peer.accept_answer(sdp)
+        if self._peers.get(connection) is peer:
+            await self._carry_out(self.core.answered(connection))
 
-    async def _recording_failed(self, reason: str) -> None:
-        log.error("recording failed", extra={"visit": self.visit.id, "reason": reason})
-        await self.end("recording_failed", f"recording failed: {reason}")
+    async def add_candidate(self, connection: Connection, candidate: dict[str, object]) -> None:
+        peer = self._peers.get(connection)
+        if peer is not None:
+            await peer.add_candidate(candidate)
 
-    async def set_media(self, member: Member, audio: bool, video: bool) -> None:
-        member.media = {"audio": audio, "video": video}
-        await self._broadcast({"type": "participant_updated",
-                               "participant": member.describe()}, skip=member)
+    async def set_media(self, connection: Connection, audio: bool, video: bool) -> None:
+        await self._carry_out(self.core.set_media(connection, audio, video))
 
-    async def leave(self, member: Member, cause: str) -> None:
-        async with self._lock:
-            if self.members.get(member.who.sub) is not member:
-                return  # already replaced by a newer connection, or the visit ended
-            await self._drop(member)
-            metrics.DISCONNECTS.labels(cause, metrics.fault_of(cause)).inc()
-            await self._broadcast({"type": "participant_left", "id": member.who.sub,
-                                   "cause": cause})
-            self._observer.participant_left(self, member, cause, self._clock())
-            await self._handle(self.lifecycle.disconnected(member.who.sub, self._clock()))
+    async def leave(self, connection: Connection, cause: str) -> None:
+        await self._carry_out(self.core.leave(connection, cause, self._clock()))
+
+    async def stop_monitor(self, connection: Connection) -> None:
+        await self._carry_out(self.core.stop_monitor(connection))
 
     async def remove(self, sub: str, code: str, message: str) -> bool:
         """Take a participant out at once (revocation); False if not present."""
-        member = self.members.get(sub)
-        if member is None:
-            return False
-        await member.connection.close(code, message)
-        await self.leave(member, code)
-        return True
-
-    async def _drop(self, member: Member, release: bool = True) -> None:
-        self.members.pop(member.who.sub, None)
-        if release:
-            self.roster.release(member.who.sub)
-        metrics.PARTICIPANTS.labels(member.who.role).dec()
-        await member.peer.close()
-
-    # -- officers -----------------------------------------------------------------------
-
-    async def monitor(self, who: Identity, connection: Connection) -> Monitor:
-        if self.visit.privileged:
-            raise RosterError("privileged_visit", "privileged visits cannot be monitored")
-        now = self._clock()
-        self.lifecycle.check_join(now)
-        mon = Monitor(who, Peer(self._settings, self.roster.slots, publish=False), connection)
-        try:
-            offer = await mon.peer.offer()
-            await connection.send({
-                "type": "monitoring", "visit": self.describe(now),
-                "participants": [m.describe() for m in self.members.values()],
-            })
-            await connection.send({"type": "offer", **offer})
-        except ConnectionError:
-            await mon.peer.close()
-            raise
-        self.monitors.append(mon)
-        return mon
-
-    async def stop_monitor(self, mon: Monitor) -> None:
-        if mon in self.monitors:
-            self.monitors.remove(mon)
-            await mon.peer.close()
+        actions = self.core.remove(sub, code, message, self._clock())
+        if actions is not None:
+            await self._carry_out(actions)
+        return actions is not None
 
     async def mute(self, sub: str, muted: bool) -> bool:
         """An officer mutes a participant: the server stops forwarding their audio."""
-        member = self.members.get(sub)
-        if member is None:
-            return False
-        member.muted_by_officer = muted
-        forwarder = member.peer.forwarders.get("audio")
-        if forwarder is not None:
-            forwarder.muted = muted
-        await member.connection.send({"type": "muted", "muted": muted, "by": "officer"})
-        await self._broadcast({"type": "participant_updated",
-                               "participant": member.describe()}, skip=member)
-        return True
+        actions = self.core.mute(sub, muted)
+        if actions is not None:
+            await self._carry_out(actions)
+        return actions is not None
 
     async def end(self, cause: str, reason: str = "") -> None:
-        await self._handle(self.lifecycle.end(cause, self._clock(), reason))
+        await self._carry_out(self.core.end(cause, reason, self._clock()))
 
-    # -- time and media gate ------------------------------------------------------------
+    def _soon(self, step: Callable[[float], list[Action]]) -> None:
+        """An input from a synchronous callback (media path, peer state): run it next."""
+        async def run() -> None:
+            await self._carry_out(step(self._clock()))
+
+        asyncio.ensure_future(run())
 
     async def _run_clock(self) -> None:
-        while self.lifecycle.state.value in ("waiting", "live"):
-            deadline = self.lifecycle.next_deadline()
+        while self.core.lifecycle.state in (State.WAITING, State.LIVE):
+            deadline = self.core.next_deadline()
             delay = 1.0 if deadline is None else min(1.0, max(0.0, deadline - self._clock()))
             try:
                 await asyncio.wait_for(self._wakeup.wait(), delay)
             except TimeoutError:
                 pass
             self._wakeup.clear()
-            await self._handle(self.lifecycle.tick(self._clock()), wake=False)
-
-    async def _handle(self, events: list[Event], wake: bool = True) -> None:
-        """Act on lifecycle events; ``wake`` re-arms the timer (deadlines may have moved)."""
-        for event in events:
-            if isinstance(event, MediaHeld):
-                self._apply_gate()
-            elif isinstance(event, Started):
-                self._observer.visit_started(self, event.at)
-                await self._broadcast({"type": "visit_started"})
-            elif isinstance(event, EndWarning):
-                await self._broadcast({"type": "warning", "remaining_s": event.remaining_s})
-            elif isinstance(event, Ending):
-                await self._finish(event)
-        if wake:
-            self._wakeup.set()
-
-    async def _finish(self, event: Ending) -> None:
-        log.info("visit ending", extra={"visit": self.visit.id, "cause": event.cause})
-        fault = metrics.fault_of(event.cause)
-        metrics.VISITS_ENDED.labels(event.cause, fault).inc()
-        await self._broadcast({"type": "ended", "cause": event.cause, "reason": event.reason})
-        for member in list(self.members.values()):
-            await self._drop(member)
-            metrics.DISCONNECTS.labels(event.cause, fault).inc()
-            self._observer.participant_left(self, member, event.cause, event.at)
-            await member.connection.close("ended", event.reason or event.cause)
-        for mon in list(self.monitors):
-            await self.stop_monitor(mon)
-            await mon.connection.close("ended", event.reason or event.cause)
-        self.lifecycle.finished()
-        self._observer.visit_ended(self, event.cause, event.reason, event.at)
-        self._on_closed(self)
-
-    def _apply_gate(self) -> None:
-        allowed = self.lifecycle.media_allowed
-        for member in self.members.values():
-            for forwarder in member.peer.forwarders.values():
-                forwarder.recording = allowed
-        for peer in self._subscriber_peers():
-            for sinks in peer.sinks:
-                for sink in sinks.values():
-                    sink.enabled = allowed
-                    if allowed and sink.source is not None and sink.kind == "video":
-                        asyncio.ensure_future(sink.source.request_keyframe())
-
-    def _subscriber_peers(self) -> list[Peer]:
-        return [m.peer for m in self.members.values()] + [m.peer for m in self.monitors]
-
-    def _wire(self) -> None:
-        allowed = self.lifecycle.media_allowed
-        subscribers = [(m.peer, m.answered, m) for m in self.members.values()]
-        subscribers += [(m.peer, m.answered, None) for m in self.monitors]
-        for publisher in self.members.values():
-            for kind, forwarder in publisher.peer.forwarders.items():
-                forwarder.muted = kind == "audio" and publisher.muted_by_officer
-                for peer, answered, member in subscribers:
-                    if member is publisher or not answered:
-                        continue
-                    sink = peer.slot_sinks(publisher.slot)[kind]
-                    sink.enabled = allowed
-                    if sink.source is not forwarder:
-                        forwarder.attach(sink)
-                        asyncio.ensure_future(forwarder.request_keyframe())
-
-    def _connection_changed(self, member: Member) -> None:
-        state = member.peer.state
-        log.info("peer state", extra={"visit": self.visit.id, "participant": member.who.sub,
-                                      "state": state})
-        if self.members.get(member.who.sub) is not member:
-            return
-        if state == "connected":
-            asyncio.ensure_future(self._connected(member))
-            # A subscriber that just connected missed the last keyframe.
-            for sinks in member.peer.sinks:
-                sink = sinks["video"]
-                if sink.source is not None:
-                    asyncio.ensure_future(sink.source.request_keyframe())
-
-    async def _connected(self, member: Member) -> None:
-        try:
-            events = self.lifecycle.connected(member.who.sub, self._clock())
-        except Refused:
-            return  # the visit ended meanwhile; its teardown closes this member
-        await self._handle(events)
-
-    async def _broadcast(self, message: Message, skip: Member | None = None) -> None:
-        targets: list[Member | Monitor] = [m for m in self.members.values()
-                                           if m is not skip and m.welcomed]
-        targets += self.monitors
-        for m in targets:
-            try:
-                await m.connection.send(message)
-            except ConnectionError:
-                pass
+            await self._carry_out(self.core.tick(self._clock()), wake=False)
 
     def stop_clock(self) -> None:
         if self._timer is not asyncio.current_task():
             self._timer.cancel()
+
+    # -- actions ------------------------------------------------------------------------
+
+    async def _carry_out(self, actions: Iterable[Action], wake: bool = True) -> None:
+        """Do what the core decided; peers close last, together (local aiortc work)."""
+        closing: list[Peer] = []
+        for action in actions:
+            if isinstance(action, core.Send):
+                action.conn.send(action.message)  # type: ignore[attr-defined]
+            elif isinstance(action, core.Close):
+                action.conn.close(action.code, action.message)  # type: ignore[attr-defined]
+            elif isinstance(action, core.ClosePeer):
+                peer = self._peers.pop(action.conn, None)  # type: ignore[call-overload]
+                role = self._roles.pop(action.conn, None)  # type: ignore[call-overload]
+                if role is not None:
+                    metrics.PARTICIPANTS.labels(role).dec()
+                if peer is not None:
+                    closing.append(peer)
+            else:
+                self._apply(action)
+        if wake:
+            self._wakeup.set()  # deadlines may have moved
+        if closing:
+            await asyncio.gather(*(peer.close() for peer in closing))
+
+    def _apply(self, action: Action) -> None:
+        if isinstance(action, core.OpenPeer):
+            self._open_peer(action)
+        elif isinstance(action, core.Feed):
+            self._feed(action)
+        elif isinstance(action, core.Gate):
+            self._gate(action.open)
+        elif isinstance(action, core.Mute):
+            forwarder = self._forwarder(action.conn, "audio")
+            if forwarder is not None:
+                forwarder.muted = action.muted
+        elif isinstance(action, core.Record):
+            self._record(action)
+        elif isinstance(action, core.RequestKeyframe):
+            forwarder = self._forwarder(action.publisher, action.kind or "video")
+            if forwarder is not None:
+                asyncio.ensure_future(forwarder.request_keyframe())
+        elif isinstance(action, core.RefreshPictures):
+            peer = self._peers.get(action.subscriber)  # type: ignore[call-overload]
+            for sinks in peer.sinks if peer is not None else ():
+                if sinks["video"].source is not None:
+                    asyncio.ensure_future(sinks["video"].source.request_keyframe())
+        else:
+            self._observe(action)
+
+    def _observe(self, action: Action) -> None:
+        if isinstance(action, core.VisitStarted):
+            self._observer.visit_started(self.core, action.at)
+        elif isinstance(action, core.ParticipantJoined):
+            self._observer.participant_joined(self.core, action.member, action.at)
+        elif isinstance(action, core.ParticipantLeft):
+            metrics.DISCONNECTS.labels(action.cause, metrics.fault_of(action.cause)).inc()
+            self._observer.participant_left(self.core, action.member, action.cause, action.at)
+        elif isinstance(action, core.VisitEnded):
+            log.info("visit ended", extra={"visit": self.visit.id, "cause": action.cause})
+            metrics.VISITS_ENDED.labels(action.cause, metrics.fault_of(action.cause)).inc()
+            self._observer.visit_ended(self.core, action.cause, action.reason, action.at)
+            self._on_closed(self)
+
+    def _open_peer(self, action: core.OpenPeer) -> None:
+        conn: Connection = action.conn  # type: ignore[assignment]
+        peer = Peer(self._settings, self.core.slots, publish=action.publish)
+        self._peers[conn] = peer
+        if action.publish:
+            member = self.core.member_of(conn)
+            assert member is not None
+            self._roles[conn] = member.who.role
+            metrics.PARTICIPANTS.labels(member.who.role).inc()
+            joined = time.monotonic()
+            first_media = _once(lambda: metrics.JOIN_SECONDS.observe(time.monotonic() - joined))
+            for sinks in peer.sinks:
+                sinks["video"].on_first_packet = first_media
+            peer.pc.on("connectionstatechange", lambda: self._state_changed(conn, peer))
+
+    def _state_changed(self, conn: Connection, peer: Peer) -> None:
+        log.info("peer state", extra={"visit": self.visit.id, "state": peer.state})
+        if peer.state == "connected" and self._peers.get(conn) is peer:
+            self._soon(lambda now: self.core.connected(conn, now))
+
+    def _forwarder(self, conn: core.Conn, kind: str) -> TrackForwarder | None:
+        peer = self._peers.get(conn)  # type: ignore[call-overload]
+        return None if peer is None else peer.forwarders.get(kind)
+
+    def _feed(self, action: core.Feed) -> None:
+        publisher = self._peers.get(action.publisher)  # type: ignore[call-overload]
+        subscriber = self._peers.get(action.subscriber)  # type: ignore[call-overload]
+        if publisher is None or subscriber is None:
+            return
+        sinks = subscriber.slot_sinks(action.slot)
+        for kind, forwarder in publisher.forwarders.items():
+            sink = sinks[kind]
+            sink.enabled = action.enabled
+            if sink.source is not forwarder:
+                forwarder.attach(sink)
+                asyncio.ensure_future(forwarder.request_keyframe())
+
+    def _gate(self, open_: bool) -> None:
+        for peer in self._peers.values():
+            for forwarder in peer.forwarders.values():
+                forwarder.recording = open_
+            for sinks in peer.sinks:
+                for sink in sinks.values():
+                    sink.enabled = open_
+                    if open_ and sink.source is not None and sink.kind == "video":
+                        asyncio.ensure_future(sink.source.request_keyframe())
+
+    # -- recording ------------------------------------------------------------------------
+
+    def _record(self, action: core.Record) -> None:
+        peer = self._peers.get(action.conn)  # type: ignore[call-overload]
+        member = self.core.member_of(action.conn)
+        if self._tap_factory is None or peer is None or member is None:
+            return
+        for kind, forwarder in peer.forwarders.items():
+            forwarder.tap_factory = self._tap_opener(action.conn, member, kind, forwarder)
+            forwarder.recording = action.live
+
+    def _tap_opener(self, conn: core.Conn, member: Member, kind: str, forwarder: TrackForwarder
+                    ) -> Callable[[TappedPacket, RTCRtpCodecParameters], Tap]:
+        assert self._tap_factory is not None
+        factory = self._tap_factory
+
+        def failed(reason: str) -> None:
+            self._soon(lambda now: self.core.recording_failed(reason, now))
+
+        def open_tap(packet: TappedPacket, codec: RTCRtpCodecParameters) -> Tap:
+            try:
+                return factory(TapRequest(
+                    visit_id=self.visit.id, participant=member.who.sub, kind=kind,
+                    mime=codec.mimeType.lower(), clock_rate=codec.clockRate,
+                    request_keyframe=lambda: asyncio.ensure_future(forwarder.request_keyframe()),
+                    on_ready=lambda: self._soon(lambda now: self.core.tap_ready(conn, kind)),
+                    on_failure=failed,
+                ))
+            except Exception as exc:  # noqa: BLE001 - no recorder: fail closed, end the visit
+                log.exception("cannot start recording", extra={"visit": self.visit.id})
+                failed(type(exc).__name__)
+                return _NO_TAP
+
+        return open_tap
 
 
 def _once(action: Callable[[], None]) -> Callable[[], None]:
@@ -422,7 +322,7 @@ class _NoTap:
 
     ready = False
 
-    def packet(self, packet: RtpPacket, now: float) -> None:
+    def packet(self, packet: TappedPacket, now: float) -> None:
         pass
 
     def close(self) -> None:

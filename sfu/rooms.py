@@ -7,8 +7,9 @@ from collections.abc import Iterator
 
 from sfu import metrics
 from sfu.peer import PeerSettings
-from sfu.room import Room, RoomObserver, VisitInfo
+from sfu.room import Room
 from visit.lifecycle import Policy, VisitLifecycle
+from visit.room import RoomObserver, VisitInfo
 from visit.roster import RosterError
 from visit.tap import TapFactory
 
@@ -40,7 +41,7 @@ class Rooms:
                         self._observer, self._closed, self._tap_factory)
             self._rooms[visit.id] = room
             metrics.VISITS.set(len(self._rooms))
-            self._observer.visit_opened(room, time.time())
+            self._observer.visit_opened(room.core, time.time())
         elif room.visit != visit:
             raise RosterError("visit_mismatch",
                               "the token's booking differs from the visit already running")

@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -18,64 +19,115 @@ from aiohttp import WSMsgType, web
 
 from auth.tokens import TOKEN_REFUSALS, VISIT_ROLES, Claims, TokenError, TokenVerifier
 from records.visits import VisitRecords
-from sfu.room import Member, Monitor, Room, VisitInfo
+from sfu.room import Room
 from sfu.rooms import Rooms
 from signaling.turn import Message, TurnConfig, offer_hook
 from visit.lifecycle import Refused
+from visit.messages import close_code
+from visit.room import VisitInfo
 from visit.roster import Identity, RosterError
 
 log = logging.getLogger(__name__)
 
 JOIN_TIMEOUT_S = 10.0
-
-# WebSocket close codes (4000-4999 are the application's); see docs/protocol.md.
-CLOSE_CODES = {
-    "left": 4000,
-    "token": 4001,  # every token refusal code
-    "visit_full": 4003,
-    "visit_mismatch": 4003,
-    "wrong_role": 4003,
-    "revoked": 4004,
-    "visit_ended": 4005,
-    "too_early": 4006,
-    "cancelled": 4007,
-    "privileged_visit": 4008,
-    "visit_not_live": 4008,
-    "bad_message": 4400,
-    "connected_elsewhere": 4009,
-    "ended": 4010,
-    "server_shutdown": 4011,
-    "recording_unavailable": 4012,
-    "recording_failed": 4013,
-}
+MAX_QUEUED = 256  # messages waiting for one page; a visit sends a handful a minute
+SEND_TIMEOUT_S = 5.0  # one write (or the closing handshake) may wait this long
 
 
 class WsConnection:
-    """The ``sfu.room.Connection`` of one WebSocket."""
+    """The ``sfu.room.Connection`` of one WebSocket: a bounded queue drained by one writer.
 
-    def __init__(self, ws: web.WebSocketResponse,
-                 augment: Callable[[Message], Message] | None = None) -> None:
+    Nothing in the server waits on a page: ``send`` and ``close`` only queue. A page that
+    stops reading is cut off (its TCP connection aborted) as soon as its queue is full or
+    one write has waited ``send_timeout_s``, so it can never hold up its visit; its
+    session then ends and the room hears that it left with cause ``stopped_reading``.
+    """
+
+    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None,
+                 augment: Callable[[Message], Message] | None = None,
+                 max_queued: int = MAX_QUEUED, send_timeout_s: float = SEND_TIMEOUT_S) -> None:
         self.ws = ws
         self.augment = augment  # adds per-connection TURN credentials to offers
-        self.closed_by_server = False
+        self.stopped_reading = False
+        self._transport = transport
+        self._max_queued = max_queued
+        self._timeout = send_timeout_s
+        self._queue: deque[str | tuple[int, str]] = deque()  # text frames, then a close
+        self._closing = False
+        self._ready = asyncio.Event()
+        self._writer = asyncio.ensure_future(self._write())
 
-    async def send(self, message: dict[str, Any]) -> None:
-        if self.ws.closed:
-            raise ConnectionError("websocket closed")
-        await self.ws.send_json(self.augment(message) if self.augment else message)
+    def send(self, message: Message) -> None:
+        if self._closing:
+            return
+        if len(self._queue) >= self._max_queued:
+            self._cut_off("queue full")
+            return
+        self._queue.append(json.dumps(self.augment(message) if self.augment else message))
+        self._ready.set()
 
-    async def close(self, code: str, message: str) -> None:
-        self.closed_by_server = True
-        if not self.ws.closed:
-            if code != "ended":  # an ended visit already sent its "ended" event
-                await self.ws.send_json({"type": "error", "code": code, "message": message})
-            await self.ws.close(code=CLOSE_CODES.get(code, 4000), message=code.encode())
+    def close(self, code: str, message: str) -> None:
+        """Say why (unless the page left, or an ``ended`` event said it), then close."""
+        if self._closing:
+            return
+        self._closing = True
+        if code not in ("ended", "left"):
+            self._queue.append(json.dumps({"type": "error", "code": code, "message": message}))
+        self._queue.append((close_code(code), code))
+        self._ready.set()
+
+    def stop(self) -> None:
+        """Nothing more will be delivered (refused before anything was queued)."""
+        self._closing = True
+        self._writer.cancel()
+
+    async def finish(self) -> None:
+        """The session is over: let a queued close go out (bounded by the timeouts), stop."""
+        if self._closing and not self.stopped_reading:
+            await asyncio.wait([self._writer], timeout=2 * self._timeout)
+        self.stop()
+
+    async def _write(self) -> None:
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            while self._queue:
+                item = self._queue.popleft()
+                try:
+                    if isinstance(item, str):
+                        await asyncio.wait_for(self.ws.send_str(item), self._timeout)
+                    else:
+                        await asyncio.wait_for(
+                            self.ws.close(code=item[0], message=item[1].encode()), self._timeout)
+                        return
+                except TimeoutError:
+                    self._cut_off("write timed out")
+                    return
+                except (ConnectionError, RuntimeError):
+                    return  # the page went away; its session ends on its own
+
+    def _cut_off(self, why: str) -> None:
+        if self.stopped_reading:
+            return
+        log.warning("closing a page that stopped reading", extra={"reason": why})
+        self.stopped_reading = True
+        self._closing = True
+        self._queue.clear()
+        if self._writer is not asyncio.current_task():
+            self._writer.cancel()
+        if self._transport is not None:
+            self._transport.abort()
 
 
 async def refuse(ws: web.WebSocketResponse, code: str, message: str) -> None:
-    await ws.send_json({"type": "error", "code": code, "message": message})
-    close = CLOSE_CODES["token"] if code not in CLOSE_CODES else CLOSE_CODES[code]
-    await ws.close(code=close, message=code.encode())
+    """Refuse before the join: one error message, then the close (neither waits long)."""
+    try:
+        await asyncio.wait_for(
+            ws.send_json({"type": "error", "code": code, "message": message}), SEND_TIMEOUT_S)
+        await asyncio.wait_for(ws.close(code=close_code(code), message=code.encode()),
+                               SEND_TIMEOUT_S)
+    except (TimeoutError, ConnectionError, RuntimeError):
+        pass
 
 
 def _parse(data: str) -> dict[str, Any] | None:
@@ -121,12 +173,13 @@ class Session:
             await refuse(ws, "bad_message", "The first message must be a join with a token.")
             return ws
         if message["type"] == "monitor":
-            await self._monitor(ws, message)
+            await self._monitor(ws, message, request.transport)
         else:
-            await self._join(ws, message)
+            await self._join(ws, message, request.transport)
         return ws
 
-    async def _join(self, ws: web.WebSocketResponse, message: dict[str, Any]) -> None:
+    async def _join(self, ws: web.WebSocketResponse, message: dict[str, Any],
+                    transport: asyncio.Transport | None) -> None:
         expected = message.get("visit")
         try:
             claims = await self._verifier.verify(
@@ -140,7 +193,6 @@ class Session:
         assert claims.visit is not None  # VISIT_ROLES tokens always carry one
         visit = VisitInfo(claims.visit.id, claims.visit.starts_at, claims.visit.ends_at,
                           claims.visit.privileged)
-        connection = WsConnection(ws, offer_hook(self._turn, claims.sub))
         try:
             self._check_booking(visit.id, claims.sub)
             if (self._rooms.get(visit.id) is None and not visit.privileged
@@ -148,23 +200,30 @@ class Session:
                 raise Refused("recording_unavailable",
                               "recording is not possible now (recordings volume nearly full)")
             room = self._rooms.open(visit)
-            member = await room.join(Identity(claims.sub, claims.name, claims.role), connection)
-        except ConnectionError:
-            return  # the page went away during the join
         except (RosterError, Refused) as exc:
             log.info("join refused", extra={"code": exc.code, "visit": visit.id})
             self._audit_refusal(exc.code, claims, visit.id, "join")
             await refuse(ws, exc.code, exc.message)
             return
-        log.info("joined", extra={"visit": visit.id, "participant": claims.sub})
+        connection = WsConnection(ws, transport, offer_hook(self._turn, claims.sub))
         cause = "disconnected"
         try:
-            cause = await self._serve(ws, room, member)
+            try:
+                await room.join(Identity(claims.sub, claims.name, claims.role), connection)
+            except (RosterError, Refused) as exc:
+                log.info("join refused", extra={"code": exc.code, "visit": visit.id})
+                self._audit_refusal(exc.code, claims, visit.id, "join")
+                connection.stop()  # refused before anything was queued
+                await refuse(ws, exc.code, exc.message)
+                return
+            log.info("joined", extra={"visit": visit.id, "participant": claims.sub})
+            cause = await self._serve(ws, room, connection, member=True)
         finally:
-            if not connection.closed_by_server:
-                await room.leave(member, cause)
-            log.info("left", extra={"visit": visit.id, "participant": claims.sub,
-                                    "cause": cause})
+            if connection.stopped_reading:
+                cause = "stopped_reading"
+            await room.leave(connection, cause)  # a no-op once the room let it go
+            await connection.finish()
+        log.info("left", extra={"visit": visit.id, "participant": claims.sub, "cause": cause})
 
     def _check_booking(self, visit_id: str, sub: str) -> None:
         row = self._records.store.visit(visit_id)
@@ -175,7 +234,8 @@ class Session:
         if self._records.store.revoked(visit_id, sub):
             raise Refused("revoked", "this participant's access to the visit was withdrawn")
 
-    async def _monitor(self, ws: web.WebSocketResponse, message: dict[str, Any]) -> None:
+    async def _monitor(self, ws: web.WebSocketResponse, message: dict[str, Any],
+                       transport: asyncio.Transport | None) -> None:
         visit_id = message.get("visit")
         try:
             claims = await self._verifier.verify(message["token"], now=time.time(),
@@ -186,29 +246,32 @@ class Session:
             await refuse(ws, exc.code, exc.message)
             return
         room = self._rooms.get(visit_id) if isinstance(visit_id, str) else None
-        connection = WsConnection(ws, offer_hook(self._turn, claims.sub))
+        connection = WsConnection(ws, transport, offer_hook(self._turn, claims.sub))
         try:
-            if room is None:
-                raise Refused("visit_not_live", "this visit is not taking place now")
-            mon = await room.monitor(Identity(claims.sub, claims.name, claims.role),
-                                     connection)
-        except (RosterError, Refused) as exc:
-            self._audit_refusal(exc.code, claims, visit_id if isinstance(visit_id, str)
-                                else None, "monitor_start")
-            await refuse(ws, exc.code, exc.message)
-            return
-        audit = self._records.audit
-        audit.record(action="monitor_start", actor=claims.sub, role=claims.role,
-                     visit=room.visit.id, now=time.time())
-        try:
-            await self._serve(ws, room, mon)
-        finally:
-            await room.stop_monitor(mon)
-            audit.record(action="monitor_stop", actor=claims.sub, role=claims.role,
+            try:
+                if room is None:
+                    raise Refused("visit_not_live", "this visit is not taking place now")
+                await room.monitor(Identity(claims.sub, claims.name, claims.role), connection)
+            except (RosterError, Refused) as exc:
+                self._audit_refusal(exc.code, claims, visit_id if isinstance(visit_id, str)
+                                    else None, "monitor_start")
+                connection.stop()
+                await refuse(ws, exc.code, exc.message)
+                return
+            audit = self._records.audit
+            audit.record(action="monitor_start", actor=claims.sub, role=claims.role,
                          visit=room.visit.id, now=time.time())
+            try:
+                await self._serve(ws, room, connection, member=False)
+            finally:
+                await room.stop_monitor(connection)
+                audit.record(action="monitor_stop", actor=claims.sub, role=claims.role,
+                             visit=room.visit.id, now=time.time())
+        finally:
+            await connection.finish()
 
-    async def _serve(self, ws: web.WebSocketResponse, room: Room,
-                     who: Member | Monitor) -> str:
+    async def _serve(self, ws: web.WebSocketResponse, room: Room, connection: WsConnection,
+                     member: bool) -> str:
         """Handle messages until the peer leaves; return the cause."""
         async for msg in ws:
             if msg.type != WSMsgType.TEXT:
@@ -219,22 +282,22 @@ class Session:
                     raise RosterError("bad_message", "The message could not be understood.")
                 kind = message["type"]
                 if kind == "answer" and isinstance(message.get("sdp"), str):
-                    await room.answer(who, message["sdp"])
+                    await room.answer(connection, message["sdp"])
                 elif kind == "candidate" and isinstance(message.get("candidate"), dict):
-                    await who.peer.add_candidate(message["candidate"])
-                elif kind == "media_state" and isinstance(who, Member):
-                    await room.set_media(who, bool(message.get("audio")),
+                    await room.add_candidate(connection, message["candidate"])
+                elif kind == "media_state" and member:
+                    await room.set_media(connection, bool(message.get("audio")),
                                          bool(message.get("video")))
                 elif kind == "leave":
-                    await ws.close(code=CLOSE_CODES["left"], message=b"left")
+                    connection.close("left", "left")
                     return "left"
                 else:
                     raise RosterError("bad_message", f"unexpected message type {kind!r}")
             except RosterError as exc:
-                await ws.send_json({"type": "error", "code": exc.code, "message": exc.message})
+                connection.send({"type": "error", "code": exc.code, "message": exc.message})
             except Exception as exc:  # noqa: BLE001 - bad input must not end the visit
                 log.info("bad message", extra={"visit": room.visit.id,
                                                "error": type(exc).__name__})
-                await ws.send_json({"type": "error", "code": "bad_message",
-                                    "message": "The message could not be used."})
+                connection.send({"type": "error", "code": "bad_message",
+                                 "message": "The message could not be used."})
         return "disconnected"

@@ -1,0 +1,111 @@
+"""A page that stops reading its WebSocket cannot hold up its visit.
+
+Every message to a page only queues; a page whose queue or socket stays full is cut off
+within seconds, and revocation, an officer's end and the slot end reach everyone else
+at once, with a real server, real aiortc participants and a raw-socket page that floods
+the server with messages whose error replies it never reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from auth.tokens import VisitClaim
+from tests.support.server import Participant, Server, participants, running_server, visit_now
+from tests.support.stalled import StalledPage
+
+FLOOD = (60, 200_000)  # 12 MB of error replies the page never reads
+DEADLINE_S = 2.0  # what a revoke or an end may take for everyone else
+
+
+async def post(server: Server, path: str, role: str = "officer") -> tuple[int, float]:
+    """POST as an officer (or the records system); the status and the seconds it took."""
+    token = server.token(f"{role}-7", role, None)
+    started = time.monotonic()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http, http.post(
+            server.url + path, headers={"Authorization": f"Bearer {token}"},
+            json={"reason": "test"}) as resp:
+        return resp.status, time.monotonic() - started
+
+
+async def seen(p: Participant, predicate: Any, timeout: float) -> float:
+    """Seconds until ``p`` received an event matching ``predicate``."""
+    started = time.monotonic()
+    await p.wait_for(lambda: any(predicate(e) for e in p.events), timeout)
+    return time.monotonic() - started
+
+
+def stalled_left(e: dict[str, Any]) -> bool:
+    return (e["type"] == "participant_left" and e["id"] == "family-stalled"
+            and e["cause"] == "stopped_reading")
+
+
+async def test_revoke_and_officer_end_do_not_wait_for_a_page_that_stopped_reading(
+        tmp_path: Path) -> None:
+    with running_server(tmp_path) as server:
+        visit = visit_now("stall-1")
+        inmate = Participant(server, server.token("inmate-s1", "inmate", visit))
+        family = Participant(server, server.token("family-s1", "family", visit))
+        stalled = StalledPage(server, server.token("family-stalled", "family", visit))
+        async with participants(inmate, family):
+            await inmate.join()
+            await family.join()
+            await asyncio.to_thread(stalled.join)
+            await seen(inmate, lambda e: e["type"] == "participant_joined"
+                       and e["participant"]["id"] == "family-stalled", 10)
+            await asyncio.to_thread(stalled.flood, *FLOOD)
+            flooded = time.monotonic()
+
+            status, took = await post(
+                server, "/api/visits/stall-1/participants/family-s1/revoke", "records")
+            assert status == 200 and took < DEADLINE_S, took
+            await family.wait_for(lambda: family.close_code == 4004, DEADLINE_S)
+
+            # The stalled page is cut off within seconds, and everyone hears why.
+            await seen(inmate, stalled_left, 15)
+            assert time.monotonic() - flooded < 15
+
+            status, took = await post(server, "/api/visits/stall-1/end")
+            assert status == 200 and took < DEADLINE_S, took
+            await seen(inmate, lambda e: e["type"] == "ended", DEADLINE_S)
+        stalled.close()
+        assert "Traceback" not in server.log_text()
+
+
+async def test_officer_end_and_slot_end_reach_everyone_while_a_page_is_stalled(
+        tmp_path: Path) -> None:
+    with running_server(tmp_path) as server:
+        now = int(time.time())
+        slot = VisitClaim(id="stall-2", starts_at=now - 60, ends_at=now + 12)
+        ended = visit_now("stall-3")
+        inmate = Participant(server, server.token("inmate-s2", "inmate", slot))
+        other = Participant(server, server.token("inmate-s3", "inmate", ended))
+        stalled = StalledPage(server, server.token("family-stalled", "family", slot))
+        stalled_too = StalledPage(server, server.token("family-stalled", "family", ended))
+        async with participants(inmate, other):
+            await inmate.join()
+            await other.join()
+            await asyncio.to_thread(stalled.join)
+            await asyncio.to_thread(stalled_too.join)
+            await seen(other, lambda e: e["type"] == "participant_joined", 10)
+
+            # Officer end while the page's replies pile up.
+            await asyncio.to_thread(stalled_too.flood, *FLOOD)
+            status, took = await post(server, "/api/visits/stall-3/end")
+            assert status == 200 and took < DEADLINE_S, took
+            await seen(other, lambda e: e["type"] == "ended", DEADLINE_S)
+
+            # Slot end while the other page's replies pile up.
+            await asyncio.sleep(max(0.0, slot.ends_at - 2 - time.time()))
+            await asyncio.to_thread(stalled.flood, *FLOOD)
+            await inmate.wait_for(lambda: any(e["type"] == "ended" for e in inmate.events),
+                                  slot.ends_at + DEADLINE_S - time.time())
+            ended_event = next(e for e in inmate.events if e["type"] == "ended")
+            assert ended_event["cause"] == "slot_ended"
+        stalled.close()
+        stalled_too.close()

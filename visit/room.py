@@ -1,0 +1,440 @@
+"""The room of one visit as plain logic: who is in it, what each must hear, what flows.
+
+Written in the style of h11: every input is a method call with the time passed in, and
+every output is an action for the caller to carry out (send a message, close a
+connection, open or close a peer, feed a publisher into a subscriber's slot, open or
+close the media gate, request a keyframe, tell the records side). The core holds no
+socket and awaits nothing, so every transition is tested with a fake clock, and no
+member can make the room wait on it: ``sfu.room`` carries the actions out, and a
+connection's sends only ever queue.
+
+Connections are opaque keys chosen by the caller (one per WebSocket); a member is the
+participant currently holding a seat, a monitor a silent officer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from visit.lifecycle import (
+    Ending,
+    EndWarning,
+    Event,
+    MediaHeld,
+    Policy,
+    Refused,
+    Started,
+    VisitLifecycle,
+)
+from visit.roster import Identity, Roster, RosterError
+
+Message = dict[str, Any]
+Conn = Hashable
+
+
+@dataclass(frozen=True)
+class VisitInfo:
+    id: str
+    starts_at: int
+    ends_at: int
+    privileged: bool
+
+
+@dataclass
+class Member:
+    """A participant holding a seat (slot) through one connection."""
+
+    who: Identity
+    slot: int
+    conn: Conn
+    audio: bool = True
+    video: bool = True
+    muted_by_officer: bool = False
+    answered: bool = False
+    welcomed: bool = False  # events go out only after its joined and offer messages
+
+    def describe(self) -> Message:
+        return {"id": self.who.sub, "name": self.who.name, "role": self.who.role,
+                "slot": self.slot, "audio": self.audio and not self.muted_by_officer,
+                "video": self.video, "muted_by_officer": self.muted_by_officer}
+
+
+@dataclass
+class Monitor:
+    """A silent viewer (officer): receives every slot, publishes nothing, never announced."""
+
+    who: Identity
+    conn: Conn
+    answered: bool = False
+    welcomed: bool = False
+
+
+# -- actions ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Send:
+    conn: Conn
+    message: Message
+
+
+@dataclass(frozen=True)
+class Close:
+    """Close a connection with a refusal or end code (after what was sent before it)."""
+
+    conn: Conn
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class OpenPeer:
+    """Create the connection's peer: publishing for a member, receive-only for a monitor."""
+
+    conn: Conn
+    publish: bool
+
+
+@dataclass(frozen=True)
+class ClosePeer:
+    conn: Conn
+
+
+@dataclass(frozen=True)
+class Feed:
+    """Forward ``publisher``'s tracks into slot ``slot`` of ``subscriber``'s peer."""
+
+    publisher: Conn
+    subscriber: Conn
+    slot: int
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The media gate: forwarding between parties (and recording) only while open."""
+
+    open: bool
+
+
+@dataclass(frozen=True)
+class Mute:
+    """An officer's mute: the server stops forwarding (and recording) the member's audio."""
+
+    conn: Conn
+    muted: bool
+
+
+@dataclass(frozen=True)
+class Record:
+    """Start the member's recorder taps (the answer arrived in a recorded visit)."""
+
+    conn: Conn
+    live: bool
+
+
+@dataclass(frozen=True)
+class RequestKeyframe:
+    """Ask the publisher for a keyframe (``kind`` None: every video it publishes)."""
+
+    publisher: Conn
+    kind: str | None = None
+
+
+@dataclass(frozen=True)
+class RefreshPictures:
+    """A subscriber's media just connected: its publishers send it a keyframe."""
+
+    subscriber: Conn
+
+
+@dataclass(frozen=True)
+class VisitStarted:
+    at: float
+
+
+@dataclass(frozen=True)
+class ParticipantJoined:
+    member: Member
+    at: float
+
+
+@dataclass(frozen=True)
+class ParticipantLeft:
+    member: Member
+    cause: str
+    at: float
+
+
+@dataclass(frozen=True)
+class VisitEnded:
+    cause: str
+    reason: str
+    at: float
+
+
+Action = (Send | Close | OpenPeer | ClosePeer | Feed | Gate | Mute | Record | RequestKeyframe
+          | RefreshPictures | VisitStarted | ParticipantJoined | ParticipantLeft | VisitEnded)
+
+
+class RoomObserver(Protocol):
+    """What the records side must hear (persistence, webhooks, audit)."""
+
+    def visit_opened(self, room: RoomCore, now: float) -> None: ...
+
+    def visit_started(self, room: RoomCore, at: float) -> None: ...
+
+    def participant_joined(self, room: RoomCore, member: Member, at: float) -> None: ...
+
+    def participant_left(self, room: RoomCore, member: Member, cause: str,
+                         at: float) -> None: ...
+
+    def visit_ended(self, room: RoomCore, cause: str, reason: str, at: float) -> None: ...
+
+
+@dataclass
+class RoomCore:
+    visit: VisitInfo
+    max_visitors: int
+    policy: Policy = field(default_factory=Policy)
+    members: dict[str, Member] = field(default_factory=dict)  # by sub
+    monitors: dict[Conn, Monitor] = field(default_factory=dict)
+    _feeds: set[tuple[Conn, Conn]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.roster = Roster(self.max_visitors)
+        self.lifecycle = VisitLifecycle(self.visit.starts_at, self.visit.ends_at, self.policy)
+
+    @property
+    def recorded(self) -> bool:
+        """Privileged visits are never recorded."""
+        return not self.visit.privileged
+
+    @property
+    def slots(self) -> int:
+        return self.roster.slots
+
+    def describe(self, now: float) -> Message:
+        return {"id": self.visit.id, "starts_at": self.visit.starts_at,
+                "ends_at": self.visit.ends_at, "privileged": self.visit.privileged,
+                "recorded": self.recorded, "state": self.lifecycle.state.value,
+                "server_time": now}
+
+    def member_of(self, conn: Conn) -> Member | None:
+        """The member whose current connection is ``conn`` (None if replaced or gone)."""
+        for member in self.members.values():
+            if member.conn == conn:
+                return member
+        return None
+
+    # -- participants -------------------------------------------------------------------
+
+    def join(self, who: Identity, conn: Conn, now: float) -> list[Action]:
+        """Seat a participant; a second connection of theirs takes over the same seat.
+
+        Raises ``Refused`` or ``RosterError`` for a join the booking or roster refuses.
+        The caller opens the peer, makes its offer, then calls ``welcome``.
+        """
+        self.lifecycle.check_join(now)
+        admission = self.roster.admit(who)
+        actions: list[Action] = []
+        old = self.members.get(who.sub)
+        if admission.replaces and old is not None:
+            actions += self._unseat(old, release=False)  # the new connection keeps the slot
+            actions.append(Close(old.conn, "connected_elsewhere",
+                                 "this visit was opened on another device"))
+        self.members[who.sub] = Member(who, admission.slot, conn)
+        actions.append(OpenPeer(conn, publish=True))
+        return actions
+
+    def welcome(self, conn: Conn, offer: Message, now: float) -> list[Action]:
+        """The member's offer is ready: tell it about the visit, then everyone about it."""
+        member = self.member_of(conn)
+        if member is None:
+            return []  # replaced, removed or ended while the offer was made
+        member.welcomed = True
+        return [
+            Send(conn, {"type": "joined", "you": member.describe(), "visit": self.describe(now),
+                        "participants": [m.describe() for m in self.members.values()
+                                         if m is not member]}),
+            Send(conn, {"type": "offer", **offer}),
+            *self._broadcast({"type": "participant_joined", "participant": member.describe()},
+                             skip=conn),
+            ParticipantJoined(member, now),
+        ]
+
+    def check_answer(self, conn: Conn) -> None:
+        """Raise ``RosterError`` unless ``conn`` may answer now (once, after its offer)."""
+        owner = self.member_of(conn) or self.monitors.get(conn)
+        if owner is None:
+            raise RosterError("bad_message", "this connection is no longer in the visit")
+        if owner.answered:
+            raise RosterError("bad_message", "the answer was already received")
+
+    def answered(self, conn: Conn) -> list[Action]:
+        """The connection's answer is applied: its tracks exist, feed everyone who can."""
+        self.check_answer(conn)
+        actions: list[Action] = []
+        member = self.member_of(conn)
+        if member is not None:
+            member.answered = True
+            if self.recorded:
+                actions.append(Record(conn, self.lifecycle.media_allowed))
+            if member.muted_by_officer:
+                actions.append(Mute(conn, True))
+        else:
+            self.monitors[conn].answered = True
+        return actions + self._wire()
+
+    def connected(self, conn: Conn, now: float) -> list[Action]:
+        """The member's media connection is up (join or rejoin)."""
+        member = self.member_of(conn)
+        if member is None:
+            return []
+        try:
+            events = self.lifecycle.connected(member.who.sub, now)
+        except Refused:
+            return []  # the visit ended meanwhile; its teardown closes this member
+        return [RefreshPictures(conn), *self._handle(events)]
+
+    def set_media(self, conn: Conn, audio: bool, video: bool) -> list[Action]:
+        member = self.member_of(conn)
+        if member is None:
+            return []
+        member.audio, member.video = audio, video
+        return self._broadcast({"type": "participant_updated",
+                                "participant": member.describe()}, skip=conn)
+
+    def leave(self, conn: Conn, cause: str, now: float) -> list[Action]:
+        """The connection went away (or the page left): free the seat, maybe end."""
+        member = self.member_of(conn)
+        if member is None:
+            return []  # already replaced by a newer connection, or the visit ended
+        actions = self._unseat(member)
+        actions += self._broadcast({"type": "participant_left", "id": member.who.sub,
+                                    "cause": cause})
+        actions.append(ParticipantLeft(member, cause, now))
+        return actions + self._handle(self.lifecycle.disconnected(member.who.sub, now))
+
+    def remove(self, sub: str, code: str, message: str, now: float) -> list[Action] | None:
+        """Take a participant out at once (revocation); None if not present."""
+        member = self.members.get(sub)
+        if member is None:
+            return None
+        return [Close(member.conn, code, message), *self.leave(member.conn, code, now)]
+
+    def _unseat(self, member: Member, release: bool = True) -> list[Action]:
+        del self.members[member.who.sub]
+        if release:
+            self.roster.release(member.who.sub)
+        self._feeds = {f for f in self._feeds if member.conn not in f}
+        return [ClosePeer(member.conn)]
+
+    # -- officers -----------------------------------------------------------------------
+
+    def monitor(self, who: Identity, conn: Conn, now: float) -> list[Action]:
+        if self.visit.privileged:
+            raise RosterError("privileged_visit", "privileged visits cannot be monitored")
+        self.lifecycle.check_join(now)
+        self.monitors[conn] = Monitor(who, conn)
+        return [OpenPeer(conn, publish=False)]
+
+    def monitor_welcome(self, conn: Conn, offer: Message, now: float) -> list[Action]:
+        mon = self.monitors.get(conn)
+        if mon is None:
+            return []
+        mon.welcomed = True
+        return [Send(conn, {"type": "monitoring", "visit": self.describe(now),
+                            "participants": [m.describe() for m in self.members.values()]}),
+                Send(conn, {"type": "offer", **offer})]
+
+    def stop_monitor(self, conn: Conn) -> list[Action]:
+        if self.monitors.pop(conn, None) is None:
+            return []
+        self._feeds = {f for f in self._feeds if conn not in f}
+        return [ClosePeer(conn)]
+
+    def mute(self, sub: str, muted: bool) -> list[Action] | None:
+        """An officer mutes a participant; None if not present."""
+        member = self.members.get(sub)
+        if member is None:
+            return None
+        member.muted_by_officer = muted
+        return [Mute(member.conn, muted),
+                Send(member.conn, {"type": "muted", "muted": muted, "by": "officer"}),
+                *self._broadcast({"type": "participant_updated",
+                                  "participant": member.describe()}, skip=member.conn)]
+
+    def end(self, cause: str, reason: str, now: float) -> list[Action]:
+        return self._handle(self.lifecycle.end(cause, now, reason))
+
+    # -- time, recording and the media gate ---------------------------------------------
+
+    def tick(self, now: float) -> list[Action]:
+        return self._handle(self.lifecycle.tick(now))
+
+    def next_deadline(self) -> float | None:
+        return self.lifecycle.next_deadline()
+
+    def tap_ready(self, conn: Conn, kind: str) -> list[Action]:
+        """A track's recorder is writing: its subscribers need a picture to start from."""
+        member = self.member_of(conn)
+        if member is None:
+            return []
+        return [RequestKeyframe(conn, kind),
+                *self._broadcast({"type": "recording", "participant": member.who.sub,
+                                  "kind": kind, "state": "on"})]
+
+    def recording_failed(self, reason: str, now: float) -> list[Action]:
+        return self.end("recording_failed", f"recording failed: {reason}", now)
+
+    def _handle(self, events: list[Event]) -> list[Action]:
+        actions: list[Action] = []
+        for event in events:
+            if isinstance(event, MediaHeld):
+                actions.append(Gate(self.lifecycle.media_allowed))
+            elif isinstance(event, Started):
+                actions.append(VisitStarted(event.at))
+                actions += self._broadcast({"type": "visit_started"})
+            elif isinstance(event, EndWarning):
+                actions += self._broadcast({"type": "warning", "remaining_s": event.remaining_s})
+            elif isinstance(event, Ending):
+                actions += self._finish(event)
+        return actions
+
+    def _finish(self, event: Ending) -> list[Action]:
+        actions = self._broadcast({"type": "ended", "cause": event.cause,
+                                   "reason": event.reason})
+        said = event.reason or event.cause
+        for member in list(self.members.values()):
+            actions += self._unseat(member)
+            actions.append(ParticipantLeft(member, event.cause, event.at))
+            actions.append(Close(member.conn, "ended", said))
+        for conn in list(self.monitors):
+            actions += self.stop_monitor(conn)
+            actions.append(Close(conn, "ended", said))
+        self.lifecycle.finished()
+        actions.append(VisitEnded(event.cause, event.reason, event.at))
+        return actions
+
+    def _wire(self) -> list[Action]:
+        """Feed every answered publisher into its slot of every other answered peer."""
+        enabled = self.lifecycle.media_allowed
+        subscribers = [m.conn for m in self.members.values() if m.answered]
+        subscribers += [c for c, m in self.monitors.items() if m.answered]
+        actions: list[Action] = []
+        for publisher in self.members.values():
+            if not publisher.answered:
+                continue
+            for sub in subscribers:
+                if sub != publisher.conn and (publisher.conn, sub) not in self._feeds:
+                    self._feeds.add((publisher.conn, sub))
+                    actions.append(Feed(publisher.conn, sub, publisher.slot, enabled))
+        return actions
+
+    def _broadcast(self, message: Message, skip: Conn | None = None) -> list[Action]:
+        targets = [m.conn for m in self.members.values() if m.welcomed and m.conn != skip]
+        targets += [c for c, m in self.monitors.items() if m.welcomed]
+        return [Send(conn, message) for conn in targets]
