@@ -16,6 +16,10 @@ $(VENV)/.test: $(VENV)/.base
 	$(PIP) install -q -e '.[test]'
 	touch $@
 
+$(VENV)/.bench: $(VENV)/.base
+	$(PIP) install -q -e '.[bench]'
+	touch $@
+
 run: $(VENV)/.base
 	$(VENV)/bin/visitbridge serve --demo
 
@@ -34,5 +38,5 @@ lint: $(VENV)/.test
 test: $(VENV)/.test system-packages lint
 	$(PY) -m pytest
 
-bench: $(VENV)/.base
+bench: $(VENV)/.bench
 	$(PY) -m benchmarks.forwarding --visits 10 --seconds 30

@@ -27,6 +27,8 @@ import av
 import numpy as np
 from aiortc import MediaStreamTrack, RTCRtpSender
 
+from sfu.glue_rtp import hook_sender_keyframe
+
 VIDEO_CLOCK = 90_000
 AUDIO_CLOCK = 48_000
 
@@ -212,4 +214,4 @@ class LoopingPacketTrack(MediaStreamTrack):
 
 def hook_keyframe_requests(sender: RTCRtpSender, track: LoopingPacketTrack) -> None:
     """Route the sender's keyframe requests (PLI/FIR) to the track, per instance."""
-    sender._send_keyframe = track.request_keyframe  # type: ignore[method-assign]
+    hook_sender_keyframe(sender, track.request_keyframe)

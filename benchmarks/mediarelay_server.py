@@ -45,6 +45,7 @@ from app.config import Config, load
 from auth.keys import PemDirKeyStore
 from auth.tokens import VISIT_ROLES, TokenError, TokenVerifier
 from sfu.aiortc_glue import allow_loopback_ice
+from sfu.glue_rtp import hook_dtls_send, negotiated_codecs
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,10 @@ class SlotTrack(MediaStreamTrack):
         self.kind = kind
         self._source: MediaStreamTrack | None = None
         self._attached = asyncio.Event()
+
+    @property
+    def attached(self) -> bool:
+        return self._source is not None
 
     def attach(self, source: MediaStreamTrack) -> None:
         self._source = source
@@ -180,7 +185,7 @@ class RelayServer:
                 if a is not b and a.answered and b.answered:
                     for kind in KINDS:
                         track = b.slots[a.slot][kind]
-                        if track._source is None:
+                        if not track.attached:
                             log.info("%s slot %d %s <- %s", b.sub, a.slot, kind, a.sub)
                             track.attach(self._relay.subscribe(a.sources[kind], buffered=False))
 
@@ -189,23 +194,25 @@ class RelayServer:
         transports = {t.sender.transport for t in pc.getTransceivers()}
         audio_pt = self._audio_pt(pc)
         for transport in transports:
-            original = transport._send_rtp
 
-            async def counting(data: bytes, original: Any = original) -> None:
-                await original(data)
-                if not is_rtcp(data):
-                    kind = "audio" if data[1] & 0x7F == audio_pt else "video"
-                    counters = self.sent[kind]
-                    counters.packets += 1
-                    counters.octets += len(data) - _rtp_header_length(data)
+            def counted(original: Any) -> Any:
+                async def counting(data: bytes) -> None:
+                    await original(data)
+                    if not is_rtcp(data):
+                        kind = "audio" if data[1] & 0x7F == audio_pt else "video"
+                        counters = self.sent[kind]
+                        counters.packets += 1
+                        counters.octets += len(data) - _rtp_header_length(data)
+                return counting
 
-            transport._send_rtp = counting  # type: ignore[method-assign]
+            hook_dtls_send(transport, counted)
 
     @staticmethod
     def _audio_pt(pc: RTCPeerConnection) -> int | None:
         for t in pc.getTransceivers():
-            if t.kind == "audio" and t._codecs:
-                return int(t._codecs[0].payloadType)
+            codecs = negotiated_codecs(t)
+            if t.kind == "audio" and codecs:
+                return int(codecs[0].payloadType)
         return None
 
     async def metrics(self, request: web.Request) -> web.Response:

@@ -23,6 +23,8 @@ from aiortc import (
     RTCSessionDescription,
 )
 
+from sfu.glue_rtp import negotiated_codecs
+
 from .media import EncodedClip, LoopingPacketTrack, SendStats, hook_keyframe_requests
 from .receive import ReceiveTap, TapTotals
 
@@ -106,7 +108,7 @@ class Party:
     def _check_codecs(self) -> None:
         """The clips are VP8 and Opus: fail loudly if anything else was negotiated."""
         for transceiver in self._publishing:
-            codecs = [c.mimeType.lower() for c in transceiver._codecs]
+            codecs = [c.mimeType.lower() for c in negotiated_codecs(transceiver)]
             expected = "video/vp8" if transceiver.kind == "video" else "audio/opus"
             if not codecs or codecs[0] != expected:
                 raise JoinError(f"{self.name}: negotiated {codecs}, the clip is {expected}")

@@ -28,6 +28,8 @@ from aiortc.codecs.vpx import VpxPayloadDescriptor
 from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import RtpPacket
 
+from sfu import glue_rtp
+
 SEQ_MOD = 1 << 16
 REORDER_S = 1.0  # a missing packet still absent after this long is lost
 MAX_GAP = 3000  # a larger jump is a stream restart, not loss
@@ -115,9 +117,9 @@ class ReceiveTap:
     def __init__(self, receiver: RTCRtpReceiver, kind: str) -> None:
         self.kind = kind
         self._receiver = receiver
-        self._codecs: dict[int, RTCRtpCodecParameters] = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
-        self._rtx_ssrc: dict[int, int] = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
-        self._stats: dict[int, StreamStatistics] = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
+        self._codecs = glue_rtp.receiver_codecs(receiver)
+        self._rtx_ssrc = glue_rtp.receiver_rtx_ssrcs(receiver)
+        self._stats = glue_rtp.receiver_statistics(receiver)
         self._seqs: dict[int, SeqTracker] = {}
         self._nack = kind == "video"
         self.packets = 0
@@ -128,7 +130,7 @@ class ReceiveTap:
         self.first_keyframe_at: float | None = None
         self._last_pli_at = 0.0
         self.plis_sent = 0
-        receiver._handle_rtp_packet = self.on_rtp  # type: ignore[method-assign]
+        glue_rtp.hook_receiver_rtp(receiver, self.on_rtp)
 
     async def on_rtp(self, packet: RtpPacket, arrival_time_ms: int) -> None:
         codec = self._codecs.get(packet.payload_type)
@@ -158,7 +160,7 @@ class ReceiveTap:
             tracker = self._seqs[ssrc] = SeqTracker()
         missing = tracker.add(seq, now)
         if missing and self._nack:
-            await self._receiver._send_rtcp_nack(ssrc, missing)
+            await glue_rtp.send_nack(self._receiver, ssrc, missing)
 
     async def _await_keyframe(self, packet: RtpPacket, now: float) -> None:
         """Until the first keyframe, ask for one every KEYFRAME_WAIT_S, as Chrome does.
@@ -174,7 +176,7 @@ class ReceiveTap:
         elif now - self._last_pli_at >= KEYFRAME_WAIT_S:
             self._last_pli_at = now
             self.plis_sent += 1
-            await self._receiver._send_rtcp_pli(packet.ssrc)
+            await glue_rtp.send_pli(self._receiver, packet.ssrc)
 
     def totals(self) -> TapTotals:
         now = time.monotonic()
@@ -225,13 +227,13 @@ def _no_decoder_thread(*args: object, **kwargs: object) -> None:
 def disable_decoding() -> None:
     """No decoder, no decoder thread, and no run-time encoder in this process."""
     original_get_encoder = aiortc.rtcrtpsender.get_encoder
-    if getattr(original_get_encoder, "_pack_only", False):
+    if getattr(original_get_encoder, "_visitbridge_pack_only", False):
         return
 
     def pack_only_encoder(codec: RTCRtpCodecParameters) -> _PackOnly:
         return _PackOnly(original_get_encoder(codec))
 
-    pack_only_encoder._pack_only = True  # type: ignore[attr-defined]
+    pack_only_encoder._visitbridge_pack_only = True  # type: ignore[attr-defined]
     aiortc.rtcrtpsender.get_encoder = pack_only_encoder  # type: ignore[assignment]
     aiortc.rtcrtpreceiver.get_decoder = _refuse_decoder  # type: ignore[assignment]
     aiortc.rtcrtpreceiver.decoder_worker = _no_decoder_thread  # type: ignore[assignment]

@@ -1,17 +1,19 @@
-"""Where the SFU reaches into aiortc's private state, in one place.
+"""Where the SFU reaches into aiortc's and aioice's private state: the list and its check.
 
 aiortc always decodes what it receives and encodes what it sends; a forwarding SFU must
 do neither. The media path therefore replaces, per instance, the receiver's RTP handler
 and the sender's RTCP handler, and sends through the DTLS transport directly. These are
-private, name-mangled attributes: ``check_aiortc`` verifies at start-up that every one
-exists in the installed version, so an upgrade fails loudly instead of silently decoding.
+private attributes: every access to one goes through ``sfu.glue_rtp`` (the wrappers the
+rest of the project calls) or this module, and every name used is listed in ``PRIVATE``.
+``check_aiortc`` verifies at start-up that each one exists in the installed versions, so
+an upgrade fails loudly instead of silently decoding.
 
 The media fast path (``sfu.fastpath``) goes one level deeper, into the DTLS transport and
 aioice, to receive and send RTP synchronously (no queue hop, no coroutine per packet):
 
-* ``aioice.ice.StunProtocol.datagram_received`` is patched (class-wide) to hand RTP/RTCP
-  datagrams (first byte 128-191, never STUN per RFC 7983) to the connection without the
-  STUN parse attempt; everything else takes aioice's own path.
+* ``aioice.ice.StunProtocol.datagram_received`` is patched (class-wide, here) to hand
+  RTP/RTCP datagrams (first byte 128-191, never STUN per RFC 7983) to the connection
+  without the STUN parse attempt; everything else takes aioice's own path.
 * per ICE connection, ``Connection.data_received`` is replaced by the fast path: SRTP
   packets are unprotected with the DTLS transport's ``_rx_srtp`` and routed by SSRC
   (learnt from aiortc's ``_rtp_router.route_rtp``, the same routing aiortc does) to
@@ -21,10 +23,7 @@ aioice, to receive and send RTP synchronously (no queue hop, no coroutine per pa
   nominated pair (``Connection._nominated[1]``) directly; TURN/TCP pairs keep aioice's
   coroutine. The DTLS transport's send counters (``getStats`` only) then miss RTP.
 * a sender's ``_run_rtcp`` is wrapped per instance so that a slot's sender reports start
-  with its first packet (it sets ``__rtcp_started``/``__rtcp_exited`` itself when
-  stopped before, as ``RTCRtpSender.stop`` waits for both).
-* ``sfu.peer`` reads each transceiver's negotiated ``_headerExtensions`` to serialize
-  MID, abs-send-time and audio level itself.
+  with its first packet.
 
 ``install_codec_guard`` makes any decoder or encoder creation, and any frame handed to a
 receiver's decode queue, count and fail: the counters are exported so a test (and ops)
@@ -33,7 +32,9 @@ can prove the server never decoded or encoded media.
 
 from __future__ import annotations
 
+import asyncio
 import queue
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import aioice
@@ -42,40 +43,120 @@ import aiortc
 import aiortc.rtcdtlstransport
 import aiortc.rtcrtpreceiver
 import aiortc.rtcrtpsender
-from aiortc import RTCRtpReceiver, RTCRtpSender
+from aiortc import (
+    RTCDtlsTransport,
+    RTCIceTransport,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+)
 
 SUPPORTED_AIORTC = ("1.16.",)
 SUPPORTED_AIOICE = ("0.13.",)
 
-# Private attributes used by sfu.peer and sfu.forwarder.
-_RECEIVER_ATTRS = (
-    "_RTCRtpReceiver__codecs",
-    "_RTCRtpReceiver__rtx_ssrc",
-    "_RTCRtpReceiver__remote_streams",
-    "_RTCRtpReceiver__decoder_queue",
-    "_send_rtcp_pli",
-    "_send_rtcp_nack",
-    "_send_rtcp",
-    "_handle_rtp_packet",
-)
-_SENDER_ATTRS = (
-    "_ssrc",
-    "_rtx_ssrc",
-    "_stream_id",
-    "_handle_rtcp_packet",
-    "_RTCRtpSender__rtx_payload_type",
-    "_RTCRtpSender__ntp_timestamp",
-    "_RTCRtpSender__rtp_timestamp",
-    "_RTCRtpSender__packet_count",
-    "_RTCRtpSender__octet_count",
-    "_RTCRtpSender__rtcp_started",
-    "_RTCRtpSender__rtcp_exited",
-    "_run_rtcp",
-)
-# Private attributes used by sfu.fastpath, on the DTLS transport and its ICE connection.
-_DTLS_ATTRS = ("_state", "_rx_srtp", "_tx_srtp", "_rtp_router", "_rtp_header_extensions_map",
-               "transport")
-_CONNECTION_ATTRS = ("_nominated", "data_received", "sendto")
+# Every private attribute the project uses, per owning class, as written outside the
+# class (name-mangled ones with their class prefix). Most exist only on instances:
+# ``check_aiortc`` looks for them on a throwaway peer connection's objects.
+PRIVATE: dict[type, tuple[str, ...]] = {
+    RTCRtpTransceiver: ("_codecs", "_headerExtensions"),
+    RTCRtpSender: (
+        "_ssrc", "_rtx_ssrc", "_stream_id", "_handle_rtcp_packet", "_run_rtcp",
+        "_RTCRtpSender__rtx_payload_type", "_RTCRtpSender__rtt",
+        "_RTCRtpSender__ntp_timestamp", "_RTCRtpSender__rtp_timestamp",
+        "_RTCRtpSender__packet_count", "_RTCRtpSender__octet_count",
+        "_RTCRtpSender__rtcp_started", "_RTCRtpSender__rtcp_exited",
+        "_send_keyframe",  # benchmarks' clients only
+    ),
+    RTCRtpReceiver: (
+        "_handle_rtp_packet", "_send_rtcp", "_send_rtcp_pli", "_send_rtcp_nack",
+        "_RTCRtpReceiver__codecs", "_RTCRtpReceiver__rtx_ssrc",
+        "_RTCRtpReceiver__remote_streams", "_RTCRtpReceiver__rtcp_ssrc",
+        "_RTCRtpReceiver__decoder_queue",
+    ),
+    RTCDtlsTransport: (
+        "_state", "_rx_srtp", "_tx_srtp", "_rtp_router", "_rtp_header_extensions_map",
+        "_send_rtp",  # the benchmarks' aiortc MediaRelay baseline only
+    ),
+    RTCIceTransport: ("_connection",),
+    aioice.Connection: ("_nominated",),
+}
+
+
+def _public_hooks_missing() -> list[str]:
+    """Public but undocumented names the fast path relies on (checked on the class)."""
+    wanted: list[tuple[Any, str, str]] = [
+        (aioice.ice.StunProtocol, "datagram_received", "StunProtocol"),
+        (aioice.Connection, "data_received", "Connection"),
+        (aioice.Connection, "sendto", "Connection"),
+        (aioice.ice.CandidatePair, "remote_addr", "CandidatePair"),
+        (aiortc.rtcdtlstransport.RtpRouter, "route_rtp", "RtpRouter"),
+        (aiortc.rtcdtlstransport.State, "CONNECTED", "State"),
+    ]
+    missing = [f"{label}.{name}" for cls, name, label in wanted if not hasattr(cls, name)]
+    if "protocol" not in vars(aioice.ice.CandidatePair(None, None)):  # type: ignore[arg-type]
+        missing.append("CandidatePair.protocol")
+    return missing
+
+
+def probe_instances() -> dict[type, object | None]:
+    """One object of each registered class, from a throwaway peer connection (never
+    connected, nothing to close): where attributes set per instance are looked up.
+
+    aiortc binds futures to the current event loop while building one, so it is built
+    in a loop of its own, on a thread of its own: the caller's loop, running or not,
+    is left alone.
+    """
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        return thread.submit(asyncio.run, _probe()).result()
+
+
+async def _probe() -> dict[type, object | None]:
+    pc = RTCPeerConnection()
+    transceiver = pc.addTransceiver("audio")
+    dtls = transceiver.sender.transport
+    ice = dtls.transport
+    return {
+        RTCRtpTransceiver: transceiver,
+        RTCRtpSender: transceiver.sender,
+        RTCRtpReceiver: transceiver.receiver,
+        RTCDtlsTransport: dtls,
+        RTCIceTransport: ice,
+        aioice.Connection: getattr(ice, "_connection", None),
+    }
+
+
+def missing_private(instances: dict[type, object | None]) -> list[str]:
+    """``Class.name`` of every registered private attribute the installed versions lack."""
+    missing = []
+    for cls, names in PRIVATE.items():
+        instance = instances[cls]
+        for name in names:
+            if not hasattr(cls, name) and (instance is None or not hasattr(instance, name)):
+                missing.append(f"{cls.__name__}.{name}")
+    return missing
+
+
+def check_aiortc() -> None:
+    """Fail start-up, naming every missing hook, unless the installed versions fit."""
+    if not aiortc.__version__.startswith(SUPPORTED_AIORTC):
+        raise RuntimeError(
+            f"aiortc {aiortc.__version__} is not supported (need {SUPPORTED_AIORTC}); "
+            "the SFU uses its private hooks, see sfu/aiortc_glue.py"
+        )
+    if not aioice.__version__.startswith(SUPPORTED_AIOICE):
+        raise RuntimeError(
+            f"aioice {aioice.__version__} is not supported (need {SUPPORTED_AIOICE}); "
+            "the SFU's media fast path uses its private state, see sfu/aiortc_glue.py"
+        )
+    try:
+        instances = probe_instances()
+    except Exception as error:
+        raise RuntimeError(f"aiortc: cannot build a peer connection to check: {error!r}; "
+                           "see sfu/aiortc_glue.py") from error
+    missing = missing_private(instances) + _public_hooks_missing()
+    if missing:
+        raise RuntimeError(f"aiortc/aioice lack hooks the SFU needs: {', '.join(missing)}")
 
 
 class CodecGuard:
@@ -107,54 +188,6 @@ def _no_decoder_thread(*args: object, **kwargs: object) -> None:
     """Replaces aiortc's decoder thread body: the thread ends at once instead of idling."""
 
 
-def check_aiortc() -> None:
-    """Fail start-up if the private hooks this SFU relies on are missing."""
-    if not aiortc.__version__.startswith(SUPPORTED_AIORTC):
-        raise RuntimeError(
-            f"aiortc {aiortc.__version__} is not supported (need {SUPPORTED_AIORTC}); "
-            "the SFU uses its private hooks, see sfu/aiortc_glue.py"
-        )
-    if not aioice.__version__.startswith(SUPPORTED_AIOICE):
-        raise RuntimeError(
-            f"aioice {aioice.__version__} is not supported (need {SUPPORTED_AIOICE}); "
-            "the SFU's media fast path uses its private state, see sfu/aiortc_glue.py"
-        )
-    probe_missing = [a for a in ("_handle_rtp_packet", "_send_rtcp_pli", "_send_rtcp_nack")
-                     if not hasattr(RTCRtpReceiver, a)]
-    probe_missing += [a for a in ("_handle_rtcp_packet",) if not hasattr(RTCRtpSender, a)]
-    probe_missing += [f"StunProtocol.{a}" for a in ("datagram_received",)
-                      if not hasattr(aioice.ice.StunProtocol, a)]
-    probe_missing += [f"Connection.{a}" for a in ("data_received", "sendto")
-                      if not hasattr(aioice.Connection, a)]
-    probe_missing += [f"RtpRouter.{a}" for a in ("route_rtp",)
-                      if not hasattr(aiortc.rtcdtlstransport.RtpRouter, a)]
-    if not hasattr(aiortc.rtcdtlstransport.State, "CONNECTED"):
-        probe_missing.append("rtcdtlstransport.State.CONNECTED")
-    if not hasattr(aiortc.RTCRtpTransceiver("audio", None, None), "_headerExtensions"):
-        probe_missing.append("RTCRtpTransceiver._headerExtensions")
-    if probe_missing:
-        raise RuntimeError(f"aiortc lacks hooks the SFU needs: {probe_missing}")
-
-
-def check_instance_attrs(obj: object) -> None:
-    names = _RECEIVER_ATTRS if isinstance(obj, RTCRtpReceiver) else _SENDER_ATTRS
-    missing = [n for n in names if not hasattr(obj, n)]
-    if missing:
-        raise RuntimeError(f"aiortc {type(obj).__name__} lacks {missing}")
-
-
-def check_transport_attrs(dtls: object) -> None:
-    """The DTLS transport and ICE connection state the media fast path uses."""
-    missing = [n for n in _DTLS_ATTRS if not hasattr(dtls, n)]
-    connection = getattr(getattr(dtls, "transport", None), "_connection", None)
-    if connection is None:
-        missing.append("transport._connection")
-    else:
-        missing += [f"_connection.{n}" for n in _CONNECTION_ATTRS if not hasattr(connection, n)]
-    if missing:
-        raise RuntimeError(f"aiortc {type(dtls).__name__} lacks {missing}")
-
-
 def install_codec_guard() -> None:
     aiortc.rtcrtpreceiver.get_decoder = _refuse_codec  # type: ignore[assignment]
     aiortc.rtcrtpsender.get_encoder = _refuse_codec  # type: ignore[assignment]
@@ -163,7 +196,6 @@ def install_codec_guard() -> None:
 
 def guard_receiver(receiver: RTCRtpReceiver) -> None:
     """Swap the receiver's decoder queue for one that refuses frames."""
-    check_instance_attrs(receiver)
     receiver._RTCRtpReceiver__decoder_queue = _RefusingQueue()  # type: ignore[attr-defined]
 
 
@@ -184,3 +216,24 @@ def allow_loopback_ice() -> None:
 
     with_loopback._visitbridge_loopback = True  # type: ignore[attr-defined]
     aioice.ice.get_host_addresses = with_loopback  # type: ignore[assignment]
+
+
+def install_stun_demux() -> None:
+    """Hand RTP/RTCP datagrams to the ICE connection without trying to parse them as STUN.
+
+    aioice parses every datagram as STUN and takes the ``ValueError`` as "data". The first
+    byte tells them apart (RFC 7983): 128-191 is RTP/RTCP, STUN starts with 0-3.
+    """
+    stun_protocol = aioice.ice.StunProtocol
+    original = stun_protocol.datagram_received
+    if getattr(original, "_visitbridge_demux", False):
+        return
+
+    def datagram_received(self: Any, data: bytes, addr: tuple[Any, ...]) -> None:
+        if data and 127 < data[0] < 192:
+            self.receiver.data_received(data, self.local_candidate.component)
+            return
+        original(self, data, addr)
+
+    datagram_received._visitbridge_demux = True  # type: ignore[attr-defined]
+    stun_protocol.datagram_received = datagram_received  # type: ignore[method-assign]

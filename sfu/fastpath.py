@@ -11,7 +11,7 @@ one per peer connection with max-bundle) instead:
   synchronously; RTCP, DTLS and anything unexpected still go through aiortc's queue;
 * protects and sends outgoing RTP synchronously with the UDP transport's ``sendto``.
 
-Every private attribute used here is listed and checked in ``sfu.aiortc_glue``.
+The aiortc and aioice state this needs is reached through ``sfu.glue_rtp``.
 """
 
 from __future__ import annotations
@@ -23,18 +23,19 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import aioice.ice
+import aioice
 import pylibsrtp
-from aiortc.rtcdtlstransport import RTCDtlsTransport, State
+from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import RtpPacket
+
+from sfu import glue_rtp
+from sfu.aiortc_glue import install_stun_demux
 
 log = logging.getLogger(__name__)
 
 RTP_HEADER = struct.Struct("!BBHII")
 EXTENSION_HEADER = struct.Struct("!HH")
 NTP_OFFSET = 2208988800  # seconds from 1900 (NTP epoch) to 1970 (Unix epoch)
-CONNECTED = State.CONNECTED
-_StunProtocol = aioice.ice.StunProtocol
 
 
 def ntp_now() -> int:
@@ -45,9 +46,10 @@ def ntp_now() -> int:
 class InPacket:
     """An incoming RTP packet: what forwarding, history and the recorder read of it.
 
-    Duck-types the ``RtpPacket`` attributes the SFU and the recorder use (the header
-    fields and the payload); ``audio_level`` is the raw byte of the audio-level header
-    extension (V bit and level, as sent on the wire) or None.
+    Duck-types the ``RtpPacket`` attributes that aiortc's stream statistics and NACK
+    generator and the recorder's tap (``visit.tap.TappedPacket``) read: the header fields
+    and the payload. ``audio_level`` is the raw byte of the audio-level header extension
+    (V bit and level, as sent on the wire) or None.
     """
 
     __slots__ = ("payload_type", "marker", "sequence_number", "timestamp", "ssrc", "payload",
@@ -69,11 +71,6 @@ class InPacket:
         return cls(packet.payload_type, packet.marker, packet.sequence_number,
                    packet.timestamp, packet.ssrc, packet.payload,
                    None if level is None else ((0x80 if level[0] else 0) | (level[1] & 0x7F)))
-
-    def to_rtp(self) -> RtpPacket:
-        return RtpPacket(payload_type=self.payload_type, marker=self.marker,
-                         sequence_number=self.sequence_number, timestamp=self.timestamp,
-                         ssrc=self.ssrc, payload=self.payload)
 
 
 def parse_rtp(data: bytes, level_id: int = 0) -> InPacket | None:
@@ -210,7 +207,7 @@ class FastTransport:
     def __init__(self, dtls: RTCDtlsTransport) -> None:
         install_stun_demux()
         self.dtls = dtls
-        self.connection: aioice.Connection = dtls.transport._connection
+        self.connection: aioice.Connection = glue_rtp.ice_connection(dtls)
         self.level_id = 0  # id of the audio-level extension on this transport's receive side
         # receiver -> (handler, reads audio level); ssrc -> the same, learnt from aiortc
         self._handlers: dict[object, tuple[RtpHandler, bool]] = {}
@@ -219,8 +216,8 @@ class FastTransport:
         self._pair: object | None = None
         self._udp: Any = None
         self._addr: tuple[str, int] | None = None
-        self._original_data_received = self.connection.data_received
-        self.connection.data_received = self._data_received  # type: ignore[method-assign]
+        self._original_data_received = glue_rtp.hook_ice_data(self.connection,
+                                                              self._data_received)
         self._errors = 0
 
     def register(self, receiver: object, handler: RtpHandler, audio: bool) -> None:
@@ -234,12 +231,11 @@ class FastTransport:
     # -- receive ------------------------------------------------------------------------
 
     def _data_received(self, data: bytes, component: int) -> None:
-        dtls = self.dtls
         # RTP (not RTCP: second byte 192-208) once SRTP keys exist; RFC 7983 demux.
         if (len(data) >= 12 and 127 < data[0] < 192 and not 191 < data[1] < 209
-                and dtls._state is CONNECTED and dtls._rx_srtp is not None):
+                and (srtp := glue_rtp.srtp_receive(self.dtls)) is not None):
             try:
-                data = dtls._rx_srtp.unprotect(data)
+                data = srtp.unprotect(data)
             except pylibsrtp.Error:
                 return  # as aiortc: replayed, unauthenticated or unknown packets are dropped
             try:
@@ -264,19 +260,16 @@ class FastTransport:
 
     def _learn(self, data: bytes) -> tuple[RtpHandler, bool] | None:
         """An SSRC seen for the first time: let aiortc's router decide (it learns it)."""
-        dtls = self.dtls
-        try:
-            packet = RtpPacket.parse(data, dtls._rtp_header_extensions_map)
-        except ValueError:
+        routed = glue_rtp.route_rtp(self.dtls, data)
+        if routed is None:
             return None
-        receiver = dtls._rtp_router.route_rtp(packet)
+        packet, receiver = routed
         if receiver is None:
             return None
         route = self._handlers.get(receiver)
         if route is None:
             # Not ours (no forwarder yet): aiortc's own handler, as without the fast path.
-            asyncio.ensure_future(receiver._handle_rtp_packet(
-                packet, arrival_time_ms=int(time.time() * 1000)))
+            asyncio.ensure_future(glue_rtp.handle_rtp(receiver, packet, int(time.time() * 1000)))
             return None
         self._routes[packet.ssrc] = route
         return route
@@ -285,22 +278,19 @@ class FastTransport:
 
     def send_rtp(self, data: bytes) -> bool:
         """Protect and send one RTP packet; False if the transport cannot send."""
-        dtls = self.dtls
-        if dtls._state is not CONNECTED:
+        srtp = glue_rtp.srtp_send(self.dtls)
+        if srtp is None:
             return False
         try:
-            data = dtls._tx_srtp.protect(data)
+            data = srtp.protect(data)
         except pylibsrtp.Error:
             return False
-        pair = self.connection._nominated.get(1)
+        pair = glue_rtp.nominated_pair(self.connection)
         if pair is None:
             return False
         if pair is not self._pair:
-            protocol = pair.protocol
             self._pair = pair
-            # plain UDP: sendto is synchronous; TURN or TCP: their send is a coroutine
-            self._udp = protocol.transport if type(protocol) is _StunProtocol else None
-            self._addr = pair.remote_addr
+            self._udp, self._addr = glue_rtp.udp_destination(pair)
         if self._udp is not None:
             self._udp.sendto(data, self._addr)
         else:
@@ -313,22 +303,3 @@ class FastTransport:
         except ConnectionError:
             pass
 
-
-def install_stun_demux() -> None:
-    """Hand RTP/RTCP datagrams to the ICE connection without trying to parse them as STUN.
-
-    aioice parses every datagram as STUN and takes the ``ValueError`` as "data". The first
-    byte tells them apart (RFC 7983): 128-191 is RTP/RTCP, STUN starts with 0-3.
-    """
-    original = _StunProtocol.datagram_received
-    if getattr(original, "_visitbridge_demux", False):
-        return
-
-    def datagram_received(self: Any, data: bytes, addr: tuple[Any, ...]) -> None:
-        if data and 127 < data[0] < 192:
-            self.receiver.data_received(data, self.local_candidate.component)
-            return
-        original(self, data, addr)
-
-    datagram_received._visitbridge_demux = True  # type: ignore[attr-defined]
-    _StunProtocol.datagram_received = datagram_received  # type: ignore[method-assign]

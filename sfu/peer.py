@@ -27,9 +27,11 @@ from aiortc import (
 )
 from aiortc.sdp import candidate_from_sdp
 
-from sfu.aiortc_glue import check_instance_attrs, check_transport_attrs, guard_receiver
+from sfu.aiortc_glue import guard_receiver
 from sfu.fastpath import AUDIO_LEVEL_URI, FastTransport, extension_ids
-from sfu.forwarder import Sink, TrackForwarder
+from sfu.forwarder import TrackForwarder
+from sfu.glue_rtp import negotiated_codecs, negotiated_header_extensions, set_stream_id
+from sfu.sink import Sink
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +76,7 @@ class Peer:
             sinks: dict[str, Sink] = {}
             for kind in KINDS:
                 t = self.pc.addTransceiver(ParkedTrack(kind), direction="sendonly")
-                check_instance_attrs(t.sender)
-                t.sender._stream_id = f"slot{i}"  # audio and video of a slot: one stream
+                set_stream_id(t.sender, f"slot{i}")  # audio and video of a slot: one stream
                 pair[kind] = t
                 sinks[kind] = Sink(t.sender, kind)
             self._slot_transceivers.append(pair)
@@ -109,14 +110,14 @@ class Peer:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
         # max-bundle: every m-line shares one transport and one header extension map,
         # configured from every transceiver's negotiated extensions (as aiortc does).
-        ids = extension_ids([e for t in self.pc.getTransceivers() for e in t._headerExtensions])
+        ids = extension_ids([e for t in self.pc.getTransceivers()
+                             for e in negotiated_header_extensions(t)])
         for pair, sinks in zip(self._slot_transceivers, self.sinks, strict=True):
             for kind, t in pair.items():
-                sinks[kind].configure(t._codecs, t.mid, ids)
+                sinks[kind].configure(negotiated_codecs(t), t.mid, ids)
         for kind, t in self.publish.items():
             if t.currentDirection in ("recvonly", "sendrecv"):
                 guard_receiver(t.receiver)
-                check_transport_attrs(t.receiver.transport)
                 fast = FastTransport.of(t.receiver.transport)
                 fast.level_id = ids.get(AUDIO_LEVEL_URI, 0)
                 forwarder = TrackForwarder(t.receiver, kind, self._settings.max_video_bitrate_bps)
