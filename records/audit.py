@@ -30,39 +30,6 @@ COLUMNS = ("seq", "ts", "action", "actor", "role", "visit", "subject", "reason",
            "detail", "prev_hash", "hash")
 HASHED = COLUMNS[:-1]
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS audit (
-    seq INTEGER PRIMARY KEY,
-    ts REAL NOT NULL,
-    action TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    role TEXT NOT NULL,
-    visit TEXT,
-    subject TEXT,
-    reason TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    detail TEXT NOT NULL,
-    prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS audit_visit ON audit (visit, seq);
-CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
-BEGIN SELECT RAISE(ABORT, 'audit log is append-only: UPDATE refused'); END;
-CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
-BEGIN SELECT RAISE(ABORT, 'audit log is append-only: DELETE refused'); END;
-CREATE TABLE IF NOT EXISTS audit_head (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    seq INTEGER NOT NULL,
-    hash TEXT NOT NULL
-);
-CREATE TRIGGER IF NOT EXISTS audit_head_no_delete BEFORE DELETE ON audit_head
-BEGIN SELECT RAISE(ABORT, 'audit head cannot be deleted'); END;
-CREATE TRIGGER IF NOT EXISTS audit_head_forward_only BEFORE UPDATE ON audit_head
-WHEN NEW.seq != OLD.seq + 1
-  OR NEW.hash IS NOT (SELECT hash FROM audit WHERE seq = NEW.seq)
-BEGIN SELECT RAISE(ABORT, 'audit head only advances to the newest entry'); END;
-"""
-
 
 def canonical(value: Any) -> str:
     """The one JSON text of a value that hashes are computed over."""
@@ -88,11 +55,11 @@ def _check_no_token(value: Any) -> None:
 
 
 class AuditLog:
-    """Writes entries; the caller uses it from one thread (the event loop's)."""
+    """Writes entries to a connection from ``records.store.connect`` (which creates the
+    tables); the caller uses it from one thread (the event loop's)."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
-        db.executescript(SCHEMA)
         # Only a brand-new log gets a genesis head; a missing head on a log with entries
         # is left missing so that verify reports it.
         db.execute("INSERT INTO audit_head (id, seq, hash) SELECT 1, 0, ? "
