@@ -17,7 +17,6 @@ on each write or periodically); ``verify`` checks the file against itself only.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 from collections.abc import Mapping
@@ -25,20 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-GENESIS = "0" * 64
+from records.chain import GENESIS, Chain, canonical
+
 COLUMNS = ("seq", "ts", "action", "actor", "role", "visit", "subject", "reason", "outcome",
            "detail", "prev_hash", "hash")
-HASHED = COLUMNS[:-1]
-
-
-def canonical(value: Any) -> str:
-    """The one JSON text of a value that hashes are computed over."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False)
-
-
-def entry_hash(fields: Mapping[str, Any]) -> str:
-    return hashlib.sha256(canonical({k: fields[k] for k in HASHED}).encode()).hexdigest()
+# An entry's hash covers every other column (``detail`` as its canonical JSON text), in
+# Python's canonical JSON; see records.chain.
+CHAIN = Chain(prev="prev_hash", unhashed=("hash",), jq=False)
+entry_hash = CHAIN.entry_hash
 
 
 def _check_no_token(value: Any) -> None:
@@ -142,11 +135,12 @@ def verify(db: sqlite3.Connection) -> Verification:
             return Verification(False, checked, expected,
                                 f"Entry {expected} is missing: the log jumps from "
                                 f"{expected - 1} to {seq}.")
-        if fields["prev_hash"] != prev_hash:
+        link = CHAIN.check(fields, prev_hash)
+        if not link.follows:
             return Verification(False, checked, seq,
                                 f"Entry {seq} does not follow entry {seq - 1}: its prev_hash "
                                 "does not match that entry's hash.")
-        if entry_hash(fields) != fields["hash"]:
+        if not link.intact:
             return Verification(False, checked, seq,
                                 f"Entry {seq} was altered: its content does not match its "
                                 "hash.")
