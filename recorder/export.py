@@ -24,7 +24,6 @@ from typing import Any
 
 from recorder.manifest import MANIFEST_NAME, SEGMENT_NAME, SEGMENT_TYPES
 from recorder.signing import key_id_of, load_public_key
-from recorder.verify import HEX64, Report, verify_visit
 
 PUBLIC_KEY_NAME = "recording-public-key.pem"
 SEAL_NAME = "seal.txt"
@@ -188,61 +187,3 @@ def segment_files(visit_dir: Path) -> list[str]:
             if here.parts[0] in tracks or SEGMENT_NAME.fullmatch(name):
                 found.append((here / name).as_posix())
     return found
-
-
-def _export_root(unzipped_dir: Path) -> Path:
-    """The folder holding manifest.jsonl: the one given, or its single subfolder (what
-    unzip tools that extract into a folder named after the zip produce)."""
-    if (unzipped_dir / MANIFEST_NAME).exists() or (unzipped_dir / PUBLIC_KEY_NAME).exists():
-        return unzipped_dir
-    children = [p for p in unzipped_dir.iterdir() if p.is_dir()] if unzipped_dir.is_dir() \
-        else []
-    if len(children) == 1 and (children[0] / PUBLIC_KEY_NAME).exists():
-        return children[0]
-    return unzipped_dir
-
-
-def verify_export(unzipped_dir: Path, *, public_pem: bytes | None = None,
-                  expected_seal: str | None = None) -> Report:
-    """Verify an unzipped export offline: ``segments/`` against ``manifest.jsonl`` with the
-    bundled key and ``seal.txt``.
-
-    Pass ``public_pem`` (the key the prison publishes) and ``expected_seal`` when known:
-    the bundled ones only prove the export is self-consistent. A bundled key that differs
-    from ``public_pem`` is reported as a problem.
-    """
-    root = _export_root(Path(unzipped_dir))
-    problems: list[str] = []
-    bundled_path = root / PUBLIC_KEY_NAME
-    bundled = bundled_path.read_bytes() if bundled_path.is_file() else None
-    if bundled is None:
-        problems.append(f"{PUBLIC_KEY_NAME} is missing from the export.")
-    if public_pem is not None and bundled is not None:
-        try:
-            same = key_id_of(load_public_key(bundled)) == key_id_of(load_public_key(public_pem))
-        except ValueError as exc:
-            problems.append(f"{PUBLIC_KEY_NAME} cannot be used: {exc}.")
-        else:
-            if not same:
-                problems.append(f"{PUBLIC_KEY_NAME} is not the recording key given to check "
-                                "against: the export was signed with another key.")
-    key = public_pem if public_pem is not None else bundled
-    seal_path = root / SEAL_NAME
-    stored = seal_path.read_text(encoding="utf-8", errors="replace").strip() \
-        if seal_path.is_file() else None
-    if stored is None:
-        problems.append(f"{SEAL_NAME} is missing from the export.")
-    elif not HEX64.fullmatch(stored) and stored != UNSEALED_TEXT:
-        problems.append(f"{SEAL_NAME} does not hold a seal hash.")
-    if expected_seal is not None and stored is not None and HEX64.fullmatch(stored) \
-            and stored != expected_seal:
-        problems.append(f"{SEAL_NAME} holds {stored}, not the expected seal {expected_seal}.")
-    expected = expected_seal if expected_seal is not None else (
-        stored if stored is not None and HEX64.fullmatch(stored) else None)
-    if key is None:
-        return Report(False, problems, 0, [], False, 0.0)
-    report = verify_visit(root, key, expected, segments_dir=root / "segments")
-    if problems:
-        report.problems = problems + report.problems
-        report.ok = False
-    return report

@@ -42,14 +42,18 @@ from pathlib import Path
 from typing import Any, BinaryIO, TypedDict
 
 from recorder.signing import RecordingKey, fsync_dir, verify_signature
+from records.chain import GENESIS, Chain
 
 MANIFEST_NAME = "manifest.jsonl"
-GENESIS = "0" * 64
 CHUNK_BYTES = 1 << 20
 ENTRY_TYPES = ("segment", "recovered", "policy", "seal")
 SEGMENT_TYPES = ("segment", "recovered")
 SEGMENT_NAME = re.compile(r"segment-(\d+)\.(webm|mkv)")
-UNHASHED = ("hash", "sig")
+# Lines are written in the canonical form their hash is computed over, the one
+# ``jq -cS`` prints (see records.chain), so hand checks need nothing but jq.
+CHAIN = Chain(prev="prev", unhashed=("hash", "sig"), jq=True)
+canonical = CHAIN.canonical
+entry_hash = CHAIN.entry_hash
 
 
 class SegmentInfo(TypedDict):
@@ -64,37 +68,6 @@ class SegmentInfo(TypedDict):
 
 class ManifestError(Exception):
     """The manifest cannot be continued (sealed, damaged, other key, earlier write failed)."""
-
-
-def canonical(value: Any) -> bytes:
-    """The one byte string that hashes are computed over (and that lines are written as).
-
-    Python's compact sorted JSON, made to match what ``jq -cS`` prints so that an auditor
-    can recompute a hash with standard tools: DEL is escaped as ``\\u007f`` (it only
-    occurs inside strings, so the replacement touches nothing else) and a float with an
-    integral value is written as an integer (jq prints ``2.0`` as ``2``). Other floats
-    print the same in both (shortest round-trip form).
-    """
-    text = json.dumps(_jq_numbers(value), sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False, allow_nan=False)
-    return text.replace("\x7f", "\\u007f").encode("utf-8")
-
-
-def _jq_numbers(value: Any) -> Any:
-    if isinstance(value, float):
-        return int(value) if value.is_integer() else value
-    if isinstance(value, dict):
-        return {key: _jq_numbers(inner) for key, inner in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jq_numbers(inner) for inner in value]
-    return value
-
-
-def entry_hash(entry: Mapping[str, Any]) -> str:
-    """SHA-256 hex of the canonical JSON of every field but ``hash`` and ``sig``."""
-    return hashlib.sha256(
-        canonical({k: v for k, v in entry.items() if k not in UNHASHED})
-    ).hexdigest()
 
 
 def signed_bytes(hash_hex: str) -> bytes:
@@ -333,8 +306,9 @@ def _read_for_append(path: Path, key: RecordingKey) -> list[dict[str, Any]]:
             raise ManifestError(f"{path} seq {number} was signed with key "
                                 f"{entry.get('key_id')!r}, not the recording key {key.key_id}; "
                                 "continuing would mix keys in one manifest")
-        if entry.get("prev") != prev or entry_hash(entry) != entry.get("hash") \
-                or not verify_signature(public, signed_bytes(entry["hash"]), entry.get("sig")):
+        link = CHAIN.check(entry, prev)
+        if not (link.follows and link.intact) or not verify_signature(
+                public, signed_bytes(entry["hash"]), entry.get("sig")):
             raise ManifestError(f"{path} seq {number} fails its chain, hash or signature check")
         if entries and entries[-1]["type"] == "seal":
             raise ManifestError(f"{path} has entries after its seal")

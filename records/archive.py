@@ -20,37 +20,6 @@ STATES = ("recording", "sealed", "recovered", "deleted")
 DELETABLE = ("sealed", "recovered")
 DAY_S = 86400.0
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS recordings (
-    visit TEXT PRIMARY KEY,
-    inmate TEXT,
-    inmate_name TEXT,
-    visitors_json TEXT NOT NULL DEFAULT '[]',
-    starts_at REAL,
-    ends_at REAL,
-    state TEXT NOT NULL DEFAULT 'recording'
-        CHECK (state IN ('recording', 'sealed', 'recovered', 'deleted')),
-    seal TEXT,
-    bytes INTEGER,
-    seconds REAL,
-    finals_json TEXT NOT NULL DEFAULT '{}',
-    created_at REAL NOT NULL,
-    sealed_at REAL,
-    deleted_at REAL
-);
-CREATE INDEX IF NOT EXISTS recordings_starts ON recordings (starts_at);
-CREATE TABLE IF NOT EXISTS holds (
-    id INTEGER PRIMARY KEY,
-    visit TEXT NOT NULL,
-    placed_by TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    placed_at REAL NOT NULL,
-    released_by TEXT,
-    released_at REAL
-);
-CREATE INDEX IF NOT EXISTS holds_visit ON holds (visit, released_at);
-"""
-
 _ACTIVE_HOLD = "SELECT 1 FROM holds h WHERE h.visit = r.visit AND h.released_at IS NULL"
 
 
@@ -79,7 +48,6 @@ def _row(row: sqlite3.Row) -> dict[str, Any]:
 class Archive:
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
-        db.executescript(SCHEMA)
 
     # -- the recorder's side ------------------------------------------------------------
 

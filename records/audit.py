@@ -17,7 +17,6 @@ on each write or periodically); ``verify`` checks the file against itself only.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 from collections.abc import Mapping
@@ -25,53 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-GENESIS = "0" * 64
+from records.chain import GENESIS, Chain, canonical
+
 COLUMNS = ("seq", "ts", "action", "actor", "role", "visit", "subject", "reason", "outcome",
            "detail", "prev_hash", "hash")
-HASHED = COLUMNS[:-1]
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS audit (
-    seq INTEGER PRIMARY KEY,
-    ts REAL NOT NULL,
-    action TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    role TEXT NOT NULL,
-    visit TEXT,
-    subject TEXT,
-    reason TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    detail TEXT NOT NULL,
-    prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS audit_visit ON audit (visit, seq);
-CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
-BEGIN SELECT RAISE(ABORT, 'audit log is append-only: UPDATE refused'); END;
-CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
-BEGIN SELECT RAISE(ABORT, 'audit log is append-only: DELETE refused'); END;
-CREATE TABLE IF NOT EXISTS audit_head (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    seq INTEGER NOT NULL,
-    hash TEXT NOT NULL
-);
-CREATE TRIGGER IF NOT EXISTS audit_head_no_delete BEFORE DELETE ON audit_head
-BEGIN SELECT RAISE(ABORT, 'audit head cannot be deleted'); END;
-CREATE TRIGGER IF NOT EXISTS audit_head_forward_only BEFORE UPDATE ON audit_head
-WHEN NEW.seq != OLD.seq + 1
-  OR NEW.hash IS NOT (SELECT hash FROM audit WHERE seq = NEW.seq)
-BEGIN SELECT RAISE(ABORT, 'audit head only advances to the newest entry'); END;
-"""
-
-
-def canonical(value: Any) -> str:
-    """The one JSON text of a value that hashes are computed over."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False)
-
-
-def entry_hash(fields: Mapping[str, Any]) -> str:
-    return hashlib.sha256(canonical({k: fields[k] for k in HASHED}).encode()).hexdigest()
+# An entry's hash covers every other column (``detail`` as its canonical JSON text), in
+# Python's canonical JSON; see records.chain.
+CHAIN = Chain(prev="prev_hash", unhashed=("hash",), jq=False)
+entry_hash = CHAIN.entry_hash
 
 
 def _check_no_token(value: Any) -> None:
@@ -88,11 +48,11 @@ def _check_no_token(value: Any) -> None:
 
 
 class AuditLog:
-    """Writes entries; the caller uses it from one thread (the event loop's)."""
+    """Writes entries to a connection from ``records.store.connect`` (which creates the
+    tables); the caller uses it from one thread (the event loop's)."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
-        db.executescript(SCHEMA)
         # Only a brand-new log gets a genesis head; a missing head on a log with entries
         # is left missing so that verify reports it.
         db.execute("INSERT INTO audit_head (id, seq, hash) SELECT 1, 0, ? "
@@ -175,11 +135,12 @@ def verify(db: sqlite3.Connection) -> Verification:
             return Verification(False, checked, expected,
                                 f"Entry {expected} is missing: the log jumps from "
                                 f"{expected - 1} to {seq}.")
-        if fields["prev_hash"] != prev_hash:
+        link = CHAIN.check(fields, prev_hash)
+        if not link.follows:
             return Verification(False, checked, seq,
                                 f"Entry {seq} does not follow entry {seq - 1}: its prev_hash "
                                 "does not match that entry's hash.")
-        if entry_hash(fields) != fields["hash"]:
+        if not link.intact:
             return Verification(False, checked, seq,
                                 f"Entry {seq} was altered: its content does not match its "
                                 "hash.")

@@ -1,7 +1,9 @@
 """What must outlive the process, in one SQLite file: visits seen, the ledger, revocations.
 
-The audit log and the webhook outbox keep their own tables in the same file. SQLite in
-WAL mode: writes are small and local, so they run on the event loop's thread.
+The audit log, the webhook outbox and the recordings index keep their tables in the same
+file; :func:`connect` brings its schema up to date (``records.migrations``) before anyone
+uses it. SQLite in WAL mode: writes are small and local, so they run on the event loop's
+thread.
 """
 
 from __future__ import annotations
@@ -11,32 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS visits (
-    id TEXT PRIMARY KEY,
-    starts_at REAL, ends_at REAL, privileged INTEGER NOT NULL DEFAULT 0,
-    state TEXT NOT NULL, cause TEXT, reason TEXT NOT NULL DEFAULT '',
-    started_at REAL, ended_at REAL, updated_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS participants (
-    visit TEXT NOT NULL, sub TEXT NOT NULL, name TEXT NOT NULL, role TEXT NOT NULL,
-    seconds REAL NOT NULL DEFAULT 0, first_joined_at REAL, last_left_at REAL,
-    PRIMARY KEY (visit, sub)
-);
-CREATE TABLE IF NOT EXISTS revocations (
-    visit TEXT NOT NULL, sub TEXT NOT NULL, at REAL NOT NULL, by TEXT NOT NULL,
-    PRIMARY KEY (visit, sub)
-);
-"""
+from records.migrations import migrate
 
 
 def connect(path: Path) -> sqlite3.Connection:
+    """Open (creating if needed) the database, migrated to the latest schema."""
     path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(path, isolation_level=None)  # autocommit; explicit BEGIN where needed
     db.row_factory = sqlite3.Row
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute("PRAGMA busy_timeout=5000")
+    migrate(db)
     return db
 
 
@@ -56,7 +44,6 @@ class VisitRow:
 class Store:
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
-        db.executescript(SCHEMA)
 
     def visit(self, visit_id: str) -> VisitRow | None:
         row = self.db.execute("SELECT * FROM visits WHERE id = ?", (visit_id,)).fetchone()

@@ -37,21 +37,6 @@ DELIVERIES = Counter("visitbridge_webhook_deliveries",
 OUTBOX_DEPTH = Gauge("visitbridge_webhook_outbox_depth",
                      "Webhook events not yet delivered to the records system")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    type TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    body TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at REAL NOT NULL,
-    last_error TEXT NOT NULL DEFAULT '',
-    delivered_at REAL
-);
-CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (seq) WHERE delivered_at IS NULL;
-"""
-
 
 @dataclass(frozen=True)
 class Event:
@@ -63,11 +48,11 @@ class Event:
 
 
 class Outbox:
-    """The durable queue; each method commits before returning."""
+    """The durable queue; each method commits before returning. Takes a connection from
+    ``records.store.connect``, which creates the ``outbox`` table."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
-        db.executescript(SCHEMA)
         OUTBOX_DEPTH.set(self.depth())
 
     def add(self, event_type: str, data: Mapping[str, Any], now: float) -> str:

@@ -19,7 +19,6 @@ from recorder.export import (
     SCRIPT_START,
     VERIFYING_NAME,
     export_visit,
-    verify_export,
 )
 from recorder.manifest import (
     GENESIS,
@@ -31,7 +30,7 @@ from recorder.manifest import (
     signed_bytes,
 )
 from recorder.signing import RecordingKey, load_or_create, verify_with
-from recorder.verify import Report, verify_visit
+from recorder.verify import Report, verify_export, verify_visit
 from recorder.verify import main as verify_main
 
 # Three tracks whose segments interleave in time; H.264 video goes to .mkv.

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from records.audit import AuditLog, entry_hash, verify, verify_file
+from records.store import connect
 
 T0 = 1_760_000_000.0
 
@@ -17,8 +18,7 @@ T0 = 1_760_000_000.0
 def log_path(tmp_path: Path) -> Iterator[Path]:
     """A log file with five entries, written the way the server would."""
     path = tmp_path / "visitbridge.sqlite3"
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
+    db = connect(path)
     log = AuditLog(db)
     log.record(action="visit.monitor.start", actor="officer-7", role="officer", now=T0,
                visit="v-1", reason="routine")
@@ -158,7 +158,7 @@ def test_a_row_with_a_forged_prev_hash_and_a_recomputed_hash_is_detected(
 
 def test_a_fresh_empty_log_verifies(tmp_path: Path) -> None:
     path = tmp_path / "empty.sqlite3"
-    db = sqlite3.connect(path)
+    db = connect(path)
     AuditLog(db)
     assert verify(db).ok
     db.close()
@@ -179,7 +179,7 @@ def test_a_database_without_an_audit_log_does_not_verify(tmp_path: Path) -> None
 ])
 def test_a_detail_carrying_a_token_is_refused_and_nothing_is_written(
         tmp_path: Path, detail: dict[str, object]) -> None:
-    db = sqlite3.connect(tmp_path / "a.sqlite3")
+    db = connect(tmp_path / "a.sqlite3")
     log = AuditLog(db)
     with pytest.raises(ValueError, match="token"):
         log.record(action="join.refused", actor="family-9", role="family", now=T0,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ import pytest
 from aiohttp import web
 from prometheus_client import REGISTRY
 
+from records.store import connect
 from records.webhooks import Outbox, WebhookSender, backoff_s, sign, verify_signature
 
 SECRET = b"records-system-shared-secret"
@@ -77,13 +77,6 @@ async def receiver() -> AsyncIterator[Receiver]:
     yield r
     if r.runner is not None:
         await r.stop()
-
-
-def connect(path: Path) -> sqlite3.Connection:
-    """Opened the way records.store opens the server's database."""
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    return db
 
 
 def free_port() -> int:

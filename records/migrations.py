@@ -1,0 +1,183 @@
+"""The database schema, in one place: an ordered list of migrations applied at start-up.
+
+``records.store.connect`` calls :func:`migrate`, which applies each migration not yet
+applied in its own transaction and records it in ``schema_migrations`` (``version``,
+``applied_at`` in unix seconds) in that same transaction, so a failing migration leaves
+the database and its version as they were. Several workers may start at once: the write
+lock taken before the version is read makes the second one find the work done.
+
+Adding a migration: append ``Migration(<last version + 1>, "<what and why>", (...))``
+to ``MIGRATIONS``, one SQL statement per string, plus a test that upgrades a database
+from the version before. Never edit, renumber or remove a migration that has shipped:
+databases in the field have applied it and will not run it again. Keep statements plain
+SQL (types TEXT, INTEGER, REAL; no SQLite-only syntax where a portable form exists), as
+a PostgreSQL backend is meant to apply this same list; the triggers of migration 1 are
+the exception and need a translation there.
+
+Releases before this list had no migrations: each module ran ``CREATE ... IF NOT
+EXISTS`` for its own tables. Migration 1 is exactly those statements, so a database from
+such a release (its tables present, no version recorded) is adopted as version 1:
+applying migration 1 to it creates only what is missing and keeps every row.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+VERSIONS_TABLE = """CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY,
+    applied_at REAL NOT NULL
+)"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "the schema of the releases before migrations", (
+        # The visits ledger and revocations (records.store).
+        """CREATE TABLE IF NOT EXISTS visits (
+    id TEXT PRIMARY KEY,
+    starts_at REAL, ends_at REAL, privileged INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL, cause TEXT, reason TEXT NOT NULL DEFAULT '',
+    started_at REAL, ended_at REAL, updated_at REAL NOT NULL
+)""",
+        """CREATE TABLE IF NOT EXISTS participants (
+    visit TEXT NOT NULL, sub TEXT NOT NULL, name TEXT NOT NULL, role TEXT NOT NULL,
+    seconds REAL NOT NULL DEFAULT 0, first_joined_at REAL, last_left_at REAL,
+    PRIMARY KEY (visit, sub)
+)""",
+        """CREATE TABLE IF NOT EXISTS revocations (
+    visit TEXT NOT NULL, sub TEXT NOT NULL, at REAL NOT NULL, by TEXT NOT NULL,
+    PRIMARY KEY (visit, sub)
+)""",
+        # The audit log (records.audit): append-only, and its head only moves forward.
+        """CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,
+    action TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    role TEXT NOT NULL,
+    visit TEXT,
+    subject TEXT,
+    reason TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+)""",
+        "CREATE INDEX IF NOT EXISTS audit_visit ON audit (visit, seq)",
+        """CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'audit log is append-only: UPDATE refused'); END""",
+        """CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'audit log is append-only: DELETE refused'); END""",
+        """CREATE TABLE IF NOT EXISTS audit_head (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL
+)""",
+        """CREATE TRIGGER IF NOT EXISTS audit_head_no_delete BEFORE DELETE ON audit_head
+BEGIN SELECT RAISE(ABORT, 'audit head cannot be deleted'); END""",
+        """CREATE TRIGGER IF NOT EXISTS audit_head_forward_only BEFORE UPDATE ON audit_head
+WHEN NEW.seq != OLD.seq + 1
+  OR NEW.hash IS NOT (SELECT hash FROM audit WHERE seq = NEW.seq)
+BEGIN SELECT RAISE(ABORT, 'audit head only advances to the newest entry'); END""",
+        # The webhook outbox (records.webhooks).
+        """CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    type TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    body TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    last_error TEXT NOT NULL DEFAULT '',
+    delivered_at REAL
+)""",
+        "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (seq) WHERE delivered_at IS NULL",
+        # The recordings index and legal holds (records.archive).
+        """CREATE TABLE IF NOT EXISTS recordings (
+    visit TEXT PRIMARY KEY,
+    inmate TEXT,
+    inmate_name TEXT,
+    visitors_json TEXT NOT NULL DEFAULT '[]',
+    starts_at REAL,
+    ends_at REAL,
+    state TEXT NOT NULL DEFAULT 'recording'
+        CHECK (state IN ('recording', 'sealed', 'recovered', 'deleted')),
+    seal TEXT,
+    bytes INTEGER,
+    seconds REAL,
+    finals_json TEXT NOT NULL DEFAULT '{}',
+    created_at REAL NOT NULL,
+    sealed_at REAL,
+    deleted_at REAL
+)""",
+        "CREATE INDEX IF NOT EXISTS recordings_starts ON recordings (starts_at)",
+        """CREATE TABLE IF NOT EXISTS holds (
+    id INTEGER PRIMARY KEY,
+    visit TEXT NOT NULL,
+    placed_by TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    placed_at REAL NOT NULL,
+    released_by TEXT,
+    released_at REAL
+)""",
+        "CREATE INDEX IF NOT EXISTS holds_visit ON holds (visit, released_at)",
+    )),
+)
+
+class SchemaTooNew(RuntimeError):
+    """The database was migrated by a newer release; this one must not write to it."""
+
+
+def version(db: sqlite3.Connection) -> int:
+    """The last migration applied; 0 for an empty database or one from before migrations."""
+    if "schema_migrations" not in _tables(db):
+        return 0
+    return int(db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+               .fetchone()[0])
+
+
+def migrate(db: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIONS) -> int:
+    """Apply the migrations not yet applied, each in its own transaction; returns the
+    version reached. ``db`` must not be inside a transaction."""
+    if [m.version for m in migrations] != list(range(1, len(migrations) + 1)):
+        raise ValueError("migrations must be numbered 1, 2, 3, ... in order")
+    latest = migrations[-1].version if migrations else 0
+    current = version(db)
+    if current > latest:
+        raise SchemaTooNew(f"the database is at schema version {current}, newer than the "
+                           f"{latest} this release knows; use the release that wrote it")
+    for migration in migrations[current:]:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(VERSIONS_TABLE)
+            current = version(db)  # again under the write lock: another worker may be done
+            if current < migration.version:
+                if current == 0 and _tables(db) - {"schema_migrations", "sqlite_sequence"}:
+                    log.info("adopting a database from before schema migrations",
+                             extra={"tables": sorted(_tables(db))})
+                for statement in migration.statements:
+                    db.execute(statement)
+                db.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+                           (migration.version, time.time()))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    return version(db)
+
+
+def _tables(db: sqlite3.Connection) -> set[str]:
+    return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

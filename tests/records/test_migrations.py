@@ -1,0 +1,172 @@
+"""Schema migrations: new databases, databases of the previous release, failed upgrades."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from records.archive import Archive
+from records.audit import AuditLog, verify
+from records.migrations import MIGRATIONS, Migration, SchemaTooNew, migrate, version
+from records.store import Store, connect
+from records.webhooks import Outbox
+
+T0 = 1_760_000_000.0
+TABLES = {"visits", "participants", "revocations", "audit", "audit_head", "outbox",
+          "recordings", "holds"}
+
+# What the release before migrations ran when it opened the database, copied as it was.
+PREVIOUS_RELEASE_DDL = (Path(__file__).parent / "previous_release.sql").read_text()
+
+
+def schema(db: sqlite3.Connection) -> dict[str, str]:
+    """Every table, index and trigger of the application, by name, with its SQL."""
+    return {name: sql for name, sql in db.execute(
+        "SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL "
+        "AND name != 'schema_migrations'")}
+
+
+def previous_release_database(path: Path) -> None:
+    """A database as the previous release left it: its tables, with rows in them."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.executescript(PREVIOUS_RELEASE_DDL)
+    db.row_factory = sqlite3.Row
+    store = Store(db)
+    store.save_visit("v-1", T0, state="ended", starts_at=T0, ends_at=T0 + 1800,
+                     reason="over")
+    store.participant_seen("v-1", "family-3", "Ana Família", "family", T0)
+    store.revoke("v-1", "family-9", "officer-7", T0)
+    audit = AuditLog(db)
+    audit.record(action="visit.monitor.start", actor="officer-7", role="officer", now=T0,
+                 visit="v-1", reason="routine")
+    audit.record(action="recording.export", actor="compliance-2", role="compliance",
+                 now=T0 + 60, visit="v-1", detail={"files": 4})
+    Outbox(db).add("visit.ended", {"visit": "v-1"}, T0)
+    archive = Archive(db)
+    archive.started("v-1", "inmate-1", "Inmate One", T0, T0 + 1800, T0)
+    archive.hold("v-1", "compliance-2", "subpoena", T0 + 120)
+    db.close()
+
+
+def test_a_new_database_gets_every_table_at_the_latest_version(tmp_path: Path) -> None:
+    db = connect(tmp_path / "new.db")
+    assert TABLES <= set(schema(db))
+    assert version(db) == MIGRATIONS[-1].version
+    applied = db.execute("SELECT version, applied_at FROM schema_migrations").fetchall()
+    assert [row[0] for row in applied] == [m.version for m in MIGRATIONS]
+    assert all(row[1] > T0 for row in applied)
+    # The classes work on it as they are.
+    AuditLog(db).record(action="visit.monitor.start", actor="officer-7", role="officer",
+                        now=T0)
+    assert verify(db).ok and Outbox(db).depth() == 0
+
+
+def test_migration_1_is_exactly_the_previous_release_schema(tmp_path: Path) -> None:
+    old = sqlite3.connect(tmp_path / "old.db")
+    old.executescript(PREVIOUS_RELEASE_DDL)
+    new = sqlite3.connect(tmp_path / "new.db", isolation_level=None)
+    migrate(new, MIGRATIONS[:1])
+    assert schema(new) == schema(old)
+
+
+def test_a_previous_release_database_is_adopted_keeping_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "visitbridge.db"
+    previous_release_database(path)
+    before = sqlite3.connect(path)
+    old_schema = schema(before)
+    before.close()
+
+    db = connect(path)
+    assert version(db) == MIGRATIONS[-1].version
+    assert db.execute("SELECT MIN(version) FROM schema_migrations").fetchone()[0] == 1
+    assert {k: v for k, v in schema(db).items() if k in old_schema} == old_schema
+    store = Store(db)
+    visit = store.visit("v-1")
+    assert visit is not None and visit.state == "ended" and visit.reason == "over"
+    assert store.participants("v-1")[0]["name"] == "Ana Família"
+    assert store.revoked("v-1", "family-9")
+    result = verify(db)
+    assert result.ok and result.checked == 2
+    assert AuditLog(db).entries()[1]["detail"] == {"files": 4}
+    assert Outbox(db).depth() == 1
+    archive = Archive(db)
+    recording = archive.get("v-1")
+    assert recording is not None and recording["inmate_name"] == "Inmate One"
+    assert archive.on_hold("v-1")
+    # And the log continues where it stopped.
+    assert AuditLog(db).record(action="recording.replay", actor="compliance-2",
+                               role="compliance", now=T0 + 300, visit="v-1") == 3
+    assert verify(db).ok
+
+
+def test_a_partial_previous_release_database_gets_its_missing_tables(tmp_path: Path) -> None:
+    # A file that only ever held the audit log (the audit tables alone).
+    path = tmp_path / "audit-only.db"
+    old = sqlite3.connect(path, isolation_level=None)
+    old.executescript(";\n".join(
+        part for part in PREVIOUS_RELEASE_DDL.split(";\n")
+        if "audit" in part.split("(")[0]) + ";")
+    AuditLog(old).record(action="visit.monitor.start", actor="officer-7", role="officer",
+                         now=T0)
+    old.close()
+
+    db = connect(path)
+    assert TABLES <= set(schema(db))
+    assert verify(db).ok and verify(db).checked == 1
+
+
+def test_migrating_twice_changes_nothing(tmp_path: Path) -> None:
+    db = connect(tmp_path / "vb.db")
+    applied = db.execute("SELECT * FROM schema_migrations").fetchall()
+    statements: list[str] = []
+    db.set_trace_callback(statements.append)
+    assert migrate(db) == MIGRATIONS[-1].version
+    db.set_trace_callback(None)
+    assert not [s for s in statements if not s.lstrip().upper().startswith("SELECT")]
+    assert db.execute("SELECT * FROM schema_migrations").fetchall() == applied
+    db.close()
+    assert version(connect(tmp_path / "vb.db")) == MIGRATIONS[-1].version
+
+
+def test_a_failing_migration_rolls_back_and_keeps_the_version(tmp_path: Path) -> None:
+    path = tmp_path / "vb.db"
+    db = connect(path)
+    Store(db).save_visit("v-1", T0, state="waiting")
+    before = schema(db)
+    broken = (*MIGRATIONS, Migration(len(MIGRATIONS) + 1, "half right", (
+        "ALTER TABLE visits ADD COLUMN room TEXT",
+        "UPDATE visits SET room = 'A'",
+        "ALTER TABLE no_such_table ADD COLUMN x TEXT",
+    )))
+    with pytest.raises(sqlite3.OperationalError, match="no_such_table"):
+        migrate(db, broken)
+    assert not db.in_transaction
+    assert version(db) == MIGRATIONS[-1].version
+    assert schema(db) == before  # the column added before the failure is gone
+    assert Store(db).visit("v-1") is not None
+
+    fixed = (*MIGRATIONS, Migration(len(MIGRATIONS) + 1, "room", (
+        "ALTER TABLE visits ADD COLUMN room TEXT",
+        "UPDATE visits SET room = 'A'",
+    )))
+    assert migrate(db, fixed) == len(MIGRATIONS) + 1
+    assert [tuple(row) for row in db.execute("SELECT room FROM visits")] == [("A",)]
+
+
+def test_a_first_migration_that_fails_leaves_an_empty_database(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "vb.db", isolation_level=None)
+    broken = (Migration(1, "broken", ("CREATE TABLE t (x INTEGER)", "SELECT * FROM nowhere")),)
+    with pytest.raises(sqlite3.OperationalError):
+        migrate(db, broken)
+    assert version(db) == 0
+    assert db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0
+
+
+def test_a_database_from_a_newer_release_is_refused(tmp_path: Path) -> None:
+    db = connect(tmp_path / "vb.db")
+    db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (len(MIGRATIONS) + 1, T0))
+    with pytest.raises(SchemaTooNew):
+        migrate(db)
