@@ -14,14 +14,8 @@ import aiohttp
 import pytest
 
 from auth.tokens import VisitClaim
-from tests.support.server import (
-    Participant,
-    Server,
-    metric,
-    participants,
-    running_server,
-    visit_now,
-)
+from tests.support import server as support
+from tests.support.server import Participant, Server, participants, running_server, visit_now
 
 
 @pytest.fixture(scope="module")
@@ -274,11 +268,11 @@ def audit_rows(server: Server, action: str) -> list[dict[str, Any]]:
 
 async def test_a_refused_bearer_token_is_counted_and_audited(server: Server) -> None:
     path = "/api/visits/api-count-1/participants/family-c1/mute"
-    before = await metric(server, "visitbridge_token_refusals_total", 'code="malformed"')
+    before = await support.metric(server, "visitbridge_token_refusals_total", 'code="malformed"')
     status, body = await call(server, "POST", path, "not-a-token")
     assert (status, body["error"]) == (401, "malformed")
-    assert await metric(server, "visitbridge_token_refusals_total",
-                        'code="malformed"') == before + 1
+    assert await support.metric(server, "visitbridge_token_refusals_total",
+                                'code="malformed"') == before + 1
     rows = [r for r in audit_rows(server, "api") if r["visit"] == "api-count-1"]
     assert [(r["actor"], r["outcome"], r["reason"], r["subject"], r["detail"])
             for r in rows] == [("unknown", "refused", "malformed", "family-c1",
