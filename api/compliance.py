@@ -2,26 +2,21 @@
 
 Bearer tokens with role ``compliance``. Every search, replay, verify, export, hold and
 release is written to the audit log with the token's ``sub`` as actor; every refused
-call is audited too. Errors answer ``{"error": code, "message": ...}`` like ``api.py``.
+call is audited too (api.bearer). Errors answer ``{"error": code, "message": ...}``
+(api.errors).
 
-Replay: a ``<video src>`` cannot send an ``Authorization`` header, and a bearer token must
-never appear in a URL (URLs end up in logs and browser history). So the details (and
-tickets) endpoints hand out one *media ticket* per final file: an HMAC-SHA256, under a
-random secret that lives only in this process, over visit, participant and an expiry
-ten minutes ahead. A ticket opens that one file until it expires, across all the range
-requests a player makes; the replay is audited once, when the ticket is issued.
+Replay: the details (and tickets) endpoints hand out one media ticket (api.replay) per
+final file, so that a player needs no bearer token in the URL; the replay is audited
+once, when the ticket is issued.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import dataclasses
 import hashlib
-import hmac
 import json
 import re
-import secrets
 import shutil
 import tempfile
 import time
@@ -34,15 +29,16 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from api.records import error, http_error, json_body
-from auth.tokens import Claims, TokenError, TokenVerifier
+from api.bearer import Bearer
+from api.errors import error, http_error
+from api.records import json_body
+from api.replay import MEDIA_TYPES, TICKET_TTL_S, MediaTickets, final_files, from_start
+from auth.tokens import Claims, TokenVerifier
 from recorder.retention import visit_folder
 from records.archive import Archive, RecordingDeleted, UnknownRecording
 from records.audit import AuditLog
 
 ROLES = ("compliance",)
-TICKET_TTL_S = 600
-MEDIA_TYPES = {".webm": "video/webm", ".mkv": "video/x-matroska"}
 _dumps = partial(json.dumps, default=str)
 
 
@@ -85,14 +81,13 @@ class Compliance:
                  recordings_dir: Path, recording_public_pem: Callable[[], bytes], *,
                  clock: Callable[[], float] = time.time,
                  ticket_ttl_s: float = TICKET_TTL_S) -> None:
-        self._verifier = verifier
+        self._bearer = Bearer(verifier, audit, subject="participant", clock=clock)
         self._archive = archive
         self._audit_log = audit
         self._recordings_dir = Path(recordings_dir)
         self._public_pem = recording_public_pem
         self._clock = clock
-        self._ticket_ttl_s = ticket_ttl_s
-        self._secret = secrets.token_bytes(32)  # per process: a restart voids all tickets
+        self._tickets = MediaTickets(clock=clock, ttl_s=ticket_ttl_s)
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -107,27 +102,10 @@ class Compliance:
             web.post("/api/recordings/{visit}/hold/release", self.release),
         ]
 
-    # -- authorization and audit (the pattern of api.Api) -------------------------------
+    # -- authorization and audit ---------------------------------------------------------
 
     async def _authorize(self, request: web.Request) -> Claims:
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            self._refused("missing_token", request)
-            raise http_error(401, "missing_token", "send 'Authorization: Bearer <token>'")
-        try:
-            return await self._verifier.verify(token.strip(), now=self._clock(), roles=ROLES)
-        except TokenError as exc:
-            self._refused(exc.code, request)
-            raise http_error(403 if exc.code == "wrong_role" else 401, exc.code, exc.message) \
-                from None
-
-    def _refused(self, code: str, request: web.Request) -> None:
-        self._audit_log.record(
-            action="api", outcome="refused", reason=code, now=self._clock(), actor="unknown",
-            role="", visit=request.match_info.get("visit"),
-            subject=request.match_info.get("participant"),
-            detail={"request": f"{request.method} {request.path}"})
+        return await self._bearer.authorize(request, ROLES)
 
     def _audit(self, claims: Claims, action: str, visit: str | None,
                subject: str | None = None, reason: str = "", outcome: str = "ok",
@@ -141,7 +119,7 @@ class Compliance:
     def _recording(self, visit: str) -> dict[str, Any]:
         row = self._archive.get(visit)
         if row is None or visit_folder(self._recordings_dir, visit) is None:
-            raise _error(404, "unknown_recording", "no recording of this visit is indexed")
+            raise http_error(404, "unknown_recording", "no recording of this visit is indexed")
         return row
 
     def _folder(self, visit: str) -> Path:
@@ -150,34 +128,8 @@ class Compliance:
         return folder
 
     def _finals(self, visit: str, row: dict[str, Any]) -> dict[str, tuple[Path, float]]:
-        """Participant id -> (final file inside the visit's folder, offset on the timeline).
-
-        The index maps each participant to the file's path relative to the visit folder,
-        or to ``{"path": ..., "offset_s": ...}`` when the file does not start at the
-        visit's time zero. Without an index entry, ``final/*.webm|mkv`` is used.
-        """
-        if row["state"] == "deleted":
-            return {}
-        folder = self._folder(visit)
-        base = folder.resolve()
-        named: dict[str, tuple[Path, float]] = {}
-        for participant, entry in (row.get("finals") or {}).items():
-            if isinstance(entry, dict):
-                rel, offset = str(entry.get("path", "")), float(entry.get("offset_s") or 0)
-            else:
-                rel, offset = str(entry), 0.0
-            if rel:
-                named[str(participant)] = (folder / rel, offset)
-        if not named and (folder / "final").is_dir():
-            named = {p.stem: (p, 0.0) for p in sorted((folder / "final").iterdir())
-                     if p.suffix in MEDIA_TYPES}
-        found = {}
-        for participant, (path, offset) in named.items():
-            resolved = path.resolve()
-            if resolved.is_relative_to(base) and resolved.is_file() \
-                    and resolved.suffix in MEDIA_TYPES:
-                found[participant] = (resolved, offset)
-        return found
+        """Participant id -> (final file, offset on the timeline); none once deleted."""
+        return {} if row["state"] == "deleted" else final_files(self._folder(visit), row)
 
     def _people(self, row: dict[str, Any]) -> list[dict[str, str]]:
         people = []
@@ -189,33 +141,16 @@ class Compliance:
                            "role": "visitor"})
         return people
 
-    def ticket(self, visit: str, participant: str, expires_at: int) -> str:
-        message = json.dumps(["media", visit, participant, expires_at])  # unambiguous
-        mac = hmac.new(self._secret, message.encode(), hashlib.sha256).digest()
-        return f"{expires_at}.{base64.urlsafe_b64encode(mac).decode().rstrip('=')}"
-
-    def check_ticket(self, ticket: str, visit: str, participant: str) -> str | None:
-        """None if the ticket opens this file now, else the refusal code."""
-        expires_text, _, _ = ticket.partition(".")
-        if not expires_text.isdigit() or len(expires_text) > 12:
-            return "bad_ticket"
-        expected = self.ticket(visit, participant, int(expires_text))
-        if not hmac.compare_digest(expected.encode(), ticket.encode()):
-            return "bad_ticket"
-        if int(expires_text) < self._clock():
-            return "ticket_expired"
-        return None
-
     def _issue(self, claims: Claims, visit: str, row: dict[str, Any]) -> list[dict[str, Any]]:
         """One ticket per final file, each audited as a replay."""
         files = self._finals(visit, row)
         order = [p["id"] for p in self._people(row)]
         names = {p["id"]: p for p in self._people(row)}
         ordered = sorted(files, key=lambda p: (order.index(p) if p in order else len(order), p))
-        expires_at = int(self._clock() + self._ticket_ttl_s)
+        expires_at = self._tickets.expiry()
         finals = []
         for participant in ordered:
-            ticket = self.ticket(visit, participant, expires_at)
+            ticket = self._tickets.ticket(visit, participant, expires_at)
             person = names.get(participant, {"name": participant, "role": "participant"})
             self._audit(claims, "recording_replay", visit, subject=participant,
                         detail={"ticket_expires_at": expires_at})
@@ -292,7 +227,7 @@ class Compliance:
             **self._summary(row), "participants": self._people(row), "finals": finals,
             "holds": self._archive.holds(visit), "integrity": integrity,
             "export_url": f"/api/recordings/{quote(visit, safe='')}/export",
-            "ticket_ttl_s": self._ticket_ttl_s,
+            "ticket_ttl_s": self._tickets.ttl_s,
         }, dumps=_dumps)
 
     async def tickets(self, request: web.Request) -> web.Response:
@@ -310,9 +245,9 @@ class Compliance:
         if "Authorization" in request.headers or ticket is None:
             claims = await self._authorize(request)
         else:
-            refusal = self.check_ticket(ticket, visit, participant)
+            refusal = self._tickets.check(ticket, visit, participant)
             if refusal is not None:
-                self._refused(refusal, request)
+                self._bearer.refused(request, refusal)
                 return error(403, refusal, "this media link is not valid; reload the recording"
                              if refusal == "bad_ticket" else
                              "this media link has expired; reload the recording")
@@ -321,7 +256,7 @@ class Compliance:
         if final is None:
             return error(404, "no_media", "there is no replay file for this participant")
         path = final[0]
-        if claims is not None and _from_start(request):
+        if claims is not None and from_start(request):
             # A header-authorized player: audit each play from the start, not each range.
             self._audit(claims, "recording_replay", visit, subject=participant,
                         detail={"via": "bearer"})
@@ -423,18 +358,6 @@ class Compliance:
                     detail={"released": released})
         return web.json_response({"visit": visit, "on_hold": self._archive.on_hold(visit),
                                   "holds": self._archive.holds(visit)})
-
-
-def _error(status: int, code: str, message: str) -> web.HTTPException:
-    exc_class = {404: web.HTTPNotFound, 409: web.HTTPConflict}[status]
-    return exc_class(text=json.dumps({"error": code, "message": message}),
-                     content_type="application/json")
-
-
-def _from_start(request: web.Request) -> bool:
-    """True unless the request asks for a range that starts after byte 0."""
-    header = request.headers.get("Range", "").strip().lower()
-    return not header or header.startswith("bytes=0-")
 
 
 def _digest(path: Path) -> tuple[str, int]:

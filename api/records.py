@@ -1,63 +1,34 @@
 """HTTP API for the records system and officers (bearer tokens with the right role).
 
-Every refusal answers ``{"error": code, "message": ...}`` with 401/403/404/409; every
-officer action and every refused call is written to the audit log.
+Every refusal answers ``{"error": code, "message": ...}`` (api.errors) with
+400/401/403/404/409; every officer action and every refused call is written to the
+audit log (refused tokens through api.bearer).
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Collection
 from typing import Any
 
 from aiohttp import web
 
-from auth.tokens import TOKEN_REFUSALS, Claims, TokenError, TokenVerifier
+from api.bearer import Bearer
+from api.errors import error
+from auth.tokens import Claims, TokenVerifier
 from records.visits import VisitRecords
 from sfu.rooms import Rooms
 
 
-def error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": code, "message": message}, status=status)
-
-
 class Api:
     def __init__(self, verifier: TokenVerifier, rooms: Rooms, records: VisitRecords) -> None:
-        self._verifier = verifier
+        self._bearer = Bearer(verifier, records.audit, subject="sub")
         self._rooms = rooms
         self._records = records
-
-    async def _authorize(self, request: web.Request, roles: Collection[str]) -> Claims:
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        action = f"{request.method} {request.path}"
-        if scheme.lower() != "bearer" or not token:
-            self._refused(action, "missing_token", None, request)
-            raise http_error(401, "missing_token", "send 'Authorization: Bearer <token>'")
-        try:
-            return await self._verifier.verify(token.strip(), now=time.time(), roles=roles)
-        except TokenError as exc:
-            self._refused(action, exc.code, None, request)
-            raise http_error(403 if exc.code == "wrong_role" else 401, exc.code, exc.message) \
-                from None
-
-    def _refused(self, action: str, code: str, claims: Claims | None,
-                 request: web.Request) -> None:
-        TOKEN_REFUSALS.labels(code).inc()
-        self._records.audit.record(
-            action="api", outcome="refused", reason=code, now=time.time(),
-            actor=claims.sub if claims else "unknown", role=claims.role if claims else "",
-            visit=request.match_info.get("visit"), detail={"request": action})
 
     def _refuse(self, claims: Claims, request: web.Request, status: int, code: str,
                 message: str) -> web.Response:
         """Answer a refused call and write it to the audit log."""
-        self._records.audit.record(
-            action="api", outcome="refused", reason=code, now=time.time(), actor=claims.sub,
-            role=claims.role, visit=request.match_info.get("visit"),
-            subject=request.match_info.get("sub"),
-            detail={"request": f"{request.method} {request.path}"})
+        self._bearer.refused(request, code, claims)
         return error(status, code, message)
 
     def _audit(self, claims: Claims, action: str, visit: str, subject: str | None = None,
@@ -77,7 +48,7 @@ class Api:
         ]
 
     async def live_visits(self, request: web.Request) -> web.Response:
-        await self._authorize(request, ("officer",))
+        await self._bearer.authorize(request, ("officer",))
         now = time.time()
         visits = []
         for room in self._rooms:
@@ -87,7 +58,7 @@ class Api:
         return web.json_response({"visits": visits, "server_time": now})
 
     async def visit(self, request: web.Request) -> web.Response:
-        await self._authorize(request, ("records", "officer"))
+        await self._bearer.authorize(request, ("records", "officer"))
         visit_id = request.match_info["visit"]
         room = self._rooms.get(visit_id)
         described = self._records.describe(visit_id, room.core if room is not None else None)
@@ -96,7 +67,7 @@ class Api:
         return web.json_response(described)
 
     async def cancel(self, request: web.Request) -> web.Response:
-        claims = await self._authorize(request, ("records",))
+        claims = await self._bearer.authorize(request, ("records",))
         visit_id = request.match_info["visit"]
         reason = await _reason(request)
         room = self._rooms.get(visit_id)
@@ -114,7 +85,7 @@ class Api:
         return web.json_response({"visit": visit_id, "state": "ended", "cause": "cancelled"})
 
     async def end(self, request: web.Request) -> web.Response:
-        claims = await self._authorize(request, ("officer",))
+        claims = await self._bearer.authorize(request, ("officer",))
         visit_id = request.match_info["visit"]
         reason = await _reason(request)
         if not reason:
@@ -130,7 +101,7 @@ class Api:
                                   "cause": "ended_by_officer"})
 
     async def revoke(self, request: web.Request) -> web.Response:
-        claims = await self._authorize(request, ("records",))
+        claims = await self._bearer.authorize(request, ("records",))
         visit_id, sub = request.match_info["visit"], request.match_info["sub"]
         reason = await _reason(request)
         self._records.store.revoke(visit_id, sub, claims.sub, time.time())
@@ -142,7 +113,7 @@ class Api:
                                   "removed": removed})
 
     async def mute(self, request: web.Request) -> web.Response:
-        claims = await self._authorize(request, ("officer",))
+        claims = await self._bearer.authorize(request, ("officer",))
         visit_id, sub = request.match_info["visit"], request.match_info["sub"]
         body = await json_body(request)
         muted = bool(body.get("muted", True))
@@ -156,12 +127,6 @@ class Api:
                                 "this participant is not in a live visit")
         self._audit(claims, "mute" if muted else "unmute", visit_id, subject=sub, reason=reason)
         return web.json_response({"visit": visit_id, "participant": sub, "muted": muted})
-
-
-def http_error(status: int, code: str, message: str) -> web.HTTPException:
-    exc_class = {401: web.HTTPUnauthorized, 403: web.HTTPForbidden}[status]
-    return exc_class(text=json.dumps({"error": code, "message": message}),
-                     content_type="application/json")
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:

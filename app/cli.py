@@ -1,4 +1,4 @@
-"""``visitbridge`` command line: serve, keys generate, token."""
+"""``visitbridge`` command line: serve, keys, token, audit verify, recordings verify|export."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from aiohttp import web
 
 from app.config import Config, ConfigError, load
 from auth.issuer import issue_token
-from auth.keys import ALGORITHMS, load_private_key, write_keypair
-from auth.tokens import ROLES, VISIT_ROLES, VisitClaim
+from auth.keys import load_private_key, write_keypair
+from auth.tokens import ALGORITHMS, ROLES, VISIT_ROLES, VisitClaim
 from records.audit import verify_file
 
 DEV_KID = "dev"

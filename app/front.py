@@ -7,7 +7,10 @@ the visit. Only signaling passes through the front: ICE candidates in the SDP ar
 worker's own, so media goes straight between browsers and the worker.
 
 Worker 0 also runs the jobs that must run once: crash recovery, the webhook sender and
-retention. Prometheus scrapes every worker's ``/metrics`` (see docs/operations.md).
+retention. Worker i listens on ``port + 1 + i``, so that Prometheus can scrape each worker
+as a target of its own beside the front (see docs/operations.md, "Monitoring"): each
+keeps its process metrics, its event-loop lag and its own ``up``, and a dead worker
+shows as a target down. The front's ``/metrics`` holds only the front's own metrics.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import os
 import signal
 import socket
@@ -28,8 +30,15 @@ from typing import Any
 import aiohttp
 import jwt
 from aiohttp import WSMsgType, web
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 
 from app.config import Config
 from app.placement import Placement, ServerFull
@@ -37,10 +46,17 @@ from app.server import SECURITY_HEADERS, WEB_DIR
 
 log = logging.getLogger(__name__)
 
+# The front's own registry: the default one also holds the workers' metrics (imported
+# with app.server) at zero, and a front reporting, say, 0 free bytes on the recordings
+# volume would set off alerts.
+FRONT_REGISTRY = CollectorRegistry()
+ProcessCollector(registry=FRONT_REGISTRY)
+PlatformCollector(registry=FRONT_REGISTRY)
 REFUSED_FULL = Counter("visitbridge_server_full_refusals",
-                       "Joins refused because every worker was at its admission threshold")
+                       "Joins refused because every worker was at its admission threshold",
+                       registry=FRONT_REGISTRY)
 WORKER_LOAD = Gauge("visitbridge_worker_participants", "Participants placed per worker",
-                    ["index"])
+                    ["index"], registry=FRONT_REGISTRY)
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "upgrade", "host",
                "content-length"}
 
@@ -56,15 +72,26 @@ class Worker:
         return f"http://127.0.0.1:{self.port}"
 
 
-def _free_port() -> int:
+def worker_port(config: Config, index: int) -> int:
+    """Fixed, so that Prometheus has a stable target for each worker."""
+    return config.port + 1 + index
+
+
+def _check_free(port: int) -> None:
+    """Refuse to start on a taken port: the start-up check would mistake whatever listens
+    there for the worker."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise RuntimeError(f"port {port}, needed for a worker, is in use ({exc})") from None
 
 
 def start_workers(config: Config, count: int) -> list[Worker]:
     """Start worker 0 first (it recovers recordings), then the others."""
-    workers = [Worker(i, _free_port()) for i in range(count)]
+    workers = [Worker(i, worker_port(config, i)) for i in range(count)]
+    for worker in workers:
+        _check_free(worker.port)
     for worker in workers:
         env = {**os.environ, "VISITBRIDGE_HOST": "127.0.0.1",
                "VISITBRIDGE_PORT": str(worker.port), "VISITBRIDGE_WORKERS": str(count),
@@ -147,17 +174,8 @@ class Front:
                                       "workers_down": down}, status=503 if down else 200)
 
         async def metrics(request: web.Request) -> web.Response:
-            """The front's metrics and every worker's, labelled ``worker``: one scrape
-            target for the whole server."""
-            http = await self._session()
-            texts = [("front", generate_latest().decode())]
-            for worker in self.workers:
-                try:
-                    async with http.get(worker.url + "/metrics") as up:
-                        texts.append((str(worker.index), await up.text()))
-                except aiohttp.ClientError:
-                    continue  # a dead worker: its absence shows as up-less series
-            return web.Response(text=merge_expositions(texts),
+            """The front's own metrics (placement and refusals); workers serve theirs."""
+            return web.Response(body=generate_latest(FRONT_REGISTRY),
                                 headers={"Content-Type": CONTENT_TYPE_LATEST})
 
         async def close(app: web.Application) -> None:
@@ -286,35 +304,6 @@ class Front:
     def _report_load(self) -> None:
         for w in self.placement.workers:
             WORKER_LOAD.labels(str(w.index)).set(w.participants)
-
-
-def merge_expositions(texts: list[tuple[str, str]]) -> str:
-    """Join several processes' Prometheus text outputs, adding a ``worker`` label."""
-    families: dict[str, tuple[str, str, list[str]]] = {}
-    for worker, text in texts:
-        for family in text_string_to_metric_families(text):
-            _, _, lines = families.setdefault(
-                family.name, (family.type, family.documentation, []))
-            for sample in family.samples:
-                labels = {**sample.labels, "worker": worker}
-                rendered = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
-                lines.append(f"{sample.name}{{{rendered}}} {_number(sample.value)}")
-    out = []
-    for name, (kind, doc, lines) in families.items():
-        out += [f"# HELP {name} {_escape(doc)}", f"# TYPE {name} {kind}", *lines]
-    return "\n".join(out) + "\n"
-
-
-def _number(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value))
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
 @web.middleware

@@ -16,8 +16,8 @@ from api.compliance import Compliance
 from api.records import Api
 from app import health
 from app.config import Config
-from auth.keys import JwksKeyStore, KeyStore, PemDirKeyStore
-from auth.tokens import TokenVerifier
+from auth.keys import JwksKeyStore, PemDirKeyStore
+from auth.tokens import KeyStore, TokenVerifier
 from recorder.retention import RetentionJob
 from recorder.session import Recordings
 from recorder.signing import load_or_create

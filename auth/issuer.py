@@ -16,8 +16,10 @@ from auth.keys import PrivateKey
 from auth.tokens import ROLES, VISIT_ROLES, VisitClaim, algorithm_for
 
 DEFAULT_STAFF_TTL_S = 12 * 3600
-# Visitors may open the waiting room this long before the visit starts.
-EARLY_ENTRY_S = 3600
+# Visit tokens are valid from this long before the visit starts: more than the server's
+# waiting-room lead (early_entry_s, 15 minutes by default), so the server's policy, not
+# the token, says when a visitor may come in.
+VISIT_TOKEN_LEAD_S = 3600
 
 
 def issue_token(
@@ -51,7 +53,7 @@ def issue_token(
             raise ValueError(f"role {role!r} needs a visit")
         if visit.ends_at <= visit.starts_at:
             raise ValueError("visit must end after it starts")
-        nbf, exp = max(now, visit.starts_at - EARLY_ENTRY_S), float(visit.ends_at)
+        nbf, exp = max(now, visit.starts_at - VISIT_TOKEN_LEAD_S), float(visit.ends_at)
     else:
         if visit is not None:
             raise ValueError(f"staff role {role!r} takes no visit")

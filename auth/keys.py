@@ -17,7 +17,7 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import aiohttp
 import jwt
@@ -25,19 +25,12 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from auth.tokens import ALGORITHMS, TokenError, algorithm_for, shown
+from auth.tokens import ALGORITHMS, PublicKey, TokenError, algorithm_for, shown
 
 log = logging.getLogger(__name__)
 
-PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
 PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 KID_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
-
-
-class KeyStore(Protocol):
-    async def get(self, kid: str) -> PublicKey:
-        """The public key for ``kid``; raises TokenError("unknown_key") if there is none."""
-        ...
 
 
 def _unknown(kid: str) -> TokenError:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
@@ -18,8 +18,6 @@ from prometheus_client import Counter
 
 if TYPE_CHECKING:
     from jwt.types import Options
-
-    from auth.keys import KeyStore, PublicKey
 
 ALGORITHMS = ("EdDSA", "ES256")
 VISIT_ROLES = frozenset({"inmate", "family", "attorney"})
@@ -86,6 +84,17 @@ class Claims:
     nbf: int
     exp: int
     visit: VisitClaim | None
+
+
+PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
+
+
+class KeyStore(Protocol):
+    """Where the verifier finds public keys (auth.keys holds the folder and JWKS stores)."""
+
+    async def get(self, kid: str) -> PublicKey:
+        """The public key for ``kid``; raises TokenError("unknown_key") if there is none."""
+        ...
 
 
 def algorithm_for(key: object) -> str | None:

@@ -39,7 +39,7 @@ import re
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO, TypedDict
+from typing import Any, BinaryIO
 
 from recorder.signing import RecordingKey, fsync_dir, verify_signature
 from records.chain import GENESIS, Chain
@@ -54,16 +54,6 @@ SEGMENT_NAME = re.compile(r"segment-(\d+)\.(webm|mkv)")
 CHAIN = Chain(prev="prev", unhashed=("hash", "sig"), jq=True)
 canonical = CHAIN.canonical
 entry_hash = CHAIN.entry_hash
-
-
-class SegmentInfo(TypedDict):
-    """What the segment writer reports when it closes a segment file."""
-
-    track: str
-    path: Path | str
-    first_pts: int | None
-    last_pts: int | None
-    time_base: str
 
 
 class ManifestError(Exception):
@@ -142,10 +132,12 @@ class Manifest:
         """Tracks with at least one segment so far, sorted."""
         return sorted(self._last_number)
 
-    def append_segment(self, info: SegmentInfo | Mapping[str, Any], recovered: bool = False,
+    def append_segment(self, info: Mapping[str, Any], recovered: bool = False,
                        note: str = "") -> dict[str, Any]:
         """Hash a closed segment file and append its line; returns the entry written.
 
+        ``info`` holds ``track``, ``path``, ``time_base``, ``first_pts`` and ``last_pts``
+        (ints or None), and optionally ``sha256`` and ``bytes``.
         ``sha256`` with ``bytes``, when the writer hashed the file as it wrote it, spare
         reading it again (its size is checked). ``recovered=True`` marks a segment
         salvaged after a crash (type ``recovered``), with

@@ -1,4 +1,4 @@
-"""The recorder of one published track, as the SFU sees it: a ``Tap`` fed every RTP packet.
+"""The recorder of one published track, as the SFU sees it: a ``visit.tap.Tap``.
 
 Recording is mandatory and fails closed: the SFU forwards a participant's media only once
 each of their track recorders is ``ready`` (its first keyframe is in the file), and any
@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
 from aiortc.rtp import RtpPacket
 
@@ -32,7 +32,7 @@ from recorder.segments import (
     segment_writer,
 )
 
-__all__ = ["Tap", "TrackRecorder"]
+__all__ = ["TrackRecorder"]
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +44,6 @@ LOSS_REQUEST_INTERVAL_S = 0.5  # while frames are dropped waiting for a keyframe
 CUT_REQUEST_INTERVAL_S = 1.0  # while a due segment cut waits for its keyframe
 BATCH_S = 0.5  # once ready, the owner calls flush() this often (FIELD-NOTES: a killed
 # recorder lost 0.3-0.5 s with PyAV; this keeps that bound, see packet())
-
-
-class Tap(Protocol):
-    """What the SFU calls for each published track (mirrored in sfu/, which must not import
-    recorder/). ``now`` is the packet's arrival time in seconds on the SFU's clock."""
-
-    def packet(self, packet: RtpPacket, now: float) -> None: ...
-
-    @property
-    def ready(self) -> bool: ...
-
-    def close(self) -> object: ...
 
 
 # Frames further apart than this mean media is missing from the recording (a frame

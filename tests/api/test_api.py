@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +14,7 @@ import aiohttp
 import pytest
 
 from auth.tokens import VisitClaim
+from tests.support import server as support
 from tests.support.server import Participant, Server, participants, running_server, visit_now
 
 
@@ -251,6 +254,29 @@ async def test_every_endpoint_refuses_missing_wrong_role_expired_and_garbage_tok
     # None of that did anything: the visit was neither seen nor cancelled.
     status, body = await call(server, "GET", "/api/visits/api-auth-1", records(server))
     assert (status, body["error"]) == (404, "unknown_visit")
+
+
+def audit_rows(server: Server, action: str) -> list[dict[str, Any]]:
+    db = sqlite3.connect(server.data_dir / "visitbridge.db")
+    db.row_factory = sqlite3.Row
+    try:
+        rows = db.execute("SELECT * FROM audit WHERE action = ? ORDER BY seq", (action,))
+        return [{**dict(r), "detail": json.loads(r["detail"])} for r in rows]
+    finally:
+        db.close()
+
+
+async def test_a_refused_bearer_token_is_counted_and_audited(server: Server) -> None:
+    path = "/api/visits/api-count-1/participants/family-c1/mute"
+    before = await support.metric(server, "visitbridge_token_refusals_total", 'code="malformed"')
+    status, body = await call(server, "POST", path, "not-a-token")
+    assert (status, body["error"]) == (401, "malformed")
+    assert await support.metric(server, "visitbridge_token_refusals_total",
+                                'code="malformed"') == before + 1
+    rows = [r for r in audit_rows(server, "api") if r["visit"] == "api-count-1"]
+    assert [(r["actor"], r["outcome"], r["reason"], r["subject"], r["detail"])
+            for r in rows] == [("unknown", "refused", "malformed", "family-c1",
+                                {"request": f"POST {path}"})]
 
 
 async def test_a_token_after_the_visit_has_ended_is_refused_with_a_clear_code(

@@ -25,8 +25,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from axe_playwright_python.async_playwright import Axe
+from prometheus_client import REGISTRY
 
 from api.compliance import Compliance, parse_when
+from api.replay import MediaTickets
 from auth.issuer import issue_token
 from auth.keys import PemDirKeyStore, load_private_key, write_keypair
 from auth.tokens import TokenVerifier, VisitClaim
@@ -294,24 +296,21 @@ def test_dates_are_parsed_as_days_instants_or_unix_seconds() -> None:
 
 def test_tickets_bind_visit_participant_and_expiry() -> None:
     clock = [T0]
-    compliance = Compliance(None, None, None, Path("/nonexistent"),  # type: ignore[arg-type]
-                            lambda: b"", clock=lambda: clock[0])
-    ticket = compliance.ticket("v-1", "inmate-1", int(T0 + 600))
-    assert compliance.check_ticket(ticket, "v-1", "inmate-1") is None
-    assert compliance.check_ticket(ticket, "v-1", "family-1") == "bad_ticket"
-    assert compliance.check_ticket(ticket, "v-2", "inmate-1") == "bad_ticket"
+    tickets = MediaTickets(clock=lambda: clock[0])
+    ticket = tickets.ticket("v-1", "inmate-1", int(T0 + 600))
+    assert tickets.check(ticket, "v-1", "inmate-1") is None
+    assert tickets.check(ticket, "v-1", "family-1") == "bad_ticket"
+    assert tickets.check(ticket, "v-2", "inmate-1") == "bad_ticket"
     expiry, _, sig = ticket.partition(".")
-    assert compliance.check_ticket(f"{int(expiry) + 600}.{sig}", "v-1", "inmate-1") \
-        == "bad_ticket"
-    assert compliance.check_ticket(f"{expiry}.{sig[:-2]}AA", "v-1", "inmate-1") == "bad_ticket"
+    assert tickets.check(f"{int(expiry) + 600}.{sig}", "v-1", "inmate-1") == "bad_ticket"
+    assert tickets.check(f"{expiry}.{sig[:-2]}AA", "v-1", "inmate-1") == "bad_ticket"
     for junk in ("", ".", "x.y", "-1.abc", "1" * 40):
-        assert compliance.check_ticket(junk, "v-1", "inmate-1") == "bad_ticket"
+        assert tickets.check(junk, "v-1", "inmate-1") == "bad_ticket"
     clock[0] = T0 + 601
-    assert compliance.check_ticket(ticket, "v-1", "inmate-1") == "ticket_expired"
+    assert tickets.check(ticket, "v-1", "inmate-1") == "ticket_expired"
     # Another process (a restart) has another secret: old tickets stop working.
-    other = Compliance(None, None, None, Path("/nonexistent"),  # type: ignore[arg-type]
-                       lambda: b"", clock=lambda: T0)
-    assert other.check_ticket(ticket, "v-1", "inmate-1") == "bad_ticket"
+    other = MediaTickets(clock=lambda: T0)
+    assert other.check(ticket, "v-1", "inmate-1") == "bad_ticket"
 
 
 # -- a fabricated finished recording -------------------------------------------------------
@@ -776,6 +775,28 @@ async def test_an_expired_ticket_is_refused(tmp_path: Path) -> None:
         refused = it.audit.entries(action="api")
         assert [(e["reason"], e["visit"], e["subject"]) for e in refused] == [
             ("ticket_expired", "v-1", "inmate-1")]
+
+
+def refusals(code: str) -> float:
+    return REGISTRY.get_sample_value("visitbridge_token_refusals_total", {"code": code}) or 0
+
+
+async def test_a_refused_bearer_token_is_counted_and_audited(tmp_path: Path) -> None:
+    async with in_process(tmp_path) as it:
+        before = {code: refusals(code) for code in ("malformed", "missing_token")}
+        path = "/api/recordings/v-1/media/inmate-1"
+        status, body = await it.call("GET", path, headers={"Authorization": "Bearer x.y"})
+        assert (status, body["error"]) == (401, "malformed")
+        status, body = await it.call("POST", "/api/recordings/v-1/hold",
+                                     headers={"Authorization": ""})
+        assert (status, body["error"]) == (401, "missing_token")
+        assert {code: refusals(code) - n for code, n in before.items()} == {
+            "malformed": 1, "missing_token": 1}
+        assert [(e["actor"], e["outcome"], e["reason"], e["visit"], e["subject"],
+                 e["detail"]) for e in it.audit.entries(action="api")] == [
+            ("unknown", "refused", "malformed", "v-1", "inmate-1", {"request": f"GET {path}"}),
+            ("unknown", "refused", "missing_token", "v-1", None,
+             {"request": "POST /api/recordings/v-1/hold"})]
 
 
 async def test_live_and_deleted_recordings_are_answered_for_what_they_are(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
@@ -41,11 +42,19 @@ async def test_two_workers_place_visits_and_refuse_beyond_capacity(tmp_path: Pat
             assert await metric(server, "visitbridge_worker_participants", 'index="0"') >= 3
             assert await metric(server, "visitbridge_worker_participants", 'index="1"') >= 3
             assert await metric(server, "visitbridge_server_full_refusals_total") == 1
-            # One scrape of the front carries every worker's media counters.
-            for worker in ("0", "1"):
-                assert await metric(server, "visitbridge_forwarded_packets_total",
-                                    f'worker="{worker}"') > 0
-            assert await metric(server, "visitbridge_codec_instances_total") == 0
+            # Each worker is a scrape target of its own, on the port after the front's:
+            # both forwarded media, and the front serves only its own metrics.
+            workers = [replace(server, port=server.port + 1 + i) for i in range(2)]
+            for worker in workers:
+                assert await metric(worker, "visitbridge_forwarded_packets_total") > 0
+                assert await metric(worker, "visitbridge_codec_instances_total") == 0
+                assert await metric(worker, "process_start_time_seconds") > 0
+            async with aiohttp.ClientSession() as http, http.get(
+                    f"{server.url}/metrics") as resp:
+                front = await resp.text()
+            assert "process_start_time_seconds" in front
+            assert "visitbridge_forwarded_packets" not in front
+            assert "visitbridge_recordings_free_bytes" not in front  # not a false 0
             # The officer's list gathers every worker's visits.
             officer = server.token("officer-w", "officer", None)
             async with aiohttp.ClientSession() as http, http.get(
