@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,11 +32,12 @@ from recorder.manifest import Manifest, ManifestError
 from recorder.recovery import is_sealed, recover_visit
 from recorder.segments import RecordingError, SegmentInfo, sync_segment
 from recorder.signing import RecordingKey
+from recorder.tap import RecordingTap
 from recorder.track import BATCH_S, TrackRecorder
 from records.archive import Archive
 from records.audit import AuditLog
 from records.store import Store, connect
-from visit.tap import TappedPacket, TapRequest
+from visit.tap import TapRequest
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +48,6 @@ for _reason in ("disk_full", "io_error", "permission", "internal_error", "seal",
     FAILURES.labels(_reason)  # series exist at 0, so the alert and panel have data
 GAP_SECONDS = Counter("visitbridge_recording_gap_seconds",
                       "Seconds of media lost to the recording (crash recovery, failures)")
-
-# Packets a tap keeps while its recording is being opened: about four seconds of video
-# at 2.5 Mbit/s. Older ones are dropped; the recorder then waits for the next keyframe
-# and asks the publisher for one.
-HELD_PACKETS = 1000
-
 
 def visit_folder(recordings: Path, visit_id: str) -> Path:
     folder = retention.visit_folder(recordings, visit_id)
@@ -107,54 +101,6 @@ class VisitRecording:
     @property
     def tracks(self) -> list[TrackRecorder]:
         return [tap.track for tap in self.taps if tap.track is not None]
-
-
-class RecordingTap:
-    """The tap the SFU holds for one track, handed out before its recording is open.
-
-    Until ``start`` it is not ready and keeps the latest ``HELD_PACKETS`` packets with
-    their arrival times; ``start`` gives them to the track's recorder, which places them
-    on the timeline where they arrived and turns the tap ready at the first keyframe.
-    From then on ``packet`` is the recorder's own (the SFU calls it for every packet)."""
-
-    def __init__(self) -> None:
-        self.ready = False  # an attribute: the SFU reads it for every packet
-        self.track: TrackRecorder | None = None
-        self.packet: Callable[[TappedPacket, float], None] = self._hold
-        self._held: deque[tuple[TappedPacket, float, float]] = deque(maxlen=HELD_PACKETS)
-        self._arrived: float | None = None  # wall-clock arrival of the packet replayed
-        self._closed = False
-
-    def _hold(self, packet: TappedPacket, now: float) -> None:
-        if not self._closed:
-            self._held.append((packet, now, time.time()))
-
-    def wall_clock(self) -> float:
-        """The recorder's clock: a held packet is placed at its arrival, not its replay."""
-        return time.time() if self._arrived is None else self._arrived
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def start(self, track: TrackRecorder) -> None:
-        if self._closed:
-            track.close()
-            return
-        self.track = track
-        for packet, now, arrived in self._held:
-            self._arrived = arrived
-            track.packet(packet, now)  # type: ignore[arg-type]
-        self._held.clear()
-        self._arrived = None
-        self.packet = track.packet  # type: ignore[assignment]
-
-    def close(self) -> None:
-        self._closed = True
-        self._held.clear()
-        self.ready = False
-        if self.track is not None:
-            self.track.close()
 
 
 class Recordings:
