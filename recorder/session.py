@@ -10,8 +10,8 @@ so ``Recordings.tap`` returns at once: opening the manifest (reading and checkin
 continued one), creating the visit's folder and indexing the visit and the participant
 in SQLite run in the recorder's own thread, with its own database connection (a
 connection serves one thread). Until that is done the tap is not ready, so nothing is
-forwarded. ``Recordings.prepare`` starts the same work earlier, when a participant's
-answer arrives.
+forwarded. ``Recordings.prepare`` starts the same work earlier, once a member of a live
+visit has answered.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ for _reason in ("disk_full", "io_error", "permission", "internal_error", "seal",
     FAILURES.labels(_reason)  # series exist at 0, so the alert and panel have data
 GAP_SECONDS = Counter("visitbridge_recording_gap_seconds",
                       "Seconds of media lost to the recording (crash recovery, failures)")
+
 
 def visit_folder(recordings: Path, visit_id: str) -> Path:
     folder = retention.visit_folder(recordings, visit_id)
@@ -172,9 +173,11 @@ class Recordings:
 
     def prepare(self, visit_id: str, participant: str) -> asyncio.Task[None]:
         """Open the visit's recording and index the participant, in the recorder's thread,
-        once per visit and participant. The room calls this when a member's answer arrives,
-        so that the member's first packet finds the work done; ``tap`` calls it too. The
-        task fails if the recording cannot be opened (the tap then reports the failure)."""
+        once per visit and participant. The room may call this when a member of a live
+        visit has answered, and for every answered member when the visit goes live (not
+        before: an opened recording is indexed as one), so that the first packet finds
+        the work done; ``tap`` calls it too. The task fails if the recording cannot be
+        opened (the tap then reports the failure)."""
         rec = self._visits.get(visit_id)
         if rec is None:
             rec = self._visits[visit_id] = VisitRecording(visit_folder(self.dir, visit_id))
