@@ -4,6 +4,14 @@ One ``VisitRecording`` per recorded visit: its manifest, its track recorders and
 visit's timeline (epoch = the booked start, so a restart or a rejoin continues the same
 timeline). When the visit ends the open segments are closed, each participant's final
 file is joined by stream copy, the manifest is sealed, and the seal goes into SQLite.
+
+The SFU asks for a tap from inside its UDP receive callback, at a track's first packet,
+so ``Recordings.tap`` returns at once: opening the manifest (reading and checking a
+continued one), creating the visit's folder and indexing the visit and the participant
+in SQLite run in the recorder's own thread, with its own database connection (a
+connection serves one thread). Until that is done the tap is not ready, so nothing is
+forwarded. ``Recordings.prepare`` starts the same work earlier, once a member of a live
+visit has answered.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -23,11 +32,12 @@ from recorder.manifest import Manifest, ManifestError
 from recorder.recovery import is_sealed, recover_visit
 from recorder.segments import RecordingError, SegmentInfo, sync_segment
 from recorder.signing import RecordingKey
+from recorder.tap import RecordingTap
 from recorder.track import BATCH_S, TrackRecorder
 from records.archive import Archive
 from records.audit import AuditLog
-from records.store import Store
-from visit.tap import Tap, TapRequest
+from records.store import Store, connect
+from visit.tap import TapRequest
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +49,7 @@ for _reason in ("disk_full", "io_error", "permission", "internal_error", "seal",
 GAP_SECONDS = Counter("visitbridge_recording_gap_seconds",
                       "Seconds of media lost to the recording (crash recovery, failures)")
 
+
 def visit_folder(recordings: Path, visit_id: str) -> Path:
     folder = retention.visit_folder(recordings, visit_id)
     if folder is None:
@@ -46,28 +57,51 @@ def visit_folder(recordings: Path, visit_id: str) -> Path:
     return folder
 
 
+def failure_reason(error: BaseException) -> str:
+    """The ``FAILURES`` reason for an error while opening a recording."""
+    if isinstance(error, RecordingError):
+        return error.reason
+    if isinstance(error, OSError):
+        return RecordingError.from_os_error(error).reason
+    return "internal_error"
+
+
 class VisitRecording:
     """One recorded visit. Closed segments are synced, hashed and signed in a thread, one
-    at a time and in order (the manifest is a chain), then the seal: ``run`` queues."""
+    at a time and in order (the manifest is a chain), then the seal: ``run`` queues. The
+    opening (manifest, epoch) is the first job queued, so everything else follows it."""
 
-    def __init__(self, folder: Path, manifest: Manifest, epoch: float) -> None:
+    def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.manifest = manifest
-        self.epoch = epoch
-        self.tracks: list[TrackRecorder] = []
+        self.manifest: Manifest | None = None  # once opened
+        self.epoch = 0.0
+        self.taps: list[RecordingTap] = []
         self.failed = False
         self._turn = asyncio.Lock()  # FIFO: jobs run in the order they were queued
         self.jobs: set[asyncio.Task[None]] = set()
+        self.opened: asyncio.Task[None] | None = None
+        self.participants: dict[str, asyncio.Task[None]] = {}  # indexed, or being indexed
 
     def run(self, job: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         async def in_turn() -> None:
             async with self._turn:
                 await job
 
-        task = asyncio.ensure_future(in_turn())
+        return self.track_job(asyncio.ensure_future(in_turn()))
+
+    def track_job(self, task: asyncio.Task[None]) -> asyncio.Task[None]:
         self.jobs.add(task)
-        task.add_done_callback(self.jobs.discard)
+        task.add_done_callback(self._done)
         return task
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.jobs.discard(task)
+        if not task.cancelled():
+            task.exception()  # reported by the taps that waited for it
+
+    @property
+    def tracks(self) -> list[TrackRecorder]:
+        return [tap.track for tap in self.taps if tap.track is not None]
 
 
 class Recordings:
@@ -84,16 +118,31 @@ class Recordings:
         self._batches: asyncio.TimerHandle | None = None
         self._visits: dict[str, VisitRecording] = {}
         self.finalizing: set[asyncio.Task[None]] = set()
+        # The recorder's thread: one, so its connection is only ever used by it, and the
+        # work queued on it runs in order (a visit is indexed before its visitors).
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="recorder-open")
+        self._database = store.db.execute("PRAGMA database_list").fetchone()["file"]
+        self._thread_records: tuple[Store, Archive] | None = None
 
     # -- the SFU's TapFactory ------------------------------------------------------------
 
-    def tap(self, request: TapRequest) -> Tap:
-        rec = self._visits.get(request.visit_id) or self._open(request.visit_id)
+    def tap(self, request: TapRequest) -> RecordingTap:
+        """A tap for one track, at once: see ``RecordingTap``. If the recording cannot be
+        opened, ``request.on_failure`` is called and the tap never turns ready."""
+        prepared = self.prepare(request.visit_id, request.participant)
+        rec = self._visits[request.visit_id]
+        tap = RecordingTap()
+        rec.taps.append(tap)
         track_name = f"{request.participant}-{request.kind}"
+
+        def on_ready() -> None:
+            tap.ready = True
+            request.on_ready()
 
         def on_failure(reason: str) -> None:
             FAILURES.labels(reason).inc()
             rec.failed = True
+            tap.ready = False
             request.on_failure(reason)
 
         def on_segment(info: SegmentInfo) -> None:
@@ -102,20 +151,83 @@ class Recordings:
                       "sha256": info.sha256, "bytes": info.bytes}
             rec.run(self._segment_closed(rec, fields, on_failure))
 
-        track = TrackRecorder(
-            rec.folder, track_name, request.kind, request.mime, request.clock_rate,
-            epoch=rec.epoch, segment_s=self._segment_s,
-            request_keyframe=request.request_keyframe, on_ready=request.on_ready,
-            on_segment=on_segment, on_failure=on_failure, on_gap=GAP_SECONDS.inc,
-            open_file=self._open_file)
-        rec.tracks.append(track)
-        self._schedule_batches()
-        row = self._store.visit(request.visit_id)
-        if row is not None:
-            for p in self._store.participants(request.visit_id):
-                if p["sub"] == request.participant and p["role"] != "inmate":
-                    self.archive.add_visitor(request.visit_id, p["sub"], p["name"])
-        return track
+        def opened(done: asyncio.Future[None]) -> None:
+            if done.cancelled() or tap.closed:  # the member left or the visit ended
+                return
+            error = done.exception()
+            if error is not None:
+                log.error("recording cannot be opened: %s", error,
+                          extra={"visit": request.visit_id})
+                on_failure(failure_reason(error))
+                return
+            tap.start(TrackRecorder(
+                rec.folder, track_name, request.kind, request.mime, request.clock_rate,
+                epoch=rec.epoch, segment_s=self._segment_s,
+                request_keyframe=request.request_keyframe, on_ready=on_ready,
+                on_segment=on_segment, on_failure=on_failure, on_gap=GAP_SECONDS.inc,
+                clock=tap.wall_clock, open_file=self._open_file))
+            self._schedule_batches()
+
+        prepared.add_done_callback(opened)
+        return tap
+
+    def prepare(self, visit_id: str, participant: str) -> asyncio.Task[None]:
+        """Open the visit's recording and index the participant, in the recorder's thread,
+        once per visit and participant. The room may call this when a member of a live
+        visit has answered, and for every answered member when the visit goes live (not
+        before: an opened recording is indexed as one), so that the first packet finds
+        the work done; ``tap`` calls it too. The task fails if the recording cannot be
+        opened (the tap then reports the failure)."""
+        rec = self._visits.get(visit_id)
+        if rec is None:
+            rec = self._visits[visit_id] = VisitRecording(visit_folder(self.dir, visit_id))
+            rec.opened = rec.run(self._open(visit_id, rec))
+        task = rec.participants.get(participant)
+        if task is None:
+            task = rec.participants[participant] = rec.track_job(
+                asyncio.ensure_future(self._index(visit_id, participant, rec)))
+        return task
+
+    async def _open(self, visit_id: str, rec: VisitRecording) -> None:
+        loop = asyncio.get_running_loop()
+        rec.manifest, rec.epoch = await loop.run_in_executor(
+            self._thread, self._open_in_thread, visit_id, rec.folder)
+
+    async def _index(self, visit_id: str, participant: str, rec: VisitRecording) -> None:
+        assert rec.opened is not None
+        await asyncio.shield(rec.opened)  # raises if the recording could not be opened
+        await asyncio.get_running_loop().run_in_executor(
+            self._thread, self._index_in_thread, visit_id, participant)
+
+    def _records(self) -> tuple[Store, Archive]:
+        """The store and archive of the recorder's thread (only it calls this)."""
+        if self._thread_records is None:
+            db = connect(Path(self._database))
+            self._thread_records = Store(db), Archive(db)
+        return self._thread_records
+
+    def _open_in_thread(self, visit_id: str, folder: Path) -> tuple[Manifest, float]:
+        store, archive = self._records()
+        row = store.visit(visit_id)
+        manifest = Manifest.open(folder, self.key, time.time)
+        epoch = float(row.starts_at) if row and row.starts_at else time.time()
+        inmate = next((p for p in store.participants(visit_id) if p["role"] == "inmate"),
+                      None)
+        try:
+            archive.started(visit_id, inmate["sub"] if inmate else None,
+                            inmate["name"] if inmate else None,
+                            row.starts_at if row else None, row.ends_at if row else None,
+                            time.time())
+        except BaseException:
+            manifest.close()
+            raise
+        return manifest, epoch
+
+    def _index_in_thread(self, visit_id: str, participant: str) -> None:
+        store, archive = self._records()
+        for p in store.participants(visit_id):
+            if p["sub"] == participant and p["role"] != "inmate":
+                archive.add_visitor(visit_id, p["sub"], p["name"])
 
     def _schedule_batches(self) -> None:
         if self._batches is None:
@@ -132,27 +244,16 @@ class Recordings:
         if self._visits:
             self._schedule_batches()
 
-    def _open(self, visit_id: str) -> VisitRecording:
-        row = self._store.visit(visit_id)
-        folder = visit_folder(self.dir, visit_id)
-        manifest = Manifest.open(folder, self.key, time.time)
-        epoch = float(row.starts_at) if row and row.starts_at else time.time()
-        inmate = next((p for p in self._store.participants(visit_id)
-                       if p["role"] == "inmate"), None)
-        self.archive.started(visit_id, inmate["sub"] if inmate else None,
-                             inmate["name"] if inmate else None,
-                             row.starts_at if row else None, row.ends_at if row else None,
-                             time.time())
-        rec = self._visits[visit_id] = VisitRecording(folder, manifest, epoch)
-        return rec
-
     async def _segment_closed(self, rec: VisitRecording, fields: dict[str, Any],
                               on_failure: Callable[[str], None]) -> None:
         """Make a closed segment durable, then hash and sign it into the manifest; a
         failure ends the visit like a failed write (fail closed)."""
+        manifest = rec.manifest
+        assert manifest is not None  # segments are recorded only once it is open
+
         def sync_and_append() -> dict[str, Any]:
             sync_segment(Path(fields["path"]))
-            return rec.manifest.append_segment(fields)
+            return manifest.append_segment(fields)
 
         try:
             entry = await asyncio.to_thread(sync_and_append)
@@ -175,10 +276,12 @@ class Recordings:
         rec = self._visits.pop(visit_id, None)
         if rec is None:
             return
-        for track in rec.tracks:
-            track.close()  # idempotent: the SFU closed them when the members left
+        for tap in rec.taps:
+            tap.close()  # idempotent: the SFU closed them when the members left
 
-        async def seal() -> None:  # after the segments queued before it
+        async def seal() -> None:  # after the opening and the segments queued before it
+            if rec.manifest is None:
+                return  # never opened: the failure ended the visit, nothing was recorded
             try:
                 sealed = await asyncio.to_thread(self._seal_files, visit_id, rec, False)
                 self._record_seal(visit_id, rec, *sealed, recovered=False)
@@ -198,11 +301,13 @@ class Recordings:
             log.exception("finalize failed", extra={"visit": visit_id})
             finals = []
         offsets = {f.participant: round(f.offset_s, 3) for f in finals}
+        assert rec.manifest is not None
         return rec.manifest.seal({"finals": offsets, "recovered": recovered}), finals
 
     def _record_seal(self, visit_id: str, rec: VisitRecording, seal: str,
                      finals: list[FinalFile], recovered: bool) -> None:
         offsets = {f.participant: round(f.offset_s, 3) for f in finals}
+        assert rec.manifest is not None
         size = sum(p.stat().st_size for p in rec.folder.rglob("segment-*") if p.is_file())
         seconds = max((f.offset_s + f.seconds for f in finals), default=0.0)
         if self.archive.get(visit_id) is None:
@@ -227,6 +332,13 @@ class Recordings:
             pending |= rec.jobs
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._close_thread)
+        self._thread.shutdown()
+
+    def _close_thread(self) -> None:
+        if self._thread_records is not None:
+            self._thread_records[0].db.close()
+            self._thread_records = None
 
     # -- start-up -----------------------------------------------------------------------
 
@@ -258,7 +370,8 @@ class Recordings:
             row = self._store.visit(folder.name)
             if row is None or (row.ends_at is not None and row.ends_at <= now) or (
                     row.state == "ended"):
-                rec = VisitRecording(folder, Manifest.open(folder, self.key, time.time), 0.0)
+                rec = VisitRecording(folder)
+                rec.manifest = Manifest.open(folder, self.key, time.time)
                 self._record_seal(folder.name, rec, *self._seal_files(folder.name, rec, True),
                                   recovered=True)
                 recovered.append(folder.name)
