@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
@@ -17,6 +16,7 @@ from aiohttp import web
 from prometheus_client import REGISTRY
 
 from records.webhooks import Outbox, WebhookSender, backoff_s, sign, verify_signature
+from tests.support.process import free_port
 
 SECRET = b"records-system-shared-secret"
 FAST = {"min_backoff_s": 0.05, "max_backoff_s": 0.5, "timeout_s": 2.0}
@@ -84,12 +84,6 @@ def connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     return db
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def deliveries(result: str) -> float:

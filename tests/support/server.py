@@ -7,7 +7,6 @@ import contextlib
 import fractions
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -31,28 +30,41 @@ from aiortc.mediastreams import MediaStreamError
 from auth.issuer import issue_token
 from auth.keys import load_private_key, write_keypair
 from auth.tokens import VisitClaim
+from tests.support.process import ROOT, free_port, read_log, stop_process, wait_listening
 
-ROOT = Path(__file__).resolve().parents[2]
 ISSUER = "test-records"
 AUDIENCE = "visitbridge-test"
 KID = "records-1"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class Server:
-    """A ``visitbridge serve`` process on loopback, with its own data dir and keys."""
+    """A ``visitbridge serve`` process on loopback, with its own data dir and keys.
+
+    ``env`` holds settings beyond the defaults made here (its own port and data dir,
+    this module's token issuer, loopback ICE); the process also inherits the caller's
+    environment."""
 
     data_dir: Path
-    port: int
+    port: int = field(default_factory=free_port)
+    env: dict[str, str] = field(default_factory=dict)
+    command: tuple[str, ...] = ("app.cli", "serve")  # run as ``python -m``
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
-    env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private = self.data_dir / "keys" / f"{KID}.private.pem"
+        if not private.exists():
+            write_keypair(KID, self.data_dir / "keys" / "public", private)
+        self.env = {
+            "VISITBRIDGE_DATA_DIR": str(self.data_dir),
+            "VISITBRIDGE_PORT": str(self.port),
+            "VISITBRIDGE_TOKEN_ISSUER": ISSUER,
+            "VISITBRIDGE_TOKEN_AUDIENCE": AUDIENCE,
+            "VISITBRIDGE_ICE_LOOPBACK": "1",
+            **self.env,
+        }
 
     @property
     def url(self) -> str:
@@ -72,51 +84,25 @@ class Server:
                            now=time.time() if now is None else now, **kwargs)
 
     def log_text(self) -> str:
-        return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
+        return read_log(self.log_path)
 
 
 def make_server(data_dir: Path, **env: str) -> Server:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    private = data_dir / "keys" / f"{KID}.private.pem"
-    if not private.exists():
-        write_keypair(KID, data_dir / "keys" / "public", private)
-    server = Server(data_dir=data_dir, port=free_port())
-    server.env = {
-        "VISITBRIDGE_DATA_DIR": str(data_dir),
-        "VISITBRIDGE_PORT": str(server.port),
-        "VISITBRIDGE_TOKEN_ISSUER": ISSUER,
-        "VISITBRIDGE_TOKEN_AUDIENCE": AUDIENCE,
-        "VISITBRIDGE_ICE_LOOPBACK": "1",
-        **env,
-    }
-    return server
+    return Server(data_dir, env=env)
 
 
 def start(server: Server, timeout: float = 20.0) -> Server:
     server.log_path = server.data_dir / f"server-{server.port}.log"
-    log = server.log_path.open("ab")
-    server.process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve"],
-        cwd=ROOT, env={**os.environ, **server.env}, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"server exited:\n{server.log_text()}")
-        with contextlib.suppress(OSError), socket.create_connection(
-                ("127.0.0.1", server.port), 0.2):
-            return server
-        time.sleep(0.1)
-    raise RuntimeError(f"server did not start:\n{server.log_text()}")
+    with server.log_path.open("ab") as log:
+        server.process = subprocess.Popen(
+            [sys.executable, "-m", *server.command],
+            cwd=ROOT, env={**os.environ, **server.env}, stdout=log, stderr=subprocess.STDOUT)
+    wait_listening(server.process, server.port, timeout, "server", server.log_text)
+    return server
 
 
 def stop(server: Server) -> None:
-    if server.process and server.process.poll() is None:
-        server.process.terminate()
-        try:
-            server.process.wait(10)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait()
+    stop_process(server.process)
 
 
 @contextlib.contextmanager
