@@ -35,6 +35,8 @@ from tests.support.process import ROOT, free_port, read_log, stop_process, wait_
 ISSUER = "test-records"
 AUDIENCE = "visitbridge-test"
 KID = "records-1"
+RED = (220, 30, 30)
+BLUE = (30, 30, 220)
 
 
 @dataclass
@@ -131,7 +133,26 @@ async def metric(server: Server, name: str, labels: str = "") -> float:
     return total
 
 
-class ColourTrack(MediaStreamTrack):
+class PacedTrack(MediaStreamTrack):
+    """A synthetic track paced in real time, as a camera or microphone delivers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pts = 0
+        self._start: float | None = None
+
+    async def _next_pts(self, step: int, clock_rate: int) -> int:
+        """Advance by one frame of ``step`` ticks; wait until that frame is due."""
+        if self._start is None:
+            self._start = time.time()
+        self._pts += step
+        wait = self._start + self._pts / clock_rate - time.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        return self._pts
+
+
+class ColourTrack(PacedTrack):
     """Video of one flat colour, so a receiver can tell whose picture it decodes."""
 
     kind = "video"
@@ -141,47 +162,33 @@ class ColourTrack(MediaStreamTrack):
         super().__init__()
         self._frame_rgb = np.full((height, width, 3), rgb, dtype=np.uint8)
         self._noise = noise  # random pixels: a high bitrate, to fill disks quickly
-        self._pts = 0
-        self._start: float | None = None
 
     async def recv(self) -> av.VideoFrame:
-        if self._start is None:
-            self._start = time.time()
-        self._pts += 3000
-        wait = self._start + self._pts / 90000 - time.time()
-        if wait > 0:
-            await asyncio.sleep(wait)
+        pts = await self._next_pts(3000, 90000)
         pixels = self._frame_rgb
         if self._noise:
             pixels = np.random.randint(0, 256, pixels.shape, dtype=np.uint8)
         frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-        frame.pts = self._pts
+        frame.pts = pts
         frame.time_base = fractions.Fraction(1, 90000)
         return frame
 
 
-class ToneTrack(MediaStreamTrack):
+class ToneTrack(PacedTrack):
     """A 440 Hz tone, 20 ms per frame."""
 
     kind = "audio"
 
     def __init__(self) -> None:
         super().__init__()
-        self._pts = 0
-        self._start: float | None = None
         t = np.arange(960) / 48000
         self._samples = (np.sin(2 * np.pi * 440 * t) * 8000).astype(np.int16).reshape(1, -1)
 
     async def recv(self) -> av.AudioFrame:
-        if self._start is None:
-            self._start = time.time()
-        self._pts += 960
-        wait = self._start + self._pts / 48000 - time.time()
-        if wait > 0:
-            await asyncio.sleep(wait)
+        pts = await self._next_pts(960, 48000)
         frame = av.AudioFrame.from_ndarray(self._samples, format="s16", layout="mono")
         frame.sample_rate = 48000
-        frame.pts = self._pts
+        frame.pts = pts
         frame.time_base = fractions.Fraction(1, 48000)
         return frame
 
@@ -328,6 +335,14 @@ class Participant:
             await self._http.close()
 
 
+def inmate_and_family(server: Server, visit: VisitClaim, tag: str,
+                      **kwargs: Any) -> tuple[Participant, Participant]:
+    """The two parties of most visits, ``inmate-<tag>`` and ``family-<tag>``: the inmate
+    shows red and the family member blue, so each can tell whose picture it decodes."""
+    return (Participant(server, server.token(f"inmate-{tag}", "inmate", visit), RED, **kwargs),
+            Participant(server, server.token(f"family-{tag}", "family", visit), BLUE, **kwargs))
+
+
 @contextlib.asynccontextmanager
 async def participants(*people: Participant) -> AsyncIterator[tuple[Participant, ...]]:
     try:
@@ -335,3 +350,13 @@ async def participants(*people: Participant) -> AsyncIterator[tuple[Participant,
     finally:
         for p in people:
             await p.close()
+
+
+@contextlib.asynccontextmanager
+async def in_visit(*people: Participant) -> AsyncIterator[tuple[Participant, ...]]:
+    """Join each in turn (the first takes slot 0); close them all afterwards."""
+    async with participants(*people):
+        for p in people:
+            answer = await p.join()
+            assert answer["type"] == "joined", answer
+        yield people
