@@ -74,7 +74,7 @@ async def _measure(name: str, args: argparse.Namespace, video: EncodedClip,
         if name == "visitbridge" and args.workers > 1:
             extra = {"VISITBRIDGE_WORKERS": str(args.workers),
                      "VISITBRIDGE_WORKER_MAX_PARTICIPANTS": str(args.worker_max_participants)}
-        server = ServerProcess(Path(tmp), module=module, args=module_args, extra_env=extra)
+        server = ServerProcess(Path(tmp), env=extra, command=(module, *module_args))
         server.start()
         try:
             return await run_load(server, args.visits, args.seconds, args.warmup, video, audio,

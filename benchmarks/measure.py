@@ -19,7 +19,7 @@ from typing import Any
 import aiortc
 import av
 
-from .server import ROOT
+from tests.support.process import ROOT
 
 
 class LoopLag:

@@ -46,10 +46,10 @@ from auth.keys import PemDirKeyStore
 from auth.tokens import VISIT_ROLES, TokenError, TokenVerifier
 from sfu.aiortc_glue import allow_loopback_ice
 from sfu.glue_rtp import hook_dtls_send, negotiated_codecs
+from sfu.peer import KINDS  # the product's m-line order, which the load generator expects
 
 log = logging.getLogger(__name__)
 
-KINDS = ("audio", "video")
 SLOTS = 2  # two-party visits
 REENCODE_BITRATE_BPS = 1_000_000  # the benchmark clip's bitrate
 

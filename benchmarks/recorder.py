@@ -43,7 +43,6 @@ from pathlib import Path
 from typing import Any
 
 import av
-import av.logging
 from aiortc import RTCRtpCodecParameters
 from aiortc.codecs import get_encoder
 from aiortc.codecs.vpx import vp8_depayload
@@ -55,6 +54,7 @@ from recorder.segments import SegmentInfo, sync_segment
 from recorder.signing import RecordingKey
 from recorder.track import BATCH_S, TrackRecorder
 from recorder.verify import verify_visit
+from tests.support.media import decode
 
 from .measure import append_result, run_info
 from .media import EncodedClip, encode_opus, encode_vp8
@@ -316,35 +316,6 @@ def run_baseline(tracks: list[Track], schedule: list[tuple[float, int, RtpPacket
 # -- checking the recording -------------------------------------------------------------
 
 
-def decode_file(path: Path) -> tuple[int, int, list[str]]:
-    """(packets, frames, errors) of decoding every packet of one file as a player would:
-    exceptions and FFmpeg error log lines both count as errors."""
-    errors: list[str] = []
-    packets = frames = 0
-    previous = av.logging.get_level()
-    av.logging.set_level(av.logging.ERROR)
-    try:
-        with av.logging.Capture() as logs, av.open(str(path)) as container:
-            stream = container.streams[0]
-            for packet in container.demux(stream):
-                if packet.size == 0:
-                    continue
-                packets += 1
-                try:
-                    frames += len(stream.codec_context.decode(packet))
-                except av.error.FFmpegError as error:
-                    errors.append(f"{path.name}: decode: {error}")
-            try:
-                frames += len(stream.codec_context.decode(None))
-            except av.error.FFmpegError as error:
-                errors.append(f"{path.name}: flush: {error}")
-        errors += [f"{path.name}: log: {name}: {message}" for level, name, message in logs
-                   if level is not None and level <= av.logging.ERROR]
-    finally:
-        av.logging.set_level(previous)
-    return packets, frames, errors
-
-
 def count_packets(path: Path) -> list[int]:
     """Packets per stream of a file, by demuxing only."""
     with av.open(str(path)) as container:
@@ -370,12 +341,12 @@ def check_recording(tracks: list[Track], rec: dict[str, Any], visit_dir: Path,
             problems.append(f"{track.name}: {recorded} frames recorded of {track.frames} fed")
         frames = 0
         for info in infos:
-            packets, got, errors = decode_file(info.path)
+            decoded = decode(info.path)  # as a player would: every decoder error counts
             files += 1
-            frames += got
-            decode_errors += errors
-            if packets != info.frames or not info.keyframe_first:
-                problems.append(f"{info.path.name} of {track.name}: {packets} packets for "
+            frames += decoded.frames
+            decode_errors += [f"{info.path.name}: {error}" for error in decoded.errors]
+            if decoded.packets != info.frames or not info.keyframe_first:
+                problems.append(f"{info.path.name} of {track.name}: {decoded.packets} packets for "
                                 f"{info.frames} frames, keyframe first: {info.keyframe_first}")
         if frames != recorded:
             problems.append(f"{track.name}: {frames} frames decoded of {recorded} recorded")

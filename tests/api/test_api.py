@@ -15,7 +15,15 @@ import pytest
 
 from auth.tokens import VisitClaim
 from tests.support import server as support
-from tests.support.server import Participant, Server, participants, running_server, visit_now
+from tests.support.server import (
+    Participant,
+    Server,
+    in_visit,
+    inmate_and_family,
+    participants,
+    running_server,
+    visit_now,
+)
 
 
 @pytest.fixture(scope="module")
@@ -106,13 +114,8 @@ async def test_cancel_before_anyone_joined_refuses_the_join(server: Server) -> N
 async def test_a_revoked_visitor_is_removed_and_refused_while_the_inmate_is_not(
         server: Server) -> None:
     visit = visit_now("api-revoke-1")
-    inmate_token = server.token("inmate-r1", "inmate", visit)
-    family_token = server.token("family-r1", "family", visit)
-    inmate = Participant(server, inmate_token, publish=False)
-    family = Participant(server, family_token, publish=False)
-    async with participants(inmate, family):
-        await inmate.join()
-        await family.join()
+    inmate, family = inmate_and_family(server, visit, "r1", publish=False)
+    async with in_visit(inmate, family):
         await inmate.wait_for(lambda: connected(inmate) and connected(family), 15)
 
         status, body = await call(server, "POST",
@@ -129,14 +132,14 @@ async def test_a_revoked_visitor_is_removed_and_refused_while_the_inmate_is_not(
         assert inmate.close_code is None  # the visit goes on
 
         # The same token, and a freshly issued one, are refused from now on.
-        for token in (family_token, server.token("family-r1", "family", visit)):
+        for token in (family.token, server.token("family-r1", "family", visit)):
             again = Participant(server, token, publish=False)
             async with participants(again):
                 assert (await again.join())["code"] == "revoked"
                 assert again.close_code == 4004
 
         # The inmate's token still works (a second device replaces the first).
-        back = Participant(server, inmate_token, publish=False)
+        back = Participant(server, inmate.token, publish=False)
         async with participants(back):
             assert (await back.join())["type"] == "joined"
             await inmate.wait_for(lambda: inmate.close_code is not None, 10)
@@ -151,11 +154,8 @@ async def test_a_revoked_visitor_is_removed_and_refused_while_the_inmate_is_not(
 
 async def test_the_visit_record_shows_state_cause_and_connected_seconds(server: Server) -> None:
     visit = visit_now("api-record-1")
-    inmate = Participant(server, server.token("inmate-s1", "inmate", visit), publish=False)
-    family = Participant(server, server.token("family-s1", "family", visit), publish=False)
-    async with participants(inmate, family):
-        await inmate.join()
-        await family.join()
+    inmate, family = inmate_and_family(server, visit, "s1", publish=False)
+    async with in_visit(inmate, family):
         await inmate.wait_for(lambda: connected(inmate), 15)
         inmate_up = time.time()
         await family.wait_for(lambda: connected(family), 15)

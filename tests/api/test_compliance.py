@@ -402,6 +402,17 @@ def compliance_token(server: Server, sub: str = "compliance-1") -> str:
     return server.token(sub, "compliance", None, name="Chris Auditor")
 
 
+Session = tuple[Server, Recording, str, int]
+
+
+@pytest.fixture
+def session(recorded: tuple[Server, Recording]) -> Session:
+    """The recorded server, a compliance officer's token, and the last audit seq before
+    the test's own requests (``audit_rows(recording, since)`` is what the test caused)."""
+    server, recording = recorded
+    return server, recording, compliance_token(server), last_seq(recording)
+
+
 async def call(server: Server, method: str, path: str, token: str | None = None,
                body: dict[str, Any] | None = None,
                headers: dict[str, str] | None = None) -> tuple[int, Any, dict[str, str]]:
@@ -433,11 +444,8 @@ def last_seq(recording: Recording) -> int:
     return rows[-1]["seq"] if rows else 0
 
 
-async def test_search_finds_the_recording_and_is_audited(
-        recorded: tuple[Server, Recording]) -> None:
-    server, recording = recorded
-    token = compliance_token(server)
-    since = last_seq(recording)
+async def test_search_finds_the_recording_and_is_audited(session: Session) -> None:
+    server, recording, token, since = session
     for query, expected in (
             ("", ["rec-api-2", VISIT]),
             (f"?visit={VISIT}", [VISIT]),
@@ -500,10 +508,8 @@ async def test_staff_of_other_roles_and_anonymous_callers_are_refused_and_audite
 
 
 async def test_details_issue_media_tickets_that_serve_ranges_without_the_bearer(
-        recorded: tuple[Server, Recording]) -> None:
-    server, recording = recorded
-    token = compliance_token(server)
-    since = last_seq(recording)
+        session: Session) -> None:
+    server, recording, token, since = session
     status, body, headers = await call(server, "GET", f"/api/recordings/{VISIT}", token)
     assert status == 200, body
     assert [p["id"] for p in body["participants"]] == ["inmate-41", "family-9"]
@@ -569,10 +575,8 @@ async def test_details_issue_media_tickets_that_serve_ranges_without_the_bearer(
 
 
 async def test_media_with_the_bearer_header_serves_ranges_and_audits_plays(
-        recorded: tuple[Server, Recording]) -> None:
-    server, recording = recorded
-    token = compliance_token(server)
-    since = last_seq(recording)
+        session: Session) -> None:
+    server, recording, token, since = session
     path = f"/api/recordings/{VISIT}/media/family-9"
     expected = recording.finals["family-9"].read_bytes()
     status, data, headers = await call(server, "GET", path, token, headers={"Range": "bytes=0-99"})
@@ -594,11 +598,8 @@ async def test_media_with_the_bearer_header_serves_ranges_and_audits_plays(
     assert status == 404
 
 
-async def test_verify_is_audited_and_reports_the_result(
-        recorded: tuple[Server, Recording]) -> None:
-    server, recording = recorded
-    token = compliance_token(server)
-    since = last_seq(recording)
+async def test_verify_is_audited_and_reports_the_result(session: Session) -> None:
+    server, recording, token, since = session
     status, body, _ = await call(server, "POST", f"/api/recordings/{VISIT}/verify", token)
     assert status == 200, body
     assert body["visit"] == VISIT
@@ -637,12 +638,9 @@ async def test_export_streams_a_zip_whose_custody_includes_this_export(
                                     "bytes": len(data)}
 
 
-async def test_legal_hold_is_placed_and_released_and_audited(
-        recorded: tuple[Server, Recording]) -> None:
-    server, recording = recorded
-    token = compliance_token(server)
+async def test_legal_hold_is_placed_and_released_and_audited(session: Session) -> None:
+    server, recording, token, since = session
     base = f"/api/recordings/{VISIT}/hold"
-    since = last_seq(recording)
     status, body, _ = await call(server, "POST", base, token, {})
     assert (status, body["error"]) == (400, "reason_required")
     status, body, _ = await call(server, "POST", base, token, {"reason": "case 2026-114"})

@@ -493,6 +493,17 @@ async def jwks_store(jwks_server: JwksServer) -> AsyncIterator[tuple[JwksKeyStor
     await store.close()
 
 
+@pytest.fixture
+async def ed1_fetched(keys: Keys, jwks_server: JwksServer,
+                      jwks_store: tuple[JwksKeyStore, FakeClock]
+                      ) -> tuple[JwksKeyStore, FakeClock]:
+    """The store once it has fetched the JWKS holding key ed1 (one hit on the server)."""
+    store, _ = jwks_store
+    jwks_server.keys = [jwk(keys.ed, "ed1")]
+    await store.get("ed1")
+    return jwks_store
+
+
 async def test_jwks_accepts_eddsa_and_es256(
     keys: Keys, jwks_server: JwksServer, jwks_store: tuple[JwksKeyStore, FakeClock]
 ) -> None:
@@ -528,11 +539,9 @@ async def test_jwks_rotation_refetches_on_unknown_kid_rate_limited(
 
 
 async def test_jwks_ttl_expiry_refetches_and_revokes(
-    keys: Keys, jwks_server: JwksServer, jwks_store: tuple[JwksKeyStore, FakeClock]
+    jwks_server: JwksServer, ed1_fetched: tuple[JwksKeyStore, FakeClock]
 ) -> None:
-    store, clock = jwks_store
-    jwks_server.keys = [jwk(keys.ed, "ed1")]
-    await store.get("ed1")
+    store, clock = ed1_fetched
     jwks_server.keys = []
     clock.t += 299
     await store.get("ed1")
@@ -543,11 +552,9 @@ async def test_jwks_ttl_expiry_refetches_and_revokes(
 
 
 async def test_jwks_outage_keeps_previous_keys(
-    keys: Keys, jwks_server: JwksServer, jwks_store: tuple[JwksKeyStore, FakeClock]
+    jwks_server: JwksServer, ed1_fetched: tuple[JwksKeyStore, FakeClock]
 ) -> None:
-    store, clock = jwks_store
-    jwks_server.keys = [jwk(keys.ed, "ed1")]
-    await store.get("ed1")
+    store, clock = ed1_fetched
     jwks_server.status = 500
     clock.t += 301
     await store.get("ed1")

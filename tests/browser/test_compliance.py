@@ -11,7 +11,7 @@ import aiohttp
 
 from tests.support.browser import chromium, open_page
 from tests.support.recording import cli, wait_sealed
-from tests.support.server import Participant, participants, running_server, visit_now
+from tests.support.server import Participant, in_visit, running_server, visit_now
 
 
 async def until(page, expression: str, timeout: float = 15) -> None:  # type: ignore[no-untyped-def]
@@ -28,9 +28,7 @@ async def test_compliance_replays_a_real_recording_and_its_export_verifies(
         visit = visit_now("rec-replay")
         inmate = Participant(server, server.token("inmate-r", "inmate", visit, name="Jo Inmate"))
         family = Participant(server, server.token("family-r", "family", visit, name="Casey Kin"))
-        async with participants(inmate, family):
-            await inmate.join()
-            await family.join()
+        async with in_visit(inmate, family):
             await family.wait_for(lambda: family.video_from(0).frames >= 10, 15)
             await asyncio.sleep(6)
             records = server.token("records-1", "records", None)

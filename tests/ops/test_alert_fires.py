@@ -6,7 +6,8 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.support.prometheus import ALERTS, api, need_binary, running_prometheus, until
+from tests.support.binaries import need_binary
+from tests.support.prometheus import ALERTS, api, running_prometheus, until
 from tests.support.server import Participant, participants, running_server, visit_now
 
 

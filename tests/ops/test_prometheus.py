@@ -25,13 +25,13 @@ import aiohttp
 import pytest
 
 from app.config import Config
+from tests.support.binaries import need_binary
 from tests.support.prometheus import (
     ALERTS,
     DEPLOY,
     Prometheus,
     WebhookSink,
     api,
-    need_binary,
     running_prometheus,
     until,
 )

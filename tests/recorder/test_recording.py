@@ -20,6 +20,8 @@ from recorder.track import BATCH_S
 from tests.support.recording import cli, wait_sealed
 from tests.support.server import (
     Participant,
+    in_visit,
+    inmate_and_family,
     make_server,
     participants,
     running_server,
@@ -28,8 +30,6 @@ from tests.support.server import (
     visit_now,
 )
 
-RED = (220, 30, 30)
-BLUE = (30, 30, 220)
 VIDEO_FPS = 30  # support.ColourTrack
 
 
@@ -77,11 +77,8 @@ def decode_all(path: Path) -> tuple[float, int, int]:
 async def test_lossy_visit_records_clean_files_of_the_right_length(tmp_path: Path) -> None:
     with running_server(tmp_path, VISITBRIDGE_SEGMENT_S="4") as server:
         visit = visit_now("rec-loss")
-        inmate = Participant(server, server.token("inmate-l", "inmate", visit), colour=RED)
-        family = Participant(server, server.token("family-l", "family", visit), colour=BLUE)
-        async with participants(inmate, family):
-            await inmate.join()
-            await family.join()
+        inmate, family = inmate_and_family(server, visit, "l")
+        async with in_visit(inmate, family):
             drop_outgoing(inmate, 0.02, seed=1)
             drop_outgoing(family, 0.02, seed=2)
             await family.wait_for(lambda: family.video_from(0).frames >= 10, 15)
@@ -110,12 +107,9 @@ async def test_sigkill_mid_visit_recovers_all_but_about_a_second(tmp_path: Path)
     server = start(make_server(tmp_path, VISITBRIDGE_SEGMENT_S="4"))
     now = int(time.time())
     visit = VisitClaim(id="rec-kill", starts_at=now - 2, ends_at=now + 14)
-    inmate = Participant(server, server.token("inmate-k", "inmate", visit), colour=RED)
-    family = Participant(server, server.token("family-k", "family", visit), colour=BLUE)
+    inmate, family = inmate_and_family(server, visit, "k")
     try:
-        async with participants(inmate, family):
-            await inmate.join()
-            await family.join()
+        async with in_visit(inmate, family):
             await family.wait_for(lambda: family.video_from(0).frames >= 10, 15)
             first_media = time.time()
             await asyncio.sleep(9)
@@ -147,13 +141,8 @@ async def test_full_disk_ends_the_visit_and_nothing_unrecorded_was_forwarded(
     with running_server(tmp_path / "data", VISITBRIDGE_RECORDINGS_PATH=str(small_volume),
                         VISITBRIDGE_RECORDINGS_MIN_FREE_MB="0") as server:
         visit = visit_now("rec-full")
-        inmate = Participant(server, server.token("inmate-f", "inmate", visit), colour=RED,
-                             noise=True)
-        family = Participant(server, server.token("family-f", "family", visit), colour=BLUE,
-                             noise=True)
-        async with participants(inmate, family):
-            await inmate.join()
-            await family.join()
+        inmate, family = inmate_and_family(server, visit, "f", noise=True)
+        async with in_visit(inmate, family):
             await family.wait_for(
                 lambda: any(e["type"] == "ended" for e in family.events), 60)
             ended = next(e for e in family.events if e["type"] == "ended")

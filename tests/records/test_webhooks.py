@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from prometheus_client import REGISTRY
 
 from records.store import connect
 from records.webhooks import Outbox, WebhookSender, backoff_s, sign, verify_signature
+from tests.support.process import free_port
 
 SECRET = b"records-system-shared-secret"
 FAST = {"min_backoff_s": 0.05, "max_backoff_s": 0.5, "timeout_s": 2.0}
@@ -79,10 +79,6 @@ async def receiver() -> AsyncIterator[Receiver]:
         await r.stop()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def deliveries(result: str) -> float:

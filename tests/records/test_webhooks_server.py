@@ -23,8 +23,9 @@ from records.webhooks import verify_signature
 from tests.support.server import (
     Participant,
     free_port,
+    in_visit,
+    inmate_and_family,
     make_server,
-    participants,
     running_server,
     start,
     stop,
@@ -94,6 +95,17 @@ def connected(p: Participant) -> bool:
     return p.pc is not None and p.pc.connectionState == "connected"
 
 
+async def family_leaves_after(inmate: Participant, family: Participant, seconds: float) -> None:
+    """Both connected for ``seconds``, then the family member leaves; returns once the
+    inmate has been told, and the server has had a moment to queue the event."""
+    await until(lambda: connected(inmate) and connected(family), 15, "ICE/DTLS")
+    await asyncio.sleep(seconds)
+    await family.send({"type": "leave"})
+    await inmate.wait_for(lambda: any(e["type"] == "participant_left"
+                                      for e in inmate.events), 10)
+    await asyncio.sleep(0.5)
+
+
 def outbox_rows(data_dir: Path) -> list[dict[str, Any]]:
     db = sqlite3.connect(f"{(data_dir / 'visitbridge.db').resolve().as_uri()}?mode=ro", uri=True)
     db.row_factory = sqlite3.Row
@@ -111,19 +123,10 @@ async def test_a_cancelled_visit_reaches_the_records_system_signed_and_in_order(
     await receiver.start(port)
     with running_server(tmp_path / "server", **webhook_env(port)) as server:
         visit = visit_now("wh-live-1")
-        inmate = Participant(server, server.token("inmate-w1", "inmate", visit), publish=False)
-        family = Participant(server, server.token("family-w1", "family", visit), publish=False)
-        async with participants(inmate, family):
-            began = time.time()
-            assert (await inmate.join())["type"] == "joined"
-            assert (await family.join())["type"] == "joined"
-            await until(lambda: connected(inmate) and connected(family), 15, "ICE/DTLS")
-            await asyncio.sleep(2.0)
-
-            await family.send({"type": "leave"})
-            await inmate.wait_for(lambda: any(e["type"] == "participant_left"
-                                              for e in inmate.events), 10)
-            await asyncio.sleep(0.5)
+        inmate, family = inmate_and_family(server, visit, "w1", publish=False)
+        began = time.time()
+        async with in_visit(inmate, family):
+            await family_leaves_after(inmate, family, 2.0)
             records = server.token("records-sys", "records", None)
             async with aiohttp.ClientSession() as http, http.post(
                     f"{server.url}/api/visits/wh-live-1/cancel",
@@ -179,17 +182,9 @@ async def test_events_from_before_a_restart_arrive_once_in_order_after_it(
     first = start(make_server(data_dir, **env))
     try:
         visit = visit_now("wh-restart-1")
-        inmate = Participant(first, first.token("inmate-r1", "inmate", visit), publish=False)
-        family = Participant(first, first.token("family-r1", "family", visit), publish=False)
-        async with participants(inmate, family):
-            await inmate.join()
-            await family.join()
-            await until(lambda: connected(inmate) and connected(family), 15, "ICE/DTLS")
-            await asyncio.sleep(1.0)
-            await family.send({"type": "leave"})
-            await inmate.wait_for(lambda: any(e["type"] == "participant_left"
-                                              for e in inmate.events), 10)
-            await asyncio.sleep(0.5)
+        inmate, family = inmate_and_family(first, visit, "r1", publish=False)
+        async with in_visit(inmate, family):
+            await family_leaves_after(inmate, family, 1.0)
             # The inmate is still in the visit when the server is stopped: the shutdown
             # itself produces events too. Stop from a thread so the inmate's side can
             # answer the server's close handshake meanwhile.

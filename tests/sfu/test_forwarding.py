@@ -10,16 +10,18 @@ import aiohttp
 import pytest
 
 from tests.support.server import (
+    BLUE,
+    RED,
     Participant,
     Server,
+    in_visit,
+    inmate_and_family,
     metric,
     participants,
     running_server,
     visit_now,
 )
 
-RED = (220, 30, 30)
-BLUE = (30, 30, 220)
 GREEN = (30, 200, 30)
 
 
@@ -35,11 +37,8 @@ def close_to(colour: tuple[float, float, float] | None, rgb: tuple[int, int, int
 
 async def test_two_parties_see_each_other_and_server_never_decodes(server: Server) -> None:
     visit = visit_now("fwd-1")
-    inmate = Participant(server, server.token("inmate-1", "inmate", visit), colour=RED)
-    family = Participant(server, server.token("family-1", "family", visit), colour=BLUE)
-    async with participants(inmate, family):
-        await inmate.join()
-        await family.join()
+    inmate, family = inmate_and_family(server, visit, "1")
+    async with in_visit(inmate, family):
         await inmate.wait_for(lambda: inmate.video_from(1).frames >= 30, 15)
         await family.wait_for(lambda: family.video_from(0).frames >= 30, 15)
         await family.wait_for(lambda: family.audio.get(0) and family.audio[0].frames >= 50, 5)
@@ -63,13 +62,8 @@ async def test_two_parties_see_each_other_and_server_never_decodes(server: Serve
 
 async def test_rejoin_after_drop_and_second_device_replaces_first(server: Server) -> None:
     visit = visit_now("fwd-2")
-    inmate_token = server.token("inmate-2", "inmate", visit)
-    family_token = server.token("family-2", "family", visit)
-    inmate = Participant(server, inmate_token, colour=RED)
-    family = Participant(server, family_token, colour=BLUE)
-    async with participants(inmate, family):
-        await inmate.join()
-        await family.join()
+    inmate, family = inmate_and_family(server, visit, "2")
+    async with in_visit(inmate, family):
         await inmate.wait_for(lambda: inmate.video_from(1).frames >= 10, 15)
 
         # The family's connection drops; the inmate is told, with a cause.
@@ -80,7 +74,7 @@ async def test_rejoin_after_drop_and_second_device_replaces_first(server: Server
         assert left == {"type": "participant_left", "id": "family-2", "cause": "disconnected"}
 
         # Opening the link again puts them back, in the same slot, with a new picture.
-        back = Participant(server, family_token, colour=GREEN)
+        back = Participant(server, family.token, colour=GREEN)
         async with participants(back):
             joined = await back.join()
             assert joined["you"]["slot"] == 1
@@ -88,7 +82,7 @@ async def test_rejoin_after_drop_and_second_device_replaces_first(server: Server
             await back.wait_for(lambda: back.video_from(0).frames >= 10, 15)
 
             # The same identity on a second device replaces the first, which is told why.
-            second = Participant(server, family_token, colour=BLUE)
+            second = Participant(server, family.token, colour=BLUE)
             async with participants(second):
                 await second.join()
                 await back.wait_for(lambda: back.close_code is not None, 10)
@@ -121,12 +115,9 @@ async def test_visit_full_and_bad_messages(server: Server) -> None:
 async def test_officer_mute_stops_forwarding_audio_and_the_participant_is_told(
         server: Server) -> None:
     visit = visit_now("fwd-4")
-    inmate = Participant(server, server.token("inmate-4", "inmate", visit), colour=RED)
-    family = Participant(server, server.token("family-4", "family", visit), colour=BLUE)
+    inmate, family = inmate_and_family(server, visit, "4")
     officer = server.token("officer-4", "officer", None)
-    async with participants(inmate, family), aiohttp.ClientSession() as http:
-        await inmate.join()
-        await family.join()
+    async with in_visit(inmate, family), aiohttp.ClientSession() as http:
         await family.wait_for(lambda: family.audio.get(0) and family.audio[0].frames >= 25, 10)
 
         async def mute(muted: bool) -> None:
@@ -154,13 +145,8 @@ async def test_officer_mute_stops_forwarding_audio_and_the_participant_is_told(
 
 async def test_h264_only_browsers_are_forwarded_h264(server: Server) -> None:
     visit = visit_now("fwd-5")
-    inmate = Participant(server, server.token("inmate-5", "inmate", visit), colour=RED,
-                         video_codec="H264")
-    family = Participant(server, server.token("family-5", "family", visit), colour=BLUE,
-                         video_codec="H264")
-    async with participants(inmate, family):
-        await inmate.join()
-        await family.join()
+    inmate, family = inmate_and_family(server, visit, "5", video_codec="H264")
+    async with in_visit(inmate, family):
         await family.wait_for(lambda: family.video_from(0).frames >= 15, 15)
         await inmate.wait_for(lambda: inmate.video_from(1).frames >= 15, 15)
         assert close_to(family.video_from(0).colour, RED)

@@ -14,10 +14,7 @@ import contextlib
 import hashlib
 import hmac
 import json
-import os
 import random
-import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -30,8 +27,10 @@ from playwright.async_api import Page
 
 from app.config import Config, ConfigError, load
 from signaling.turn import credentials, ice_servers, offer_hook, with_turn
+from tests.support.binaries import need_binary
 from tests.support.browser import chromium, decoded, open_page
-from tests.support.server import free_port, running_server, visit_now
+from tests.support.process import free_port, read_log, stop_process, wait_listening
+from tests.support.server import running_server, visit_now
 
 SECRET = "north-wing-turn-secret"
 
@@ -103,17 +102,6 @@ def test_config_keys_and_validation() -> None:
 
 # -- a real coturn --------------------------------------------------------------------------
 
-def need_binary(name: str) -> str:
-    """The binary's path; skip when it is missing, except in CI where `make test` installs it."""
-    found = shutil.which(name) or next(
-        (p for p in (f"/usr/bin/{name}", f"/usr/sbin/{name}") if os.path.exists(p)), None)
-    if found:
-        return found
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"{name} is not installed; `make test` installs it (APT_PACKAGES)")
-    pytest.skip(f"{name} is not installed: run `make system-packages` (needs root)")
-
-
 @dataclass
 class Coturn:
     port: int
@@ -125,7 +113,7 @@ class Coturn:
         return f"turn:127.0.0.1:{self.port}?transport=udp"
 
     def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return read_log(self.log_path)
 
 
 def coturn_conf(tmp: Path, port: int, min_port: int, secrets: tuple[str, ...]) -> str:
@@ -152,26 +140,11 @@ def running_coturn(tmp: Path, *secrets: str) -> Iterator[Coturn]:
                                    stderr=subprocess.STDOUT, cwd=tmp)
     turn = Coturn(port, log_path, process)
     try:
-        deadline = time.time() + 10
-        while True:  # it listens on TCP and UDP on the same port
-            if process.poll() is not None:
-                raise RuntimeError(f"turnserver exited {process.returncode}:\n"
-                                   f"{turn.log_text()}")
-            with contextlib.suppress(OSError), socket.create_connection(
-                    ("127.0.0.1", port), 0.2):
-                break
-            if time.time() > deadline:
-                raise RuntimeError(f"turnserver did not start:\n{turn.log_text()}")
-            time.sleep(0.1)
+        # It listens on TCP and UDP on the same port: TCP answering means it is up.
+        wait_listening(process, port, 10, "turnserver", turn.log_text)
         yield turn
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, 5)
 
 
 def test_coturn_accepts_the_old_and_the_new_secret_during_a_rotation(tmp_path: Path) -> None:

@@ -5,9 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,29 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 from aiohttp import web
 
-from tests.support.server import (
-    ROOT,
-    free_port,
-)
+from tests.support.binaries import need_binary
+from tests.support.process import ROOT, free_port, read_log, stop_process, wait_listening
 
 DEPLOY = ROOT / "deploy"
 
 
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
-
-
-def need_binary(name: str) -> str:
-    """The binary's path; skip when it is missing, except in CI where `make test` installs it."""
-    found = shutil.which(name) or next(
-        (p for p in (f"/usr/bin/{name}", f"/usr/sbin/{name}") if os.path.exists(p)), None)
-    if found:
-        return found
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"{name} is not installed; `make test` installs it (APT_PACKAGES)")
-    pytest.skip(f"{name} is not installed: run `make system-packages` (needs root)")
 
 
 class WebhookSink:
@@ -90,7 +73,7 @@ class Prometheus:
         return f"http://127.0.0.1:{self.port}"
 
     def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return read_log(self.log_path)
 
     def check_config(self) -> None:
         done = subprocess.run([self.promtool, "check", "config", str(self.config)],
@@ -105,25 +88,10 @@ class Prometheus:
                  f"--storage.tsdb.path={self.tmp / 'data'}",
                  f"--web.listen-address=127.0.0.1:{self.port}"],
                 stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp)
-        deadline = time.time() + 20
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"prometheus exited:\n{self.log_text()}")
-            with contextlib.suppress(OSError), socket.create_connection(
-                    ("127.0.0.1", self.port), 0.2):
-                return
-            if time.time() > deadline:
-                raise RuntimeError(f"prometheus did not start:\n{self.log_text()}")
-            time.sleep(0.1)
+        wait_listening(self.process, self.port, 20, "prometheus", self.log_text)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 @contextlib.contextmanager

@@ -7,7 +7,6 @@ import contextlib
 import fractions
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -31,28 +30,43 @@ from aiortc.mediastreams import MediaStreamError
 from auth.issuer import issue_token
 from auth.keys import load_private_key, write_keypair
 from auth.tokens import VisitClaim
+from tests.support.process import ROOT, free_port, read_log, stop_process, wait_listening
 
-ROOT = Path(__file__).resolve().parents[2]
 ISSUER = "test-records"
 AUDIENCE = "visitbridge-test"
 KID = "records-1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+RED = (220, 30, 30)
+BLUE = (30, 30, 220)
 
 
 @dataclass
 class Server:
-    """A ``visitbridge serve`` process on loopback, with its own data dir and keys."""
+    """A ``visitbridge serve`` process on loopback, with its own data dir and keys.
+
+    ``env`` holds settings beyond the defaults made here (its own port and data dir,
+    this module's token issuer, loopback ICE); the process also inherits the caller's
+    environment."""
 
     data_dir: Path
-    port: int
+    port: int = field(default_factory=free_port)
+    env: dict[str, str] = field(default_factory=dict)
+    command: tuple[str, ...] = ("app.cli", "serve")  # run as ``python -m``
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
-    env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private = self.data_dir / "keys" / f"{KID}.private.pem"
+        if not private.exists():
+            write_keypair(KID, self.data_dir / "keys" / "public", private)
+        self.env = {
+            "VISITBRIDGE_DATA_DIR": str(self.data_dir),
+            "VISITBRIDGE_PORT": str(self.port),
+            "VISITBRIDGE_TOKEN_ISSUER": ISSUER,
+            "VISITBRIDGE_TOKEN_AUDIENCE": AUDIENCE,
+            "VISITBRIDGE_ICE_LOOPBACK": "1",
+            **self.env,
+        }
 
     @property
     def url(self) -> str:
@@ -72,51 +86,25 @@ class Server:
                            now=time.time() if now is None else now, **kwargs)
 
     def log_text(self) -> str:
-        return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
+        return read_log(self.log_path)
 
 
 def make_server(data_dir: Path, **env: str) -> Server:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    private = data_dir / "keys" / f"{KID}.private.pem"
-    if not private.exists():
-        write_keypair(KID, data_dir / "keys" / "public", private)
-    server = Server(data_dir=data_dir, port=free_port())
-    server.env = {
-        "VISITBRIDGE_DATA_DIR": str(data_dir),
-        "VISITBRIDGE_PORT": str(server.port),
-        "VISITBRIDGE_TOKEN_ISSUER": ISSUER,
-        "VISITBRIDGE_TOKEN_AUDIENCE": AUDIENCE,
-        "VISITBRIDGE_ICE_LOOPBACK": "1",
-        **env,
-    }
-    return server
+    return Server(data_dir, env=env)
 
 
 def start(server: Server, timeout: float = 20.0) -> Server:
     server.log_path = server.data_dir / f"server-{server.port}.log"
-    log = server.log_path.open("ab")
-    server.process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve"],
-        cwd=ROOT, env={**os.environ, **server.env}, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"server exited:\n{server.log_text()}")
-        with contextlib.suppress(OSError), socket.create_connection(
-                ("127.0.0.1", server.port), 0.2):
-            return server
-        time.sleep(0.1)
-    raise RuntimeError(f"server did not start:\n{server.log_text()}")
+    with server.log_path.open("ab") as log:
+        server.process = subprocess.Popen(
+            [sys.executable, "-m", *server.command],
+            cwd=ROOT, env={**os.environ, **server.env}, stdout=log, stderr=subprocess.STDOUT)
+    wait_listening(server.process, server.port, timeout, "server", server.log_text)
+    return server
 
 
 def stop(server: Server) -> None:
-    if server.process and server.process.poll() is None:
-        server.process.terminate()
-        try:
-            server.process.wait(10)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait()
+    stop_process(server.process)
 
 
 @contextlib.contextmanager
@@ -145,7 +133,26 @@ async def metric(server: Server, name: str, labels: str = "") -> float:
     return total
 
 
-class ColourTrack(MediaStreamTrack):
+class PacedTrack(MediaStreamTrack):
+    """A synthetic track paced in real time, as a camera or microphone delivers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pts = 0
+        self._start: float | None = None
+
+    async def _next_pts(self, step: int, clock_rate: int) -> int:
+        """Advance by one frame of ``step`` ticks; wait until that frame is due."""
+        if self._start is None:
+            self._start = time.time()
+        self._pts += step
+        wait = self._start + self._pts / clock_rate - time.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        return self._pts
+
+
+class ColourTrack(PacedTrack):
     """Video of one flat colour, so a receiver can tell whose picture it decodes."""
 
     kind = "video"
@@ -155,47 +162,33 @@ class ColourTrack(MediaStreamTrack):
         super().__init__()
         self._frame_rgb = np.full((height, width, 3), rgb, dtype=np.uint8)
         self._noise = noise  # random pixels: a high bitrate, to fill disks quickly
-        self._pts = 0
-        self._start: float | None = None
 
     async def recv(self) -> av.VideoFrame:
-        if self._start is None:
-            self._start = time.time()
-        self._pts += 3000
-        wait = self._start + self._pts / 90000 - time.time()
-        if wait > 0:
-            await asyncio.sleep(wait)
+        pts = await self._next_pts(3000, 90000)
         pixels = self._frame_rgb
         if self._noise:
             pixels = np.random.randint(0, 256, pixels.shape, dtype=np.uint8)
         frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-        frame.pts = self._pts
+        frame.pts = pts
         frame.time_base = fractions.Fraction(1, 90000)
         return frame
 
 
-class ToneTrack(MediaStreamTrack):
+class ToneTrack(PacedTrack):
     """A 440 Hz tone, 20 ms per frame."""
 
     kind = "audio"
 
     def __init__(self) -> None:
         super().__init__()
-        self._pts = 0
-        self._start: float | None = None
         t = np.arange(960) / 48000
         self._samples = (np.sin(2 * np.pi * 440 * t) * 8000).astype(np.int16).reshape(1, -1)
 
     async def recv(self) -> av.AudioFrame:
-        if self._start is None:
-            self._start = time.time()
-        self._pts += 960
-        wait = self._start + self._pts / 48000 - time.time()
-        if wait > 0:
-            await asyncio.sleep(wait)
+        pts = await self._next_pts(960, 48000)
         frame = av.AudioFrame.from_ndarray(self._samples, format="s16", layout="mono")
         frame.sample_rate = 48000
-        frame.pts = self._pts
+        frame.pts = pts
         frame.time_base = fractions.Fraction(1, 48000)
         return frame
 
@@ -342,6 +335,14 @@ class Participant:
             await self._http.close()
 
 
+def inmate_and_family(server: Server, visit: VisitClaim, tag: str,
+                      **kwargs: Any) -> tuple[Participant, Participant]:
+    """The two parties of most visits, ``inmate-<tag>`` and ``family-<tag>``: the inmate
+    shows red and the family member blue, so each can tell whose picture it decodes."""
+    return (Participant(server, server.token(f"inmate-{tag}", "inmate", visit), RED, **kwargs),
+            Participant(server, server.token(f"family-{tag}", "family", visit), BLUE, **kwargs))
+
+
 @contextlib.asynccontextmanager
 async def participants(*people: Participant) -> AsyncIterator[tuple[Participant, ...]]:
     try:
@@ -349,3 +350,13 @@ async def participants(*people: Participant) -> AsyncIterator[tuple[Participant,
     finally:
         for p in people:
             await p.close()
+
+
+@contextlib.asynccontextmanager
+async def in_visit(*people: Participant) -> AsyncIterator[tuple[Participant, ...]]:
+    """Join each in turn (the first takes slot 0); close them all afterwards."""
+    async with participants(*people):
+        for p in people:
+            answer = await p.join()
+            assert answer["type"] == "joined", answer
+        yield people

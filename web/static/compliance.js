@@ -23,15 +23,6 @@ function clock(s) {
 
 function when(unix) { return unix ? new Date(unix * 1000).toLocaleString() : "—"; }
 
-function button(text, onClick, label) {
-  const b = document.createElement("button");
-  b.type = "button";
-  b.textContent = text;
-  if (label) b.setAttribute("aria-label", label);
-  b.addEventListener("click", onClick);
-  return b;
-}
-
 function cell(text) {
   const td = document.createElement("td");
   td.textContent = text;
@@ -398,31 +389,29 @@ async function placeHold(event) {
     $("hold-reason").focus();
     return;
   }
-  try {
-    const data = await api("POST", `/api/recordings/${enc(current.visit)}/hold`, { reason });
-    current.holds = data.holds;
-    current.on_hold = data.on_hold;
-    renderHolds(current);
-    renderFacts(current);
-    $("hold-reason").value = "";
-    alertUser("");
-    status(`Visit ${current.visit} is on legal hold.`);
-  } catch (err) { alertUser(`Could not place the hold: ${err.message}`); }
+  await changeHold("POST", reason, `Visit ${current.visit} is on legal hold.`,
+    "Could not place the hold");
 }
 
 async function releaseHold() {
   if (!current) return;
   const reason = $("hold-reason").value.trim();
+  await changeHold("DELETE", reason, `Legal hold on visit ${current.visit} released.`,
+    "Could not release the hold");
+}
+
+// Places (POST) or releases (DELETE) the open recording's hold and shows the new state.
+async function changeHold(method, reason, done, failed) {
   try {
-    const data = await api("DELETE", `/api/recordings/${enc(current.visit)}/hold`, { reason });
+    const data = await api(method, `/api/recordings/${enc(current.visit)}/hold`, { reason });
     current.holds = data.holds;
     current.on_hold = data.on_hold;
     renderHolds(current);
     renderFacts(current);
     $("hold-reason").value = "";
     alertUser("");
-    status(`Legal hold on visit ${current.visit} released.`);
-  } catch (err) { alertUser(`Could not release the hold: ${err.message}`); }
+    status(done);
+  } catch (err) { alertUser(`${failed}: ${err.message}`); }
 }
 
 // -- wiring ------------------------------------------------------------------------------

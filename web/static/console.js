@@ -1,5 +1,5 @@
 // Shared by the staff consoles (officer, compliance): the bearer token from the URL
-// fragment (never sent in a URL), status lines, and the JSON API helper.
+// fragment (never sent in a URL), status lines, action buttons, and the JSON API helper.
 "use strict";
 
 const token = new URLSearchParams(location.hash.slice(1)).get("token");
@@ -7,6 +7,16 @@ const $ = (id) => document.getElementById(id);
 
 function status(text) { $("status").textContent = text; }
 function alertUser(text) { $("alert").textContent = text; $("alert").hidden = !text; }
+
+// label: the accessible name, where the visible text alone is ambiguous in a table.
+function button(text, onClick, label) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.textContent = text;
+  if (label) b.setAttribute("aria-label", label);
+  b.addEventListener("click", onClick);
+  return b;
+}
 
 async function api(method, path, body) {
   const res = await fetch(path, {

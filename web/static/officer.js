@@ -6,15 +6,6 @@ const watches = new Map();  // visit id -> {ws, pc, panel, people}
 let lastVisits = [];
 
 
-function button(text, onClick, extra) {
-  const b = document.createElement("button");
-  b.type = "button";
-  b.textContent = text;
-  if (extra) b.setAttribute("aria-label", extra);
-  b.addEventListener("click", onClick);
-  return b;
-}
-
 function renderVisits(visits) {
   lastVisits = visits;
   const body = $("visits");
