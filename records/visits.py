@@ -14,7 +14,8 @@ from typing import Any
 from records.audit import AuditLog
 from records.store import Store
 from records.webhooks import Outbox, WebhookSender
-from visit.room import Member, RoomCore
+from visit.members import Member
+from visit.room import RoomCore
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,11 @@ from aiortc import RTCRtpCodecParameters
 from sfu import metrics
 from sfu.forwarder import TrackForwarder
 from sfu.peer import Peer, PeerSettings
-from visit import room as core
+from visit import actions as act
+from visit.actions import Action
 from visit.lifecycle import Policy, State
-from visit.room import Action, Member, RoomCore, RoomObserver, VisitInfo
+from visit.members import Member
+from visit.room import RoomCore, RoomObserver, VisitInfo
 from visit.roster import Identity
 from visit.tap import Tap, TapFactory, TappedPacket, TapRequest
 
@@ -164,11 +166,11 @@ class Room:
         """Do what the core decided; peers close last, together (local aiortc work)."""
         closing: list[Peer] = []
         for action in actions:
-            if isinstance(action, core.Send):
+            if isinstance(action, act.Send):
                 action.conn.send(action.message)  # type: ignore[attr-defined]
-            elif isinstance(action, core.Close):
+            elif isinstance(action, act.Close):
                 action.conn.close(action.code, action.message)  # type: ignore[attr-defined]
-            elif isinstance(action, core.ClosePeer):
+            elif isinstance(action, act.ClosePeer):
                 peer = self._peers.pop(action.conn, None)  # type: ignore[call-overload]
                 role = self._roles.pop(action.conn, None)  # type: ignore[call-overload]
                 if role is not None:
@@ -183,23 +185,23 @@ class Room:
             await asyncio.gather(*(peer.close() for peer in closing))
 
     def _apply(self, action: Action) -> None:
-        if isinstance(action, core.OpenPeer):
+        if isinstance(action, act.OpenPeer):
             self._open_peer(action)
-        elif isinstance(action, core.Feed):
+        elif isinstance(action, act.Feed):
             self._feed(action)
-        elif isinstance(action, core.Gate):
+        elif isinstance(action, act.Gate):
             self._gate(action.open)
-        elif isinstance(action, core.Mute):
+        elif isinstance(action, act.Mute):
             forwarder = self._forwarder(action.conn, "audio")
             if forwarder is not None:
                 forwarder.muted = action.muted
-        elif isinstance(action, core.Record):
+        elif isinstance(action, act.Record):
             self._record(action)
-        elif isinstance(action, core.RequestKeyframe):
+        elif isinstance(action, act.RequestKeyframe):
             forwarder = self._forwarder(action.publisher, action.kind or "video")
             if forwarder is not None:
                 asyncio.ensure_future(forwarder.request_keyframe())
-        elif isinstance(action, core.RefreshPictures):
+        elif isinstance(action, act.RefreshPictures):
             peer = self._peers.get(action.subscriber)  # type: ignore[call-overload]
             for sinks in peer.sinks if peer is not None else ():
                 if sinks["video"].source is not None:
@@ -208,20 +210,20 @@ class Room:
             self._observe(action)
 
     def _observe(self, action: Action) -> None:
-        if isinstance(action, core.VisitStarted):
+        if isinstance(action, act.VisitStarted):
             self._observer.visit_started(self.core, action.at)
-        elif isinstance(action, core.ParticipantJoined):
+        elif isinstance(action, act.ParticipantJoined):
             self._observer.participant_joined(self.core, action.member, action.at)
-        elif isinstance(action, core.ParticipantLeft):
+        elif isinstance(action, act.ParticipantLeft):
             metrics.DISCONNECTS.labels(action.cause, metrics.fault_of(action.cause)).inc()
             self._observer.participant_left(self.core, action.member, action.cause, action.at)
-        elif isinstance(action, core.VisitEnded):
+        elif isinstance(action, act.VisitEnded):
             log.info("visit ended", extra={"visit": self.visit.id, "cause": action.cause})
             metrics.VISITS_ENDED.labels(action.cause, metrics.fault_of(action.cause)).inc()
             self._observer.visit_ended(self.core, action.cause, action.reason, action.at)
             self._on_closed(self)
 
-    def _open_peer(self, action: core.OpenPeer) -> None:
+    def _open_peer(self, action: act.OpenPeer) -> None:
         conn: Connection = action.conn  # type: ignore[assignment]
         peer = Peer(self._settings, self.core.slots, publish=action.publish)
         self._peers[conn] = peer
@@ -241,11 +243,11 @@ class Room:
         if peer.state == "connected" and self._peers.get(conn) is peer:
             self._soon(lambda now: self.core.connected(conn, now))
 
-    def _forwarder(self, conn: core.Conn, kind: str) -> TrackForwarder | None:
+    def _forwarder(self, conn: act.Conn, kind: str) -> TrackForwarder | None:
         peer = self._peers.get(conn)  # type: ignore[call-overload]
         return None if peer is None else peer.forwarders.get(kind)
 
-    def _feed(self, action: core.Feed) -> None:
+    def _feed(self, action: act.Feed) -> None:
         publisher = self._peers.get(action.publisher)  # type: ignore[call-overload]
         subscriber = self._peers.get(action.subscriber)  # type: ignore[call-overload]
         if publisher is None or subscriber is None:
@@ -270,7 +272,7 @@ class Room:
 
     # -- recording ------------------------------------------------------------------------
 
-    def _record(self, action: core.Record) -> None:
+    def _record(self, action: act.Record) -> None:
         peer = self._peers.get(action.conn)  # type: ignore[call-overload]
         member = self.core.member_of(action.conn)
         if self._tap_factory is None or peer is None or member is None:
@@ -279,7 +281,7 @@ class Room:
             forwarder.tap_factory = self._tap_opener(action.conn, member, kind, forwarder)
             forwarder.recording = action.live
 
-    def _tap_opener(self, conn: core.Conn, member: Member, kind: str, forwarder: TrackForwarder
+    def _tap_opener(self, conn: act.Conn, member: Member, kind: str, forwarder: TrackForwarder
                     ) -> Callable[[TappedPacket, RTCRtpCodecParameters], Tap]:
         assert self._tap_factory is not None
         factory = self._tap_factory

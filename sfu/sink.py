@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from aiortc import RTCRtpCodecParameters, RTCRtpSender
 from aiortc.codecs import is_rtx
@@ -30,10 +30,23 @@ from aiortc.rtp import (
 
 from sfu import glue_rtp, metrics
 from sfu.fastpath import RTP_HEADER, ExtensionWriter, FastTransport, InPacket
+from sfu.feedback import BitrateEstimates
 from sfu.rewrite import StreamRewriter
 
-if TYPE_CHECKING:
-    from sfu.forwarder import TrackForwarder
+
+class Source(Protocol):
+    """What a sink asks of the track it is fed from (a ``TrackForwarder``)."""
+
+    estimates: BitrateEstimates
+
+    async def retransmit(self, sink: Sink, out_seqs: list[int]) -> None: ...
+
+    async def request_keyframe(self) -> None: ...
+
+    def detach(self, sink: Sink) -> None: ...
+
+    def now(self) -> float: ...
+
 
 VIDEO_FRAME_TICKS = 3000  # 1/30 s at 90 kHz
 AUDIO_FRAME_TICKS = 960  # 20 ms at 48 kHz
@@ -53,7 +66,7 @@ class Sink:
             initial_seq=random.randrange(0x8000),
             initial_ts=random.randrange(1 << 32),
         )
-        self.source: TrackForwarder | None = None
+        self.source: Source | None = None
         self.enabled = True
         self.payload_types: dict[str, int] = {}
         self.rtx_payload_type: int | None = None

@@ -14,10 +14,26 @@ participant currently holding a seat, a monitor a silent officer.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
+from visit.actions import (
+    Action,
+    Close,
+    ClosePeer,
+    Feed,
+    Gate,
+    Mute,
+    OpenPeer,
+    ParticipantJoined,
+    ParticipantLeft,
+    Record,
+    RefreshPictures,
+    RequestKeyframe,
+    Send,
+    VisitEnded,
+    VisitStarted,
+)
 from visit.lifecycle import (
     Ending,
     EndWarning,
@@ -28,10 +44,8 @@ from visit.lifecycle import (
     Started,
     VisitLifecycle,
 )
+from visit.members import Conn, Member, Message, Monitor
 from visit.roster import Identity, Roster, RosterError
-
-Message = dict[str, Any]
-Conn = Hashable
 
 
 @dataclass(frozen=True)
@@ -40,143 +54,6 @@ class VisitInfo:
     starts_at: int
     ends_at: int
     privileged: bool
-
-
-@dataclass
-class Member:
-    """A participant holding a seat (slot) through one connection."""
-
-    who: Identity
-    slot: int
-    conn: Conn
-    audio: bool = True
-    video: bool = True
-    muted_by_officer: bool = False
-    answered: bool = False
-    welcomed: bool = False  # events go out only after its joined and offer messages
-
-    def describe(self) -> Message:
-        return {"id": self.who.sub, "name": self.who.name, "role": self.who.role,
-                "slot": self.slot, "audio": self.audio and not self.muted_by_officer,
-                "video": self.video, "muted_by_officer": self.muted_by_officer}
-
-
-@dataclass
-class Monitor:
-    """A silent viewer (officer): receives every slot, publishes nothing, never announced."""
-
-    who: Identity
-    conn: Conn
-    answered: bool = False
-    welcomed: bool = False
-
-
-# -- actions ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Send:
-    conn: Conn
-    message: Message
-
-
-@dataclass(frozen=True)
-class Close:
-    """Close a connection with a refusal or end code (after what was sent before it)."""
-
-    conn: Conn
-    code: str
-    message: str
-
-
-@dataclass(frozen=True)
-class OpenPeer:
-    """Create the connection's peer: publishing for a member, receive-only for a monitor."""
-
-    conn: Conn
-    publish: bool
-
-
-@dataclass(frozen=True)
-class ClosePeer:
-    conn: Conn
-
-
-@dataclass(frozen=True)
-class Feed:
-    """Forward ``publisher``'s tracks into slot ``slot`` of ``subscriber``'s peer."""
-
-    publisher: Conn
-    subscriber: Conn
-    slot: int
-    enabled: bool
-
-
-@dataclass(frozen=True)
-class Gate:
-    """The media gate: forwarding between parties (and recording) only while open."""
-
-    open: bool
-
-
-@dataclass(frozen=True)
-class Mute:
-    """An officer's mute: the server stops forwarding (and recording) the member's audio."""
-
-    conn: Conn
-    muted: bool
-
-
-@dataclass(frozen=True)
-class Record:
-    """Start the member's recorder taps (the answer arrived in a recorded visit)."""
-
-    conn: Conn
-    live: bool
-
-
-@dataclass(frozen=True)
-class RequestKeyframe:
-    """Ask the publisher for a keyframe (``kind`` None: every video it publishes)."""
-
-    publisher: Conn
-    kind: str | None = None
-
-
-@dataclass(frozen=True)
-class RefreshPictures:
-    """A subscriber's media just connected: its publishers send it a keyframe."""
-
-    subscriber: Conn
-
-
-@dataclass(frozen=True)
-class VisitStarted:
-    at: float
-
-
-@dataclass(frozen=True)
-class ParticipantJoined:
-    member: Member
-    at: float
-
-
-@dataclass(frozen=True)
-class ParticipantLeft:
-    member: Member
-    cause: str
-    at: float
-
-
-@dataclass(frozen=True)
-class VisitEnded:
-    cause: str
-    reason: str
-    at: float
-
-
-Action = (Send | Close | OpenPeer | ClosePeer | Feed | Gate | Mute | Record | RequestKeyframe
-          | RefreshPictures | VisitStarted | ParticipantJoined | ParticipantLeft | VisitEnded)
 
 
 class RoomObserver(Protocol):

@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from visit.lifecycle import Policy, Refused
-from visit.room import (
+from visit.actions import (
     Action,
     Close,
     ClosePeer,
@@ -25,12 +24,12 @@ from visit.room import (
     Record,
     RefreshPictures,
     RequestKeyframe,
-    RoomCore,
     Send,
     VisitEnded,
-    VisitInfo,
     VisitStarted,
 )
+from visit.lifecycle import Policy, Refused
+from visit.room import RoomCore, VisitInfo
 from visit.roster import Identity, RosterError
 
 START = 50_000.0

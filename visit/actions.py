@@ -1,0 +1,116 @@
+"""What a visit's room core asks its caller to do: the actions ``visit.room`` returns.
+
+Each is a plain value, so a test reads them as it would read what a page was sent;
+``sfu.room`` carries them out with real peers and connections.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from visit.members import Conn, Member, Message
+
+
+@dataclass(frozen=True)
+class Send:
+    conn: Conn
+    message: Message
+
+
+@dataclass(frozen=True)
+class Close:
+    """Close a connection with a refusal or end code (after what was sent before it)."""
+
+    conn: Conn
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class OpenPeer:
+    """Create the connection's peer: publishing for a member, receive-only for a monitor."""
+
+    conn: Conn
+    publish: bool
+
+
+@dataclass(frozen=True)
+class ClosePeer:
+    conn: Conn
+
+
+@dataclass(frozen=True)
+class Feed:
+    """Forward ``publisher``'s tracks into slot ``slot`` of ``subscriber``'s peer."""
+
+    publisher: Conn
+    subscriber: Conn
+    slot: int
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The media gate: forwarding between parties (and recording) only while open."""
+
+    open: bool
+
+
+@dataclass(frozen=True)
+class Mute:
+    """An officer's mute: the server stops forwarding (and recording) the member's audio."""
+
+    conn: Conn
+    muted: bool
+
+
+@dataclass(frozen=True)
+class Record:
+    """Start the member's recorder taps (the answer arrived in a recorded visit)."""
+
+    conn: Conn
+    live: bool
+
+
+@dataclass(frozen=True)
+class RequestKeyframe:
+    """Ask the publisher for a keyframe (``kind`` None: every video it publishes)."""
+
+    publisher: Conn
+    kind: str | None = None
+
+
+@dataclass(frozen=True)
+class RefreshPictures:
+    """A subscriber's media just connected: its publishers send it a keyframe."""
+
+    subscriber: Conn
+
+
+@dataclass(frozen=True)
+class VisitStarted:
+    at: float
+
+
+@dataclass(frozen=True)
+class ParticipantJoined:
+    member: Member
+    at: float
+
+
+@dataclass(frozen=True)
+class ParticipantLeft:
+    member: Member
+    cause: str
+    at: float
+
+
+@dataclass(frozen=True)
+class VisitEnded:
+    cause: str
+    reason: str
+    at: float
+
+
+Action = (Send | Close | OpenPeer | ClosePeer | Feed | Gate | Mute | Record | RequestKeyframe
+          | RefreshPictures | VisitStarted | ParticipantJoined | ParticipantLeft | VisitEnded)
