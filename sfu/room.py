@@ -22,7 +22,7 @@ from sfu.forwarder import TrackForwarder
 from sfu.peer import Peer, PeerSettings
 from visit import actions as act
 from visit.actions import Action
-from visit.lifecycle import Policy, State
+from visit.lifecycle import Ending, Policy, Started, State
 from visit.members import Member
 from visit.room import RoomCore, RoomObserver, VisitInfo
 from visit.roster import Identity
@@ -210,14 +210,14 @@ class Room:
             self._observe(action)
 
     def _observe(self, action: Action) -> None:
-        if isinstance(action, act.VisitStarted):
+        if isinstance(action, Started):
             self._observer.visit_started(self.core, action.at)
         elif isinstance(action, act.ParticipantJoined):
             self._observer.participant_joined(self.core, action.member, action.at)
         elif isinstance(action, act.ParticipantLeft):
             metrics.DISCONNECTS.labels(action.cause, metrics.fault_of(action.cause)).inc()
             self._observer.participant_left(self.core, action.member, action.cause, action.at)
-        elif isinstance(action, act.VisitEnded):
+        elif isinstance(action, Ending):
             log.info("visit ended", extra={"visit": self.visit.id, "cause": action.cause})
             metrics.VISITS_ENDED.labels(action.cause, metrics.fault_of(action.cause)).inc()
             self._observer.visit_ended(self.core, action.cause, action.reason, action.at)

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from visit.lifecycle import Ending, Started
 from visit.members import Conn, Member, Message
 
 
 @dataclass(frozen=True)
 class Send:
+    """Queue a message to a connection (a page or a monitor)."""
+
     conn: Conn
     message: Message
 
@@ -36,6 +39,8 @@ class OpenPeer:
 
 @dataclass(frozen=True)
 class ClosePeer:
+    """Close the connection's peer: its forwarders stop and its slots detach."""
+
     conn: Conn
 
 
@@ -87,30 +92,26 @@ class RefreshPictures:
     subscriber: Conn
 
 
-@dataclass(frozen=True)
-class VisitStarted:
-    at: float
+# What the records side must hear: the lifecycle's ``Started`` and ``Ending`` (the
+# latter once every connection of the visit is closed), and these two.
 
 
 @dataclass(frozen=True)
 class ParticipantJoined:
+    """A member was welcomed into the visit."""
+
     member: Member
     at: float
 
 
 @dataclass(frozen=True)
 class ParticipantLeft:
+    """A member left, was removed or was closed when the visit ended."""
+
     member: Member
     cause: str
     at: float
 
 
-@dataclass(frozen=True)
-class VisitEnded:
-    cause: str
-    reason: str
-    at: float
-
-
 Action = (Send | Close | OpenPeer | ClosePeer | Feed | Gate | Mute | Record | RequestKeyframe
-          | RefreshPictures | VisitStarted | ParticipantJoined | ParticipantLeft | VisitEnded)
+          | RefreshPictures | Started | ParticipantJoined | ParticipantLeft | Ending)

@@ -17,23 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from visit.actions import (
-    Action,
-    Close,
-    ClosePeer,
-    Feed,
-    Gate,
-    Mute,
-    OpenPeer,
-    ParticipantJoined,
-    ParticipantLeft,
-    Record,
-    RefreshPictures,
-    RequestKeyframe,
-    Send,
-    VisitEnded,
-    VisitStarted,
-)
+from visit import actions as act
 from visit.lifecycle import (
     Ending,
     EndWarning,
@@ -108,7 +92,7 @@ class RoomCore:
 
     # -- participants -------------------------------------------------------------------
 
-    def join(self, who: Identity, conn: Conn, now: float) -> list[Action]:
+    def join(self, who: Identity, conn: Conn, now: float) -> list[act.Action]:
         """Seat a participant; a second connection of theirs takes over the same seat.
 
         Raises ``Refused`` or ``RosterError`` for a join the booking or roster refuses.
@@ -116,30 +100,30 @@ class RoomCore:
         """
         self.lifecycle.check_join(now)
         admission = self.roster.admit(who)
-        actions: list[Action] = []
+        actions: list[act.Action] = []
         old = self.members.get(who.sub)
         if admission.replaces and old is not None:
             actions += self._unseat(old, release=False)  # the new connection keeps the slot
-            actions.append(Close(old.conn, "connected_elsewhere",
+            actions.append(act.Close(old.conn, "connected_elsewhere",
                                  "this visit was opened on another device"))
         self.members[who.sub] = Member(who, admission.slot, conn)
-        actions.append(OpenPeer(conn, publish=True))
+        actions.append(act.OpenPeer(conn, publish=True))
         return actions
 
-    def welcome(self, conn: Conn, offer: Message, now: float) -> list[Action]:
+    def welcome(self, conn: Conn, offer: Message, now: float) -> list[act.Action]:
         """The member's offer is ready: tell it about the visit, then everyone about it."""
         member = self.member_of(conn)
         if member is None:
             return []  # replaced, removed or ended while the offer was made
         member.welcomed = True
         return [
-            Send(conn, {"type": "joined", "you": member.describe(), "visit": self.describe(now),
+            act.Send(conn, {"type": "joined", "you": member.describe(), "visit": self.describe(now),
                         "participants": [m.describe() for m in self.members.values()
                                          if m is not member]}),
-            Send(conn, {"type": "offer", **offer}),
+            act.Send(conn, {"type": "offer", **offer}),
             *self._broadcast({"type": "participant_joined", "participant": member.describe()},
                              skip=conn),
-            ParticipantJoined(member, now),
+            act.ParticipantJoined(member, now),
         ]
 
     def check_answer(self, conn: Conn) -> None:
@@ -150,22 +134,22 @@ class RoomCore:
         if owner.answered:
             raise RosterError("bad_message", "the answer was already received")
 
-    def answered(self, conn: Conn) -> list[Action]:
+    def answered(self, conn: Conn) -> list[act.Action]:
         """The connection's answer is applied: its tracks exist, feed everyone who can."""
         self.check_answer(conn)
-        actions: list[Action] = []
+        actions: list[act.Action] = []
         member = self.member_of(conn)
         if member is not None:
             member.answered = True
             if self.recorded:
-                actions.append(Record(conn, self.lifecycle.media_allowed))
+                actions.append(act.Record(conn, self.lifecycle.media_allowed))
             if member.muted_by_officer:
-                actions.append(Mute(conn, True))
+                actions.append(act.Mute(conn, True))
         else:
             self.monitors[conn].answered = True
         return actions + self._wire()
 
-    def connected(self, conn: Conn, now: float) -> list[Action]:
+    def connected(self, conn: Conn, now: float) -> list[act.Action]:
         """The member's media connection is up (join or rejoin)."""
         member = self.member_of(conn)
         if member is None:
@@ -174,9 +158,9 @@ class RoomCore:
             events = self.lifecycle.connected(member.who.sub, now)
         except Refused:
             return []  # the visit ended meanwhile; its teardown closes this member
-        return [RefreshPictures(conn), *self._handle(events)]
+        return [act.RefreshPictures(conn), *self._handle(events)]
 
-    def set_media(self, conn: Conn, audio: bool, video: bool) -> list[Action]:
+    def set_media(self, conn: Conn, audio: bool, video: bool) -> list[act.Action]:
         member = self.member_of(conn)
         if member is None:
             return []
@@ -184,7 +168,7 @@ class RoomCore:
         return self._broadcast({"type": "participant_updated",
                                 "participant": member.describe()}, skip=conn)
 
-    def leave(self, conn: Conn, cause: str, now: float) -> list[Action]:
+    def leave(self, conn: Conn, cause: str, now: float) -> list[act.Action]:
         """The connection went away (or the page left): free the seat, maybe end."""
         member = self.member_of(conn)
         if member is None:
@@ -192,88 +176,88 @@ class RoomCore:
         actions = self._unseat(member)
         actions += self._broadcast({"type": "participant_left", "id": member.who.sub,
                                     "cause": cause})
-        actions.append(ParticipantLeft(member, cause, now))
+        actions.append(act.ParticipantLeft(member, cause, now))
         return actions + self._handle(self.lifecycle.disconnected(member.who.sub, now))
 
-    def remove(self, sub: str, code: str, message: str, now: float) -> list[Action] | None:
+    def remove(self, sub: str, code: str, message: str, now: float) -> list[act.Action] | None:
         """Take a participant out at once (revocation); None if not present."""
         member = self.members.get(sub)
         if member is None:
             return None
-        return [Close(member.conn, code, message), *self.leave(member.conn, code, now)]
+        return [act.Close(member.conn, code, message), *self.leave(member.conn, code, now)]
 
-    def _unseat(self, member: Member, release: bool = True) -> list[Action]:
+    def _unseat(self, member: Member, release: bool = True) -> list[act.Action]:
         del self.members[member.who.sub]
         if release:
             self.roster.release(member.who.sub)
         self._feeds = {f for f in self._feeds if member.conn not in f}
-        return [ClosePeer(member.conn)]
+        return [act.ClosePeer(member.conn)]
 
     # -- officers -----------------------------------------------------------------------
 
-    def monitor(self, who: Identity, conn: Conn, now: float) -> list[Action]:
+    def monitor(self, who: Identity, conn: Conn, now: float) -> list[act.Action]:
         if self.visit.privileged:
             raise RosterError("privileged_visit", "privileged visits cannot be monitored")
         self.lifecycle.check_join(now)
         self.monitors[conn] = Monitor(who, conn)
-        return [OpenPeer(conn, publish=False)]
+        return [act.OpenPeer(conn, publish=False)]
 
-    def monitor_welcome(self, conn: Conn, offer: Message, now: float) -> list[Action]:
+    def monitor_welcome(self, conn: Conn, offer: Message, now: float) -> list[act.Action]:
         mon = self.monitors.get(conn)
         if mon is None:
             return []
         mon.welcomed = True
-        return [Send(conn, {"type": "monitoring", "visit": self.describe(now),
+        return [act.Send(conn, {"type": "monitoring", "visit": self.describe(now),
                             "participants": [m.describe() for m in self.members.values()]}),
-                Send(conn, {"type": "offer", **offer})]
+                act.Send(conn, {"type": "offer", **offer})]
 
-    def stop_monitor(self, conn: Conn) -> list[Action]:
+    def stop_monitor(self, conn: Conn) -> list[act.Action]:
         if self.monitors.pop(conn, None) is None:
             return []
         self._feeds = {f for f in self._feeds if conn not in f}
-        return [ClosePeer(conn)]
+        return [act.ClosePeer(conn)]
 
-    def mute(self, sub: str, muted: bool) -> list[Action] | None:
+    def mute(self, sub: str, muted: bool) -> list[act.Action] | None:
         """An officer mutes a participant; None if not present."""
         member = self.members.get(sub)
         if member is None:
             return None
         member.muted_by_officer = muted
-        return [Mute(member.conn, muted),
-                Send(member.conn, {"type": "muted", "muted": muted, "by": "officer"}),
+        return [act.Mute(member.conn, muted),
+                act.Send(member.conn, {"type": "muted", "muted": muted, "by": "officer"}),
                 *self._broadcast({"type": "participant_updated",
                                   "participant": member.describe()}, skip=member.conn)]
 
-    def end(self, cause: str, reason: str, now: float) -> list[Action]:
+    def end(self, cause: str, reason: str, now: float) -> list[act.Action]:
         return self._handle(self.lifecycle.end(cause, now, reason))
 
     # -- time, recording and the media gate ---------------------------------------------
 
-    def tick(self, now: float) -> list[Action]:
+    def tick(self, now: float) -> list[act.Action]:
         return self._handle(self.lifecycle.tick(now))
 
     def next_deadline(self) -> float | None:
         return self.lifecycle.next_deadline()
 
-    def tap_ready(self, conn: Conn, kind: str) -> list[Action]:
+    def tap_ready(self, conn: Conn, kind: str) -> list[act.Action]:
         """A track's recorder is writing: its subscribers need a picture to start from."""
         member = self.member_of(conn)
         if member is None:
             return []
-        return [RequestKeyframe(conn, kind),
+        return [act.RequestKeyframe(conn, kind),
                 *self._broadcast({"type": "recording", "participant": member.who.sub,
                                   "kind": kind, "state": "on"})]
 
-    def recording_failed(self, reason: str, now: float) -> list[Action]:
+    def recording_failed(self, reason: str, now: float) -> list[act.Action]:
         return self.end("recording_failed", f"recording failed: {reason}", now)
 
-    def _handle(self, events: list[Event]) -> list[Action]:
-        actions: list[Action] = []
+    def _handle(self, events: list[Event]) -> list[act.Action]:
+        actions: list[act.Action] = []
         for event in events:
             if isinstance(event, MediaHeld):
-                actions.append(Gate(self.lifecycle.media_allowed))
+                actions.append(act.Gate(self.lifecycle.media_allowed))
             elif isinstance(event, Started):
-                actions.append(VisitStarted(event.at))
+                actions.append(event)
                 actions += self._broadcast({"type": "visit_started"})
             elif isinstance(event, EndWarning):
                 actions += self._broadcast({"type": "warning", "remaining_s": event.remaining_s})
@@ -281,37 +265,37 @@ class RoomCore:
                 actions += self._finish(event)
         return actions
 
-    def _finish(self, event: Ending) -> list[Action]:
+    def _finish(self, event: Ending) -> list[act.Action]:
         actions = self._broadcast({"type": "ended", "cause": event.cause,
                                    "reason": event.reason})
         said = event.reason or event.cause
         for member in list(self.members.values()):
             actions += self._unseat(member)
-            actions.append(ParticipantLeft(member, event.cause, event.at))
-            actions.append(Close(member.conn, "ended", said))
+            actions.append(act.ParticipantLeft(member, event.cause, event.at))
+            actions.append(act.Close(member.conn, "ended", said))
         for conn in list(self.monitors):
             actions += self.stop_monitor(conn)
-            actions.append(Close(conn, "ended", said))
+            actions.append(act.Close(conn, "ended", said))
         self.lifecycle.finished()
-        actions.append(VisitEnded(event.cause, event.reason, event.at))
+        actions.append(event)
         return actions
 
-    def _wire(self) -> list[Action]:
+    def _wire(self) -> list[act.Action]:
         """Feed every answered publisher into its slot of every other answered peer."""
         enabled = self.lifecycle.media_allowed
         subscribers = [m.conn for m in self.members.values() if m.answered]
         subscribers += [c for c, m in self.monitors.items() if m.answered]
-        actions: list[Action] = []
+        actions: list[act.Action] = []
         for publisher in self.members.values():
             if not publisher.answered:
                 continue
             for sub in subscribers:
                 if sub != publisher.conn and (publisher.conn, sub) not in self._feeds:
                     self._feeds.add((publisher.conn, sub))
-                    actions.append(Feed(publisher.conn, sub, publisher.slot, enabled))
+                    actions.append(act.Feed(publisher.conn, sub, publisher.slot, enabled))
         return actions
 
-    def _broadcast(self, message: Message, skip: Conn | None = None) -> list[Action]:
+    def _broadcast(self, message: Message, skip: Conn | None = None) -> list[act.Action]:
         targets = [m.conn for m in self.members.values() if m.welcomed and m.conn != skip]
         targets += [c for c, m in self.monitors.items() if m.welcomed]
-        return [Send(conn, message) for conn in targets]
+        return [act.Send(conn, message) for conn in targets]

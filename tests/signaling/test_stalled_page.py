@@ -16,7 +16,14 @@ from typing import Any
 import aiohttp
 
 from auth.tokens import VisitClaim
-from tests.support.server import Participant, Server, participants, running_server, visit_now
+from tests.support.server import (
+    Participant,
+    Server,
+    in_visit,
+    inmate_and_family,
+    running_server,
+    visit_now,
+)
 from tests.support.stalled import StalledPage
 
 FLOOD = (60, 200_000)  # 12 MB of error replies the page never reads
@@ -40,6 +47,12 @@ async def seen(p: Participant, predicate: Any, timeout: float) -> float:
     return time.monotonic() - started
 
 
+async def stalled_page(server: Server, visit: VisitClaim) -> StalledPage:
+    page = StalledPage(server, server.token("family-stalled", "family", visit))
+    await asyncio.to_thread(page.join)
+    return page
+
+
 def stalled_left(e: dict[str, Any]) -> bool:
     return (e["type"] == "participant_left" and e["id"] == "family-stalled"
             and e["cause"] == "stopped_reading")
@@ -49,13 +62,8 @@ async def test_revoke_and_officer_end_do_not_wait_for_a_page_that_stopped_readin
         tmp_path: Path) -> None:
     with running_server(tmp_path) as server:
         visit = visit_now("stall-1")
-        inmate = Participant(server, server.token("inmate-s1", "inmate", visit))
-        family = Participant(server, server.token("family-s1", "family", visit))
-        stalled = StalledPage(server, server.token("family-stalled", "family", visit))
-        async with participants(inmate, family):
-            await inmate.join()
-            await family.join()
-            await asyncio.to_thread(stalled.join)
+        async with in_visit(*inmate_and_family(server, visit, "s1")) as (inmate, family):
+            stalled = await stalled_page(server, visit)
             await seen(inmate, lambda e: e["type"] == "participant_joined"
                        and e["participant"]["id"] == "family-stalled", 10)
             await asyncio.to_thread(stalled.flood, *FLOOD)
@@ -85,13 +93,9 @@ async def test_officer_end_and_slot_end_reach_everyone_while_a_page_is_stalled(
         ended = visit_now("stall-3")
         inmate = Participant(server, server.token("inmate-s2", "inmate", slot))
         other = Participant(server, server.token("inmate-s3", "inmate", ended))
-        stalled = StalledPage(server, server.token("family-stalled", "family", slot))
-        stalled_too = StalledPage(server, server.token("family-stalled", "family", ended))
-        async with participants(inmate, other):
-            await inmate.join()
-            await other.join()
-            await asyncio.to_thread(stalled.join)
-            await asyncio.to_thread(stalled_too.join)
+        async with in_visit(inmate, other):
+            stalled = await stalled_page(server, slot)
+            stalled_too = await stalled_page(server, ended)
             await seen(other, lambda e: e["type"] == "participant_joined", 10)
 
             # Officer end while the page's replies pile up.

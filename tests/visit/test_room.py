@@ -25,10 +25,8 @@ from visit.actions import (
     RefreshPictures,
     RequestKeyframe,
     Send,
-    VisitEnded,
-    VisitStarted,
 )
-from visit.lifecycle import Policy, Refused
+from visit.lifecycle import Ending, Policy, Refused, Started
 from visit.room import RoomCore, VisitInfo
 from visit.roster import Identity, RosterError
 
@@ -200,7 +198,7 @@ def test_the_gate_opens_at_the_booked_start_and_everyone_hears_it() -> None:
     assert core.tick(START - 1) == []
     actions = core.tick(START)
     assert of(actions, Gate) == [Gate(True)]
-    assert of(actions, VisitStarted) == [VisitStarted(START)]
+    assert of(actions, Started) == [Started(START)]
     assert types(actions, "a") == types(actions, "b") == ["visit_started"]
     assert core.next_deadline() == END - 300
 
@@ -220,7 +218,7 @@ def test_warnings_then_slot_end_close_everyone_and_end_the_visit() -> None:
     assert {a.conn for a in of(end, ClosePeer)} == {"a", "b", "o"}
     assert [(p.member.who.sub, p.cause, p.at) for p in of(end, ParticipantLeft)] == [
         (INMATE.sub, "slot_ended", END), (MUM.sub, "slot_ended", END)]
-    assert of(end, VisitEnded) == [VisitEnded("slot_ended", "", END)]
+    assert of(end, Ending) == [Ending("slot_ended", "", END)]
     assert core.members == {} and core.monitors == {}
     assert core.tick(END + 5) == []
     assert core.end("ended_by_officer", "late", END + 6) == []  # the first cause stays
@@ -232,7 +230,7 @@ def test_officer_end_and_cancel_say_the_reason() -> None:
     assert sent(end, "b") == [{"type": "ended", "cause": "ended_by_officer",
                                "reason": "visitor broke the rules"}]
     assert Close("b", "ended", "visitor broke the rules") in end
-    assert of(end, VisitEnded) == [VisitEnded("ended_by_officer", "visitor broke the rules",
+    assert of(end, Ending) == [Ending("ended_by_officer", "visitor broke the rules",
                                               START + 100)]
 
 
@@ -245,7 +243,7 @@ def test_everyone_leaving_ends_the_visit_after_the_grace() -> None:
     core.leave("b", "left", START + 20)
     assert core.next_deadline() == START + 20 + Policy().all_left_grace_s
     assert core.tick(START + 139) == []
-    assert of(core.tick(START + 140), VisitEnded) == [VisitEnded("all_left", "", START + 140)]
+    assert of(core.tick(START + 140), Ending) == [Ending("all_left", "", START + 140)]
 
 
 def test_rejoin_keeps_the_slot_and_the_grace_is_cancelled() -> None:
@@ -261,7 +259,7 @@ def test_rejoin_keeps_the_slot_and_the_grace_is_cancelled() -> None:
 def test_a_subscriber_that_connects_asks_its_publishers_for_a_picture() -> None:
     core = room()
     core.join(INMATE, "a", START)
-    assert core.connected("a", START) == [RefreshPictures("a"), VisitStarted(START),
+    assert core.connected("a", START) == [RefreshPictures("a"), Started(START),
                                           Gate(True)]
     assert core.connected("gone", START) == []
 
@@ -316,6 +314,6 @@ def test_a_ready_recorder_asks_for_a_keyframe_and_everyone_sees_recording_on() -
 def test_a_recording_failure_ends_the_visit_for_everyone() -> None:
     core, _ = live_pair()
     actions = core.recording_failed("disk full", START + 50)
-    assert of(actions, VisitEnded) == [VisitEnded("recording_failed",
+    assert of(actions, Ending) == [Ending("recording_failed",
                                                   "recording failed: disk full", START + 50)]
     assert {a.conn for a in of(actions, Close)} == {"a", "b"}
