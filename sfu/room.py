@@ -218,7 +218,7 @@ class Room:
             metrics.DISCONNECTS.labels(action.cause, metrics.fault_of(action.cause)).inc()
             self._observer.participant_left(self.core, action.member, action.cause, action.at)
         elif isinstance(action, Ending):
-            log.info("visit ended", extra={"visit": self.visit.id, "cause": action.cause})
+            log.info("visit ending", extra={"visit": self.visit.id, "cause": action.cause})
             metrics.VISITS_ENDED.labels(action.cause, metrics.fault_of(action.cause)).inc()
             self._observer.visit_ended(self.core, action.cause, action.reason, action.at)
             self._on_closed(self)
@@ -287,6 +287,7 @@ class Room:
         factory = self._tap_factory
 
         def failed(reason: str) -> None:
+            log.error("recording failed", extra={"visit": self.visit.id, "reason": reason})
             self._soon(lambda now: self.core.recording_failed(reason, now))
 
         def open_tap(packet: TappedPacket, codec: RTCRtpCodecParameters) -> Tap:
