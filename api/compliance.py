@@ -122,6 +122,17 @@ class Compliance:
             raise http_error(404, "unknown_recording", "no recording of this visit is indexed")
         return row
 
+    async def _call(self, request: web.Request, *, kept: bool = False
+                    ) -> tuple[Claims, str, dict[str, Any]]:
+        """Authorize a call about the path's recording: the caller's claims, the visit and
+        its index row. ``kept``: the call needs the media, which deletion removed (410)."""
+        claims = await self._authorize(request)
+        visit = request.match_info["visit"]
+        row = self._recording(visit)
+        if kept and row["state"] == "deleted":
+            raise http_error(410, "recording_deleted", "this recording was deleted")
+        return claims, visit, row
+
     def _folder(self, visit: str) -> Path:
         folder = visit_folder(self._recordings_dir, visit)
         assert folder is not None  # checked by _recording
@@ -211,9 +222,7 @@ class Compliance:
                                  dumps=_dumps)
 
     async def details(self, request: web.Request) -> web.Response:
-        claims = await self._authorize(request)
-        visit = request.match_info["visit"]
-        row = self._recording(visit)
+        claims, visit, row = await self._call(request)
         finals = self._issue(claims, visit, row)
         if row["state"] == "deleted":
             integrity: dict[str, Any] = {"ok": None, "unavailable": "the recording was deleted"}
@@ -232,9 +241,7 @@ class Compliance:
 
     async def tickets(self, request: web.Request) -> web.Response:
         """Fresh media tickets (a player renews them before they expire)."""
-        claims = await self._authorize(request)
-        visit = request.match_info["visit"]
-        row = self._recording(visit)
+        claims, visit, row = await self._call(request)
         return web.json_response({"visit": visit, "finals": self._issue(claims, visit, row)})
 
     async def media(self, request: web.Request) -> web.StreamResponse:
@@ -264,11 +271,7 @@ class Compliance:
                                                "Cache-Control": "no-store"})
 
     async def verify(self, request: web.Request) -> web.Response:
-        claims = await self._authorize(request)
-        visit = request.match_info["visit"]
-        row = self._recording(visit)
-        if row["state"] == "deleted":
-            return error(410, "recording_deleted", "this recording was deleted")
+        claims, visit, row = await self._call(request, kept=True)
         report = await self._run_verify(visit, row)
         if report.get("ok") is None:
             self._audit(claims, "recording_verify", visit, outcome="error",
@@ -281,11 +284,7 @@ class Compliance:
                                  dumps=_dumps)
 
     async def export(self, request: web.Request) -> web.StreamResponse:
-        claims = await self._authorize(request)
-        visit = request.match_info["visit"]
-        row = self._recording(visit)
-        if row["state"] == "deleted":
-            return error(410, "recording_deleted", "this recording was deleted")
+        claims, visit, row = await self._call(request, kept=True)
         if row["state"] == "recording":
             return error(409, "still_recording", "this visit is still being recorded")
         try:
@@ -330,9 +329,7 @@ class Compliance:
             shutil.rmtree(workdir, ignore_errors=True)
 
     async def hold(self, request: web.Request) -> web.Response:
-        claims = await self._authorize(request)
-        visit = request.match_info["visit"]
-        self._recording(visit)
+        claims, visit, _ = await self._call(request)
         reason = str((await json_body(request)).get("reason", "")).strip()[:500]
         if not reason:
             return error(400, "reason_required", "say why the recording is held")
@@ -347,9 +344,7 @@ class Compliance:
                                   "holds": self._archive.holds(visit)})
 
     async def release(self, request: web.Request) -> web.Response:
-        claims = await self._authorize(request)
-        visit = request.match_info["visit"]
-        self._recording(visit)
+        claims, visit, _ = await self._call(request)
         reason = str((await json_body(request)).get("reason", "")).strip()[:500]
         released = self._archive.release(visit, claims.sub, self._clock())
         if not released:

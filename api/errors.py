@@ -11,7 +11,7 @@ from aiohttp import web
 
 _RAISED: dict[int, type[web.HTTPException]] = {
     401: web.HTTPUnauthorized, 403: web.HTTPForbidden, 404: web.HTTPNotFound,
-    409: web.HTTPConflict,
+    409: web.HTTPConflict, 410: web.HTTPGone,
 }
 
 
@@ -21,6 +21,6 @@ def error(status: int, code: str, message: str) -> web.Response:
 
 
 def http_error(status: int, code: str, message: str) -> web.HTTPException:
-    """The error, to raise from a helper deep in a handler (401, 403, 404 or 409)."""
+    """The error, to raise from a helper deep in a handler (401, 403, 404, 409 or 410)."""
     return _RAISED[status](text=json.dumps({"error": code, "message": message}),
                            content_type="application/json")

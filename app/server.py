@@ -25,7 +25,7 @@ from records import store as sqlite_store
 from records.archive import Archive
 from records.audit import AuditLog
 from records.visits import VisitRecords
-from records.webhooks import Outbox, WebhookSender
+from records.webhooks import Outbox, Pacing, WebhookSender
 from sfu import aiortc_glue
 from sfu.peer import PeerSettings
 from sfu.rooms import Rooms
@@ -72,7 +72,7 @@ def create_app(config: Config) -> web.Application:
     # for the others' events), recovers recordings and runs retention.
     first = config.worker_index == 0
     sender = (WebhookSender(outbox, config.webhook_url, config.webhook_secret.encode(),
-                            idle_poll_s=1.0 if config.workers > 1 or not first else None)
+                            Pacing(idle_poll_s=1.0 if config.workers > 1 or not first else None))
               if config.webhook_url and first else None)
     store = sqlite_store.Store(db)
     audit = AuditLog(db)

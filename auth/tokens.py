@@ -16,6 +16,8 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from prometheus_client import Counter
 
+from visit.messages import Refusal
+
 if TYPE_CHECKING:
     from jwt.types import Options
 
@@ -54,15 +56,16 @@ _PYJWT_OPTIONS: Options = {
 }
 
 
-class TokenError(Exception):
+class TokenError(Refusal):
     """A refused token: ``code`` is one of REFUSAL_CODES, ``message`` never quotes the token."""
 
     def __init__(self, code: str, message: str) -> None:
         if code not in REFUSAL_CODES:
             raise ValueError(f"unknown token refusal code {code!r}")
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
+        super().__init__(code, message)
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from prometheus_client import Counter
 
@@ -106,15 +106,13 @@ class VisitRecording:
 
 class Recordings:
     def __init__(self, recordings: Path, key: RecordingKey, archive: Archive, store: Store,
-                 audit: AuditLog, segment_s: float = 10.0,
-                 open_file: Callable[[Path], BinaryIO] | None = None) -> None:
+                 audit: AuditLog, segment_s: float = 10.0) -> None:
         self.dir = recordings
         self.key = key
         self.archive = archive
         self._store = store
         self._audit = audit
         self._segment_s = segment_s
-        self._open_file = open_file  # fault injection in tests
         self._batches: asyncio.TimerHandle | None = None
         self._visits: dict[str, VisitRecording] = {}
         self.finalizing: set[asyncio.Task[None]] = set()
@@ -165,7 +163,7 @@ class Recordings:
                 epoch=rec.epoch, segment_s=self._segment_s,
                 request_keyframe=request.request_keyframe, on_ready=on_ready,
                 on_segment=on_segment, on_failure=on_failure, on_gap=GAP_SECONDS.inc,
-                clock=tap.wall_clock, open_file=self._open_file))
+                clock=tap.wall_clock))
             self._schedule_batches()
 
         prepared.add_done_callback(opened)

@@ -15,6 +15,8 @@ import json
 import sqlite3
 from typing import Any
 
+from records.store import dicts
+
 STATES = ("recording", "sealed", "recovered", "deleted")
 # Only a finished recording may be removed by retention; a live one never is.
 DELETABLE = ("sealed", "recovered")
@@ -152,10 +154,8 @@ class Archive:
 
     def holds(self, visit: str) -> list[dict[str, Any]]:
         """Every hold ever placed on the visit, oldest first, released ones included."""
-        rows = self.db.execute(
-            "SELECT id, visit, placed_by, reason, placed_at, released_by, released_at "
-            "FROM holds WHERE visit = ? ORDER BY id", (visit,)).fetchall()
-        return [dict(r) for r in rows]
+        return dicts(self.db, "SELECT id, visit, placed_by, reason, placed_at, released_by, "
+                     "released_at FROM holds WHERE visit = ? ORDER BY id", (visit,))
 
     def hold(self, visit: str, by: str, reason: str, now: float) -> int:
         """Place a legal hold; returns its id. Several holds may be active at once."""

@@ -9,6 +9,7 @@ thread.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,11 @@ def connect(path: Path) -> sqlite3.Connection:
     db.execute("PRAGMA busy_timeout=5000")
     migrate(db)
     return db
+
+
+def dicts(db: sqlite3.Connection, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
+    """Every row of a query as a plain dict, ready to answer in JSON."""
+    return [dict(row) for row in db.execute(sql, args).fetchall()]
 
 
 @dataclass(frozen=True)
@@ -91,10 +97,8 @@ class Store:
             "WHERE visit = ? AND sub = ?", (seconds, now, visit_id, sub))
 
     def participants(self, visit_id: str) -> list[dict[str, Any]]:
-        rows = self.db.execute(
-            "SELECT sub, name, role, seconds FROM participants WHERE visit = ? "
-            "ORDER BY first_joined_at", (visit_id,)).fetchall()
-        return [dict(r) for r in rows]
+        return dicts(self.db, "SELECT sub, name, role, seconds FROM participants "
+                     "WHERE visit = ? ORDER BY first_joined_at", (visit_id,))
 
     def revoke(self, visit_id: str, sub: str, by: str, now: float) -> None:
         self.db.execute("INSERT OR IGNORE INTO revocations (visit, sub, at, by) VALUES (?,?,?,?)",

@@ -122,22 +122,28 @@ def backoff_s(attempts: int, min_s: float, max_s: float, rand: float) -> float:
     return max(min_s, ceiling * (0.5 + 0.5 * rand))
 
 
+@dataclass(frozen=True)
+class Pacing:
+    """How a sender paces delivery: the bounds of its backoff after a failed attempt, how
+    long a receiver has to answer, and how often it looks at an outbox that other
+    processes add to without waking it (None: only when woken)."""
+
+    min_backoff_s: float = 0.5
+    max_backoff_s: float = 60.0
+    timeout_s: float = 10.0
+    idle_poll_s: float | None = None
+
+
 class WebhookSender:
     """Delivers the outbox to one URL from a background task."""
 
-    def __init__(self, outbox: Outbox, url: str, secret: bytes, *,
-                 clock: Callable[[], float] = time.time, min_backoff_s: float = 0.5,
-                 max_backoff_s: float = 60.0, timeout_s: float = 10.0,
-                 idle_poll_s: float | None = None) -> None:
+    def __init__(self, outbox: Outbox, url: str, secret: bytes, pacing: Pacing = Pacing(), *,
+                 clock: Callable[[], float] = time.time) -> None:
         self._outbox = outbox
-        # Other processes may add events to the shared outbox without waking this one.
-        self._idle_poll_s = idle_poll_s
         self._url = url
         self._secret = secret
+        self._pacing = pacing
         self._clock = clock
-        self._min_backoff_s = min_backoff_s
-        self._max_backoff_s = max_backoff_s
-        self._timeout_s = timeout_s
         self._wakeup = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -156,7 +162,7 @@ class WebhookSender:
             await self._task
 
     async def _run(self) -> None:
-        timeout = aiohttp.ClientTimeout(total=self._timeout_s)
+        timeout = aiohttp.ClientTimeout(total=self._pacing.timeout_s)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while not self._stopping:
                 # Cleared before reading the outbox, so an add() after the read still wakes us.
@@ -166,7 +172,7 @@ class WebhookSender:
                 except sqlite3.Error:
                     # A locked or busy database must not end delivery for good.
                     log.exception("webhook outbox unavailable")
-                    delay = self._max_backoff_s
+                    delay = self._pacing.max_backoff_s
                 if delay != 0:
                     await self._sleep(delay)
 
@@ -182,8 +188,9 @@ class WebhookSender:
         return 0
 
     async def _sleep(self, delay: float | None) -> None:
-        if self._idle_poll_s is not None:
-            delay = self._idle_poll_s if delay is None else min(delay, self._idle_poll_s)
+        poll_s = self._pacing.idle_poll_s
+        if poll_s is not None:
+            delay = poll_s if delay is None else min(delay, poll_s)
         try:
             await asyncio.wait_for(self._wakeup.wait(), delay)
         except TimeoutError:
@@ -209,7 +216,8 @@ class WebhookSender:
             self._outbox.mark_delivered(event.id, now)
             return
         DELIVERIES.labels(result="failed").inc()
-        delay = backoff_s(event.attempts + 1, self._min_backoff_s, self._max_backoff_s,
+        pacing = self._pacing
+        delay = backoff_s(event.attempts + 1, pacing.min_backoff_s, pacing.max_backoff_s,
                           random.random())
         self._outbox.mark_failed(event.id, error, now + delay)
         log.warning("webhook delivery failed, retrying", extra={

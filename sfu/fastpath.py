@@ -21,6 +21,7 @@ import logging
 import struct
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aioice
@@ -43,27 +44,24 @@ def ntp_now() -> int:
     return int((time.time() + NTP_OFFSET) * 4294967296.0)
 
 
+@dataclass(slots=True, eq=False)
 class InPacket:
     """An incoming RTP packet: what forwarding, history and the recorder read of it.
 
     Duck-types the ``RtpPacket`` attributes that aiortc's stream statistics and NACK
     generator and the recorder's tap (``visit.tap.TappedPacket``) read: the header fields
     and the payload. ``audio_level`` is the raw byte of the audio-level header extension
-    (V bit and level, as sent on the wire) or None.
+    (V bit and level, as sent on the wire) or None. One is made per packet: the
+    generated ``__init__`` only stores into slots, and a packet equals only itself.
     """
 
-    __slots__ = ("payload_type", "marker", "sequence_number", "timestamp", "ssrc", "payload",
-                 "audio_level")
-
-    def __init__(self, payload_type: int, marker: int, sequence_number: int, timestamp: int,
-                 ssrc: int, payload: bytes, audio_level: int | None = None) -> None:
-        self.payload_type = payload_type
-        self.marker = marker
-        self.sequence_number = sequence_number
-        self.timestamp = timestamp
-        self.ssrc = ssrc
-        self.payload = payload
-        self.audio_level = audio_level
+    payload_type: int
+    marker: int
+    sequence_number: int
+    timestamp: int
+    ssrc: int
+    payload: bytes
+    audio_level: int | None = None
 
     @classmethod
     def from_rtp(cls, packet: RtpPacket) -> InPacket:

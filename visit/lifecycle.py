@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from visit.messages import Refusal
+
 END_CAUSES = ("slot_ended", "ended_by_officer", "cancelled", "recording_failed", "all_left",
               "server_shutdown")
 
@@ -26,13 +28,8 @@ class State(StrEnum):
     ENDED = "ended"
 
 
-class Refused(Exception):
-    """A join the booking does not allow, with a stable code."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class Refused(Refusal):
+    """A join the booking does not allow (too early, ended, cancelled, revoked)."""
 
 
 @dataclass(frozen=True)

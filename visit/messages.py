@@ -28,6 +28,16 @@ CLOSE_CODES = {
 }
 
 
+class Refusal(Exception):
+    """Something a page asked for and may not have: ``code`` is a stable code of this
+    vocabulary (what the page acts on), ``message`` the words shown to people."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
 def close_code(code: str) -> int:
     """The close code for a refusal or end code; token refusals share one."""
     return CLOSE_CODES.get(code, CLOSE_CODES["token"])

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from visit.messages import Refusal
+
 VISITOR_ROLES = frozenset({"family", "attorney"})
 
 
-class RosterError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class RosterError(Refusal):
+    """A join or message the roster does not allow (full visit, wrong role, stray answer)."""
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,11 @@ from typing import Protocol
 
 
 class TappedPacket(Protocol):
-    """The header fields and payload of one received RTP packet, as the SFU parsed it."""
+    """What a recorder reads of one received RTP packet: enough to reassemble frames."""
 
-    payload_type: int
     marker: int
     sequence_number: int
     timestamp: int
-    ssrc: int
     payload: bytes
 
 

@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +15,11 @@ from aiohttp import web
 from prometheus_client import REGISTRY
 
 from records.store import connect
-from records.webhooks import Outbox, WebhookSender, backoff_s, sign, verify_signature
+from records.webhooks import Outbox, Pacing, WebhookSender, backoff_s, sign, verify_signature
 from tests.support.process import free_port
 
 SECRET = b"records-system-shared-secret"
-FAST = {"min_backoff_s": 0.05, "max_backoff_s": 0.5, "timeout_s": 2.0}
+FAST = Pacing(min_backoff_s=0.05, max_backoff_s=0.5, timeout_s=2.0)
 
 
 @dataclass
@@ -137,7 +137,7 @@ def test_backoff_doubles_within_bounds_with_jitter() -> None:
 async def test_events_arrive_signed_and_in_order(tmp_path: Path, receiver: Receiver) -> None:
     port = await receiver.start()
     outbox = Outbox(connect(tmp_path / "vb.sqlite3"))
-    sender = WebhookSender(outbox, f"http://127.0.0.1:{port}/hooks", SECRET, **FAST)
+    sender = WebhookSender(outbox, f"http://127.0.0.1:{port}/hooks", SECRET, FAST)
     sender.start()
     ids = add_visit_events(outbox, sender, "v-1")
     await until(lambda: outbox.depth() == 0)
@@ -155,7 +155,7 @@ async def test_events_queued_while_the_receiver_is_down_arrive_once_in_order(
         tmp_path: Path, receiver: Receiver) -> None:
     port = free_port()  # nothing listens here yet
     outbox = Outbox(connect(tmp_path / "vb.sqlite3"))
-    sender = WebhookSender(outbox, f"http://127.0.0.1:{port}/hooks", SECRET, **FAST)
+    sender = WebhookSender(outbox, f"http://127.0.0.1:{port}/hooks", SECRET, FAST)
     sender.start()
     failed_before = deliveries("failed")
     ids = add_visit_events(outbox, sender, "v-2")
@@ -175,7 +175,7 @@ async def test_a_failing_receiver_gets_the_same_event_again_until_it_accepts(
     receiver.script = [500, 500]
     port = await receiver.start()
     outbox = Outbox(connect(tmp_path / "vb.sqlite3"))
-    sender = WebhookSender(outbox, f"http://127.0.0.1:{port}/hooks", SECRET, **FAST)
+    sender = WebhookSender(outbox, f"http://127.0.0.1:{port}/hooks", SECRET, FAST)
     sender.start()
     failed_before, delivered_before = deliveries("failed"), deliveries("delivered")
     event_id = outbox.add("visit.started", {"visit": "v-3"}, time.time())
@@ -195,7 +195,7 @@ async def test_a_receiver_that_does_not_answer_in_time_gets_the_event_again(
     port = await receiver.start()
     outbox = Outbox(connect(tmp_path / "vb.sqlite3"))
     sender = WebhookSender(outbox, f"http://127.0.0.1:{port}/hooks", SECRET,
-                           **{**FAST, "timeout_s": 0.3})
+                           replace(FAST, timeout_s=0.3))
     sender.start()
     first = outbox.add("visit.started", {"visit": "v-4"}, time.time())
     second = outbox.add("visit.ended", {"visit": "v-4"}, time.time())
@@ -213,7 +213,7 @@ async def test_pending_events_survive_a_restart_and_arrive_once(
 
     db = connect(path)
     outbox = Outbox(db)
-    sender = WebhookSender(outbox, url, SECRET, **FAST)
+    sender = WebhookSender(outbox, url, SECRET, FAST)
     sender.start()
     before = [outbox.add("visit.started", {"visit": "v-5"}, time.time())]
     sender.wake()
@@ -226,7 +226,7 @@ async def test_pending_events_survive_a_restart_and_arrive_once(
 
     outbox = Outbox(connect(path))
     assert outbox.depth() == 3
-    sender = WebhookSender(outbox, url, SECRET, **FAST)
+    sender = WebhookSender(outbox, url, SECRET, FAST)
     sender.start()
     await until(lambda: outbox.depth() == 0)
     await asyncio.sleep(0.3)
@@ -245,7 +245,7 @@ async def test_a_restart_keeps_the_retry_schedule(tmp_path: Path, receiver: Rece
 
     port = await receiver.start()
     outbox = Outbox(connect(path))
-    sender = WebhookSender(outbox, f"http://127.0.0.1:{port}/hooks", SECRET, **FAST)
+    sender = WebhookSender(outbox, f"http://127.0.0.1:{port}/hooks", SECRET, FAST)
     sender.start()
     await until(lambda: outbox.depth() == 0)
     await sender.close()
