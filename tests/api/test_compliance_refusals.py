@@ -61,7 +61,6 @@ def test_tickets_bind_visit_participant_and_expiry() -> None:
     assert other.check(ticket, "v-1", "inmate-1") == "bad_ticket"
 
 
-
 @dataclass
 class InProcess:
     client: TestClient

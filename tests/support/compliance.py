@@ -96,10 +96,8 @@ def fabricate(data_dir: Path) -> Recording:
     return Recording(data_dir, visit_dir, seal, finals)
 
 
-
 def compliance_token(server: Server, sub: str = "compliance-1") -> str:
     return server.token(sub, "compliance", None, name="Chris Auditor")
-
 
 
 async def call(server: Server, method: str, path: str, token: str | None = None,

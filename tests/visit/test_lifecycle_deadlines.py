@@ -109,8 +109,6 @@ def test_no_warnings_after_the_visit_ended_early() -> None:
     assert lc.tick(END) == []
 
 
-
-
 # --- late ticks must not change the cause -------------------------------------------------
 
 
@@ -129,8 +127,6 @@ def test_all_left_before_the_end_is_reported_even_if_the_tick_comes_after_the_en
     lc.tick(END + 10)
     assert lc.cause == "all_left"
     assert lc.ended_at is not None and lc.ended_at <= END
-
-
 
 
 # --- next_deadline -------------------------------------------------------------------------

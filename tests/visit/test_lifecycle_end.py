@@ -92,8 +92,6 @@ def test_a_join_refused_as_too_early_leaves_a_late_joiner_fine() -> None:
     assert lc.connected(MUM, START - EARLY + 1) == []
 
 
-
-
 # --- the other end causes --------------------------------------------------------------
 
 
@@ -203,8 +201,6 @@ def test_after_the_slot_ended_an_officer_end_keeps_slot_ended() -> None:
     assert lc.end("ended_by_officer", END + 5, "late click") == []
     assert lc.cause == "slot_ended"
     assert lc.reason == ""
-
-
 
 
 # --- finished ------------------------------------------------------------------------------

@@ -106,8 +106,6 @@ def test_ledger_rounds_to_milliseconds() -> None:
     assert lc.seconds(INMATE, START + 1.23456) == pytest.approx(1.23456)
 
 
-
-
 # --- all_left ----------------------------------------------------------------------------
 
 
