@@ -6,10 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from auth.keys import (
-    load_private_key,
-    write_keypair,
-)
+from auth.keys import load_private_key, write_keypair
 from tests.support.tokens import Keys
 
 

@@ -8,17 +8,8 @@ import jwt
 import pytest
 
 from auth.issuer import issue_token
-from auth.tokens import (
-    VisitClaim,
-)
-from tests.support.tokens import (
-    AUDIENCE,
-    ISSUER,
-    NOW,
-    VISIT,
-    Keys,
-    family_token,
-)
+from auth.tokens import VisitClaim
+from tests.support.tokens import AUDIENCE, ISSUER, NOW, VISIT, Keys, family_token
 
 
 def test_issuer_defaults_for_visit_roles(keys: Keys) -> None:

@@ -14,27 +14,10 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm
 
-from auth.keys import (
-    JwksKeyStore,
-    PemDirKeyStore,
-    generate_keypair,
-    parse_jwks,
-    write_keypair,
-)
-from auth.tokens import (
-    TokenError,
-    TokenVerifier,
-)
+from auth.keys import JwksKeyStore, PemDirKeyStore, generate_keypair, parse_jwks, write_keypair
+from auth.tokens import TokenError, TokenVerifier
 from tests.support.clock import FakeClock
-from tests.support.tokens import (
-    AUDIENCE,
-    ISSUER,
-    NOW,
-    Keys,
-    claims,
-    refusal,
-    signed,
-)
+from tests.support.tokens import AUDIENCE, ISSUER, NOW, Keys, claims, refusal, signed
 
 
 @pytest.mark.parametrize("kid", ["../outside", "../public/ed1", "/etc/passwd", "ed1/", "a b", ""])

@@ -13,10 +13,7 @@ import jwt
 import pytest
 
 from auth.issuer import issue_token
-from auth.keys import (
-    PemDirKeyStore,
-    generate_keypair,
-)
+from auth.keys import PemDirKeyStore, generate_keypair
 from auth.tokens import (
     REFUSAL_CODES,
     ROLES,

@@ -7,12 +7,7 @@ from pathlib import Path
 import pytest
 
 from recorder.signing import RecordingKey
-from tests.support.custody import (
-    PER_TRACK,
-    Clock,
-    Recording,
-    record,
-)
+from tests.support.custody import PER_TRACK, Clock, Recording, record
 
 
 @pytest.fixture(scope="module")

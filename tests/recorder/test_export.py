@@ -10,25 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from recorder.export import (
-    SCRIPT_END,
-    SCRIPT_START,
-    VERIFYING_NAME,
-    export_visit,
-)
-from recorder.manifest import (
-    MANIFEST_NAME,
-)
+from recorder.export import SCRIPT_END, SCRIPT_START, VERIFYING_NAME, export_visit
+from recorder.manifest import MANIFEST_NAME
 from recorder.signing import RecordingKey
 from recorder.verify import main as verify_main
 from recorder.verify import verify_export
-from tests.support.custody import (
-    Recording,
-    failed_problems,
-    lines_of,
-    resign,
-    write_lines,
-)
+from tests.support.custody import Recording, failed_problems, lines_of, resign, write_lines
 
 # -- export ------------------------------------------------------------------------------------
 

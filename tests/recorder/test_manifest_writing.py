@@ -8,20 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from recorder.manifest import (
-    MANIFEST_NAME,
-    Manifest,
-    ManifestError,
-)
+from recorder.manifest import MANIFEST_NAME, Manifest, ManifestError
 from recorder.signing import RecordingKey, load_or_create, verify_with
 from recorder.verify import verify_visit
-from tests.support.custody import (
-    TRACKS,
-    Clock,
-    lines_of,
-    record,
-    write_segment,
-)
+from tests.support.custody import TRACKS, Clock, lines_of, record, write_segment
 
 # -- signing -----------------------------------------------------------------------------
 

@@ -7,13 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from recorder.manifest import (
-    GENESIS,
-    Manifest,
-    canonical,
-    entry_hash,
-    signed_bytes,
-)
+from recorder.manifest import GENESIS, Manifest, canonical, entry_hash, signed_bytes
 from recorder.signing import RecordingKey, verify_with
 from recorder.verify import verify_visit
 from tests.support.custody import (

@@ -8,14 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from recorder.manifest import (
-    GENESIS,
-    MANIFEST_NAME,
-    Manifest,
-    canonical,
-    entry_hash,
-    signed_bytes,
-)
+from recorder.manifest import GENESIS, MANIFEST_NAME, Manifest, canonical, entry_hash, signed_bytes
 from recorder.signing import RecordingKey
 from recorder.verify import Report, verify_visit
 

@@ -9,13 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from visit.lifecycle import (
-    MediaHeld,
-    Policy,
-    Refused,
-    Started,
-    VisitLifecycle,
-)
+from visit.lifecycle import MediaHeld, Policy, Refused, Started, VisitLifecycle
 
 START = 10_000.0
 END = START + 1800.0

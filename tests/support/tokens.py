@@ -12,11 +12,7 @@ import jwt
 import pytest
 
 from auth.issuer import issue_token
-from auth.tokens import (
-    TokenError,
-    TokenVerifier,
-    VisitClaim,
-)
+from auth.tokens import TokenError, TokenVerifier, VisitClaim
 
 NOW = 1_750_000_000
 ISSUER = "records.example-prison.gov"

@@ -2,24 +2,8 @@
 
 from __future__ import annotations
 
-from tests.support.lifecycle import (
-    END,
-    GRACE,
-    INMATE,
-    MUM,
-    SISTER,
-    START,
-    live_visit,
-    visit,
-)
-from visit.lifecycle import (
-    Ending,
-    EndWarning,
-    MediaHeld,
-    Policy,
-    Started,
-    State,
-)
+from tests.support.lifecycle import END, GRACE, INMATE, MUM, SISTER, START, live_visit, visit
+from visit.lifecycle import Ending, EndWarning, MediaHeld, Policy, Started, State
 
 # --- warnings ------------------------------------------------------------------------------
 

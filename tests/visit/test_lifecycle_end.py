@@ -16,12 +16,7 @@ from tests.support.lifecycle import (
     refusal,
     visit,
 )
-from visit.lifecycle import (
-    END_CAUSES,
-    Ending,
-    MediaHeld,
-    State,
-)
+from visit.lifecycle import END_CAUSES, Ending, MediaHeld, State
 
 # --- the slot ends -----------------------------------------------------------------------
 

@@ -16,14 +16,7 @@ from tests.support.lifecycle import (
     refusal,
     visit,
 )
-from visit.lifecycle import (
-    Ending,
-    EndWarning,
-    MediaHeld,
-    Policy,
-    Started,
-    State,
-)
+from visit.lifecycle import Ending, EndWarning, MediaHeld, Policy, Started, State
 
 # --- the ledger: rejoins and late arrivals ------------------------------------------------
 

@@ -4,16 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.lifecycle import (
-    EARLY,
-    END,
-    GRACE,
-    INMATE,
-    MUM,
-    START,
-    refusal,
-    visit,
-)
+from tests.support.lifecycle import EARLY, END, GRACE, INMATE, MUM, START, refusal, visit
 from visit.lifecycle import (
     END_CAUSES,
     Ending,
