@@ -30,22 +30,16 @@ it, with the run's context, to benchmarks/results/recorder.jsonl (BENCHMARKS.md)
 from __future__ import annotations
 
 import argparse
-import fractions
 import gc
 import json
-import random
 import sys
 import tempfile
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import av
-from aiortc import RTCRtpCodecParameters
-from aiortc.codecs import get_encoder
-from aiortc.codecs.vpx import vp8_depayload
 from aiortc.rtp import RtpPacket
 
 from recorder.finalize import finalize_visit
@@ -54,98 +48,17 @@ from recorder.segments import SegmentInfo, sync_segment
 from recorder.signing import RecordingKey
 from recorder.track import BATCH_S, TrackRecorder
 from recorder.verify import verify_visit
+from tests.support.clock import FakeClock
 from tests.support.media import decode
 
 from .measure import append_result, run_info
-from .media import EncodedClip, encode_opus, encode_vp8
+from .media import encode_opus, encode_vp8
+from .transcoding import run_baseline
+from .visit_packets import Track, make_visit
 
 RESULTS = Path(__file__).resolve().parent / "results" / "recorder.jsonl"
-VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90_000, payloadType=96)
-OPUS = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48_000, channels=2,
-                             payloadType=111)
 SEGMENT_S = 10.0  # the server's default (recorder/session.py)
 EPOCH = 1_700_000_000.0  # the visit's booked start on the fake wall clock
-NETWORK_DELAY_S = 0.03
-JITTER_S = 0.004  # per frame, uniform: less than a frame interval, so no reordering
-PACING_S = 0.0003  # between the packets of one frame, as a sender's pacer spreads them
-AUDIO_START_S = 0.2  # the microphone starts before the camera, as in a browser
-VIDEO_START_S = 0.5
-PARTY_STAGGER_S = 0.05
-
-
-@dataclass
-class Track:
-    """One published track: its packets, made once, with their arrival times."""
-
-    party: str
-    kind: str
-    codec: RTCRtpCodecParameters
-    frames: int = 0
-    packets: list[tuple[float, RtpPacket]] = field(default_factory=list)
-
-    @property
-    def name(self) -> str:
-        return f"{self.party}-{self.kind}"
-
-
-class FakeClock:
-    """The SFU's clock and the wall clock in one: it follows the packets' arrivals."""
-
-    def __init__(self) -> None:
-        self.now = EPOCH
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def party_names(count: int) -> list[str]:
-    return ["inmate"] + [f"visitor{n}" for n in range(1, count)]
-
-
-def packetize(party: str, clip: EncodedClip, codec: RTCRtpCodecParameters, seconds: float,
-              start: float, rng: random.Random) -> Track:
-    """``seconds`` of the looping clip as the browser of ``party`` would send it."""
-    track = Track(party, clip.kind, codec)
-    encoder = get_encoder(codec)  # aiortc's packetizer (``pack``), as RTCRtpSender uses it
-    if hasattr(encoder, "picture_id"):
-        encoder.picture_id = rng.randrange(1 << 15)
-    time_base = fractions.Fraction(1, clip.clock)
-    seq = rng.randrange(1 << 16)
-    first_ts = rng.randrange(1 << 32)
-    ssrc = rng.randrange(1, 1 << 32)
-    video = clip.kind == "video"
-    track.frames = round(seconds / clip.frame_seconds)
-    for n in range(track.frames):
-        source = clip.packets[n % len(clip.packets)]
-        packet = av.Packet(bytes(source))
-        packet.pts = n * clip.ticks_per_frame
-        packet.time_base = time_base
-        payloads, ts = encoder.pack(packet)
-        sent = start + n * clip.frame_seconds
-        arrival = sent + NETWORK_DELAY_S + rng.uniform(0.0, JITTER_S)
-        for i, payload in enumerate(payloads):
-            # Video: marker on a frame's last packet. Opus: marker on the first packet of
-            # a talk spurt, here the first one (no DTX), as browsers do.
-            marker = (i == len(payloads) - 1) if video else n == 0
-            track.packets.append((arrival + i * PACING_S, RtpPacket(
-                payload_type=codec.payloadType, marker=int(marker), sequence_number=seq,
-                timestamp=(first_ts + ts) & 0xFFFFFFFF, ssrc=ssrc, payload=payload)))
-            seq = (seq + 1) & 0xFFFF
-    return track
-
-
-def make_visit(parties: int, seconds: float, video: EncodedClip, audio: EncodedClip,
-               seed: int = 1) -> tuple[list[Track], list[tuple[float, int, RtpPacket]]]:
-    """Every track of the visit and one schedule of all their packets in arrival order."""
-    rng = random.Random(seed)
-    tracks: list[Track] = []
-    for index, party in enumerate(party_names(parties)):
-        offset = index * PARTY_STAGGER_S
-        tracks.append(packetize(party, video, VP8, seconds, VIDEO_START_S + offset, rng))
-        tracks.append(packetize(party, audio, OPUS, seconds, AUDIO_START_S + offset, rng))
-    schedule = sorted(((arrival, index, packet) for index, track in enumerate(tracks)
-                       for arrival, packet in track.packets), key=lambda item: item[:2])
-    return tracks, schedule
 
 
 # -- the recorder path ------------------------------------------------------------------
@@ -154,7 +67,7 @@ def make_visit(parties: int, seconds: float, video: EncodedClip, audio: EncodedC
 def run_recorder(tracks: list[Track], schedule: list[tuple[float, int, RtpPacket]],
                  visit_dir: Path, key: RecordingKey) -> dict[str, Any]:
     """Feed every packet to real TrackRecorders; close, finalize and seal. CPU-timed."""
-    clock = FakeClock()
+    clock = FakeClock(EPOCH)  # the SFU's clock and the wall clock in one: it follows arrivals
     failures: list[tuple[str, str]] = []
     ready: set[str] = set()
     keyframe_requests: dict[str, int] = defaultdict(int)
@@ -215,103 +128,6 @@ def run_recorder(tracks: list[Track], schedule: list[tuple[float, int, RtpPacket
         "seal": seal, "finals": finals, "segments": segments, "failures": failures,
         "ready": ready, "keyframe_requests": dict(keyframe_requests),
     }
-
-
-# -- the transcoding baseline -----------------------------------------------------------
-
-
-class Transcoder:
-    """Decode one track's frames and encode them again, as a transcoding recorder must."""
-
-    def __init__(self, track: Track, bitrate_bps: int, gop: int) -> None:
-        self.video = track.kind == "video"
-        self.time_base = fractions.Fraction(1, track.codec.clockRate)
-        self.parts: list[bytes] = []
-        self.first_ts: int | None = None
-        self.frames_in = self.frames_decoded = self.bytes_out = 0
-        self._bitrate = bitrate_bps
-        self._gop = gop
-        self.decoder = av.CodecContext.create("libvpx" if self.video else "libopus", "r")
-        self.decoder.thread_count = 1
-        if not self.video:  # aiortc's OpusDecoder settings
-            self.decoder.format = "s16"
-            self.decoder.layout = "stereo"
-            self.decoder.sample_rate = 48_000
-        self.encoder: Any = None
-
-    def packet(self, packet: RtpPacket) -> None:
-        # Depayload as aiortc's receiver does: VP8 frames end at the marker bit.
-        self.parts.append(vp8_depayload(packet.payload) if self.video else packet.payload)
-        if self.video and not packet.marker:
-            return
-        data, self.parts = b"".join(self.parts), []
-        if self.first_ts is None:
-            self.first_ts = packet.timestamp
-        encoded = av.Packet(data)
-        encoded.pts = (packet.timestamp - self.first_ts) & 0xFFFFFFFF
-        encoded.time_base = self.time_base
-        self.frames_in += 1
-        for frame in self.decoder.decode(encoded):
-            self.frames_decoded += 1
-            self._encode(frame)
-
-    def _encode(self, frame: Any) -> None:
-        if self.encoder is None:
-            self.encoder = self._open_encoder(frame)
-        for out in self.encoder.encode(frame):
-            self.bytes_out += out.size
-
-    def flush(self) -> None:
-        for frame in self.decoder.decode(None):
-            self.frames_decoded += 1
-            self._encode(frame)
-        if self.encoder is not None:
-            for out in self.encoder.encode(None):
-                self.bytes_out += out.size
-
-    def _open_encoder(self, frame: Any) -> Any:
-        bitrate = str(self._bitrate)
-        if self.video:
-            # The cheapest real-time libvpx setting (benchmarks/media.py's, CBR at the
-            # clip's bitrate, the clip's GOP): MediaRecorder's own defaults cost more.
-            encoder = av.CodecContext.create("libvpx", "w")
-            encoder.width, encoder.height = frame.width, frame.height
-            encoder.pix_fmt = "yuv420p"
-            encoder.time_base = self.time_base
-            encoder.framerate = fractions.Fraction(30, 1)
-            encoder.gop_size = self._gop
-            encoder.qmin, encoder.qmax = 2, 56
-            encoder.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0",
-                               "minrate": bitrate, "maxrate": bitrate, "bufsize": bitrate}
-        else:
-            encoder = av.CodecContext.create("libopus", "w")
-            encoder.sample_rate = 48_000
-            encoder.layout = "stereo"
-            encoder.format = "s16"
-            encoder.time_base = fractions.Fraction(1, 48_000)
-            # Constrained VBR: plain VBR overshoots the target by a third on this tone.
-            encoder.options = {"application": "voip", "frame_duration": "20",
-                               "vbr": "constrained"}
-        encoder.bit_rate = self._bitrate
-        encoder.thread_count = 1
-        return encoder
-
-
-def run_baseline(tracks: list[Track], schedule: list[tuple[float, int, RtpPacket]],
-                 video: EncodedClip, audio: EncodedClip) -> dict[str, Any]:
-    """The same packets, in the same order, through decode + re-encode. CPU-timed."""
-    gop = video.keyframes[1] - video.keyframes[0] if len(video.keyframes) > 1 else 3000
-    gc.collect()
-    cpu0, wall0 = time.process_time(), time.monotonic()
-    coders = [Transcoder(t, round((video if t.kind == "video" else audio).bitrate_bps), gop)
-              for t in tracks]
-    for _, index, packet in schedule:
-        coders[index].packet(packet)
-    for coder in coders:
-        coder.flush()
-    cpu1, wall1 = time.process_time(), time.monotonic()
-    return {"cpu_s": cpu1 - cpu0, "wall_s": wall1 - wall0, "coders": coders}
-
 
 # -- checking the recording -------------------------------------------------------------
 

@@ -2,8 +2,8 @@
 
 The recorder stores media exactly as received (remux, never transcode), so it must rebuild
 the encoder's frames from RTP itself. aiortc's JitterBuffer is a poor fit for recording
-(it stalls for seconds at 1% loss, passes cut-off frames and never releases the last frame:
-see FIELD-NOTES), so this small reassembler reuses only aiortc's H.264 payload parser.
+(it stalls for seconds at 1% loss, passes cut-off frames and never releases the last
+frame), so this small reassembler reuses only aiortc's H.264 payload parser.
 
 Rules, all learned from what breaks a recording:
 

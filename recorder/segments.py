@@ -1,6 +1,6 @@
 """One segment file of one track: encoded frames muxed as received (no codec runs).
 
-Why this shape (FIELD-NOTES, "Recorder"):
+Why this shape:
 
 - WebM for VP8/Opus (the MP4 muxer refuses VP8; non-fragmented MP4 loses everything on a
   crash), Matroska for H.264. One file per track: a muxed audio+video file keeps audio in

@@ -42,8 +42,10 @@ log = logging.getLogger(__name__)
 KEYFRAME_LEAD_S = 1.0
 LOSS_REQUEST_INTERVAL_S = 0.5  # while frames are dropped waiting for a keyframe
 CUT_REQUEST_INTERVAL_S = 1.0  # while a due segment cut waits for its keyframe
-BATCH_S = 0.5  # once ready, the owner calls flush() this often (FIELD-NOTES: a killed
-# recorder lost 0.3-0.5 s with PyAV; this keeps that bound, see packet())
+# Once ready, the owner calls flush() this often: a killed recorder loses at most this much
+# of the media already forwarded, no more than the 0.3-0.5 s it lost when PyAV wrote the
+# files.
+BATCH_S = 0.5
 
 
 # Frames further apart than this mean media is missing from the recording (a frame

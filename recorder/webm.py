@@ -3,8 +3,8 @@
 Why our own muxer for these two codecs: the recorder runs for every packet the SFU
 forwards, and muxing through PyAV (an ``av.Packet`` per frame, its ``Fraction`` time base,
 libavformat's dynamic cluster buffer) cost more per frame than everything else in the
-recorder together; recording must add at most 15% to the forwarding cost (issue 6,
-BENCHMARKS.md).
+recorder together; recording must add at most 15% to the forwarding cost (BENCHMARKS.md
+has the measurements).
 
 The file is written append-only, the way a live WebM stream is (Chrome's MediaRecorder
 writes the same shape), so every byte is final once written: the segment is hashed as it

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from records import store as sqlite_store
+from tests.support.compliance import Recording, fabricate
+from tests.support.server import Server, running_server
 
 
 @pytest.fixture
@@ -22,3 +27,20 @@ def small_volume(tmp_path: Path) -> Iterator[Path]:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    """A fresh visitbridge database, schema applied."""
+    connection = sqlite_store.connect(tmp_path / "visitbridge.db")
+    yield connection
+    connection.close()
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Recording]]:
+    """A real server whose data directory holds a fabricated finished recording."""
+    data_dir = Path(tmp_path_factory.mktemp("compliance"))
+    recording = fabricate(data_dir)
+    with running_server(data_dir) as server:
+        yield server, recording

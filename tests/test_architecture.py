@@ -17,7 +17,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "architecture.md"
 MAX_LINES = 400
-# Modules allowed past MAX_LINES, each with the reason it cannot be split sensibly.
+# Modules (product, tests and benchmarks alike) allowed past MAX_LINES, each with the
+# reason it cannot be split sensibly.
 LONG_MODULES: dict[str, str] = {}
 # Top-level packages of the repository that ship no product code; no product module may
 # import them.
@@ -169,10 +170,20 @@ def test_no_import_cycle_between_modules() -> None:
 
 def test_no_module_is_longer_than_the_limit() -> None:
     long = {}
-    for path in project_modules(product_packages()).values():
+    for path in project_modules([*product_packages(), *NOT_PRODUCT]).values():
         lines = len(path.read_text().splitlines())
         if lines > MAX_LINES and str(path.relative_to(ROOT)) not in LONG_MODULES:
             long[str(path.relative_to(ROOT))] = lines
     assert not long, f"modules over {MAX_LINES} lines (split them by what they hold): {long}"
     for listed in LONG_MODULES:
         assert (ROOT / listed).exists(), f"{listed} is listed as long but does not exist"
+
+
+def test_no_test_module_imports_another() -> None:
+    """What tests share lives in tests/support or a conftest.py, never in a test module."""
+    modules = project_modules(list(NOT_PRODUCT))
+    roots = set(product_packages()) | set(NOT_PRODUCT)
+    wrong = [f"{found.path.relative_to(ROOT)}:{found.line} imports {found.module}"
+             for path in modules.values() for found in imports_of(path, set(modules), roots)
+             if found.module.rpartition(".")[2].startswith("test_")]
+    assert not wrong, "\n".join(wrong)

@@ -9,17 +9,9 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.support.browser import chromium, open_page
+from tests.support.browser import chromium, open_page, until
 from tests.support.recording import cli, wait_sealed
 from tests.support.server import Participant, in_visit, running_server, visit_now
-
-
-async def until(page, expression: str, timeout: float = 15) -> None:  # type: ignore[no-untyped-def]
-    """Poll (the page's CSP forbids eval, which wait_for_function with a string needs)."""
-    deadline = asyncio.get_event_loop().time() + timeout
-    while not await page.evaluate(expression):
-        assert asyncio.get_event_loop().time() < deadline, f"timed out: {expression}"
-        await asyncio.sleep(0.1)
 
 
 async def test_compliance_replays_a_real_recording_and_its_export_verifies(
@@ -44,10 +36,11 @@ async def test_compliance_replays_a_real_recording_and_its_export_verifies(
             await page.get_by_label("Visit ID").fill("rec-replay")
             await page.get_by_role("button", name="Search").click()
             await page.get_by_role("button", name="Open recording of visit rec-replay").click()
-            await until(page, "document.querySelectorAll('#players video').length === 2")
+            await until(page, "document.querySelectorAll('#players video').length === 2",
+                        timeout=15)
             # Both parties' files are fully playable (HAVE_ENOUGH_DATA) and play.
             await until(page, "[...document.querySelectorAll('#players video')]"
-                              ".every(v => v.readyState === 4)")
+                              ".every(v => v.readyState === 4)", timeout=15)
             await page.get_by_role("button", name="Play all parties").click()
             start = await page.evaluate("window.replayState().times")
             await asyncio.sleep(1.5)

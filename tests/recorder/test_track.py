@@ -16,18 +16,9 @@ from aiortc.rtp import RtpPacket
 
 from recorder.segments import SegmentInfo, open_segment_file
 from recorder.track import BATCH_S, TrackRecorder
+from tests.support.clock import FakeClock
 from tests.support.files import failing_after
-from tests.support.media import (
-    H264,
-    OPUS,
-    VP8,
-    FakeClock,
-    Network,
-    Publisher,
-    concatenate,
-    decode,
-    run,
-)
+from tests.support.media import H264, OPUS, VP8, Network, Publisher, concatenate, decode, run
 
 SECONDS = 25.0
 VIDEO_START = 0.5  # the camera starts after the microphone, as in a browser

@@ -117,7 +117,8 @@ class Coturn:
 
 
 def coturn_conf(tmp: Path, port: int, min_port: int, secrets: tuple[str, ...]) -> str:
-    # The minimal loopback configuration of FIELD-NOTES.md ("TURN through a real coturn").
+    # The least coturn needs to relay between peers on loopback: shared-secret (REST API)
+    # credentials, loopback peers allowed, no TLS/DTLS listeners and no CLI.
     return "\n".join([
         "listening-ip=127.0.0.1", f"listening-port={port}", "relay-ip=127.0.0.1",
         f"min-port={min_port}", f"max-port={min_port + 99}", "realm=visitbridge.test",

@@ -113,3 +113,13 @@ async def wait_decoding(page: Page, streams: int, timeout: float) -> float:
             raise AssertionError(f"only {got} decoded after {timeout} s")
         await asyncio.sleep(0.1)
 
+
+
+async def until(page: Page, expression: str, timeout: float = 10.0) -> None:
+    """Poll a page expression (wait_for_function evaluates strings, which the pages' CSP
+    forbids)."""
+    deadline = time.time() + timeout
+    while not await page.evaluate(expression):
+        if time.time() > deadline:
+            raise TimeoutError(f"not true after {timeout} s: {expression}")
+        await asyncio.sleep(0.05)

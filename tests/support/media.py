@@ -15,6 +15,8 @@ from aiortc import RTCRtpCodecParameters
 from aiortc.codecs import get_encoder
 from aiortc.rtp import RtpPacket
 
+from tests.support.clock import FakeClock
+
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
 
 
@@ -152,14 +154,6 @@ class Network:
             if self.rng.random() < self.duplicate:  # a retransmission of a received packet
                 out.append((arrival + 0.02, packet))
         return sorted(out, key=lambda item: item[0])
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def run(tracks: list[tuple[Publisher, Callable[[RtpPacket, float], None]]],
