@@ -26,6 +26,7 @@ class StalledPage:
         """Upgrade to a WebSocket, send the join, and read nothing from then on."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(20)  # a server that stops reading fails the test, not hangs it
         sock.connect(("127.0.0.1", self.server.port))
         key = base64.b64encode(os.urandom(16)).decode()
         sock.sendall((f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{self.server.port}\r\n"
