@@ -10,8 +10,7 @@ so ``Recordings.tap`` returns at once: opening the manifest (reading and checkin
 continued one), creating the visit's folder and indexing the visit and the participant
 in SQLite run in the recorder's own thread, with its own database connection (a
 connection serves one thread). Until that is done the tap is not ready, so nothing is
-forwarded. ``Recordings.prepare`` starts the same work earlier, once a member of a live
-visit has answered.
+forwarded.
 """
 
 from __future__ import annotations
@@ -127,7 +126,7 @@ class Recordings:
     def tap(self, request: TapRequest) -> RecordingTap:
         """A tap for one track, at once: see ``RecordingTap``. If the recording cannot be
         opened, ``request.on_failure`` is called and the tap never turns ready."""
-        prepared = self.prepare(request.visit_id, request.participant)
+        prepared = self._prepare(request.visit_id, request.participant)
         rec = self._visits[request.visit_id]
         tap = RecordingTap()
         rec.taps.append(tap)
@@ -169,13 +168,12 @@ class Recordings:
         prepared.add_done_callback(opened)
         return tap
 
-    def prepare(self, visit_id: str, participant: str) -> asyncio.Task[None]:
+    def _prepare(self, visit_id: str, participant: str) -> asyncio.Task[None]:
         """Open the visit's recording and index the participant, in the recorder's thread,
-        once per visit and participant. The room may call this when a member of a live
-        visit has answered, and for every answered member when the visit goes live (not
-        before: an opened recording is indexed as one), so that the first packet finds
-        the work done; ``tap`` calls it too. The task fails if the recording cannot be
-        opened (the tap then reports the failure)."""
+        once per visit and participant: ``tap`` calls it at a track's first live packet
+        (not before: an opened recording is indexed as one), so the SFU's receive
+        callback never waits on the disk or the database. The task fails if the
+        recording cannot be opened (the tap then reports the failure)."""
         rec = self._visits.get(visit_id)
         if rec is None:
             rec = self._visits[visit_id] = VisitRecording(visit_folder(self.dir, visit_id))
