@@ -22,6 +22,7 @@ from sfu.forwarder import TrackForwarder
 from sfu.peer import Peer, PeerSettings
 from visit import actions as act
 from visit.actions import Action
+from visit.clock import STEADY
 from visit.lifecycle import Ending, Policy, Started, State
 from visit.members import Member
 from visit.room import RoomCore, RoomObserver, VisitInfo
@@ -48,7 +49,7 @@ class Room:
     def __init__(self, visit: VisitInfo, max_visitors: int, settings: PeerSettings,
                  policy: Policy, observer: RoomObserver, on_closed: Callable[[Room], None],
                  tap_factory: TapFactory | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = STEADY) -> None:
         self.core = RoomCore(visit, max_visitors, policy)
         # Privileged visits get no tap: they are never recorded.
         self._tap_factory = None if visit.privileged else tap_factory
