@@ -93,7 +93,7 @@ async def _side_by_side(args: argparse.Namespace, video: EncodedClip,
     return plain, recording
 
 
-def _install_loop() -> str:
+def install_loop() -> str:
     """uvloop when available: the client's own overhead is then smallest."""
     try:
         import uvloop
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         print("--visits must be >= 1, --seconds > 0, --warmup >= 0", file=sys.stderr)
         return 2
     disable_decoding()
-    loop_name = _install_loop()
+    loop_name = install_loop()
     started = time.monotonic()
     video, audio = encode_vp8(), encode_opus()
     print(f"encoded clips in {time.monotonic() - started:.1f} s: VP8 "

@@ -66,7 +66,7 @@ def _visits(server: ServerProcess, count: int, video: EncodedClip, audio: Encode
     return visits
 
 
-async def _join_all(visits: list[list[Party]]) -> list[str]:
+async def join_all(visits: list[list[Party]]) -> list[str]:
     """Join every party; return the errors of those that failed."""
     async def visit_joins(i: int, parties: list[Party]) -> list[BaseException | None]:
         await asyncio.sleep(i * VISIT_STAGGER_S)
@@ -165,7 +165,7 @@ async def run_load(server: ServerProcess, visit_count: int, seconds: float, warm
     lag.start()
     try:
         async with aiohttp.ClientSession() as http:
-            join_errors = await _join_all(visits)
+            join_errors = await join_all(visits)
             await _wait_for_media(parties)
             await asyncio.sleep(warmup)
             if together is not None:
