@@ -147,7 +147,7 @@ class Front:
         self.config = config
         self.workers = workers
         self.placement = Placement.of(len(workers), config.worker_max_participants,
-                                      config.max_visitors + 1)
+                                      config.max_visitors + 1, config.front_max_placements)
         self._http: aiohttp.ClientSession | None = None
 
     async def _session(self) -> aiohttp.ClientSession:
