@@ -39,6 +39,7 @@ class Config:
     all_left_grace_s: int = 120  # a live visit with nobody connected this long ends
     workers: int = 1  # SFU worker processes (one per core); >1 starts a front process
     worker_max_participants: int = 40  # admission threshold per worker (see BENCHMARKS.md)
+    front_max_placements: int = 10_000  # visits the front holds placed (until booked end)
     worker_index: int = 0  # set by the front for each worker; 0 runs the once-only jobs
     recordings_path: Path | None = None  # default: <data_dir>/recordings (its own volume)
     recordings_min_free_mb: int = 1024  # below this, new visits are refused
@@ -128,6 +129,8 @@ def _validate(c: Config) -> None:
         raise ConfigError(f"port: {c.port} is not a TCP port")
     if c.workers < 1 or c.worker_max_participants < 1:
         raise ConfigError("workers and worker_max_participants: must be at least 1")
+    if c.front_max_placements < 1:
+        raise ConfigError("front_max_placements: must be at least 1")
     if c.max_visitors < 1:
         raise ConfigError("max_visitors: must be at least 1")
     if c.max_video_bitrate < 100_000:

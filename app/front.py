@@ -11,6 +11,11 @@ retention. Worker i listens on ``port + 1 + i``, so that Prometheus can scrape e
 as a target of its own beside the front (see docs/operations.md, "Monitoring"): each
 keeps its process metrics, its event-loop lag and its own ``up``, and a dead worker
 shows as a target down. The front's ``/metrics`` holds only the front's own metrics.
+
+The front verifies a join's token (the workers' key store and checks) before it places
+the visit: placement follows verified claims only, so a forged token can neither move a
+running visit to a second worker nor grow the placement table. A refused token gets the
+worker's own refusal (``error``, then the close), counted and audited as a worker would.
 """
 
 from __future__ import annotations
@@ -28,7 +33,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-import jwt
 from aiohttp import WSMsgType, web
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -42,7 +46,11 @@ from prometheus_client import (
 
 from app.config import Config
 from app.placement import Placement, ServerFull
-from app.server import SECURITY_HEADERS, WEB_DIR
+from app.server import SECURITY_HEADERS, WEB_DIR, key_store
+from auth.tokens import TOKEN_REFUSALS, VISIT_ROLES, TokenError, TokenVerifier
+from records import store as sqlite_store
+from records.audit import AuditLog
+from signaling.session import JOIN_TIMEOUT_S, refuse
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +65,10 @@ REFUSED_FULL = Counter("visitbridge_server_full_refusals",
                        registry=FRONT_REGISTRY)
 WORKER_LOAD = Gauge("visitbridge_worker_participants", "Participants placed per worker",
                     ["index"], registry=FRONT_REGISTRY)
+PLACEMENTS = Gauge("visitbridge_front_placements",
+                   "Visits placed on a worker, each held until its booked end",
+                   registry=FRONT_REGISTRY)
+FRONT_REGISTRY.register(TOKEN_REFUSALS)  # the front refuses forged tokens itself
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "upgrade", "host",
                "content-length"}
 
@@ -129,17 +141,16 @@ def stop_workers(workers: list[Worker]) -> None:
                 worker.process.kill()
 
 
-def _visit_of(message: dict[str, Any]) -> tuple[str | None, float]:
-    """The visit a join or monitor message is for (routing only: the worker verifies)."""
-    if message.get("type") == "monitor":
-        visit = message.get("visit")
-        return (visit if isinstance(visit, str) else None), 0.0
+def _first_message(data: str) -> dict[str, Any] | None:
+    """A join or monitor with a string token, or None (refused as ``bad_message``)."""
     try:
-        claims = jwt.decode(str(message.get("token", "")), options={"verify_signature": False})
-        visit = claims.get("visit") or {}
-        return str(visit["id"]), float(visit.get("ends_at", 0))
-    except (jwt.PyJWTError, KeyError, TypeError, ValueError, AttributeError):
-        return None, 0.0
+        message = json.loads(data)
+    except (ValueError, RecursionError):  # RecursionError: nested past the parser's depth
+        return None
+    if (not isinstance(message, dict) or message.get("type") not in ("join", "monitor")
+            or not isinstance(message.get("token"), str)):
+        return None
+    return message
 
 
 class Front:
@@ -147,7 +158,12 @@ class Front:
         self.config = config
         self.workers = workers
         self.placement = Placement.of(len(workers), config.worker_max_participants,
-                                      config.max_visitors + 1)
+                                      config.max_visitors + 1, config.front_max_placements)
+        self._keys = key_store(config)
+        self.verifier = TokenVerifier(self._keys, config.token_issuer, config.token_audience,
+                                      leeway_s=config.token_leeway_s)
+        self._db = sqlite_store.connect(config.database)  # workers created it
+        self.audit = AuditLog(self._db)
         self._http: aiohttp.ClientSession | None = None
 
     async def _session(self) -> aiohttp.ClientSession:
@@ -175,12 +191,17 @@ class Front:
 
         async def metrics(request: web.Request) -> web.Response:
             """The front's own metrics (placement and refusals); workers serve theirs."""
+            PLACEMENTS.set(self.placement.count(time.time()))
             return web.Response(body=generate_latest(FRONT_REGISTRY),
                                 headers={"Content-Type": CONTENT_TYPE_LATEST})
 
         async def close(app: web.Application) -> None:
             if self._http is not None:
                 await self._http.close()
+            close_keys = getattr(self._keys, "close", None)
+            if close_keys is not None:
+                await close_keys()
+            self._db.close()
 
         app.on_cleanup.append(close)
         app.router.add_get("/", index)
@@ -240,43 +261,64 @@ class Front:
         client = web.WebSocketResponse(heartbeat=10.0, max_msg_size=256 * 1024)
         await client.prepare(request)
         try:
-            first = await asyncio.wait_for(client.receive(), 10.0)
+            first = await asyncio.wait_for(client.receive(), JOIN_TIMEOUT_S)
         except TimeoutError:
-            await client.close(code=4400, message=b"bad_message")
+            await refuse(client, "bad_message", "No join message was received in time.")
             return client
-        if first.type != WSMsgType.TEXT:
+        message = _first_message(first.data) if first.type == WSMsgType.TEXT else None
+        if message is None:
+            await refuse(client, "bad_message", "The first message must be a join with a token.")
+            return client
+        if message["type"] == "monitor":  # places nothing; the worker verifies the officer
+            visit = message.get("visit")
+            held = self.placement.worker_of(visit, time.time()) if isinstance(visit, str) else None
+            await self._relay(client, self.workers[held or 0], first.data)
+            return client
+        index = await self._place(client, message)
+        if index is None:
             return client
         try:
-            message = json.loads(first.data)
-        except ValueError:
-            message = {}
-        visit, ends_at = _visit_of(message if isinstance(message, dict) else {})
-        index: int | None = None
-        if message.get("type") == "join" and visit is not None:
-            try:
-                index = self.placement.admit(visit, ends_at, time.time())
-            except ServerFull:
-                REFUSED_FULL.inc()
-                log.warning("join refused: server full", extra={"visit": visit,
-                                                               "load": self.placement.load()})
-                await client.send_json({"type": "error", "code": "server_full",
-                                        "message": "The server is at capacity; "
-                                                   "please try again later."})
-                await client.close(code=4014, message=b"server_full")
-                return client
-            self._report_load()
-        if index is None:  # a monitor, or a message the worker will refuse
-            index_of_visit = self.placement.worker_of(visit, time.time()) if visit else None
-            worker = self.workers[index_of_visit or 0]
-        else:
-            worker = self.workers[index]
-        try:
-            await self._relay(client, worker, first.data)
+            await self._relay(client, self.workers[index], first.data)
         finally:
-            if index is not None:
-                self.placement.release(index)
-                self._report_load()
+            self.placement.release(index)
+            self._report_load()
         return client
+
+    async def _place(self, client: web.WebSocketResponse, message: dict[str, Any]) -> int | None:
+        """The worker for a join with a verified token, or None once the join is refused."""
+        expected = message.get("visit")
+        bound = expected if isinstance(expected, str) else None  # as the worker binds it
+        try:
+            claims = await self.verifier.verify(message["token"], now=time.time(),
+                                                roles=VISIT_ROLES, visit_id=bound)
+        except TokenError as exc:
+            await self._refuse_token(client, exc)
+            return None
+        assert claims.visit is not None  # VISIT_ROLES tokens always carry one
+        try:
+            index = self.placement.admit(claims.visit.id, claims.visit.ends_at, time.time())
+        except ServerFull as exc:
+            REFUSED_FULL.inc()
+            log.warning("join refused: server full", extra={
+                "visit": claims.visit.id, "reason": str(exc), "load": self.placement.load()})
+            self.audit.record(action="join", outcome="refused", reason="server_full",
+                              now=time.time(), actor=claims.sub, role=claims.role,
+                              visit=claims.visit.id, detail={"why": str(exc)})
+            await client.send_json({"type": "error", "code": "server_full",
+                                    "message": "The server is at capacity; "
+                                               "please try again later."})
+            await client.close(code=4014, message=b"server_full")
+            return None
+        self._report_load()
+        return index
+
+    async def _refuse_token(self, client: web.WebSocketResponse, exc: TokenError) -> None:
+        """Refuse, count and audit a token as a worker would (the worker never sees it)."""
+        log.info("join refused at the front", extra={"code": exc.code})
+        TOKEN_REFUSALS.labels(exc.code).inc()
+        self.audit.record(action="join", outcome="refused", reason=exc.code, now=time.time(),
+                          actor="unknown", role="")
+        await refuse(client, exc.code, exc.message)
 
     async def _relay(self, client: web.WebSocketResponse, worker: Worker, first: str) -> None:
         http = await self._session()
@@ -304,6 +346,7 @@ class Front:
     def _report_load(self) -> None:
         for w in self.placement.workers:
             WORKER_LOAD.labels(str(w.index)).set(w.participants)
+        PLACEMENTS.set(self.placement.count(time.time()))
 
 
 @web.middleware
