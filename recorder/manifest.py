@@ -38,6 +38,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Mapping
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -99,6 +100,7 @@ class Manifest:
         self.last_hash = GENESIS
         self.segments = 0
         self.sealed = False
+        self.media_end_s = 0.0  # latest end of recorded media, in seconds of the timeline
         self._last_number: dict[str, int] = {}
         self._files: set[str] = set()
         for entry in entries:
@@ -259,6 +261,9 @@ class Manifest:
             number = segment_number(entry["file"].rsplit("/", 1)[-1]) or 0
             self._last_number[entry["track"]] = max(self._last_number.get(entry["track"], 0),
                                                     number)
+            if isinstance(entry.get("last_pts"), int):
+                rate = Fraction(str(entry["time_base"]))
+                self.media_end_s = max(self.media_end_s, float(entry["last_pts"] * rate))
         elif entry["type"] == "seal":
             self.sealed = True
 

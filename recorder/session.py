@@ -188,6 +188,20 @@ class Recordings:
         loop = asyncio.get_running_loop()
         rec.manifest, rec.epoch = await loop.run_in_executor(
             self._thread, self._open_in_thread, visit_id, rec.folder)
+        if rec.manifest.segments:
+            self._resumed(visit_id, rec)
+
+    def _resumed(self, visit_id: str, rec: VisitRecording) -> None:
+        """The recording of this visit goes on in its existing chain (after a restart):
+        the time since its last recorded media is lost to it, and said so."""
+        assert rec.manifest is not None
+        now = time.time()
+        gap = max(0.0, now - rec.epoch - rec.manifest.media_end_s)
+        GAP_SECONDS.inc(gap)
+        log.warning("recording resumed", extra={"visit": visit_id, "gap_s": round(gap, 1)})
+        self._audit.record(action="recording_resumed", actor="recorder", role="system",
+                           visit=visit_id, now=now,
+                           detail={"gap_s": round(gap, 1), "after_seq": rec.manifest.seq})
 
     async def _index(self, visit_id: str, participant: str, rec: VisitRecording) -> None:
         assert rec.opened is not None
