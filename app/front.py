@@ -23,13 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -47,6 +41,7 @@ from prometheus_client import (
 from app.config import Config
 from app.placement import Placement, ServerFull
 from app.server import SECURITY_HEADERS, WEB_DIR, key_store
+from app.workers import Worker, start_workers, stop_workers
 from auth.tokens import TOKEN_REFUSALS, VISIT_ROLES, TokenError, TokenVerifier
 from records import store as sqlite_store
 from records.audit import AuditLog
@@ -68,77 +63,12 @@ WORKER_LOAD = Gauge("visitbridge_worker_participants", "Participants placed per 
 PLACEMENTS = Gauge("visitbridge_front_placements",
                    "Visits placed on a worker, each held until its booked end",
                    registry=FRONT_REGISTRY)
+WORKER_DEATHS = Counter("visitbridge_worker_deaths",
+                        "Worker processes that died; their visits are placed again on rejoin",
+                        registry=FRONT_REGISTRY)
 FRONT_REGISTRY.register(TOKEN_REFUSALS)  # the front refuses forged tokens itself
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "upgrade", "host",
                "content-length"}
-
-
-@dataclass
-class Worker:
-    index: int
-    port: int
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
-def worker_port(config: Config, index: int) -> int:
-    """Fixed, so that Prometheus has a stable target for each worker."""
-    return config.port + 1 + index
-
-
-def _check_free(port: int) -> None:
-    """Refuse to start on a taken port: the start-up check would mistake whatever listens
-    there for the worker."""
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError as exc:
-            raise RuntimeError(f"port {port}, needed for a worker, is in use ({exc})") from None
-
-
-def start_workers(config: Config, count: int) -> list[Worker]:
-    """Start worker 0 first (it recovers recordings), then the others."""
-    workers = [Worker(i, worker_port(config, i)) for i in range(count)]
-    for worker in workers:
-        _check_free(worker.port)
-    for worker in workers:
-        env = {**os.environ, "VISITBRIDGE_HOST": "127.0.0.1",
-               "VISITBRIDGE_PORT": str(worker.port), "VISITBRIDGE_WORKERS": str(count),
-               "VISITBRIDGE_WORKER_INDEX": str(worker.index),
-               "VISITBRIDGE_PUBLIC_URL": config.base_url}
-        worker.process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve"], env=env)
-        _wait_listening(worker)
-    return workers
-
-
-def _wait_listening(worker: Worker, timeout: float = 30.0) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        assert worker.process is not None
-        if worker.process.poll() is not None:
-            raise RuntimeError(f"worker {worker.index} exited at start-up")
-        try:
-            with socket.create_connection(("127.0.0.1", worker.port), 0.2):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"worker {worker.index} did not start")
-
-
-def stop_workers(workers: list[Worker]) -> None:
-    for worker in workers:
-        if worker.process and worker.process.poll() is None:
-            worker.process.send_signal(signal.SIGTERM)
-    for worker in workers:
-        if worker.process:
-            try:
-                worker.process.wait(15)
-            except subprocess.TimeoutExpired:
-                worker.process.kill()
 
 
 def _first_message(data: str) -> dict[str, Any] | None:
@@ -165,6 +95,38 @@ class Front:
         self._db = sqlite_store.connect(config.database)  # workers created it
         self.audit = AuditLog(self._db)
         self._http: aiohttp.ClientSession | None = None
+        self._watcher: asyncio.Task[None] | None = None
+
+    async def _watch_workers(self, every_s: float = 0.5) -> None:
+        """A worker that dies takes no new visits; its visits are placed again, on the
+        live workers, when their pages rejoin (their recordings go on, the gap audited)."""
+        while True:
+            await asyncio.sleep(every_s)
+            for worker in self.workers:
+                self._dead(worker)
+
+    def _dead(self, worker: Worker) -> bool:
+        """Whether the worker's process has ended; the first time, take it out."""
+        if worker.process is None or worker.process.poll() is None:
+            return False
+        if not self.placement.workers[worker.index].down:
+            lost = self.placement.worker_down(worker.index)
+            WORKER_DEATHS.inc()
+            self._report_load()
+            log.error("worker died", extra={"worker": worker.index, "visits": lost,
+                                            "returncode": worker.process.returncode})
+        return True
+
+    async def _died(self, worker: Worker, within_s: float = 1.0) -> bool:
+        """Whether a worker that dropped a connection ended: its sockets close a moment
+        before the kernel reports the exit, so this waits for that report briefly."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        while not self._dead(worker):
+            if loop.time() > deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
 
     async def _session(self) -> aiohttp.ClientSession:
         if self._http is None:
@@ -203,6 +165,15 @@ class Front:
                 await close_keys()
             self._db.close()
 
+        async def watch(app: web.Application) -> None:
+            self._watcher = asyncio.ensure_future(self._watch_workers())
+
+        async def unwatch(app: web.Application) -> None:
+            if self._watcher is not None:
+                self._watcher.cancel()
+
+        app.on_startup.append(watch)
+        app.on_shutdown.append(unwatch)
         app.on_cleanup.append(close)
         app.router.add_get("/", index)
         for name in ("join", "officer", "compliance"):
@@ -322,15 +293,28 @@ class Front:
 
     async def _relay(self, client: web.WebSocketResponse, worker: Worker, first: str) -> None:
         http = await self._session()
-        async with http.ws_connect(worker.url.replace("http", "ws", 1) + "/ws",
-                                   heartbeat=10.0, max_msg_size=256 * 1024) as upstream:
+        try:
+            upstream = await http.ws_connect(worker.url.replace("http", "ws", 1) + "/ws",
+                                             heartbeat=10.0, max_msg_size=256 * 1024)
+        except aiohttp.ClientConnectionError:
+            if not await self._died(worker):
+                raise
+            await refuse(client, "server_shutdown", "The visit server stopped; try again.")
+            return
+        async with upstream:
             await upstream.send_str(first)
 
             async def down() -> None:
                 async for msg in upstream:
                     if msg.type == WSMsgType.TEXT:
                         await client.send_str(msg.data)
-                if not client.closed:
+                if client.closed:
+                    return
+                if await self._died(worker):
+                    # The page reconnects on this code and is placed on a live worker.
+                    await refuse(client, "server_shutdown",
+                                 "The visit server stopped; reconnecting to another one.")
+                else:
                     await client.close(code=upstream.close_code or 1000)
 
             task = asyncio.ensure_future(down())

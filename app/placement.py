@@ -26,6 +26,7 @@ class ServerFull(Exception):
 class WorkerLoad:
     index: int
     participants: int = 0  # connected or being admitted
+    down: bool = False  # its process died: nothing is placed on it any more
 
 
 @dataclass
@@ -61,7 +62,8 @@ class Placement:
         if index is None:
             if len(self._visits) >= self.max_visits:
                 raise ServerFull("the placement table is full")
-            open_workers = [w for w in self.workers if w.participants < self.max_participants]
+            open_workers = [w for w in self.workers
+                            if not w.down and w.participants < self.max_participants]
             if not open_workers:
                 raise ServerFull("every worker is at its admission threshold")
             index = min(open_workers, key=lambda w: (w.participants, w.index)).index
@@ -76,6 +78,16 @@ class Placement:
             heapq.heappush(self._expiry, (until, visit_id))
         self.workers[index].participants += 1
         return index
+
+    def worker_down(self, index: int) -> list[str]:
+        """The worker's process died: forget its visits (a rejoin places them again, on a
+        live worker) and place nothing more on it. Returns the visits it held."""
+        worker = self.workers[index]
+        worker.down, worker.participants = True, 0
+        lost = [v for v, (i, _) in self._visits.items() if i == index]
+        for visit_id in lost:
+            del self._visits[visit_id]
+        return lost
 
     def release(self, index: int) -> None:
         self.workers[index].participants = max(0, self.workers[index].participants - 1)
