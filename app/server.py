@@ -96,7 +96,8 @@ def create_app(config: Config) -> web.Application:
         return health.free_bytes(config.recordings_dir) >= config.recordings_min_free_mb << 20
 
     # TURN credentials go into each offer (turn=config).
-    session = Session(verifier, rooms, records, recording_available, turn=config)
+    session = Session(verifier, rooms, records, recording_available, turn=config,
+                      max_message_bytes=config.max_message_bytes)
 
     app = web.Application(middlewares=[_security_headers])
     app[CONFIG_KEY] = config

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 JOIN_TIMEOUT_S = 10.0
 MAX_QUEUED = 256  # messages waiting for one page; a visit sends a handful a minute
 SEND_TIMEOUT_S = 5.0  # one write (or the closing handshake) may wait this long
+MAX_MESSAGE_BYTES = 256 * 1024  # an answer SDP for a full visit is a few tens of kB
+READ_CAP_FACTOR = 4  # beyond this many times the limit, aiohttp cuts the socket (1009)
 
 
 class WsConnection:
@@ -130,10 +132,17 @@ async def refuse(ws: web.WebSocketResponse, code: str, message: str) -> None:
         pass
 
 
-def _parse(data: str) -> dict[str, Any] | None:
+def _parse(data: str, max_bytes: int) -> dict[str, Any] | None:
+    """The message as a dict with a string ``type``, or None for anything else.
+
+    A hostile page may nest arrays thousands deep: the decoder then hits the recursion
+    limit, which is a malformed message like any other, not a crash of the session.
+    """
+    if len(data.encode()) > max_bytes:
+        return None
     try:
         message = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         return None
@@ -143,8 +152,10 @@ def _parse(data: str) -> dict[str, Any] | None:
 class Session:
     def __init__(self, verifier: TokenVerifier, rooms: Rooms, records: VisitRecords,
                  recording_available: Callable[[], bool],
-                 turn: TurnConfig | None = None) -> None:
+                 turn: TurnConfig | None = None,
+                 max_message_bytes: int = MAX_MESSAGE_BYTES) -> None:
         self._turn = turn
+        self._max_bytes = max_message_bytes
         self._verifier = verifier
         self._rooms = rooms
         self._records = records
@@ -160,14 +171,17 @@ class Session:
             visit=visit)
 
     async def run(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(heartbeat=10.0, max_msg_size=256 * 1024)
+        # Up to a few times the limit a page is told bad_message; past that, reading the
+        # message at all would waste memory, so aiohttp closes the socket (1009).
+        ws = web.WebSocketResponse(heartbeat=10.0,
+                                   max_msg_size=READ_CAP_FACTOR * self._max_bytes)
         await ws.prepare(request)
         try:
             first = await asyncio.wait_for(ws.receive(), JOIN_TIMEOUT_S)
         except TimeoutError:
             await refuse(ws, "bad_message", "No join message was received in time.")
             return ws
-        message = _parse(first.data) if first.type == WSMsgType.TEXT else None
+        message = _parse(first.data, self._max_bytes) if first.type == WSMsgType.TEXT else None
         if (message is None or message["type"] not in ("join", "monitor")
                 or not isinstance(message.get("token"), str)):
             await refuse(ws, "bad_message", "The first message must be a join with a token.")
@@ -276,7 +290,7 @@ class Session:
         async for msg in ws:
             if msg.type != WSMsgType.TEXT:
                 continue
-            message = _parse(msg.data)
+            message = _parse(msg.data, self._max_bytes)
             try:
                 if message is None:
                     raise RosterError("bad_message", "The message could not be understood.")
