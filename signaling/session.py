@@ -208,12 +208,12 @@ class Session:
         visit = VisitInfo(claims.visit.id, claims.visit.starts_at, claims.visit.ends_at,
                           claims.visit.privileged)
         try:
-            self._check_booking(visit.id, claims.sub)
-            if (self._rooms.get(visit.id) is None and not visit.privileged
+            stored = self._check_booking(visit.id, claims.sub)
+            if (self._rooms.get(visit.id) is None and not (stored or visit).privileged
                     and not await asyncio.to_thread(self._recording_available)):
                 raise Refused("recording_unavailable",
                               "recording is not possible now (recordings volume nearly full)")
-            room = self._rooms.open(visit)
+            room = self._rooms.open(visit, stored)
         except (RosterError, Refused) as exc:
             log.info("join refused", extra={"code": exc.code, "visit": visit.id})
             self._audit_refusal(exc.code, claims, visit.id, "join")
@@ -239,7 +239,12 @@ class Session:
             await connection.finish()
         log.info("left", extra={"visit": visit.id, "participant": claims.sub, "cause": cause})
 
-    def _check_booking(self, visit_id: str, sub: str) -> None:
+    def _check_booking(self, visit_id: str, sub: str) -> VisitInfo | None:
+        """Refuse an ended visit or a revoked participant; return the stored booking.
+
+        The stored booking (the visit's slot and privilege as first opened, kept across a
+        restart) is what a token must match: see ``Rooms.open``.
+        """
         row = self._records.store.visit(visit_id)
         if row is not None and row.state == "ended":
             if row.cause == "cancelled":
@@ -247,6 +252,9 @@ class Session:
             raise Refused("visit_ended", "this visit has ended")
         if self._records.store.revoked(visit_id, sub):
             raise Refused("revoked", "this participant's access to the visit was withdrawn")
+        if row is None or row.starts_at is None or row.ends_at is None:
+            return None
+        return VisitInfo(visit_id, int(row.starts_at), int(row.ends_at), row.privileged)
 
     async def _monitor(self, ws: web.WebSocketResponse, message: dict[str, Any],
                        transport: asyncio.Transport | None) -> None:
