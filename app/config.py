@@ -33,6 +33,8 @@ class Config:
     max_video_bitrate: int = 800_000
     ice_loopback: bool = False  # tests and sandboxes only
     ice_servers: tuple[str, ...] = ()  # STUN URLs handed to aiortc, e.g. stun:host:3478
+    max_ice_candidates: int = 32  # remote candidates one connection may trickle
+    ice_private_candidates: bool = True  # accept RFC 1918 / ULA remote candidates (kiosks)
     max_message_bytes: int = 262_144  # largest signaling message a page may send
     log_level: str = "info"
     warnings: tuple[int, ...] = (300, 60)  # seconds before the end when pages are warned
@@ -147,6 +149,8 @@ def _validate(c: Config) -> None:
         raise ConfigError("turn_secret: must be set when turn_urls is set")
     if any(not u.startswith(("turn:", "turns:")) for u in c.turn_urls):
         raise ConfigError("turn_urls: every URL must start with turn: or turns:")
+    if c.max_ice_candidates < 1:
+        raise ConfigError("max_ice_candidates: must be at least 1")
     if c.max_message_bytes < 65_536:
         raise ConfigError("max_message_bytes: must be at least 65536 (an answer SDP must fit)")
     if c.turn_ttl_s <= 0:

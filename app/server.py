@@ -27,6 +27,7 @@ from records.audit import AuditLog
 from records.visits import VisitRecords
 from records.webhooks import Outbox, Pacing, WebhookSender
 from sfu import aiortc_glue
+from sfu.candidates import CandidatePolicy
 from sfu.peer import PeerSettings
 from sfu.rooms import Rooms
 from signaling.session import Session
@@ -65,6 +66,8 @@ def create_app(config: Config) -> web.Application:
     settings = PeerSettings(
         ice_servers=tuple(RTCIceServer(urls=url) for url in config.ice_servers),
         max_video_bitrate_bps=config.max_video_bitrate,
+        candidates=CandidatePolicy(config.max_ice_candidates, config.ice_loopback,
+                                   config.ice_private_candidates),
     )
     db = sqlite_store.connect(config.database)
     outbox = Outbox(db)
