@@ -32,6 +32,7 @@ class Config:
     max_visitors: int = 4
     max_video_bitrate: int = 800_000
     ice_loopback: bool = False  # tests and sandboxes only
+    demo: bool = False  # trust the development key (serve --demo); never in production
     ice_servers: tuple[str, ...] = ()  # STUN URLs handed to aiortc, e.g. stun:host:3478
     max_ice_candidates: int = 32  # remote candidates one connection may trickle
     ice_private_candidates: bool = True  # accept RFC 1918 / ULA remote candidates (kiosks)
@@ -56,6 +57,11 @@ class Config:
     @property
     def keys_dir(self) -> Path:
         return self.token_keys_dir or self.data_dir / "keys" / "public"
+
+    @property
+    def demo_keys_dir(self) -> Path:
+        """The development key pair of ``serve --demo``, apart from the production keys."""
+        return self.data_dir / "demo-keys"
 
     @property
     def recordings_dir(self) -> Path:
