@@ -15,11 +15,9 @@ from aiohttp import web
 
 from app.config import Config, ConfigError, load
 from auth.issuer import issue_token
-from auth.keys import load_private_key, write_keypair
+from auth.keys import DEV_KID, load_private_key, write_keypair
 from auth.tokens import ALGORITHMS, ROLES, VISIT_ROLES, VisitClaim
 from records.audit import verify_file
-
-DEV_KID = "dev"
 
 
 def _when(text: str) -> int:
@@ -38,16 +36,21 @@ def _when(text: str) -> int:
 
 
 def dev_private_key_path(config: Config) -> Path:
-    return config.data_dir / "keys" / f"{DEV_KID}.private.pem"
+    return config.demo_keys_dir / f"{DEV_KID}.private.pem"
 
 
 def ensure_dev_keys(config: Config) -> Path:
-    """Create the development key pair on first run; return the private key's path."""
+    """Create the development key pair on first run; return the private key's path.
+
+    It lives in its own folder, trusted only by ``serve --demo``: never in the production
+    keys folder, where it would outlive the demo and let anyone holding it sign tokens.
+    """
     private = dev_private_key_path(config)
+    public_dir = config.demo_keys_dir / "public"
     if not private.exists():
-        write_keypair(DEV_KID, config.keys_dir, private)
+        write_keypair(DEV_KID, public_dir, private)
         print(f"Generated a development key pair: {private} (private), "
-              f"{config.keys_dir / (DEV_KID + '.pem')} (public)")
+              f"{public_dir / (DEV_KID + '.pem')} (public)")
     return private
 
 
@@ -84,6 +87,8 @@ def _serve(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, workers=args.workers)
     setup_logging(config.log_level)
     if args.demo:
+        config = dataclasses.replace(config, demo=True)
+        os.environ["VISITBRIDGE_DEMO"] = "1"  # the workers, if any, trust the key too
         print("Demo visit, open each link in its own browser window:")
         for who, link in demo_links(config, time.time()):
             print(f"  {who}:\n    {link}")
@@ -227,7 +232,8 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, metavar="N",
                        help="N SFU worker processes, one per core (default: config workers)")
     serve.add_argument("--demo", action="store_true",
-                       help="create development keys if missing and print demo join links")
+                       help="trust a development key (created in <data_dir>/demo-keys if "
+                            "missing) and print demo join links; never in production")
     serve.set_defaults(func=_serve)
 
     keys = sub.add_parser("keys", help="manage token signing keys")
@@ -241,7 +247,8 @@ def parser() -> argparse.ArgumentParser:
     gen.set_defaults(func=_keys_generate)
 
     tok = sub.add_parser("token", help="issue a booking token (reference issuer)")
-    tok.add_argument("--key", type=Path, help="private key PEM (default: the dev key)")
+    tok.add_argument("--key", type=Path,
+                     help="private key PEM (default: the development key of serve --demo)")
     tok.add_argument("--kid", default=DEV_KID)
     tok.add_argument("--issuer", help="default: configured token_issuer")
     tok.add_argument("--audience", help="default: configured token_audience")

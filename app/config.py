@@ -32,7 +32,11 @@ class Config:
     max_visitors: int = 4
     max_video_bitrate: int = 800_000
     ice_loopback: bool = False  # tests and sandboxes only
+    demo: bool = False  # trust the development key (serve --demo); never in production
     ice_servers: tuple[str, ...] = ()  # STUN URLs handed to aiortc, e.g. stun:host:3478
+    max_ice_candidates: int = 32  # remote candidates one connection may trickle
+    ice_private_candidates: bool = True  # accept RFC 1918 / ULA remote candidates (kiosks)
+    max_message_bytes: int = 262_144  # largest signaling message a page may send
     log_level: str = "info"
     warnings: tuple[int, ...] = (300, 60)  # seconds before the end when pages are warned
     early_entry_s: int = 900  # how long before the start the waiting room opens
@@ -54,6 +58,11 @@ class Config:
     @property
     def keys_dir(self) -> Path:
         return self.token_keys_dir or self.data_dir / "keys" / "public"
+
+    @property
+    def demo_keys_dir(self) -> Path:
+        """The development key pair of ``serve --demo``, apart from the production keys."""
+        return self.data_dir / "demo-keys"
 
     @property
     def recordings_dir(self) -> Path:
@@ -149,5 +158,9 @@ def _validate(c: Config) -> None:
         raise ConfigError("turn_secret: must be set when turn_urls is set")
     if any(not u.startswith(("turn:", "turns:")) for u in c.turn_urls):
         raise ConfigError("turn_urls: every URL must start with turn: or turns:")
+    if c.max_ice_candidates < 1:
+        raise ConfigError("max_ice_candidates: must be at least 1")
+    if c.max_message_bytes < 65_536:
+        raise ConfigError("max_message_bytes: must be at least 65536 (an answer SDP must fit)")
     if c.turn_ttl_s <= 0:
         raise ConfigError("turn_ttl_s: must be a positive number of seconds")

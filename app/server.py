@@ -16,7 +16,13 @@ from api.compliance import Compliance
 from api.records import Api
 from app import health
 from app.config import Config
-from auth.keys import JwksKeyStore, PemDirKeyStore
+from auth.keys import (
+    DEVELOPMENT_KEY_TRUSTED,
+    ChainedKeyStore,
+    JwksKeyStore,
+    PemDirKeyStore,
+    development_keys,
+)
 from auth.tokens import KeyStore, TokenVerifier
 from recorder.retention import RetentionJob
 from recorder.session import Recordings
@@ -27,6 +33,7 @@ from records.audit import AuditLog
 from records.visits import VisitRecords
 from records.webhooks import Outbox, Pacing, WebhookSender
 from sfu import aiortc_glue
+from sfu.candidates import CandidatePolicy
 from sfu.peer import PeerSettings
 from sfu.rooms import Rooms
 from signaling.session import Session
@@ -52,9 +59,22 @@ ROOMS_KEY: web.AppKey[Rooms] = web.AppKey("rooms", Rooms)
 
 
 def key_store(config: Config) -> KeyStore:
-    if config.token_jwks_url:
-        return JwksKeyStore(config.token_jwks_url)
-    return PemDirKeyStore(config.keys_dir)
+    production: KeyStore = (JwksKeyStore(config.token_jwks_url) if config.token_jwks_url
+                            else PemDirKeyStore(config.keys_dir))
+    if not config.demo:
+        return production
+    return ChainedKeyStore(production, PemDirKeyStore(config.demo_keys_dir / "public"))
+
+
+def trusted_development_keys(config: Config) -> list[str]:
+    """Where a development key is trusted: the demo folder (``serve --demo``) and any
+    copy of one in the production keys folder. Sets the metric that alerts on it."""
+    found = [str(config.demo_keys_dir / "public")] if config.demo else []
+    if not config.token_jwks_url:
+        found += [str(p) for p in development_keys(config.keys_dir,
+                                                   config.demo_keys_dir / "public")]
+    DEVELOPMENT_KEY_TRUSTED.set(1 if found else 0)
+    return found
 
 
 def create_app(config: Config) -> web.Application:
@@ -65,6 +85,8 @@ def create_app(config: Config) -> web.Application:
     settings = PeerSettings(
         ice_servers=tuple(RTCIceServer(urls=url) for url in config.ice_servers),
         max_video_bitrate_bps=config.max_video_bitrate,
+        candidates=CandidatePolicy(config.max_ice_candidates, config.ice_loopback,
+                                   config.ice_private_candidates),
     )
     db = sqlite_store.connect(config.database)
     outbox = Outbox(db)
@@ -90,13 +112,19 @@ def create_app(config: Config) -> web.Application:
                     all_left_grace_s=config.all_left_grace_s)
     rooms = Rooms(settings, config.max_visitors, policy, records, tap_factory=recordings.tap)
     keys = key_store(config)
+    development = trusted_development_keys(config)
+    if development:
+        log.warning("DEVELOPMENT TOKEN KEY TRUSTED: anyone holding its private key can sign "
+                    "any token. Never run like this in production; remove it from the keys "
+                    "folder and do not use --demo", extra={"keys": development})
     verifier = TokenVerifier(keys, config.token_issuer, config.token_audience,
                              leeway_s=config.token_leeway_s)
     def recording_available() -> bool:
         return health.free_bytes(config.recordings_dir) >= config.recordings_min_free_mb << 20
 
     # TURN credentials go into each offer (turn=config).
-    session = Session(verifier, rooms, records, recording_available, turn=config)
+    session = Session(verifier, rooms, records, recording_available, turn=config,
+                      max_message_bytes=config.max_message_bytes)
 
     app = web.Application(middlewares=[_security_headers])
     app[CONFIG_KEY] = config
@@ -110,11 +138,14 @@ def create_app(config: Config) -> web.Application:
 
     async def readyz(request: web.Request) -> web.Response:
         problems = []
-        if not config.token_jwks_url and not any(config.keys_dir.glob("*.pem")):
+        if (not config.token_jwks_url and not config.demo
+                and not any(config.keys_dir.glob("*.pem"))):
             problems.append(f"no token keys in {config.keys_dir}")
+        warnings = [f"development token key trusted: {where}"
+                    for where in trusted_development_keys(config)]
         status = 503 if problems else 200
         return web.json_response({"status": "not ready" if problems else "ready",
-                                  "problems": problems}, status=status)
+                                  "problems": problems, "warnings": warnings}, status=status)
 
     async def metrics(request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})

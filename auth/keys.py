@@ -24,13 +24,18 @@ import jwt
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from prometheus_client import Gauge
 
-from auth.tokens import ALGORITHMS, PublicKey, TokenError, algorithm_for, shown
+from auth.tokens import ALGORITHMS, KeyStore, PublicKey, TokenError, algorithm_for, shown
 
 log = logging.getLogger(__name__)
 
 PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 KID_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
+DEV_KID = "dev"  # the development key of ``serve --demo``
+DEVELOPMENT_KEY_TRUSTED = Gauge(
+    "visitbridge_development_key_trusted",
+    "1 while a development token key is trusted: whoever holds it can sign any token")
 
 
 def _unknown(kid: str) -> TokenError:
@@ -148,6 +153,44 @@ class JwksKeyStore:
             return
         self._keys = keys
         self._fetched_at = self._attempted_at
+
+
+class ChainedKeyStore:
+    """Stores asked in order: the first that knows the kid answers (the production keys
+    before the development key, so a development kid can never shadow a real one)."""
+
+    def __init__(self, *stores: KeyStore) -> None:
+        self._stores = stores
+
+    async def get(self, kid: str) -> PublicKey:
+        for store in self._stores[:-1]:
+            try:
+                return await store.get(kid)
+            except TokenError as exc:
+                if exc.code != "unknown_key":
+                    raise
+        return await self._stores[-1].get(kid)
+
+    async def close(self) -> None:
+        for store in self._stores:
+            close = getattr(store, "close", None)
+            if close is not None:
+                await close()
+
+
+def development_keys(keys_dir: Path, demo_public_dir: Path) -> list[Path]:
+    """The files of a production keys folder that hold a development key.
+
+    That is ``dev.pem`` (where ``serve --demo`` used to write its key) or a copy of a
+    key in the development folder. Whoever holds a development private key (it sits
+    unprotected beside the data) can sign any token, so an operator must hear of it.
+    """
+    if not keys_dir.is_dir():
+        return []
+    demo = ({p.read_bytes().strip() for p in demo_public_dir.glob("*.pem")}
+            if demo_public_dir.is_dir() else set())
+    return sorted(p for p in keys_dir.glob("*.pem")
+                  if p.name == f"{DEV_KID}.pem" or p.read_bytes().strip() in demo)
 
 
 def parse_jwks(document: object) -> dict[str, PublicKey]:

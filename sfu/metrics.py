@@ -29,6 +29,11 @@ KEYFRAME_REQUESTS = Counter(
 NACKS = Counter("visitbridge_nacks", "NACKed packets, by direction", ["direction"])
 for _direction in ("from_subscriber", "to_publisher"):
     NACKS.labels(_direction)  # a series from the start, so rate() panels show 0, not nothing
+ICE_CANDIDATES_REFUSED = Counter(
+    "visitbridge_ice_candidates_refused",
+    "Remote ICE candidates not added, by reason (too_many, loopback, private, ...)",
+    ["reason"],
+)
 RETRANSMISSIONS = Counter(
     "visitbridge_retransmissions", "Packets resent to subscribers from the history"
 )

@@ -28,6 +28,7 @@ from aiortc import (
 from aiortc.sdp import candidate_from_sdp
 
 from sfu.aiortc_glue import guard_receiver
+from sfu.candidates import CandidateGate, CandidatePolicy
 from sfu.fastpath import AUDIO_LEVEL_URI, FastTransport, extension_ids
 from sfu.forwarder import TrackForwarder
 from sfu.glue_rtp import negotiated_codecs, negotiated_header_extensions, set_stream_id
@@ -54,6 +55,7 @@ class ParkedTrack(MediaStreamTrack):
 class PeerSettings:
     ice_servers: tuple[RTCIceServer, ...] = ()
     max_video_bitrate_bps: int = 800_000
+    candidates: CandidatePolicy = CandidatePolicy()
 
 
 class Peer:
@@ -61,6 +63,7 @@ class Peer:
 
     def __init__(self, settings: PeerSettings, slots: int, publish: bool) -> None:
         self._settings = settings
+        self._candidates = CandidateGate(settings.candidates)
         # max-bundle: one transport for every m-line. With aiortc's default (balanced),
         # m-lines after the first of each kind keep a transport that never connects.
         self.pc = RTCPeerConnection(RTCConfiguration(
@@ -107,6 +110,7 @@ class Peer:
         }
 
     async def accept_answer(self, sdp: str) -> None:
+        sdp = self._candidates.filter_sdp(sdp)
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
         # max-bundle: every m-line shares one transport and one header extension map,
         # configured from every transceiver's negotiated extensions (as aiortc does).
@@ -125,13 +129,19 @@ class Peer:
                 self.forwarders[kind] = forwarder
 
     async def add_candidate(self, candidate: dict[str, object]) -> None:
-        """Add a trickled browser candidate ({candidate, sdpMid, sdpMLineIndex})."""
+        """Add a trickled browser candidate ({candidate, sdpMid, sdpMLineIndex}).
+
+        Only as many, and only at such addresses, as the candidate policy allows: a
+        refusal is a ``RosterError`` the page is told once (see ``sfu.candidates``).
+        """
         text = str(candidate.get("candidate") or "")
         if not text:
             return  # end-of-candidates
         if text.startswith("candidate:"):
             text = text[len("candidate:"):]
         parsed: RTCIceCandidate = candidate_from_sdp(text)
+        if not self._candidates.admit(parsed.ip):
+            return
         parsed.sdpMid = candidate.get("sdpMid")  # type: ignore[assignment]
         index = candidate.get("sdpMLineIndex")
         parsed.sdpMLineIndex = index if isinstance(index, int) else None

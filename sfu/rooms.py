@@ -27,13 +27,20 @@ class Rooms:
     def get(self, visit_id: str) -> Room | None:
         return self._rooms.get(visit_id)
 
-    def open(self, visit: VisitInfo) -> Room:
+    def open(self, visit: VisitInfo, stored: VisitInfo | None = None) -> Room:
         """The room of this visit, created on first join.
 
-        A token may not change a live visit's booking: all tokens of one visit must
-        carry the same slot and privilege, or the later one is refused.
+        A token may not change a visit's booking: all tokens of one visit must carry the
+        same slot and privilege, or the later one is refused. The booking of the running
+        room wins, and before it exists the ``stored`` one (the records store's, kept
+        across a restart), so the first token after a restart cannot rebook the visit
+        nor switch its recording off.
         """
         room = self._rooms.get(visit.id)
+        booked = room.visit if room is not None else stored
+        if booked is not None and booked != visit:
+            raise RosterError("visit_mismatch",
+                              "the token's booking differs from the visit's booking")
         if room is None:
             # Refuse before creating anything: a refused token must leave no room behind.
             VisitLifecycle(visit.starts_at, visit.ends_at, self._policy).check_join(time.time())
@@ -42,9 +49,6 @@ class Rooms:
             self._rooms[visit.id] = room
             metrics.VISITS.set(len(self._rooms))
             self._observer.visit_opened(room.core, time.time())
-        elif room.visit != visit:
-            raise RosterError("visit_mismatch",
-                              "the token's booking differs from the visit already running")
         return room
 
     def _closed(self, room: Room) -> None:

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 JOIN_TIMEOUT_S = 10.0
 MAX_QUEUED = 256  # messages waiting for one page; a visit sends a handful a minute
 SEND_TIMEOUT_S = 5.0  # one write (or the closing handshake) may wait this long
+MAX_MESSAGE_BYTES = 256 * 1024  # an answer SDP for a full visit is a few tens of kB
+READ_CAP_FACTOR = 4  # beyond this many times the limit, aiohttp cuts the socket (1009)
 
 
 class WsConnection:
@@ -130,10 +132,17 @@ async def refuse(ws: web.WebSocketResponse, code: str, message: str) -> None:
         pass
 
 
-def _parse(data: str) -> dict[str, Any] | None:
+def _parse(data: str, max_bytes: int) -> dict[str, Any] | None:
+    """The message as a dict with a string ``type``, or None for anything else.
+
+    A hostile page may nest arrays thousands deep: the decoder then hits the recursion
+    limit, which is a malformed message like any other, not a crash of the session.
+    """
+    if len(data.encode()) > max_bytes:
+        return None
     try:
         message = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         return None
@@ -143,8 +152,10 @@ def _parse(data: str) -> dict[str, Any] | None:
 class Session:
     def __init__(self, verifier: TokenVerifier, rooms: Rooms, records: VisitRecords,
                  recording_available: Callable[[], bool],
-                 turn: TurnConfig | None = None) -> None:
+                 turn: TurnConfig | None = None,
+                 max_message_bytes: int = MAX_MESSAGE_BYTES) -> None:
         self._turn = turn
+        self._max_bytes = max_message_bytes
         self._verifier = verifier
         self._rooms = rooms
         self._records = records
@@ -160,14 +171,17 @@ class Session:
             visit=visit)
 
     async def run(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(heartbeat=10.0, max_msg_size=256 * 1024)
+        # Up to a few times the limit a page is told bad_message; past that, reading the
+        # message at all would waste memory, so aiohttp closes the socket (1009).
+        ws = web.WebSocketResponse(heartbeat=10.0,
+                                   max_msg_size=READ_CAP_FACTOR * self._max_bytes)
         await ws.prepare(request)
         try:
             first = await asyncio.wait_for(ws.receive(), JOIN_TIMEOUT_S)
         except TimeoutError:
             await refuse(ws, "bad_message", "No join message was received in time.")
             return ws
-        message = _parse(first.data) if first.type == WSMsgType.TEXT else None
+        message = _parse(first.data, self._max_bytes) if first.type == WSMsgType.TEXT else None
         if (message is None or message["type"] not in ("join", "monitor")
                 or not isinstance(message.get("token"), str)):
             await refuse(ws, "bad_message", "The first message must be a join with a token.")
@@ -194,12 +208,12 @@ class Session:
         visit = VisitInfo(claims.visit.id, claims.visit.starts_at, claims.visit.ends_at,
                           claims.visit.privileged)
         try:
-            self._check_booking(visit.id, claims.sub)
-            if (self._rooms.get(visit.id) is None and not visit.privileged
+            stored = self._check_booking(visit.id, claims.sub)
+            if (self._rooms.get(visit.id) is None and not (stored or visit).privileged
                     and not await asyncio.to_thread(self._recording_available)):
                 raise Refused("recording_unavailable",
                               "recording is not possible now (recordings volume nearly full)")
-            room = self._rooms.open(visit)
+            room = self._rooms.open(visit, stored)
         except (RosterError, Refused) as exc:
             log.info("join refused", extra={"code": exc.code, "visit": visit.id})
             self._audit_refusal(exc.code, claims, visit.id, "join")
@@ -225,7 +239,12 @@ class Session:
             await connection.finish()
         log.info("left", extra={"visit": visit.id, "participant": claims.sub, "cause": cause})
 
-    def _check_booking(self, visit_id: str, sub: str) -> None:
+    def _check_booking(self, visit_id: str, sub: str) -> VisitInfo | None:
+        """Refuse an ended visit or a revoked participant; return the stored booking.
+
+        The stored booking (the visit's slot and privilege as first opened, kept across a
+        restart) is what a token must match: see ``Rooms.open``.
+        """
         row = self._records.store.visit(visit_id)
         if row is not None and row.state == "ended":
             if row.cause == "cancelled":
@@ -233,6 +252,9 @@ class Session:
             raise Refused("visit_ended", "this visit has ended")
         if self._records.store.revoked(visit_id, sub):
             raise Refused("revoked", "this participant's access to the visit was withdrawn")
+        if row is None or row.starts_at is None or row.ends_at is None:
+            return None
+        return VisitInfo(visit_id, int(row.starts_at), int(row.ends_at), row.privileged)
 
     async def _monitor(self, ws: web.WebSocketResponse, message: dict[str, Any],
                        transport: asyncio.Transport | None) -> None:
@@ -276,7 +298,7 @@ class Session:
         async for msg in ws:
             if msg.type != WSMsgType.TEXT:
                 continue
-            message = _parse(msg.data)
+            message = _parse(msg.data, self._max_bytes)
             try:
                 if message is None:
                     raise RosterError("bad_message", "The message could not be understood.")
