@@ -16,6 +16,7 @@ from api.compliance import Compliance
 from api.records import Api
 from app import health
 from app.config import Config
+from auth.jti_memory import JtiMemory
 from auth.keys import JwksKeyStore, PemDirKeyStore
 from auth.tokens import KeyStore, TokenVerifier
 from recorder.retention import RetentionJob
@@ -91,7 +92,9 @@ def create_app(config: Config) -> web.Application:
     rooms = Rooms(settings, config.max_visitors, policy, records, tap_factory=recordings.tap)
     keys = key_store(config)
     verifier = TokenVerifier(keys, config.token_issuer, config.token_audience,
-                             leeway_s=config.token_leeway_s)
+                             leeway_s=config.token_leeway_s,
+                             max_lifetime_s=config.token_max_lifetime_s,
+                             jti_memory=JtiMemory(config.token_jti_memory))
     def recording_available() -> bool:
         return health.free_bytes(config.recordings_dir) >= config.recordings_min_free_mb << 20
 
