@@ -29,6 +29,8 @@ class Config:
     token_issuer: str = "visitbridge-dev"
     token_audience: str = "visitbridge"
     token_leeway_s: int = 30
+    token_max_lifetime_s: int = 86400  # longest nbf (or iat) to exp a token may span
+    token_jti_memory: int = 100_000  # token ids remembered (until they expire) per process
     max_visitors: int = 4
     max_video_bitrate: int = 800_000
     ice_loopback: bool = False  # tests and sandboxes only
@@ -146,6 +148,8 @@ def _validate(c: Config) -> None:
         raise ConfigError("max_video_bitrate: must be at least 100000 (bits per second)")
     if not c.token_issuer or not c.token_audience:
         raise ConfigError("token_issuer and token_audience: must not be empty")
+    if c.token_max_lifetime_s <= 0 or c.token_jti_memory < 1:
+        raise ConfigError("token_max_lifetime_s and token_jti_memory: must be positive")
     if any(w <= 0 for w in c.warnings):
         raise ConfigError("warnings: every warning must be a positive number of seconds")
     if c.early_entry_s < 0 or c.all_left_grace_s < 0:

@@ -16,6 +16,7 @@ from api.compliance import Compliance
 from api.records import Api
 from app import health
 from app.config import Config
+from auth.jti_memory import JtiMemory
 from auth.keys import (
     DEVELOPMENT_KEY_TRUSTED,
     ChainedKeyStore,
@@ -118,7 +119,9 @@ def create_app(config: Config) -> web.Application:
                     "any token. Never run like this in production; remove it from the keys "
                     "folder and do not use --demo", extra={"keys": development})
     verifier = TokenVerifier(keys, config.token_issuer, config.token_audience,
-                             leeway_s=config.token_leeway_s)
+                             leeway_s=config.token_leeway_s,
+                             max_lifetime_s=config.token_max_lifetime_s,
+                             jti_memory=JtiMemory(config.token_jti_memory))
     def recording_available() -> bool:
         return health.free_bytes(config.recordings_dir) >= config.recordings_min_free_mb << 20
 

@@ -4,10 +4,13 @@ Booking tokens are JWTs minted by the prison records system. This server holds
 public keys only, so only asymmetric algorithms are accepted, and the algorithm
 allow-list is enforced before any key lookup: a token can never make us treat a
 public key as an HMAC secret. Refusal codes are stable because users see them.
+Identifiers (``sub``, ``visit.id``) are checked here because the server names files,
+folders and log fields after them.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -16,6 +19,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from prometheus_client import Counter
 
+from auth.jti_memory import JtiMemory
 from visit.messages import Refusal
 
 if TYPE_CHECKING:
@@ -37,10 +41,19 @@ REFUSAL_CODES = (
     "missing_claim",
     "wrong_role",
     "wrong_visit",
+    "issued_in_future",
+    "lifetime_too_long",
+    "bad_id",
+    "token_reused",
 )
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "jti", "iat", "nbf", "exp", "role", "name")
 # Far above any real booking token; bounds the work an anonymous caller can cause.
 MAX_TOKEN_CHARS = 8192
+# What ``sub`` and ``visit.id`` may be: record numbers (V-2026-000187, inmate-5531), UUIDs,
+# URNs and e-mail addresses fit; a path separator, "..", spaces and control bytes do not.
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}")
+# A shift's staff token (12 h) or a visit plus the hour before it, with room to spare.
+DEFAULT_MAX_LIFETIME_S = 24 * 3600
 
 TOKEN_REFUSALS = Counter("visitbridge_token_refusals", "Tokens refused, by code", ["code"])
 # PyJWT checks only the signature: its claim checks read the real clock and its
@@ -120,11 +133,15 @@ def shown(value: object) -> str:
 class TokenVerifier:
     """Checks booking tokens against the configured issuer, audience and keys."""
 
-    def __init__(self, keys: KeyStore, issuer: str, audience: str, leeway_s: float = 30.0) -> None:
+    def __init__(self, keys: KeyStore, issuer: str, audience: str, leeway_s: float = 30.0, *,
+                 max_lifetime_s: float = DEFAULT_MAX_LIFETIME_S,
+                 jti_memory: JtiMemory | None = None) -> None:
         self._keys = keys
         self._issuer = issuer
         self._audience = audience
         self._leeway_s = leeway_s
+        self._max_lifetime_s = max_lifetime_s
+        self._jtis = jti_memory if jti_memory is not None else JtiMemory()
 
     async def verify(
         self,
@@ -138,7 +155,9 @@ class TokenVerifier:
 
         ``roles`` limits which roles are accepted (default: all). ``visit_id``
         binds visit-role tokens to one visit; staff tokens carry no visit and
-        are not bound.
+        are not bound. An accepted token's jti is remembered with its seat
+        (sub and visit) until it expires: another seat's token with that jti is
+        refused as ``token_reused``.
         """
         header = _unverified_header(token)
         alg = header.get("alg")
@@ -154,15 +173,22 @@ class TokenVerifier:
         if algorithm_for(key) != alg:
             raise TokenError("bad_signature", f"Key {shown(kid)} cannot verify {alg} signatures.")
         payload = _verified_payload(token, key, alg)
-        return _check_claims(
+        claims = _check_claims(
             payload,
             issuer=self._issuer,
             audience=self._audience,
             leeway_s=self._leeway_s,
+            max_lifetime_s=self._max_lifetime_s,
             now=now,
             roles=roles,
             visit_id=visit_id,
         )
+        seat = (claims.sub, claims.visit.id if claims.visit else None)
+        if not self._jtis.claim(claims.jti, seat, claims.exp + self._leeway_s, now):
+            raise TokenError(
+                "token_reused", "Token id (jti) was already used by another participant or visit."
+            )
+        return claims
 
 
 def _unverified_header(token: object) -> dict[str, Any]:
@@ -194,6 +220,7 @@ def _check_claims(
     issuer: str,
     audience: str,
     leeway_s: float,
+    max_lifetime_s: float = DEFAULT_MAX_LIFETIME_S,
     now: float,
     roles: Collection[str] | None = None,
     visit_id: str | None = None,
@@ -205,7 +232,8 @@ def _check_claims(
     iss = payload["iss"]
     if not isinstance(iss, str):
         raise _malformed("iss", "a string")
-    sub, jti, name, role = (_text(payload, claim) for claim in ("sub", "jti", "name", "role"))
+    jti, name, role = (_text(payload, claim) for claim in ("jti", "name", "role"))
+    sub = _id(payload["sub"], "sub")
     aud = payload["aud"]
     audiences = [aud] if isinstance(aud, str) else aud
     if not isinstance(audiences, list) or not all(isinstance(a, str) for a in audiences):
@@ -216,10 +244,19 @@ def _check_claims(
         raise TokenError("wrong_issuer", f"Token issuer is not the configured {issuer!r}.")
     if audience not in audiences:
         raise TokenError("wrong_audience", f"Token audience does not include {audience!r}.")
+    if iat > now + leeway_s:
+        raise TokenError("issued_in_future", "Token says it was issued in the future (iat).")
     if now > exp + leeway_s:
         raise TokenError("expired", "Token has expired.")
     if now < nbf - leeway_s:
         raise TokenError("not_yet_valid", "Token is not valid yet.")
+    # Usable from nbf (or iat, if later) until exp: a link mailed weeks ahead with an nbf
+    # near the visit is short-lived; one that opens now and lasts for weeks is not.
+    if exp - max(iat, nbf) > max_lifetime_s:
+        raise TokenError(
+            "lifetime_too_long",
+            f"Token is valid for longer than the allowed {max_lifetime_s:.0f} seconds.",
+        )
     if role not in ROLES:
         raise TokenError("wrong_role", f"Token role {shown(role)} is not a Visitbridge role.")
     if roles is not None and role not in roles:
@@ -243,9 +280,7 @@ def _visit(raw: object) -> VisitClaim:
     for field in ("id", "starts_at", "ends_at"):
         if raw.get(field) is None:
             raise TokenError("missing_claim", f"Token is missing the 'visit.{field}' claim.")
-    visit_id = raw["id"]
-    if not isinstance(visit_id, str) or not visit_id:
-        raise _malformed("visit.id", "a non-empty string")
+    visit_id = _id(raw["id"], "visit.id")
     starts_at = _seconds(raw, "starts_at", "visit.")
     ends_at = _seconds(raw, "ends_at", "visit.")
     if ends_at <= starts_at:
@@ -254,6 +289,18 @@ def _visit(raw: object) -> VisitClaim:
     if not isinstance(privileged, bool):
         raise _malformed("visit.privileged", "true or false")
     return VisitClaim(id=visit_id, starts_at=starts_at, ends_at=ends_at, privileged=privileged)
+
+
+def _id(value: object, claim: str) -> str:
+    if not isinstance(value, str):
+        raise _malformed(claim, "a string")
+    if not ID_PATTERN.fullmatch(value):
+        raise TokenError(
+            "bad_id",
+            f"Token claim {claim!r} must be 1-128 letters, digits and . _ : @ + -,"
+            " starting with a letter or digit.",
+        )
+    return value
 
 
 def _text(payload: Mapping[str, Any], claim: str) -> str:

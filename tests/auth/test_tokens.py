@@ -71,11 +71,15 @@ REFUSALS: list[tuple[str, Callable[[Keys], str], dict[str, Any]]] = [
     ("missing_claim", lambda k: signed(k, claims(exp=None)), {}),
     ("wrong_role", lambda k: family_token(k), {"roles": {"officer"}}),
     ("wrong_visit", lambda k: family_token(k), {"visit_id": "v-99"}),
+    ("issued_in_future", lambda k: signed(k, claims(iat=NOW + 1031)), {}),
+    ("lifetime_too_long", lambda k: family_token(k, ttl_s=2 * 86400), {}),
+    ("bad_id", lambda k: family_token(k, sub="../x"), {}),
 ]
 
 
 def test_refusal_table_covers_every_code() -> None:
-    assert sorted(code for code, _, _ in REFUSALS) == sorted(REFUSAL_CODES)
+    # token_reused takes two tokens: test_token_ids.py has its cases.
+    assert sorted([code for code, _, _ in REFUSALS] + ["token_reused"]) == sorted(REFUSAL_CODES)
 
 
 @pytest.mark.parametrize(("code", "build", "kwargs"), REFUSALS, ids=[r[0] for r in REFUSALS])
@@ -209,7 +213,6 @@ async def test_missing_claim_names_the_claim(
     [
         {"iss": 5},
         {"sub": 7},
-        {"sub": ""},
         {"jti": 1},
         {"name": ""},
         {"name": ["Sam"]},
@@ -273,7 +276,6 @@ async def test_visit_field_missing(keys: Keys, verifier: TokenVerifier, missing:
         "v-42",
         ["v-42"],
         {"id": 42, "starts_at": NOW, "ends_at": NOW + 60},
-        {"id": "", "starts_at": NOW, "ends_at": NOW + 60},
         {"id": "v-42", "starts_at": "noon", "ends_at": NOW + 60},
         {"id": "v-42", "starts_at": NOW, "ends_at": float(NOW + 60)},
         {"id": "v-42", "starts_at": NOW, "ends_at": NOW},
@@ -299,4 +301,4 @@ def test_token_error_rejects_unknown_codes() -> None:
 
 def test_role_sets() -> None:
     assert ROLES == VISIT_ROLES | STAFF_ROLES and not VISIT_ROLES & STAFF_ROLES
-    assert "records" in STAFF_ROLES and len(REFUSAL_CODES) == 11
+    assert "records" in STAFF_ROLES and len(REFUSAL_CODES) == 15

@@ -1,8 +1,7 @@
-// Shared by the staff consoles (officer, compliance): the bearer token from the URL
-// fragment (never sent in a URL), status lines, action buttons, and the JSON API helper.
+// Shared by the staff consoles (officer, compliance): status lines, action buttons, and
+// the JSON API helper, which sends the bearer token (token.js) in a header, never a URL.
 "use strict";
 
-const token = new URLSearchParams(location.hash.slice(1)).get("token");
 const $ = (id) => document.getElementById(id);
 
 function status(text) { $("status").textContent = text; }

@@ -1,5 +1,5 @@
 // Join page: one visit, from a family member's browser or the facility kiosk.
-// The token comes from the URL fragment (never sent to a server except over /ws).
+// The token (token.js, from the URL fragment) is sent to the server only over /ws.
 "use strict";
 
 const MESSAGES = {
@@ -15,12 +15,16 @@ const MESSAGES = {
   missing_claim: "This visit link is incomplete. Please contact the facility for a new link.",
   wrong_role: "This link cannot be used to join a visit.",
   wrong_visit: "This link belongs to a different visit.",
+  issued_in_future: "This visit link is not valid yet because of a clock problem. Please check that this device shows the right time, or contact the facility.",
+  lifetime_too_long: "This visit link is not valid. Please contact the facility for a new link.",
+  bad_id: "This visit link is not valid. Please contact the facility for a new link.",
+  token_reused: "This visit link is not valid. Please contact the facility for a new link.",
   visit_full: "This visit already has the most people allowed. Please contact the facility.",
   visit_mismatch: "The booking for this visit has changed. Please use the newest link from the facility.",
   connected_elsewhere: "You opened this visit on another device or browser tab. The visit continues there.",
-  bad_message: "Something went wrong with the connection. Please reload the page.",
+  bad_message: "Something went wrong with the connection. Please open your visit link again.",
   server_shutdown: "The visit server is restarting. Reconnecting…",
-  camera: "We could not use your camera or microphone. You can still see and hear the visit. To be seen and heard, allow camera and microphone access and reload the page.",
+  camera: "We could not use your camera or microphone. You can still see and hear the visit. To be seen and heard, allow camera and microphone access, then open your visit link again.",
   connection_lost: "The connection was lost. Reconnecting…",
   revoked: "Your access to this visit was withdrawn by the facility.",
   visit_ended: "This visit has ended.",
@@ -32,11 +36,11 @@ const MESSAGES = {
 // Errors after which the page must not reconnect on its own.
 const FATAL = new Set(["expired", "not_yet_valid", "bad_signature", "unknown_key",
   "wrong_audience", "wrong_issuer", "unsupported_algorithm", "malformed", "missing_claim",
-  "wrong_role", "wrong_visit", "visit_full", "visit_mismatch", "connected_elsewhere",
+  "wrong_role", "wrong_visit", "issued_in_future", "lifetime_too_long", "bad_id", "token_reused",
+  "visit_full", "visit_mismatch", "connected_elsewhere",
   "revoked", "visit_ended", "too_early", "cancelled", "recording_unavailable", "server_full"]);
 
 const $ = (id) => document.getElementById(id);
-const token = new URLSearchParams(location.hash.slice(1)).get("token");
 let local = null;          // MediaStream from the camera and microphone
 let ws = null;
 let pc = null;
