@@ -17,7 +17,14 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from auth.tokens import TOKEN_REFUSALS, VISIT_ROLES, Claims, TokenError, TokenVerifier
+from auth.tokens import (
+    TOKEN_REFUSALS,
+    VISIT_ROLES,
+    Claims,
+    TokenError,
+    TokenVerifier,
+    shown,
+)
 from records.visits import VisitRecords
 from sfu.room import Room
 from sfu.rooms import Rooms
@@ -314,7 +321,7 @@ class Session:
                     connection.close("left", "left")
                     return "left"
                 else:
-                    raise RosterError("bad_message", f"unexpected message type {kind!r}")
+                    raise RosterError("bad_message", f"unexpected message type {shown(kind)}")
             except RosterError as exc:
                 connection.send({"type": "error", "code": exc.code, "message": exc.message})
             except Exception as exc:  # noqa: BLE001 - bad input must not end the visit

@@ -60,3 +60,19 @@ async def test_a_hostile_later_message_gets_bad_message_and_the_page_stays(
             await page.send({"type": "media_state", "audio": True, "video": False})
             assert page.close_code is None  # still in the visit
         await alive(server)
+
+
+async def test_an_error_reply_never_echoes_more_than_a_few_dozen_characters(
+        tmp_path: Path) -> None:
+    """A reply that echoed the caller's type would let a page make the server write
+    hundreds of kilobytes per message it sends."""
+    with running_server(tmp_path) as server:
+        visit = visit_now("hostile-echo")
+        page = Participant(server, server.token("family-e", "family", visit), publish=False)
+        async with participants(page):
+            assert (await page.join())["type"] == "joined"
+            await page.send({"type": "x" * 200_000})
+            await page.wait_for(lambda: page.error is not None)
+            assert page.error is not None and page.error["code"] == "bad_message"
+            assert len(json.dumps(page.error)) < 200, len(json.dumps(page.error))
+        await alive(server)

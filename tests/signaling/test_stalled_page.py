@@ -26,7 +26,7 @@ from tests.support.server import (
 )
 from tests.support.stalled import StalledPage
 
-FLOOD = (60, 200_000)  # 12 MB of error replies the page never reads
+FLOOD = (60_000, 10)  # about 6 MB of short error replies the page never reads
 DEADLINE_S = 2.0  # what a revoke or an end may take for everyone else
 
 

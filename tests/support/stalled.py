@@ -45,10 +45,11 @@ class StalledPage:
         self.sock.sendall(frame(json.dumps(message).encode()))
 
     def flood(self, count: int, size: int) -> None:
-        """Messages the server answers with an error echoing their ``type``: each reply
-        is ``size`` bytes that this page will never read."""
-        for i in range(count):
-            self.send({"type": f"{i}-" + "x" * size})
+        """``count`` messages of an unknown ``type`` (``size`` characters and a number),
+        each answered with an error this page will never read."""
+        assert self.sock is not None
+        self.sock.sendall(b"".join(frame(json.dumps({"type": f"{i}-" + "x" * size}).encode())
+                                   for i in range(count)))
 
     def close(self) -> None:
         if self.sock is not None:
