@@ -11,6 +11,11 @@ one per peer connection with max-bundle) instead:
   synchronously; RTCP, DTLS and anything unexpected still go through aiortc's queue;
 * protects and sends outgoing RTP synchronously with the UDP transport's ``sendto``.
 
+It also holds what bounds one participant's connection (``sfu.limits``): the SSRCs it
+may introduce (each new one is learnt and kept, with its receive statistics and a
+receiver report block, so a flood of them is dropped once ``max_ssrcs`` are known) and
+the budget of retransmissions its NACKs may ask for.
+
 The aiortc and aioice state this needs is reached through ``sfu.glue_rtp``.
 """
 
@@ -29,8 +34,9 @@ import pylibsrtp
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import RtpPacket
 
-from sfu import glue_rtp
+from sfu import glue_rtp, metrics
 from sfu.aiortc_glue import install_stun_demux
+from sfu.limits import DEFAULT_LIMITS, MediaLimits, RetransmitBudget
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +223,16 @@ class FastTransport:
         self._original_data_received = glue_rtp.hook_ice_data(self.connection,
                                                               self._data_received)
         self._errors = 0
+        self._learnt: set[int] = set()  # SSRCs routed once: at most limits.max_ssrcs
+        self._ssrcs_refused = metrics.MEDIA_LIMITS.labels("ssrcs")
+        self.limits = DEFAULT_LIMITS
+        self.rtx_budget = RetransmitBudget(self.limits.rtx_packets_per_s, time.monotonic())
+
+    def configure(self, limits: MediaLimits, level_id: int) -> None:
+        """The connection's limits and the id of its audio-level extension (0: none)."""
+        self.limits = limits
+        self.level_id = level_id
+        self.rtx_budget = RetransmitBudget(limits.rtx_packets_per_s, time.monotonic())
 
     def register(self, receiver: object, handler: RtpHandler, audio: bool) -> None:
         self._handlers[receiver] = (handler, audio)
@@ -258,18 +274,23 @@ class FastTransport:
 
     def _learn(self, data: bytes) -> tuple[RtpHandler, bool] | None:
         """An SSRC seen for the first time: let aiortc's router decide (it learns it)."""
+        ssrc = int.from_bytes(data[8:12], "big")
+        if ssrc not in self._learnt and len(self._learnt) >= self.limits.max_ssrcs:
+            self._ssrcs_refused.inc()
+            return None
         routed = glue_rtp.route_rtp(self.dtls, data)
         if routed is None:
             return None
         packet, receiver = routed
         if receiver is None:
             return None
+        self._learnt.add(ssrc)  # aiortc's router has learnt it too
         route = self._handlers.get(receiver)
         if route is None:
             # Not ours (no forwarder yet): aiortc's own handler, as without the fast path.
             asyncio.ensure_future(glue_rtp.handle_rtp(receiver, packet, int(time.time() * 1000)))
             return None
-        self._routes[packet.ssrc] = route
+        self._routes[ssrc] = route
         return route
 
     # -- send ---------------------------------------------------------------------------
