@@ -27,6 +27,7 @@ from records.audit import AuditLog
 from records.visits import VisitRecords
 from records.webhooks import Outbox, Pacing, WebhookSender
 from sfu import aiortc_glue
+from sfu.limits import MediaLimits
 from sfu.peer import PeerSettings
 from sfu.rooms import Rooms
 from signaling.session import Session
@@ -65,6 +66,10 @@ def create_app(config: Config) -> web.Application:
     settings = PeerSettings(
         ice_servers=tuple(RTCIceServer(urls=url) for url in config.ice_servers),
         max_video_bitrate_bps=config.max_video_bitrate,
+        limits=MediaLimits(max_ssrcs=config.max_ssrcs_per_connection,
+                           nack_max_seqs=config.nack_max_seqs,
+                           rtx_packets_per_s=config.rtx_max_packets_per_s,
+                           remb_floor_bps=config.remb_floor_bps),
     )
     db = sqlite_store.connect(config.database)
     outbox = Outbox(db)
