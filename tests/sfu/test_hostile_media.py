@@ -20,6 +20,7 @@ from aiortc import RTCRtpTransceiver
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     RtcpPsfbPacket,
+    RtcpRrPacket,
     RtpPacket,
     pack_remb_fci,
     pack_rtcp_packet,
@@ -60,6 +61,21 @@ async def _send_raw(p: Participant, packets: list[bytes]) -> None:
     dtls = p.pc.getTransceivers()[0].sender.transport
     for data in packets:
         await dtls._send_rtp(data)
+
+
+def _spy_rtcp(p: Participant, kind: type) -> list[Any]:
+    """The RTCP packets of type ``kind`` the server sends about the published video."""
+    sender = _transceiver(p, _offer(p)["publish"]["video"]).sender
+    seen: list[Any] = []
+    original = sender._handle_rtcp_packet
+
+    async def spy(packet: Any) -> None:
+        if isinstance(packet, kind):
+            seen.append(packet)
+        await original(packet)
+
+    sender._handle_rtcp_packet = spy
+    return seen
 
 
 def _rtp(payload_type: int, seq: int, ssrc: int) -> bytes:
@@ -117,9 +133,13 @@ async def test_a_flood_of_ssrcs_is_dropped_beyond_the_cap(server: Server) -> Non
         await _media_flowing(inmate, family)
         before = await metric(server, "visitbridge_media_limited_total", 'limit="ssrcs"')
         ssrc, pt = _published_video(family)
+        reports = _spy_rtcp(family, RtcpRrPacket)
         await _send_raw(family, [_rtp(pt, 1, ssrc + 1 + i) for i in range(500)])
         frames = inmate.video_from(1).frames
         await inmate.wait_for(lambda: inmate.video_from(1).frames > frames + 10, 10)
+        # The server's receiver reports (the publisher's congestion control reads them)
+        # go on: one block per SSRC learnt used to overflow the report count and stop them.
+        await family.wait_for(lambda: len(reports) >= 2, 5)
         after = await metric(server, "visitbridge_media_limited_total", 'limit="ssrcs"')
     # 8 SSRCs per connection: 3 are the family's own, 5 of the flood are learnt.
     assert after - before >= 490
@@ -152,16 +172,7 @@ async def test_a_remb_of_zero_cannot_starve_the_publisher(server: Server) -> Non
     inmate, family = inmate_and_family(server, visit_now("hostile-remb"), "remb")
     async with in_visit(inmate, family):
         await _media_flowing(inmate, family)
-        sender = _transceiver(family, _offer(family)["publish"]["video"]).sender
-        asked: list[int] = []
-        original = sender._handle_rtcp_packet
-
-        async def spy(packet: Any) -> None:
-            if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
-                asked.append(unpack_remb_fci(packet.fci)[0])
-            await original(packet)
-
-        sender._handle_rtcp_packet = spy
+        rembs = _spy_rtcp(family, RtcpPsfbPacket)
         sink_ssrc, _ = _received_video(inmate, 1)
         remb = bytes(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1234, media_ssrc=0,
                                     fci=pack_remb_fci(0, [sink_ssrc])))
@@ -169,7 +180,8 @@ async def test_a_remb_of_zero_cannot_starve_the_publisher(server: Server) -> Non
         for _ in range(60):
             await _send_raw(inmate, [remb])
             await asyncio.sleep(0.05)
-        await family.wait_for(lambda: len(asked) >= 2, 5)
+        await family.wait_for(lambda: len(rembs) >= 2, 5)
     # The server sends the publisher its folded estimate once a second.
+    asked = [unpack_remb_fci(p.fci)[0] for p in rembs if p.fmt == RTCP_PSFB_APP]
     assert min(asked) >= 150_000, asked
     assert await metric(server, "visitbridge_media_limited_total", 'limit="remb_floor"') > 0
