@@ -8,9 +8,10 @@ and the test checks what the other party and an operator would see.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -104,43 +105,52 @@ async def _healthz_seconds(server: Server) -> float:
     return time.monotonic() - started
 
 
-async def _media_flowing(inmate: Participant, family: Participant, frames: int = 30) -> None:
-    await family.wait_for(lambda: family.video_from(0).frames >= frames, 20)
-    await inmate.wait_for(lambda: inmate.video_from(1).frames >= frames, 20)
+@contextlib.asynccontextmanager
+async def _visit(server: Server, tag: str,
+                 frames: int = 30) -> AsyncIterator[tuple[Participant, Participant]]:
+    """A live two-party visit, each party having decoded ``frames`` of the other."""
+    inmate, family = inmate_and_family(server, visit_now(f"hostile-{tag}"), tag)
+    async with in_visit(inmate, family):
+        await family.wait_for(lambda: family.video_from(0).frames >= frames, 20)
+        await inmate.wait_for(lambda: inmate.video_from(1).frames >= frames, 20)
+        yield inmate, family
+
+
+async def _limited(server: Server, limit: str) -> float:
+    return await metric(server, "visitbridge_media_limited_total", f'limit="{limit}"')
+
+
+async def _keeps_receiving(p: Participant, slot: int) -> None:
+    frames = p.video_from(slot).frames
+    await p.wait_for(lambda: p.video_from(slot).frames > frames + 10, 10)
 
 
 async def test_sequence_jumps_do_not_stall_the_worker(server: Server) -> None:
-    inmate, family = inmate_and_family(server, visit_now("hostile-seq"), "seq")
-    async with in_visit(inmate, family):
-        await _media_flowing(inmate, family)
-        before = await metric(server, "visitbridge_media_limited_total", 'limit="seq_jump"')
+    async with _visit(server, "seq") as (inmate, family):
+        before = await _limited(server, "seq_jump")
         ssrc, pt = _published_video(family)
         # Each packet half the sequence space after the last (always ahead for SRTP).
         await _send_raw(family, [_rtp(pt, (i * 32_767) & 0xFFFF, ssrc) for i in range(1, 301)])
         # aiortc's NACK generator spent about 9 ms per such packet: 2.7 s of stall.
         lag = await _healthz_seconds(server)
         assert lag < 1.0, f"the worker answered /healthz after {lag:.2f} s"
-        frames = family.video_from(0).frames  # the other direction flows on
-        await family.wait_for(lambda: family.video_from(0).frames > frames + 10, 10)
+        await _keeps_receiving(family, 0)  # the other direction flows on
     await asyncio.sleep(0.3)  # the counters are flushed every 0.25 s
-    after = await metric(server, "visitbridge_media_limited_total", 'limit="seq_jump"')
+    after = await _limited(server, "seq_jump")
     assert after - before >= 250
 
 
 async def test_a_flood_of_ssrcs_is_dropped_beyond_the_cap(server: Server) -> None:
-    inmate, family = inmate_and_family(server, visit_now("hostile-ssrc"), "ssrc")
-    async with in_visit(inmate, family):
-        await _media_flowing(inmate, family)
-        before = await metric(server, "visitbridge_media_limited_total", 'limit="ssrcs"')
+    async with _visit(server, "ssrc") as (inmate, family):
+        before = await _limited(server, "ssrcs")
         ssrc, pt = _published_video(family)
         reports = _spy_rtcp(family, RtcpRrPacket)
         await _send_raw(family, [_rtp(pt, 1, ssrc + 1 + i) for i in range(500)])
-        frames = inmate.video_from(1).frames
-        await inmate.wait_for(lambda: inmate.video_from(1).frames > frames + 10, 10)
+        await _keeps_receiving(inmate, 1)
         # The server's receiver reports (the publisher's congestion control reads them)
         # go on: one block per SSRC learnt used to overflow the report count and stop them.
         await family.wait_for(lambda: len(reports) >= 2, 5)
-        after = await metric(server, "visitbridge_media_limited_total", 'limit="ssrcs"')
+        after = await _limited(server, "ssrcs")
     # 8 SSRCs per connection: 3 are the family's own, 5 of the flood are learnt.
     assert after - before >= 490
 
@@ -154,9 +164,7 @@ def _nack_storm(sender_ssrc: int, media_ssrc: int, highest: int) -> bytes:
 
 
 async def test_a_nack_storm_is_held_to_the_retransmission_budget(server: Server) -> None:
-    inmate, family = inmate_and_family(server, visit_now("hostile-nack"), "nack")
-    async with in_visit(inmate, family):
-        await _media_flowing(inmate, family, frames=90)  # the history holds them
+    async with _visit(server, "nack", frames=90) as (inmate, family):  # the history holds them
         before = await metric(server, "visitbridge_retransmissions_total")
         sink_ssrc, highest = _received_video(inmate, 1)
         await _send_raw(inmate, [_nack_storm(1234, sink_ssrc, highest)] * 10)
@@ -164,14 +172,11 @@ async def test_a_nack_storm_is_held_to_the_retransmission_budget(server: Server)
         resent = await metric(server, "visitbridge_retransmissions_total") - before
         # Unlimited, each NACK resent every number it named, as often as named (~5,000).
         assert resent <= 64 * 4, resent
-        assert await metric(server, "visitbridge_media_limited_total",
-                            'limit="nack_truncated"') > 0
+        assert await _limited(server, "nack_truncated") > 0
 
 
 async def test_a_remb_of_zero_cannot_starve_the_publisher(server: Server) -> None:
-    inmate, family = inmate_and_family(server, visit_now("hostile-remb"), "remb")
-    async with in_visit(inmate, family):
-        await _media_flowing(inmate, family)
+    async with _visit(server, "remb") as (inmate, family):
         rembs = _spy_rtcp(family, RtcpPsfbPacket)
         sink_ssrc, _ = _received_video(inmate, 1)
         remb = bytes(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1234, media_ssrc=0,
@@ -184,4 +189,4 @@ async def test_a_remb_of_zero_cannot_starve_the_publisher(server: Server) -> Non
     # The server sends the publisher its folded estimate once a second.
     asked = [unpack_remb_fci(p.fci)[0] for p in rembs if p.fmt == RTCP_PSFB_APP]
     assert min(asked) >= 150_000, asked
-    assert await metric(server, "visitbridge_media_limited_total", 'limit="remb_floor"') > 0
+    assert await _limited(server, "remb_floor") > 0
