@@ -248,12 +248,18 @@ class FastTransport:
         # RTP (not RTCP: second byte 192-208) once SRTP keys exist; RFC 7983 demux.
         if (len(data) >= 12 and 127 < data[0] < 192 and not 191 < data[1] < 209
                 and (srtp := glue_rtp.srtp_receive(self.dtls)) is not None):
+            ssrc = int.from_bytes(data[8:12], "big")
+            route = self._routes.get(ssrc)
+            if (route is None and ssrc not in self._learnt
+                    and len(self._learnt) >= self.limits.max_ssrcs):
+                self._ssrcs_refused.inc()
+                return  # dropped before libsrtp keeps a stream context for it too
             try:
                 data = srtp.unprotect(data)
             except pylibsrtp.Error:
                 return  # as aiortc: replayed, unauthenticated or unknown packets are dropped
             try:
-                self._on_rtp(data)
+                self._on_rtp(data, ssrc, route)
             except Exception:  # never into the event loop: uvloop would close the socket
                 self._errors += 1
                 if self._errors <= 10:
@@ -261,10 +267,9 @@ class FastTransport:
             return
         self._original_data_received(data, component)
 
-    def _on_rtp(self, data: bytes) -> None:
-        route = self._routes.get(int.from_bytes(data[8:12], "big"))
+    def _on_rtp(self, data: bytes, ssrc: int, route: tuple[RtpHandler, bool] | None) -> None:
         if route is None:
-            route = self._learn(data)
+            route = self._learn(data, ssrc)
             if route is None:
                 return
         handler, audio = route
@@ -272,19 +277,19 @@ class FastTransport:
         if packet is not None:
             handler(packet)
 
-    def _learn(self, data: bytes) -> tuple[RtpHandler, bool] | None:
-        """An SSRC seen for the first time: let aiortc's router decide (it learns it)."""
-        ssrc = int.from_bytes(data[8:12], "big")
-        if ssrc not in self._learnt and len(self._learnt) >= self.limits.max_ssrcs:
-            self._ssrcs_refused.inc()
-            return None
+    def _learn(self, data: bytes, ssrc: int) -> tuple[RtpHandler, bool] | None:
+        """An SSRC seen for the first time: let aiortc's router decide (it learns it).
+
+        Every authenticated SSRC counts towards ``max_ssrcs``: libsrtp keeps a stream
+        context for each, routed or not.
+        """
+        self._learnt.add(ssrc)
         routed = glue_rtp.route_rtp(self.dtls, data)
         if routed is None:
             return None
         packet, receiver = routed
         if receiver is None:
             return None
-        self._learnt.add(ssrc)  # aiortc's router has learnt it too
         route = self._handlers.get(receiver)
         if route is None:
             # Not ours (no forwarder yet): aiortc's own handler, as without the fast path.
