@@ -33,6 +33,11 @@ class Config:
     token_jti_memory: int = 100_000  # token ids remembered (until they expire) per process
     max_visitors: int = 4
     max_video_bitrate: int = 800_000
+    # Media limits on one participant's RTP/RTCP (sfu.limits; docs/security.md)
+    max_ssrcs_per_connection: int = 8  # RTP streams (SSRCs) one peer connection may start
+    nack_max_seqs: int = 64  # sequence numbers of one subscriber NACK that are resent
+    rtx_max_packets_per_s: int = 200  # retransmissions per subscriber connection per second
+    remb_floor_bps: int = 150_000  # lowest video bitrate a subscriber's REMB can ask for
     ice_loopback: bool = False  # tests and sandboxes only
     demo: bool = False  # trust the development key (serve --demo); never in production
     ice_servers: tuple[str, ...] = ()  # STUN URLs handed to aiortc, e.g. stun:host:3478
@@ -146,6 +151,13 @@ def _validate(c: Config) -> None:
         raise ConfigError("max_visitors: must be at least 1")
     if c.max_video_bitrate < 100_000:
         raise ConfigError("max_video_bitrate: must be at least 100000 (bits per second)")
+    if not 3 <= c.max_ssrcs_per_connection <= 31:
+        raise ConfigError("max_ssrcs_per_connection: must be 3 to 31 (audio, video and RTX "
+                          "need 3; a receiver report holds at most 31)")
+    if c.nack_max_seqs < 1 or c.rtx_max_packets_per_s < 1:
+        raise ConfigError("nack_max_seqs and rtx_max_packets_per_s: must be at least 1")
+    if not 0 <= c.remb_floor_bps <= c.max_video_bitrate:
+        raise ConfigError("remb_floor_bps: must be 0 to max_video_bitrate (bits per second)")
     if not c.token_issuer or not c.token_audience:
         raise ConfigError("token_issuer and token_audience: must not be empty")
     if c.token_max_lifetime_s <= 0 or c.token_jti_memory < 1:

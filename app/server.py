@@ -35,6 +35,7 @@ from records.visits import VisitRecords
 from records.webhooks import Outbox, Pacing, WebhookSender
 from sfu import aiortc_glue
 from sfu.candidates import CandidatePolicy
+from sfu.limits import MediaLimits
 from sfu.peer import PeerSettings
 from sfu.rooms import Rooms
 from signaling.session import Session
@@ -88,6 +89,10 @@ def create_app(config: Config) -> web.Application:
         max_video_bitrate_bps=config.max_video_bitrate,
         candidates=CandidatePolicy(config.max_ice_candidates, config.ice_loopback,
                                    config.ice_private_candidates),
+        limits=MediaLimits(max_ssrcs=config.max_ssrcs_per_connection,
+                           nack_max_seqs=config.nack_max_seqs,
+                           rtx_packets_per_s=config.rtx_max_packets_per_s,
+                           remb_floor_bps=config.remb_floor_bps),
     )
     db = sqlite_store.connect(config.database)
     outbox = Outbox(db)

@@ -76,7 +76,7 @@ PRIVATE: dict[type, tuple[str, ...]] = {
     ),
     RTCDtlsTransport: (
         "_state", "_rx_srtp", "_tx_srtp", "_rtp_router", "_rtp_header_extensions_map",
-        "_send_rtp",  # the benchmarks' aiortc MediaRelay baseline only
+        "_send_rtp",  # the benchmarks only: the MediaRelay baseline, hostile clients
     ),
     RTCIceTransport: ("_connection",),
     aioice.Connection: ("_nominated",),

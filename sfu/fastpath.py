@@ -11,6 +11,11 @@ one per peer connection with max-bundle) instead:
   synchronously; RTCP, DTLS and anything unexpected still go through aiortc's queue;
 * protects and sends outgoing RTP synchronously with the UDP transport's ``sendto``.
 
+It also holds what bounds one participant's connection (``sfu.limits``): the SSRCs it
+may introduce (each new one is learnt and kept, with its receive statistics and a
+receiver report block, so a flood of them is dropped once ``max_ssrcs`` are known) and
+the budget of retransmissions its NACKs may ask for.
+
 The aiortc and aioice state this needs is reached through ``sfu.glue_rtp``.
 """
 
@@ -29,8 +34,9 @@ import pylibsrtp
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import RtpPacket
 
-from sfu import glue_rtp
+from sfu import glue_rtp, metrics
 from sfu.aiortc_glue import install_stun_demux
+from sfu.limits import DEFAULT_LIMITS, MediaLimits, RetransmitBudget
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +223,16 @@ class FastTransport:
         self._original_data_received = glue_rtp.hook_ice_data(self.connection,
                                                               self._data_received)
         self._errors = 0
+        self._learnt: set[int] = set()  # SSRCs routed once: at most limits.max_ssrcs
+        self._ssrcs_refused = metrics.MEDIA_LIMITS.labels("ssrcs")
+        self.limits = DEFAULT_LIMITS
+        self.rtx_budget = RetransmitBudget(self.limits.rtx_packets_per_s, time.monotonic())
+
+    def configure(self, limits: MediaLimits, level_id: int) -> None:
+        """The connection's limits and the id of its audio-level extension (0: none)."""
+        self.limits = limits
+        self.level_id = level_id
+        self.rtx_budget = RetransmitBudget(limits.rtx_packets_per_s, time.monotonic())
 
     def register(self, receiver: object, handler: RtpHandler, audio: bool) -> None:
         self._handlers[receiver] = (handler, audio)
@@ -232,12 +248,18 @@ class FastTransport:
         # RTP (not RTCP: second byte 192-208) once SRTP keys exist; RFC 7983 demux.
         if (len(data) >= 12 and 127 < data[0] < 192 and not 191 < data[1] < 209
                 and (srtp := glue_rtp.srtp_receive(self.dtls)) is not None):
+            ssrc = int.from_bytes(data[8:12], "big")
+            route = self._routes.get(ssrc)
+            if (route is None and ssrc not in self._learnt
+                    and len(self._learnt) >= self.limits.max_ssrcs):
+                self._ssrcs_refused.inc()
+                return  # dropped before libsrtp keeps a stream context for it too
             try:
                 data = srtp.unprotect(data)
             except pylibsrtp.Error:
                 return  # as aiortc: replayed, unauthenticated or unknown packets are dropped
             try:
-                self._on_rtp(data)
+                self._on_rtp(data, ssrc, route)
             except Exception:  # never into the event loop: uvloop would close the socket
                 self._errors += 1
                 if self._errors <= 10:
@@ -245,10 +267,9 @@ class FastTransport:
             return
         self._original_data_received(data, component)
 
-    def _on_rtp(self, data: bytes) -> None:
-        route = self._routes.get(int.from_bytes(data[8:12], "big"))
+    def _on_rtp(self, data: bytes, ssrc: int, route: tuple[RtpHandler, bool] | None) -> None:
         if route is None:
-            route = self._learn(data)
+            route = self._learn(data, ssrc)
             if route is None:
                 return
         handler, audio = route
@@ -256,8 +277,13 @@ class FastTransport:
         if packet is not None:
             handler(packet)
 
-    def _learn(self, data: bytes) -> tuple[RtpHandler, bool] | None:
-        """An SSRC seen for the first time: let aiortc's router decide (it learns it)."""
+    def _learn(self, data: bytes, ssrc: int) -> tuple[RtpHandler, bool] | None:
+        """An SSRC seen for the first time: let aiortc's router decide (it learns it).
+
+        Every authenticated SSRC counts towards ``max_ssrcs``: libsrtp keeps a stream
+        context for each, routed or not.
+        """
+        self._learnt.add(ssrc)
         routed = glue_rtp.route_rtp(self.dtls, data)
         if routed is None:
             return None
@@ -269,7 +295,7 @@ class FastTransport:
             # Not ours (no forwarder yet): aiortc's own handler, as without the fast path.
             asyncio.ensure_future(glue_rtp.handle_rtp(receiver, packet, int(time.time() * 1000)))
             return None
-        self._routes[packet.ssrc] = route
+        self._routes[ssrc] = route
         return route
 
     # -- send ---------------------------------------------------------------------------

@@ -4,7 +4,9 @@ Subscribers' keyframe requests are relayed to the publisher, but a burst of them
 subscriber asks after a switch) must not make the publisher send keyframe after
 keyframe. Subscribers' bandwidth estimates (REMB) are folded into one figure for the
 publisher: the lowest recent estimate, capped by the configured maximum, because
-without simulcast the publisher's single encoding must fit the weakest downlink.
+without simulcast the publisher's single encoding must fit the weakest downlink. An
+estimate is never taken below a floor: one subscriber (hostile, or on a dying link)
+sending REMB 0 must not starve the recording and every other subscriber.
 """
 
 from __future__ import annotations
@@ -35,15 +37,19 @@ class KeyframeRequests:
 
 
 class BitrateEstimates:
-    """Lowest recent REMB among a track's subscribers, capped."""
+    """Lowest recent REMB among a track's subscribers, between a floor and a cap."""
 
-    def __init__(self, cap_bps: int, max_age_s: float = 5.0) -> None:
+    def __init__(self, cap_bps: int, max_age_s: float = 5.0, floor_bps: int = 0) -> None:
         self._cap = cap_bps
+        self._floor = min(floor_bps, cap_bps)
         self._max_age = max_age_s
         self._by_sink: dict[object, tuple[int, float]] = {}
 
-    def report(self, sink: object, bitrate_bps: int, now: float) -> None:
-        self._by_sink[sink] = (bitrate_bps, now)
+    def report(self, sink: object, bitrate_bps: int, now: float) -> bool:
+        """Keep a subscriber's estimate; True if it was below the floor (raised to it)."""
+        floored = bitrate_bps < self._floor
+        self._by_sink[sink] = (self._floor if floored else bitrate_bps, now)
+        return floored
 
     def forget(self, sink: object) -> None:
         self._by_sink.pop(sink, None)

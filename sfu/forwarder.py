@@ -18,33 +18,23 @@ from collections.abc import Callable
 
 from aiortc import RTCRtpCodecParameters, RTCRtpReceiver
 from aiortc.codecs import is_rtx
-from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
+from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import RtpPacket
 
 from sfu import glue_rtp, metrics
 from sfu.fastpath import FastTransport, InPacket, ntp_now
 from sfu.feedback import BitrateEstimates, KeyframeRequests
 from sfu.history import PacketHistory
+from sfu.limits import DEFAULT_LIMITS, MediaLimits, MissingPackets
 from sfu.sink import Sink
 from visit.tap import Tap
 
 log = logging.getLogger(__name__)
 
-
-class _NackGenerator(NackGenerator):
-    """aiortc's NackGenerator with a shortcut for the common case, the next packet.
-
-    Fed ``InPacket``s: aiortc's ``add`` reads only their sequence number.
-    """
-
-    def add(self, packet: InPacket) -> bool:  # type: ignore[override]
-        max_seq = self.max_seq
-        if max_seq is not None and ((packet.sequence_number - max_seq) & 0xFFFF) == 1:
-            self.max_seq = packet.sequence_number
-            if self.missing:
-                self.truncate()
-            return False
-        return super().add(packet)  # type: ignore[arg-type]
+# A forward jump of more sequence numbers than this restarts a stream's receive
+# statistics (RFC 3550 A.1's MAX_DROPOUT): receiver reports then describe the new
+# numbering instead of tens of thousands of packets "lost" in the jump.
+MAX_DROPOUT = 3000
 
 
 class TrackForwarder:
@@ -56,14 +46,16 @@ class TrackForwarder:
     FLUSH_INTERVAL_S = 0.25
 
     def __init__(self, receiver: RTCRtpReceiver, kind: str, max_bitrate_bps: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 limits: MediaLimits = DEFAULT_LIMITS) -> None:
         self.kind = kind
         self._receiver = receiver
         self._clock = clock
         self._codecs = glue_rtp.receiver_codecs(receiver)
         self._rtx_ssrc = glue_rtp.receiver_rtx_ssrcs(receiver)
         self._stats = glue_rtp.receiver_statistics(receiver)
-        self._nacks = _NackGenerator() if kind == "video" else None
+        self._nacks = MissingPackets() if kind == "video" else None
+        self._restarts_counted = 0
         self._history: PacketHistory[tuple[InPacket, str]] = PacketHistory(
             1024 if kind == "video" else 64)
         # payload type -> (codec, its mime type, apt if it is RTX); codecs are fixed once
@@ -71,7 +63,7 @@ class TrackForwarder:
         self._pt_info: dict[int, tuple[RTCRtpCodecParameters, str, int | None]] = {}
         self.sinks: list[Sink] = []
         self.keyframes = KeyframeRequests()
-        self.estimates = BitrateEstimates(max_bitrate_bps)
+        self.estimates = BitrateEstimates(max_bitrate_bps, floor_bps=limits.remb_floor_bps)
         self.muted = False
         # Fail-closed recording: with a tap factory, nothing is forwarded until the tap
         # (created at the first packet, when the codec is known) says it is writing.
@@ -124,6 +116,10 @@ class TrackForwarder:
             self.tap.close()
 
     def flush_metrics(self) -> None:
+        nacks = self._nacks
+        if nacks is not None and nacks.restarts != self._restarts_counted:
+            metrics.MEDIA_LIMITS.labels("seq_jump").inc(nacks.restarts - self._restarts_counted)
+            self._restarts_counted = nacks.restarts
         if self._pending_packets:
             self._labels_packets.inc(self._pending_packets)
             self._labels_bytes.inc(self._pending_bytes)
@@ -151,7 +147,8 @@ class TrackForwarder:
             return
         codec, mime, apt = info
         stats = self._stats.get(packet.ssrc)
-        if stats is None:
+        if stats is None or (stats.max_seq is not None and MAX_DROPOUT < (
+                (packet.sequence_number - stats.max_seq) & 0xFFFF) < 0x8000):
             stats = self._stats[packet.ssrc] = StreamStatistics(codec.clockRate)
         stats.add(packet)  # type: ignore[arg-type]
         if apt is not None:  # RTX
@@ -171,7 +168,7 @@ class TrackForwarder:
                 asyncio.ensure_future(self.request_keyframe())
             self.media_ssrc = ssrc
         nacks = self._nacks
-        if nacks is not None and nacks.add(packet):
+        if nacks is not None and nacks.add(packet.sequence_number):
             missing = sorted(nacks.missing)
             metrics.NACKS.labels("to_publisher").inc(len(missing))
             asyncio.ensure_future(glue_rtp.send_nack(self._receiver, ssrc, missing))

@@ -182,6 +182,12 @@ def hook_dtls_send(dtls: RTCDtlsTransport,
     dtls._send_rtp = wrap(dtls._send_rtp)  # type: ignore[method-assign]
 
 
+def send_protected(dtls: RTCDtlsTransport, data: bytes) -> Awaitable[None]:
+    """Protect one RTP or RTCP packet with the transport's SRTP keys and send it, as
+    aiortc sends its own (the benchmarks' hostile clients write any packet this way)."""
+    return dtls._send_rtp(data)
+
+
 def srtp_receive(dtls: RTCDtlsTransport) -> pylibsrtp.Session | None:
     """The session that unprotects received SRTP; None until DTLS has connected."""
     return dtls._rx_srtp if dtls._state is CONNECTED else None

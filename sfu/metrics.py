@@ -37,6 +37,11 @@ ICE_CANDIDATES_REFUSED = Counter(
 RETRANSMISSIONS = Counter(
     "visitbridge_retransmissions", "Packets resent to subscribers from the history"
 )
+MEDIA_LIMITS = Counter(
+    "visitbridge_media_limited",
+    "Hostile or broken media held to a limit (sfu.limits), by limit", ["limit"])
+for _limit in ("ssrcs", "seq_jump", "nack_truncated", "rtx_rate", "remb_floor"):
+    MEDIA_LIMITS.labels(_limit)
 PARTICIPANTS = Gauge("visitbridge_participants", "Participants connected", ["role"])
 VISITS = Gauge("visitbridge_visits", "Visits open on this server (waiting or live)")
 VISITS_ENDED = Counter(

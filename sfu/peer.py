@@ -32,6 +32,7 @@ from sfu.candidates import CandidateGate, CandidatePolicy
 from sfu.fastpath import AUDIO_LEVEL_URI, FastTransport, extension_ids
 from sfu.forwarder import TrackForwarder
 from sfu.glue_rtp import negotiated_codecs, negotiated_header_extensions, set_stream_id
+from sfu.limits import DEFAULT_LIMITS, MediaLimits
 from sfu.sink import Sink
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class PeerSettings:
     ice_servers: tuple[RTCIceServer, ...] = ()
     max_video_bitrate_bps: int = 800_000
     candidates: CandidatePolicy = CandidatePolicy()
+    limits: MediaLimits = DEFAULT_LIMITS
 
 
 class Peer:
@@ -116,15 +118,16 @@ class Peer:
         # configured from every transceiver's negotiated extensions (as aiortc does).
         ids = extension_ids([e for t in self.pc.getTransceivers()
                              for e in negotiated_header_extensions(t)])
+        fast = FastTransport.of(self.pc.getTransceivers()[0].sender.transport)
+        fast.configure(self._settings.limits, ids.get(AUDIO_LEVEL_URI, 0))
         for pair, sinks in zip(self._slot_transceivers, self.sinks, strict=True):
             for kind, t in pair.items():
                 sinks[kind].configure(negotiated_codecs(t), t.mid, ids)
         for kind, t in self.publish.items():
             if t.currentDirection in ("recvonly", "sendrecv"):
                 guard_receiver(t.receiver)
-                fast = FastTransport.of(t.receiver.transport)
-                fast.level_id = ids.get(AUDIO_LEVEL_URI, 0)
-                forwarder = TrackForwarder(t.receiver, kind, self._settings.max_video_bitrate_bps)
+                forwarder = TrackForwarder(t.receiver, kind, self._settings.max_video_bitrate_bps,
+                                           limits=self._settings.limits)
                 forwarder.bind(fast)
                 self.forwarders[kind] = forwarder
 

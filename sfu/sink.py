@@ -146,7 +146,7 @@ class Sink:
         if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
             metrics.NACKS.labels("from_subscriber").inc(len(packet.lost))
             if source is not None:
-                await source.retransmit(self, packet.lost)
+                await source.retransmit(self, self._within_limits(packet.lost, source.now()))
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
             if source is not None:
                 await source.request_keyframe()
@@ -155,12 +155,27 @@ class Sink:
                 bitrate, _ = unpack_remb_fci(packet.fci)
             except ValueError:
                 return
-            if source is not None:
-                source.estimates.report(self, bitrate, source.now())
+            if source is not None and source.estimates.report(self, bitrate, source.now()):
+                metrics.MEDIA_LIMITS.labels("remb_floor").inc()
         else:
             await self._original_rtcp(packet)  # sender/receiver reports: stats and RTT
             if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
                 self._observe_reports(packet.reports)
+
+    def _within_limits(self, lost: list[int], now: float) -> list[int]:
+        """The NACKed numbers to resend: each once, at most ``nack_max_seqs`` of one NACK
+        (the first ones), and no more than the connection's retransmission budget."""
+        fast = self._transport()
+        seqs = list(dict.fromkeys(lost))
+        cap = fast.limits.nack_max_seqs
+        if len(seqs) > cap:
+            metrics.MEDIA_LIMITS.labels("nack_truncated").inc(len(seqs) - cap)
+            del seqs[cap:]
+        granted = fast.rtx_budget.take(len(seqs), now)
+        if granted < len(seqs):
+            metrics.MEDIA_LIMITS.labels("rtx_rate").inc(len(seqs) - granted)
+            del seqs[granted:]
+        return seqs
 
     def _observe_reports(self, reports: list[RtcpReceiverInfo]) -> None:
         for report in reports:

@@ -131,3 +131,20 @@ def test_command_line_stops_on_invalid_configuration(
     assert main(["keys", "generate", "--kid", "records-1"]) == 2
     assert "VISITBRIDGE_PORT" in capsys.readouterr().err
     assert not (tmp_path / "data").exists()  # nothing was written
+
+
+def test_media_limits_are_read_and_range_checked() -> None:
+    config = load(environ={"VISITBRIDGE_MAX_SSRCS_PER_CONNECTION": "4",
+                           "VISITBRIDGE_NACK_MAX_SEQS": "32",
+                           "VISITBRIDGE_RTX_MAX_PACKETS_PER_S": "100",
+                           "VISITBRIDGE_REMB_FLOOR_BPS": "200000"})
+    assert (config.max_ssrcs_per_connection, config.nack_max_seqs, config.rtx_max_packets_per_s,
+            config.remb_floor_bps) == (4, 32, 100, 200_000)
+    # A receiver report holds at most 31 blocks; audio, video and RTX need 3 SSRCs.
+    assert error_of(VISITBRIDGE_MAX_SSRCS_PER_CONNECTION="32").startswith(
+        "max_ssrcs_per_connection:")
+    assert error_of(VISITBRIDGE_MAX_SSRCS_PER_CONNECTION="2").startswith(
+        "max_ssrcs_per_connection:")
+    assert "nack_max_seqs" in error_of(VISITBRIDGE_NACK_MAX_SEQS="0")
+    assert "rtx_max_packets_per_s" in error_of(VISITBRIDGE_RTX_MAX_PACKETS_PER_S="0")
+    assert error_of(VISITBRIDGE_REMB_FLOOR_BPS="900000").startswith("remb_floor_bps:")

@@ -70,3 +70,16 @@ def test_forget_drops_a_subscribers_estimate() -> None:
     estimates.forget("never reported")  # harmless
     estimates.forget("kiosk")
     assert estimates.target(now=10.0) == CAP
+
+
+def test_an_estimate_of_zero_is_raised_to_the_floor() -> None:
+    estimates = BitrateEstimates(CAP, floor_bps=150_000)
+    assert estimates.report("hostile", 0, now=10.0)
+    assert not estimates.report("kiosk", 600_000, now=10.0)
+    assert estimates.target(now=10.0) == 150_000
+
+
+def test_estimates_above_the_floor_are_kept() -> None:
+    estimates = BitrateEstimates(CAP, floor_bps=150_000)
+    assert not estimates.report("phone", 250_000, now=10.0)
+    assert estimates.target(now=10.0) == 250_000
