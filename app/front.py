@@ -42,7 +42,7 @@ from prometheus_client import (
 
 from app.config import Config
 from app.placement import Placement, ServerFull
-from app.server import SECURITY_HEADERS, WEB_DIR
+from app.server import WEB_DIR, add_security_headers
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,8 @@ class Front:
         return self._http
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[_security_headers])
+        app = web.Application()
+        app.on_response_prepare.append(add_security_headers)
 
         async def page(request: web.Request) -> web.FileResponse:
             return web.FileResponse(WEB_DIR / request.match_info.route.name.split(":")[1])
@@ -304,14 +305,6 @@ class Front:
     def _report_load(self) -> None:
         for w in self.placement.workers:
             WORKER_LOAD.labels(str(w.index)).set(w.participants)
-
-
-@web.middleware
-async def _security_headers(request: web.Request, handler):  # type: ignore[no-untyped-def]
-    response = await handler(request)
-    if not response.prepared:
-        response.headers.update(SECURITY_HEADERS)
-    return response
 
 
 def serve_front(config: Config, count: int) -> int:
