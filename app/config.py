@@ -13,6 +13,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from auth.keys import jwks_url_problem
+
 
 class ConfigError(Exception):
     pass
@@ -146,5 +148,7 @@ def _validate(c: Config) -> None:
         raise ConfigError("turn_secret: must be set when turn_urls is set")
     if any(not u.startswith(("turn:", "turns:")) for u in c.turn_urls):
         raise ConfigError("turn_urls: every URL must start with turn: or turns:")
+    if c.token_jwks_url and (problem := jwks_url_problem(c.token_jwks_url)):
+        raise ConfigError(f"token_jwks_url: {problem}")
     if c.turn_ttl_s <= 0:
         raise ConfigError("turn_ttl_s: must be a positive number of seconds")
