@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 
 from api.replay import TICKET_COOKIE
-from tests.ops.test_deploy import DEPLOY, active_lines
+from tests.support.server import ROOT
 
-CONF = DEPLOY / "nginx" / "visitbridge.conf"
+CONF = ROOT / "deploy" / "nginx" / "visitbridge.conf"
 # Fields that carry no secret: a replay's URL holds none (the ticket is a cookie), and a
 # join link's token is in the fragment, which browsers never send.
 SAFE = {"remote_addr", "remote_user", "time_local", "time_iso8601", "request", "status",
@@ -16,8 +16,13 @@ SAFE = {"remote_addr", "remote_user", "time_local", "time_iso8601", "request", "
         "upstream_response_time", "request_method", "uri", "request_uri", "server_protocol"}
 
 
+def directives() -> str:
+    """The configuration without its comments."""
+    return re.sub(r"#[^\n]*", "", CONF.read_text())
+
+
 def formats() -> dict[str, str]:
-    text = "\n".join(active_lines(CONF.read_text()))
+    text = directives()
     return {name: "".join(re.findall(r"'([^']*)'", body)) for name, body in
             re.findall(r"^log_format\s+(\S+)\s+(.*?);\s*$", text, re.S | re.M)}
 
@@ -32,10 +37,10 @@ def test_access_logs_use_a_format_without_secrets() -> None:
     assert set(found) == {"visitbridge"}
     fields = set(re.findall(r"\$(\w+)", found["visitbridge"]))
     assert fields <= SAFE, fields - SAFE
-    logs = [line for line in active_lines(CONF.read_text()) if line.startswith("access_log")]
-    assert logs and all(line.split()[-1] == "visitbridge;" for line in logs), logs
+    logs = re.findall(r"^\s*access_log\s+(.*?);", directives(), re.M)
+    assert logs and all(line.split()[-1] == "visitbridge" for line in logs), logs
     # Both server blocks log with it (none falls back to nginx's default format).
-    assert CONF.read_text().count("server {") == len(logs)
+    assert directives().count("server {") == len(logs)
 
 
 def test_a_replay_request_logs_no_ticket() -> None:
