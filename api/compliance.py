@@ -5,9 +5,9 @@ release is written to the audit log with the token's ``sub`` as actor; every ref
 call is audited too (api.bearer). Errors answer ``{"error": code, "message": ...}``
 (api.errors).
 
-Replay: the details (and tickets) endpoints hand out one media ticket (api.replay) per
-final file, so that a player needs no bearer token in the URL; the replay is audited
-once, when the ticket is issued.
+Replay: the details (and tickets) endpoints hand out a media ticket (api.replay) in a
+cookie scoped to the visit's media, so that a player needs neither a bearer token nor a
+ticket in the URL; each final file's replay is audited once, when the ticket is issued.
 """
 
 from __future__ import annotations
@@ -32,7 +32,16 @@ from aiohttp import web
 from api.bearer import Bearer
 from api.errors import error, http_error
 from api.records import json_body
-from api.replay import MEDIA_TYPES, TICKET_TTL_S, MediaTickets, final_files, from_start
+from api.replay import (
+    MEDIA_TYPES,
+    TICKET_COOKIE,
+    TICKET_TTL_S,
+    MediaTickets,
+    final_files,
+    from_start,
+    media_path,
+    set_ticket_cookie,
+)
 from auth.tokens import Claims, TokenVerifier
 from recorder.retention import visit_folder
 from records.archive import Archive, RecordingDeleted, UnknownRecording
@@ -152,8 +161,9 @@ class Compliance:
                            "role": "visitor"})
         return people
 
-    def _issue(self, claims: Claims, visit: str, row: dict[str, Any]) -> list[dict[str, Any]]:
-        """One ticket per final file, each audited as a replay."""
+    def _issue(self, claims: Claims, visit: str, row: dict[str, Any]
+               ) -> tuple[list[dict[str, Any]], str]:
+        """The final files and the ticket that opens them, each file audited as a replay."""
         files = self._finals(visit, row)
         order = [p["id"] for p in self._people(row)]
         names = {p["id"]: p for p in self._people(row)}
@@ -161,18 +171,21 @@ class Compliance:
         expires_at = self._tickets.expiry()
         finals = []
         for participant in ordered:
-            ticket = self._tickets.ticket(visit, participant, expires_at)
             person = names.get(participant, {"name": participant, "role": "participant"})
             self._audit(claims, "recording_replay", visit, subject=participant,
                         detail={"ticket_expires_at": expires_at})
             path, offset = files[participant]
             finals.append({
                 "participant": participant, "name": person["name"], "role": person["role"],
-                "url": f"/api/recordings/{quote(visit, safe='')}/media/"
-                       f"{quote(participant, safe='')}?ticket={ticket}",
+                "url": media_path(visit, participant),
                 "expires_at": expires_at, "bytes": path.stat().st_size, "offset_s": offset,
             })
-        return finals
+        return finals, self._tickets.ticket(visit, expires_at)
+
+    def _with_ticket(self, request: web.Request, response: web.Response, visit: str,
+                     ticket: str) -> web.Response:
+        set_ticket_cookie(request, response, visit, ticket, self._tickets.ttl_s)
+        return response
 
     async def _run_verify(self, visit: str, row: dict[str, Any]) -> dict[str, Any]:
         """The integrity report, or ``{"ok": None, "unavailable": message}``."""
@@ -223,7 +236,7 @@ class Compliance:
 
     async def details(self, request: web.Request) -> web.Response:
         claims, visit, row = await self._call(request)
-        finals = self._issue(claims, visit, row)
+        finals, ticket = self._issue(claims, visit, row)
         if row["state"] == "deleted":
             integrity: dict[str, Any] = {"ok": None, "unavailable": "the recording was deleted"}
         else:
@@ -232,27 +245,29 @@ class Compliance:
                 self._audit(claims, "recording_verify", visit,
                             detail={"via": "details", "intact": bool(integrity["ok"]),
                                     "problems": len(integrity.get("problems") or [])})
-        return web.json_response({
+        return self._with_ticket(request, web.json_response({
             **self._summary(row), "participants": self._people(row), "finals": finals,
             "holds": self._archive.holds(visit), "integrity": integrity,
             "export_url": f"/api/recordings/{quote(visit, safe='')}/export",
             "ticket_ttl_s": self._tickets.ttl_s,
-        }, dumps=_dumps)
+        }, dumps=_dumps), visit, ticket)
 
     async def tickets(self, request: web.Request) -> web.Response:
-        """Fresh media tickets (a player renews them before they expire)."""
+        """A fresh media ticket (a player renews it before it expires)."""
         claims, visit, row = await self._call(request)
-        return web.json_response({"visit": visit, "finals": self._issue(claims, visit, row)})
+        finals, ticket = self._issue(claims, visit, row)
+        return self._with_ticket(request, web.json_response({"visit": visit, "finals": finals}),
+                                 visit, ticket)
 
     async def media(self, request: web.Request) -> web.StreamResponse:
         visit = request.match_info["visit"]
         participant = request.match_info["participant"]
         claims: Claims | None = None
-        ticket = request.query.get("ticket")
+        ticket = request.cookies.get(TICKET_COOKIE)
         if "Authorization" in request.headers or ticket is None:
             claims = await self._authorize(request)
         else:
-            refusal = self._tickets.check(ticket, visit, participant)
+            refusal = self._tickets.check(ticket, visit)
             if refusal is not None:
                 self._bearer.refused(request, refusal)
                 return error(403, refusal, "this media link is not valid; reload the recording"

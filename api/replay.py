@@ -1,11 +1,14 @@
 """Replay of a recording: each participant's final file, and the media tickets that open it.
 
-A ``<video src>`` cannot send an ``Authorization`` header, and a bearer token must never
-appear in a URL (URLs end up in logs and browser history). So the compliance API hands
-out one ticket per final file: an HMAC-SHA256, under a random secret that lives only in
-this process, over visit, participant and an expiry (ten minutes ahead by default). A
-ticket opens that one file until it expires, across all the range requests a player
-makes; a restart voids every ticket.
+A ``<video src>`` cannot send an ``Authorization`` header, and neither a bearer token nor
+a ticket may appear in a URL: URLs end up in access logs (nginx's, a proxy's), error logs
+and browser history. So the compliance API hands out a media ticket in a cookie: an
+HMAC-SHA256, under a random secret that lives only in this process, over the visit and
+an expiry (ten minutes ahead by default). The cookie is scoped to the visit's media
+path, HttpOnly and SameSite=Strict: the browser sends it with the player's requests for
+that visit's files and nothing else, and no script can read it. A ticket opens the
+visit's final files until it expires, across all the range requests a player makes; a
+restart voids every ticket.
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
 TICKET_TTL_S = 600
+TICKET_COOKIE = "visitbridge_media"
 MEDIA_TYPES = {".webm": "video/webm", ".mkv": "video/x-matroska"}
 
 
@@ -73,19 +78,34 @@ class MediaTickets:
         """When a ticket issued now expires (unix seconds)."""
         return int(self._clock() + self.ttl_s)
 
-    def ticket(self, visit: str, participant: str, expires_at: int) -> str:
-        message = json.dumps(["media", visit, participant, expires_at])  # unambiguous
+    def ticket(self, visit: str, expires_at: int) -> str:
+        message = json.dumps(["media", visit, expires_at])  # unambiguous
         mac = hmac.new(self._secret, message.encode(), hashlib.sha256).digest()
         return f"{expires_at}.{base64.urlsafe_b64encode(mac).decode().rstrip('=')}"
 
-    def check(self, ticket: str, visit: str, participant: str) -> str | None:
-        """None if the ticket opens this file now, else the refusal code."""
+    def check(self, ticket: str, visit: str) -> str | None:
+        """None if the ticket opens this visit's files now, else the refusal code."""
         expires_text, _, _ = ticket.partition(".")
         if not expires_text.isdigit() or len(expires_text) > 12:
             return "bad_ticket"
-        expected = self.ticket(visit, participant, int(expires_text))
+        expected = self.ticket(visit, int(expires_text))
         if not hmac.compare_digest(expected.encode(), ticket.encode()):
             return "bad_ticket"
         if int(expires_text) < self._clock():
             return "ticket_expired"
         return None
+
+
+def media_path(visit: str, participant: str = "") -> str:
+    """The URL path of a participant's final file (without one: the folder the ticket
+    cookie is scoped to)."""
+    return f"/api/recordings/{quote(visit, safe='')}/media/{quote(participant, safe='')}"
+
+
+def set_ticket_cookie(request: web.Request, response: web.StreamResponse, visit: str,
+                      ticket: str, ttl_s: float) -> None:
+    """Hand the ticket to the browser for this visit's media only; ``Secure`` whenever
+    the page came over https (directly, or through nginx's X-Forwarded-Proto)."""
+    secure = request.secure or request.headers.get("X-Forwarded-Proto") == "https"
+    response.set_cookie(TICKET_COOKIE, ticket, path=media_path(visit), max_age=int(ttl_s),
+                        httponly=True, samesite="Strict", secure=secure)

@@ -13,6 +13,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from auth.keys import jwks_url_problem
+
 
 class ConfigError(Exception):
     pass
@@ -178,5 +180,7 @@ def _validate(c: Config) -> None:
         raise ConfigError("max_ice_candidates: must be at least 1")
     if c.max_message_bytes < 65_536:
         raise ConfigError("max_message_bytes: must be at least 65536 (an answer SDP must fit)")
+    if c.token_jwks_url and (problem := jwks_url_problem(c.token_jwks_url)):
+        raise ConfigError(f"token_jwks_url: {problem}")
     if c.turn_ttl_s <= 0:
         raise ConfigError("turn_ttl_s: must be a positive number of seconds")

@@ -40,7 +40,7 @@ from prometheus_client import (
 
 from app.config import Config
 from app.placement import Placement, ServerFull
-from app.server import SECURITY_HEADERS, WEB_DIR, key_store
+from app.server import WEB_DIR, add_security_headers, key_store
 from app.workers import Worker, start_workers, stop_workers
 from auth.tokens import TOKEN_REFUSALS, VISIT_ROLES, TokenError, TokenVerifier
 from records import store as sqlite_store
@@ -134,7 +134,8 @@ class Front:
         return self._http
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[_security_headers])
+        app = web.Application()
+        app.on_response_prepare.append(add_security_headers)
 
         async def page(request: web.Request) -> web.FileResponse:
             return web.FileResponse(WEB_DIR / request.match_info.route.name.split(":")[1])
@@ -331,14 +332,6 @@ class Front:
         for w in self.placement.workers:
             WORKER_LOAD.labels(str(w.index)).set(w.participants)
         PLACEMENTS.set(self.placement.count(time.time()))
-
-
-@web.middleware
-async def _security_headers(request: web.Request, handler):  # type: ignore[no-untyped-def]
-    response = await handler(request)
-    if not response.prepared:
-        response.headers.update(SECURITY_HEADERS)
-    return response
 
 
 def serve_front(config: Config, count: int) -> int:

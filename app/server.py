@@ -46,13 +46,16 @@ log = logging.getLogger(__name__)
 WEB_DIR = Path(importlib.util.find_spec("web").origin).resolve().parent  # type: ignore[arg-type,union-attr]
 
 # Pages never send the token anywhere but the WebSocket; keep it out of referrers too.
+# connect-src 'self' covers the page's own ws:/wss: origin (CSP Level 3), and no page
+# may be framed (clickjacking an officer's mute or end button).
 SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
     "Permissions-Policy": "camera=(self), microphone=(self)",
     "Content-Security-Policy": (
         "default-src 'self'; img-src 'self' data:; media-src 'self' blob:; "
-        "connect-src 'self' ws: wss:; style-src 'self'; script-src 'self'"
+        "connect-src 'self'; style-src 'self'; script-src 'self'; object-src 'none'; "
+        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
     ),
 }
 
@@ -134,7 +137,8 @@ def create_app(config: Config) -> web.Application:
     session = Session(verifier, rooms, records, recording_available, turn=config,
                       max_message_bytes=config.max_message_bytes)
 
-    app = web.Application(middlewares=[_security_headers])
+    app = web.Application()
+    app.on_response_prepare.append(add_security_headers)
     app[CONFIG_KEY] = config
     app[ROOMS_KEY] = rooms
 
@@ -209,8 +213,7 @@ def create_app(config: Config) -> web.Application:
     return app
 
 
-@web.middleware
-async def _security_headers(request: web.Request, handler):  # type: ignore[no-untyped-def]
-    response = await handler(request)
+async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare`` hook: unlike a middleware it also sees the answers aiohttp
+    makes from raised errors (404, 405, the APIs' 401/403, 500) and static files."""
     response.headers.update(SECURITY_HEADERS)
-    return response

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import logging
 import math
 import os
@@ -18,6 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import aiohttp
 import jwt
@@ -94,6 +96,26 @@ class PemDirKeyStore:
         return keys
 
 
+def jwks_url_problem(url: str) -> str | None:
+    """Why ``url`` may not serve token keys, or None.
+
+    Whoever can change the JWKS in transit can mint any token, so it must come over
+    https; plain http is allowed only to a loopback address (tests, a records system
+    on the same host), where nobody sits in between.
+    """
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return None
+    if parts.scheme != "http" or not parts.hostname:
+        return f"{url!r} is not an https:// URL"
+    host = parts.hostname
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    return None if loopback else f"{url!r} must use https:// (http only to a loopback address)"
+
+
 class JwksKeyStore:
     """Public keys from a JWKS URL, cached for ``ttl_s``.
 
@@ -108,6 +130,8 @@ class JwksKeyStore:
     def __init__(
         self, url: str, *, ttl_s: float = 300.0, clock: Callable[[], float] = time.monotonic
     ) -> None:
+        if problem := jwks_url_problem(url):
+            raise ValueError(f"JWKS URL {problem}")
         self._url = url
         self._ttl_s = ttl_s
         self._clock = clock
@@ -144,8 +168,10 @@ class JwksKeyStore:
             timeout = aiohttp.ClientTimeout(total=self.TIMEOUT_S)
             self._session = aiohttp.ClientSession(timeout=timeout)
         try:
-            async with self._session.get(self._url) as response:
-                response.raise_for_status()
+            # No redirects: one could lead to plain http.
+            async with self._session.get(self._url, allow_redirects=False) as response:
+                if response.status != 200:
+                    raise aiohttp.ClientError(f"HTTP status {response.status}")
                 document = await response.json(content_type=None)
             keys = parse_jwks(document)
         except (TimeoutError, aiohttp.ClientError, ValueError) as exc:

@@ -12,9 +12,18 @@ import zipfile
 
 import pytest
 
+from api.replay import TICKET_COOKIE
 from auth.tokens import VisitClaim
 from records.audit import verify as verify_audit
-from tests.support.compliance import VISIT, Recording, audit_rows, call, compliance_token, last_seq
+from tests.support.compliance import (
+    VISIT,
+    Recording,
+    audit_rows,
+    call,
+    compliance_token,
+    last_seq,
+    media_cookie,
+)
 from tests.support.server import Server
 
 Session = tuple[Server, Recording, str, int]
@@ -91,7 +100,7 @@ async def test_staff_of_other_roles_and_anonymous_callers_are_refused_and_audite
     assert not [r for r in audit_rows(recording, since) if r["outcome"] != "refused"]
 
 
-async def test_details_issue_media_tickets_that_serve_ranges_without_the_bearer(
+async def test_details_issue_a_media_ticket_that_serves_ranges_without_the_bearer(
         session: Session) -> None:
     server, recording, token, since = session
     status, body, headers = await call(server, "GET", f"/api/recordings/{VISIT}", token)
@@ -101,9 +110,8 @@ async def test_details_issue_media_tickets_that_serve_ranges_without_the_bearer(
         ("inmate-41", "Jordan Reyes", "inmate"), ("family-9", "Casey Reyes", "visitor")]
     now = time.time()
     for final in body["finals"]:
-        assert final["url"].startswith(f"/api/recordings/{VISIT}/media/{final['participant']}"
-                                       "?ticket=")
-        assert token not in final["url"]
+        # The URL holds no secret: the ticket travels in a cookie.
+        assert final["url"] == f"/api/recordings/{VISIT}/media/{final['participant']}"
         assert now + 500 < final["expires_at"] <= now + 601
         assert final["bytes"] == recording.finals[final["participant"]].stat().st_size
         assert final["offset_s"] == {"inmate-41": 0, "family-9": 0.5}[final["participant"]]
@@ -116,45 +124,50 @@ async def test_details_issue_media_tickets_that_serve_ranges_without_the_bearer(
     assert [(e["actor"], e["visit"], e["subject"]) for e in replays] == [
         ("compliance-1", VISIT, "inmate-41"), ("compliance-1", VISIT, "family-9")]
     assert replays[0]["detail"]["ticket_expires_at"] == body["finals"][0]["expires_at"]
+    ticket = media_cookie(headers, VISIT)
 
-    # The ticket URL alone (no Authorization header) plays the file, with ranges.
+    # The URL and the ticket cookie (no Authorization header) play the file, with ranges.
     url = body["finals"][0]["url"]
+    with_ticket = {"Cookie": f"{TICKET_COOKIE}={ticket}"}
     expected = recording.finals["inmate-41"].read_bytes()
     since = last_seq(recording)
-    status, data, headers = await call(server, "GET", url)
+    status, data, headers = await call(server, "GET", url, headers=with_ticket)
     assert status == 200
     assert data == expected
     assert headers["Content-Type"] == "video/webm"
     assert headers["Accept-Ranges"] == "bytes"
-    status, data, headers = await call(server, "GET", url, headers={"Range": "bytes=0-99"})
+    status, data, headers = await call(server, "GET", url,
+                                       headers={**with_ticket, "Range": "bytes=0-99"})
     assert status == 206
     assert data == expected[:100]
     assert headers["Content-Range"] == f"bytes 0-99/{len(expected)}"
-    status, data, _ = await call(server, "GET", url, headers={"Range": "bytes=1000-"})
+    status, data, _ = await call(server, "GET", url,
+                                 headers={**with_ticket, "Range": "bytes=1000-"})
     assert (status, data) == (206, expected[1000:])
     assert audit_rows(recording, since) == []  # range requests are not audited again
 
-    # A ticket opens only its own file, unaltered.
-    ticket = url.rsplit("=", 1)[1]
+    # A ticket opens only its own visit's files, unaltered; in the query it is ignored.
     expiry, _, sig = ticket.partition(".")
     flipped = sig[:-1] + ("A" if sig[-1] != "A" else "B")
-    for bad in (f"/api/recordings/{VISIT}/media/family-9?ticket={ticket}",
-                f"/api/recordings/{VISIT}/media/inmate-41?ticket={expiry}.{flipped}",
-                f"/api/recordings/{VISIT}/media/inmate-41?ticket={int(expiry) + 3600}.{sig}",
-                f"/api/recordings/{VISIT}/media/inmate-41?ticket=",
-                f"/api/recordings/{VISIT}/media/inmate-41?ticket=1.{sig}"):
-        status, data, _ = await call(server, "GET", bad, headers={"Range": "bytes=0-99"})
+    other = "/api/recordings/rec-api-2/media/inmate-77"
+    for path, bad in ((other, ticket), (url, f"{expiry}.{flipped}"),
+                      (url, f"{int(expiry) + 3600}.{sig}"), (url, ""), (url, f"1.{sig}")):
+        status, data, _ = await call(server, "GET", path, headers={
+            "Cookie": f"{TICKET_COOKIE}={bad}", "Range": "bytes=0-99"})
         assert (status, data["error"]) == (403, "bad_ticket"), bad
+    status, data, _ = await call(server, "GET", f"{url}?ticket={ticket}")
+    assert (status, data["error"]) == (401, "missing_token")
     refused = audit_rows(recording, since)
     assert [(r["action"], r["outcome"], r["reason"]) for r in refused] == [
-        ("api", "refused", "bad_ticket")] * 5
+        ("api", "refused", "bad_ticket")] * 5 + [("api", "refused", "missing_token")]
 
-    # A fresh set of tickets (what the console fetches before these expire).
-    status, renewed, _ = await call(server, "POST", f"/api/recordings/{VISIT}/tickets", token)
+    # A fresh ticket (what the console fetches before this one expires).
+    status, renewed, headers = await call(server, "POST", f"/api/recordings/{VISIT}/tickets",
+                                          token)
     assert status == 200
     assert [f["participant"] for f in renewed["finals"]] == ["inmate-41", "family-9"]
-    status, data, _ = await call(server, "GET", renewed["finals"][1]["url"],
-                                 headers={"Range": "bytes=0-99"})
+    status, data, _ = await call(server, "GET", renewed["finals"][1]["url"], headers={
+        "Cookie": f"{TICKET_COOKIE}={media_cookie(headers, VISIT)}", "Range": "bytes=0-99"})
     assert (status, data) == (206, recording.finals["family-9"].read_bytes()[:100])
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from app.cli import main
 from app.config import Config, ConfigError, load
+from tests.support.process import ROOT, free_port
 
 
 def toml(tmp_path: Path, text: str) -> Path:
@@ -148,3 +152,26 @@ def test_media_limits_are_read_and_range_checked() -> None:
     assert "nack_max_seqs" in error_of(VISITBRIDGE_NACK_MAX_SEQS="0")
     assert "rtx_max_packets_per_s" in error_of(VISITBRIDGE_RTX_MAX_PACKETS_PER_S="0")
     assert error_of(VISITBRIDGE_REMB_FLOOR_BPS="900000").startswith("remb_floor_bps:")
+
+
+@pytest.mark.parametrize("url", ["http://records.example/jwks.json", "http://10.0.0.5/jwks",
+                                 "ftp://records.example/jwks", "records.example/jwks"])
+def test_a_jwks_url_must_be_https(url: str) -> None:
+    assert error_of(VISITBRIDGE_TOKEN_JWKS_URL=url).startswith("token_jwks_url:")
+
+
+@pytest.mark.parametrize("url", ["https://records.example/jwks.json", "http://127.0.0.1:9/j",
+                                 "http://localhost/jwks", "http://[::1]:8443/jwks"])
+def test_https_or_loopback_http_jwks_urls_are_accepted(url: str) -> None:
+    assert load(environ={"VISITBRIDGE_TOKEN_JWKS_URL": url}).token_jwks_url == url
+
+
+def test_serve_stops_on_a_plain_http_jwks_url(tmp_path: Path) -> None:
+    env = {**os.environ, "VISITBRIDGE_DATA_DIR": str(tmp_path / "data"),
+           "VISITBRIDGE_PORT": str(free_port()),
+           "VISITBRIDGE_TOKEN_JWKS_URL": "http://records.example/jwks.json"}
+    done = subprocess.run([sys.executable, "-m", "app.cli", "serve"], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert "token_jwks_url" in done.stderr
+    assert not (tmp_path / "data").exists()

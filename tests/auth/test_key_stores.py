@@ -104,6 +104,7 @@ class JwksServer:
     keys: list[dict[str, Any]] = field(default_factory=list)
     status: int = 200
     hits: int = 0
+    redirect: bool = False  # answer 302 to /elsewhere.json, which serves the same keys
 
 
 @pytest.fixture
@@ -112,10 +113,13 @@ async def jwks_server() -> AsyncIterator[JwksServer]:
 
     async def handler(request: web.Request) -> web.Response:
         server.hits += 1
+        if server.redirect and request.path == "/jwks.json":
+            raise web.HTTPFound("/elsewhere.json")
         return web.json_response({"keys": server.keys}, status=server.status)
 
     app = web.Application()
     app.router.add_get("/jwks.json", handler)
+    app.router.add_get("/elsewhere.json", handler)
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
@@ -208,6 +212,22 @@ async def test_jwks_failing_from_start_is_unknown_key(
     with pytest.raises(TokenError) as caught:
         await jwks_store[0].get("ed1")
     assert caught.value.code == "unknown_key" and jwks_server.hits == 1
+
+
+async def test_jwks_redirects_are_not_followed(
+    keys: Keys, jwks_server: JwksServer, jwks_store: tuple[JwksKeyStore, FakeClock]
+) -> None:
+    # A redirect could lead from https to plain http: the JWKS URL must answer itself.
+    jwks_server.keys, jwks_server.redirect = [jwk(keys.ed, "ed1")], True
+    with pytest.raises(TokenError) as caught:
+        await jwks_store[0].get("ed1")
+    assert caught.value.code == "unknown_key" and jwks_server.hits == 1
+
+
+@pytest.mark.parametrize("url", ["http://records.example/jwks.json", "file:///etc/jwks"])
+def test_jwks_store_refuses_a_url_open_to_tampering(url: str) -> None:
+    with pytest.raises(ValueError, match="https"):
+        JwksKeyStore(url)
 
 
 def test_parse_jwks_keeps_only_usable_signing_keys(keys: Keys) -> None:

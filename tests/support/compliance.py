@@ -7,6 +7,7 @@ import json
 import sqlite3
 import time
 from dataclasses import dataclass, field
+from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import aiohttp
 import av
 import numpy as np
 
+from api.replay import TICKET_COOKIE
 from recorder.manifest import Manifest
 from recorder.signing import load_or_create
 from records import store as sqlite_store
@@ -114,6 +116,16 @@ async def call(server: Server, method: str, path: str, token: str | None = None,
         except ValueError:
             data = raw
         return resp.status, data, dict(resp.headers)
+
+
+def media_cookie(headers: dict[str, str], visit: str) -> str:
+    """The media ticket a details or tickets answer set, after checking that the cookie
+    is for the visit's media only, out of scripts' reach and cross-site requests."""
+    cookie = SimpleCookie(headers["Set-Cookie"])[TICKET_COOKIE]
+    assert cookie["path"] == f"/api/recordings/{visit}/media/"
+    assert cookie["httponly"] and cookie["samesite"] == "Strict"
+    assert cookie["max-age"] == "600"
+    return cookie.value
 
 
 def audit_rows(recording: Recording, since: int = 0) -> list[dict[str, Any]]:

@@ -1,7 +1,8 @@
 // Compliance console: find recordings, replay every party in sync on one timeline,
 // verify integrity, export with chain of custody, place and release legal holds.
 // The bearer token stays in this page (fragment, then fetch headers); <video> elements
-// get short-lived per-file media tickets from the server instead.
+// play with a short-lived media ticket the server sets as an HttpOnly cookie scoped to
+// the visit's media, so no ticket is ever in a URL (nor in any log of one).
 "use strict";
 
 const enc = encodeURIComponent;
@@ -201,7 +202,6 @@ function buildPlayers(r) {
     video.className = "video";
     video.preload = "auto";
     video.playsInline = true;
-    video.dataset.participant = f.participant;
     video.setAttribute("aria-label", `Recording of ${f.name} (${f.role})`);
     const name = document.createElement("p");
     name.className = "name";
@@ -304,8 +304,8 @@ async function togglePlay() {
   }
 }
 
-// Media tickets expire (10 minutes): fetch fresh ones a minute early and swap each src
-// in place, keeping the position and play state.
+// The media ticket expires (10 minutes): fetch a fresh one a minute early. It replaces
+// the cookie, so the players keep their src, position and play state.
 function scheduleRenewal(ttl) {
   clearTimeout(player.renewTimer);
   if (!ttl || !player.videos.length) return;
@@ -315,19 +315,7 @@ function scheduleRenewal(ttl) {
 async function renewTickets() {
   if (!current) return;
   try {
-    const data = await api("POST", `/api/recordings/${enc(current.visit)}/tickets`);
-    const t = timeline();
-    const playing = player.playing;
-    for (const f of data.finals) {
-      const i = player.videos.findIndex((v) => v.dataset.participant === f.participant);
-      if (i < 0) continue;
-      const v = player.videos[i];
-      v.addEventListener("loadedmetadata", () => {
-        v.currentTime = Math.max(0, t - player.offsets[i]);
-        if (playing && (i === player.master || v.currentTime > 0)) v.play().catch(() => {});
-      }, { once: true });
-      v.src = f.url;
-    }
+    await api("POST", `/api/recordings/${enc(current.visit)}/tickets`);
   } catch (err) {
     alertUser(`Could not renew the replay links: ${err.message}`);
   }
