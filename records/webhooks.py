@@ -46,6 +46,8 @@ OUTBOX_DEPTH = Gauge("visitbridge_webhook_outbox_depth",
                      "Webhook events not yet delivered to the records system")
 DEAD_LETTERS = Counter("visitbridge_webhook_dead_letters",
                        "Webhook events given up on and set aside, by reason", ["reason"])
+for _reason in ("rejected", "attempts"):
+    DEAD_LETTERS.labels(_reason)  # series exist at 0, so the alert has data
 # Answers that say the receiver is unavailable rather than that this event is wrong.
 UNAVAILABLE = frozenset({408, 429, 502, 503, 504})
 
