@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 from prometheus_client import REGISTRY
 
 from records.store import connect
@@ -34,7 +35,7 @@ class Receiver:
     unavailable: int = 0
     accepted: list[int] = field(default_factory=list)
     seen: list[int] = field(default_factory=list)
-    runner: web.AppRunner | None = None
+    url: str = ""
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -50,21 +51,15 @@ class Receiver:
         self.accepted.append(n)
         return web.Response(status=204)
 
-    async def url(self) -> str:
-        app = web.Application()
-        app.router.add_post("/hooks", self.handle)
-        self.runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
-        return f"http://127.0.0.1:{self.runner.addresses[0][1]}/hooks"
-
 
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
     r = Receiver()
-    yield r
-    if r.runner is not None:
-        await r.runner.cleanup()
+    app = web.Application()
+    app.router.add_post("/hooks", r.handle)
+    async with TestServer(app, host="127.0.0.1") as server:
+        r.url = str(server.make_url("/hooks"))
+        yield r
 
 
 def dead_letters(reason: str) -> float:
@@ -83,7 +78,7 @@ async def deliver(tmp_path: Path, receiver: Receiver, count: int, pacing: Pacing
     """Queue events 1..count, run a sender until none is pending (then ``settle_s``)."""
     db = connect(tmp_path / "vb.db")
     outbox = Outbox(db)
-    sender = WebhookSender(outbox, await receiver.url(), SECRET, pacing)
+    sender = WebhookSender(outbox, receiver.url, SECRET, pacing)
     sender.start()
     for n in range(1, count + 1):
         outbox.add("visit.started", {"n": n}, time.time())
@@ -117,7 +112,7 @@ async def test_an_event_that_keeps_failing_is_set_aside_after_max_attempts(
     before = dead_letters("attempts")
     db = connect(tmp_path / "vb.db")
     outbox = Outbox(db)
-    sender = WebhookSender(outbox, await receiver.url(), SECRET, FAST)
+    sender = WebhookSender(outbox, receiver.url, SECRET, FAST)
     sender.start()
     for n in (1, 2, 3):
         outbox.add("visit.started", {"n": n}, time.time())
