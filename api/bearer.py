@@ -3,8 +3,10 @@
 Every HTTP surface that takes ``Authorization: Bearer <token>`` authorizes through
 ``Bearer``, so whichever surface refuses a token answers the same JSON error (401, or
 403 for a role not allowed there), counts it in ``visitbridge_token_refusals`` by code,
-and writes the same audit row: action ``api``, outcome ``refused``, the code as reason,
-the visit and subject of the path, and ``{"request": "<METHOD> <path>"}`` as detail.
+and audits it the same way (records.refusals): action ``api``, outcome ``refused``, the
+code as reason. A caller without a valid token is aggregated per source and never
+attached to a visit; a verified token (a wrong role, or a call refused for what it
+asked) is audited with its ``sub``, and the visit and subject of the path.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from aiohttp import web
 
 from api.errors import http_error
 from auth.tokens import TOKEN_REFUSALS, Claims, TokenError, TokenVerifier
-from records.audit import AuditLog
+from records.refusals import RefusalAudit
 
 
 class Bearer:
@@ -26,10 +28,10 @@ class Bearer:
     visits API, ``participant`` on the recordings API).
     """
 
-    def __init__(self, verifier: TokenVerifier, audit: AuditLog, *, subject: str,
+    def __init__(self, verifier: TokenVerifier, refusals: RefusalAudit, *, subject: str,
                  clock: Callable[[], float] = time.time) -> None:
         self._verifier = verifier
-        self._audit = audit
+        self._refusals = refusals
         self._subject = subject
         self._clock = clock
 
@@ -41,21 +43,33 @@ class Bearer:
             self._refuse_token(request, "missing_token")
             raise http_error(401, "missing_token", "send 'Authorization: Bearer <token>'")
         try:
-            return await self._verifier.verify(token, now=self._clock(), roles=roles)
+            # Every role is verified, so that a wrong role is refused with a known sub.
+            claims = await self._verifier.verify(token, now=self._clock())
         except TokenError as exc:
             self._refuse_token(request, exc.code)
             raise http_error(403 if exc.code == "wrong_role" else 401, exc.code,
                              exc.message) from None
+        if claims.role not in roles:
+            TOKEN_REFUSALS.labels("wrong_role").inc()
+            self.refused(request, "wrong_role", claims)
+            raise http_error(403, "wrong_role", f"Role {claims.role!r} is not allowed here.")
+        return claims
 
     def refused(self, request: web.Request, code: str, claims: Claims | None = None) -> None:
-        """Audit a refused call: by an unknown caller, or by ``claims`` (authorized, but
-        refused for what it asked)."""
-        self._audit.record(
-            action="api", outcome="refused", reason=code, now=self._clock(),
-            actor=claims.sub if claims else "unknown", role=claims.role if claims else "",
-            visit=request.match_info.get("visit"),
-            subject=request.match_info.get(self._subject),
-            detail={"request": f"{request.method} {request.path}"})
+        """Audit a refused call: by a caller without a valid token or ticket, or by
+        ``claims`` (authorized, but refused for what it asked)."""
+        visit = request.match_info.get("visit")
+        subject = request.match_info.get(self._subject)
+        call = f"{request.method} {request.path}"
+        if claims is not None:
+            self._refusals.identified(action="api", code=code, actor=claims.sub,
+                                      role=claims.role, visit=visit, subject=subject,
+                                      request=call)
+            return
+        self._refusals.anonymous(
+            source=self._refusals.source(request.remote,
+                                         request.headers.get("X-Forwarded-For", "")),
+            action="api", code=code, visit=visit, subject=subject, request=call)
 
     def _refuse_token(self, request: web.Request, code: str) -> None:
         TOKEN_REFUSALS.labels(code).inc()

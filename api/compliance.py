@@ -46,6 +46,7 @@ from auth.tokens import Claims, TokenVerifier
 from recorder.retention import visit_folder
 from records.archive import Archive, RecordingDeleted, UnknownRecording
 from records.audit import AuditLog
+from records.refusals import RefusalAudit
 
 ROLES = ("compliance",)
 _dumps = partial(json.dumps, default=str)
@@ -88,9 +89,9 @@ def _report(report: Any) -> dict[str, Any]:
 class Compliance:
     def __init__(self, verifier: TokenVerifier, archive: Archive, audit: AuditLog,
                  recordings_dir: Path, recording_public_pem: Callable[[], bytes], *,
-                 clock: Callable[[], float] = time.time,
+                 refusals: RefusalAudit, clock: Callable[[], float] = time.time,
                  ticket_ttl_s: float = TICKET_TTL_S) -> None:
-        self._bearer = Bearer(verifier, audit, subject="participant", clock=clock)
+        self._bearer = Bearer(verifier, refusals, subject="participant", clock=clock)
         self._archive = archive
         self._audit_log = audit
         self._recordings_dir = Path(recordings_dir)

@@ -15,13 +15,15 @@ from aiohttp import web
 from api.bearer import Bearer
 from api.errors import error
 from auth.tokens import Claims, TokenVerifier
+from records.refusals import RefusalAudit
 from records.visits import VisitRecords
 from sfu.rooms import Rooms
 
 
 class Api:
-    def __init__(self, verifier: TokenVerifier, rooms: Rooms, records: VisitRecords) -> None:
-        self._bearer = Bearer(verifier, records.audit, subject="sub")
+    def __init__(self, verifier: TokenVerifier, rooms: Rooms, records: VisitRecords,
+                 refusals: RefusalAudit) -> None:
+        self._bearer = Bearer(verifier, refusals, subject="sub")
         self._rooms = rooms
         self._records = records
 

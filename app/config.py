@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from auth.keys import jwks_url_problem
+from records.refusals import networks
 
 
 class ConfigError(Exception):
@@ -60,6 +61,12 @@ class Config:
     retention_days: int = 180  # recordings older than this are deleted unless on hold
     webhook_url: str = ""  # records system endpoint for signed events ("" = none)
     webhook_secret: str = ""  # HMAC-SHA256 key for webhook signatures
+    webhook_max_attempts: int = 20  # failed answers before an event is dead-lettered
+    webhook_keep_delivered_days: int = 7  # delivered events are deleted after this
+    trusted_proxies: tuple[str, ...] = ()  # proxies whose X-Forwarded-For is believed
+    audit_refusal_window_s: int = 60  # one audit row per source, action and code per window
+    audit_refusal_max_sources: int = 1000  # windows held; beyond, counted under source "*"
+    audit_refusal_field_chars: int = 100  # request fields in refusal rows are cut to this
     turn_urls: tuple[str, ...] = ()  # TURN URLs for browsers, e.g. turn:host:3478?transport=udp
     turn_secret: str = ""  # coturn static-auth-secret: per-join TURN REST credentials
     turn_ttl_s: int = 3600  # how long handed-out TURN credentials stay valid
@@ -182,5 +189,17 @@ def _validate(c: Config) -> None:
         raise ConfigError("max_message_bytes: must be at least 65536 (an answer SDP must fit)")
     if c.token_jwks_url and (problem := jwks_url_problem(c.token_jwks_url)):
         raise ConfigError(f"token_jwks_url: {problem}")
+    if c.webhook_max_attempts < 1 or c.webhook_keep_delivered_days < 1:
+        raise ConfigError("webhook_max_attempts and webhook_keep_delivered_days: must be at "
+                          "least 1")
+    try:
+        networks(c.trusted_proxies)
+    except ValueError as exc:
+        raise ConfigError(f"trusted_proxies: {exc}") from None
+    if c.audit_refusal_window_s < 1 or c.audit_refusal_max_sources < 1:
+        raise ConfigError("audit_refusal_window_s and audit_refusal_max_sources: must be at "
+                          "least 1")
+    if c.audit_refusal_field_chars < 16:
+        raise ConfigError("audit_refusal_field_chars: must be at least 16")
     if c.turn_ttl_s <= 0:
         raise ConfigError("turn_ttl_s: must be a positive number of seconds")

@@ -31,6 +31,7 @@ from recorder.signing import load_or_create
 from records import store as sqlite_store
 from records.archive import Archive
 from records.audit import AuditLog
+from records.refusals import RefusalAudit, RefusalLimits
 from records.visits import VisitRecords
 from records.webhooks import Outbox, Pacing, WebhookSender
 from sfu import aiortc_glue
@@ -98,15 +99,21 @@ def create_app(config: Config) -> web.Application:
                            remb_floor_bps=config.remb_floor_bps),
     )
     db = sqlite_store.connect(config.database)
-    outbox = Outbox(db)
+    outbox = Outbox(db, enabled=bool(config.webhook_url))
     # With several workers, worker 0 alone delivers webhooks (and polls the shared outbox
     # for the others' events), recovers recordings and runs retention.
     first = config.worker_index == 0
-    sender = (WebhookSender(outbox, config.webhook_url, config.webhook_secret.encode(),
-                            Pacing(idle_poll_s=1.0 if config.workers > 1 or not first else None))
+    pacing = Pacing(idle_poll_s=1.0 if config.workers > 1 or not first else None,
+                    max_attempts=config.webhook_max_attempts,
+                    keep_delivered_s=config.webhook_keep_delivered_days * 86400.0)
+    sender = (WebhookSender(outbox, config.webhook_url, config.webhook_secret.encode(), pacing)
               if config.webhook_url and first else None)
     store = sqlite_store.Store(db)
     audit = AuditLog(db)
+    refusals = RefusalAudit(audit, RefusalLimits(
+        window_s=config.audit_refusal_window_s, max_sources=config.audit_refusal_max_sources,
+        max_field_chars=config.audit_refusal_field_chars,
+        trusted_proxies=config.trusted_proxies))
     keys_dir = config.data_dir / "keys"
     recording_key = load_or_create(keys_dir / "recording.private.pem",
                                    keys_dir / "recording.public.pem")
@@ -134,7 +141,7 @@ def create_app(config: Config) -> web.Application:
         return health.free_bytes(config.recordings_dir) >= config.recordings_min_free_mb << 20
 
     # TURN credentials go into each offer (turn=config).
-    session = Session(verifier, rooms, records, recording_available, turn=config,
+    session = Session(verifier, rooms, records, recording_available, refusals, turn=config,
                       max_message_bytes=config.max_message_bytes)
 
     app = web.Application()
@@ -190,6 +197,7 @@ def create_app(config: Config) -> web.Application:
         await recordings.close()
         if sender is not None:
             await sender.close()
+        refusals.close()
         db.close()
 
     app.on_startup.append(start_background)
@@ -201,10 +209,11 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/", index)
     app.router.add_get("/join", page, name="page:join.html")
     app.router.add_get("/officer", page, name="page:officer.html")
-    app.router.add_routes(Api(verifier, rooms, records).routes())
+    app.router.add_routes(Api(verifier, rooms, records, refusals).routes())
     app.router.add_get("/compliance", page, name="page:compliance.html")
     app.router.add_routes(Compliance(verifier, archive, audit, config.recordings_dir,
-                                     lambda: recording_key.public_pem).routes())
+                                     lambda: recording_key.public_pem,
+                                     refusals=refusals).routes())
     app.router.add_get("/ws", session.run)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -135,6 +135,16 @@ BEGIN SELECT RAISE(ABORT, 'audit head only advances to the newest entry'); END""
 )""",
         "CREATE INDEX IF NOT EXISTS holds_visit ON holds (visit, released_at)",
     )),
+    Migration(2, "webhook dead letters, so one rejected event cannot block the rest, and "
+                 "an index to prune delivered events by age", (
+        "ALTER TABLE outbox ADD COLUMN rejections INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE outbox ADD COLUMN dead_at REAL",
+        "DROP INDEX IF EXISTS outbox_pending",
+        "CREATE INDEX outbox_pending ON outbox (seq) "
+        "WHERE delivered_at IS NULL AND dead_at IS NULL",
+        "CREATE INDEX outbox_delivered ON outbox (delivered_at) "
+        "WHERE delivered_at IS NOT NULL",
+    )),
 )
 
 class SchemaTooNew(RuntimeError):

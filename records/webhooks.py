@@ -8,6 +8,14 @@ nothing newer overtakes it, because the records system must see ``visit.ended`` 
 is sent again with the same ``Visitbridge-Event-Id``, which receivers must use to ignore
 repeats. Run one sender per outbox.
 
+An event the receiver rejects for good (a 4xx other than 408 and 429), or keeps failing
+(``Pacing.max_attempts`` failed answers), is dead-lettered: kept in the outbox, marked
+with ``dead_at`` and skipped, so it cannot block every later event; an alert says so.
+A receiver that cannot be reached or says it is unavailable (no answer, 408, 429, 502,
+503, 504) fails every event alike, so those attempts never dead-letter: the events wait,
+in order. Delivered events are deleted after ``Pacing.keep_delivered_s``. An outbox made
+with ``enabled=False`` (no webhook configured) stores nothing.
+
 Each request is signed with HMAC-SHA256 over ``"<unix ts>." + body`` (header
 ``Visitbridge-Signature: t=<ts>,v1=<hex>``); the timestamp lets receivers refuse replays.
 """
@@ -36,6 +44,12 @@ DELIVERIES = Counter("visitbridge_webhook_deliveries",
                      "Webhook delivery attempts, by result", ["result"])
 OUTBOX_DEPTH = Gauge("visitbridge_webhook_outbox_depth",
                      "Webhook events not yet delivered to the records system")
+DEAD_LETTERS = Counter("visitbridge_webhook_dead_letters",
+                       "Webhook events given up on and set aside, by reason", ["reason"])
+for _reason in ("rejected", "attempts"):
+    DEAD_LETTERS.labels(_reason)  # series exist at 0, so the alert has data
+# Answers that say the receiver is unavailable rather than that this event is wrong.
+UNAVAILABLE = frozenset({408, 429, 502, 503, 504})
 
 
 @dataclass(frozen=True)
@@ -45,17 +59,22 @@ class Event:
     body: str
     attempts: int
     next_attempt_at: float
+    rejections: int  # failed answers that count towards dead-lettering
 
 
 class Outbox:
     """The durable queue; each method commits before returning. Takes a connection from
     ``records.store.connect``, which creates the ``outbox`` table."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, *, enabled: bool = True) -> None:
         self._db = db
+        self._enabled = enabled
         OUTBOX_DEPTH.set(self.depth())
 
-    def add(self, event_type: str, data: Mapping[str, Any], now: float) -> str:
+    def add(self, event_type: str, data: Mapping[str, Any], now: float) -> str | None:
+        """Queue an event; returns its id, or None when no webhook is configured."""
+        if not self._enabled:
+            return None
         event_id = uuid.uuid4().hex
         body = json.dumps({"id": event_id, "type": event_type, "created_at": now,
                            "data": dict(data)}, separators=(",", ":"), ensure_ascii=False)
@@ -67,8 +86,8 @@ class Outbox:
 
     def next_pending(self) -> Event | None:
         row = self._db.execute(
-            "SELECT id, type, body, attempts, next_attempt_at FROM outbox "
-            "WHERE delivered_at IS NULL ORDER BY seq LIMIT 1").fetchone()
+            "SELECT id, type, body, attempts, next_attempt_at, rejections FROM outbox "
+            "WHERE delivered_at IS NULL AND dead_at IS NULL ORDER BY seq LIMIT 1").fetchone()
         return None if row is None else Event(*tuple(row))
 
     def mark_delivered(self, event_id: str, now: float) -> None:
@@ -77,14 +96,31 @@ class Outbox:
                              "WHERE id = ? AND delivered_at IS NULL", (now, event_id))
         OUTBOX_DEPTH.set(self.depth())
 
-    def mark_failed(self, event_id: str, error: str, retry_at: float) -> None:
+    def mark_failed(self, event_id: str, error: str, retry_at: float, *,
+                    counted: bool) -> None:
+        """Schedule a retry; ``counted`` failures move the event towards dead-lettering."""
         with self._db:
             self._db.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ?, "
-                             "next_attempt_at = ? WHERE id = ?", (error, retry_at, event_id))
+                             "next_attempt_at = ?, rejections = rejections + ? WHERE id = ?",
+                             (error, retry_at, int(counted), event_id))
+
+    def mark_dead(self, event_id: str, error: str, now: float) -> None:
+        """Set the event aside for good (kept for an operator), so later ones can go."""
+        with self._db:
+            self._db.execute("UPDATE outbox SET attempts = attempts + 1, "
+                             "rejections = rejections + 1, last_error = ?, dead_at = ? "
+                             "WHERE id = ?", (error, now, event_id))
+        OUTBOX_DEPTH.set(self.depth())
+
+    def prune(self, delivered_before: float) -> int:
+        """Delete events delivered before the given time; returns how many."""
+        with self._db:
+            return self._db.execute("DELETE FROM outbox WHERE delivered_at < ?",
+                                    (delivered_before,)).rowcount
 
     def depth(self) -> int:
-        return self._db.execute(
-            "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL").fetchone()[0]
+        return self._db.execute("SELECT COUNT(*) FROM outbox "
+                                "WHERE delivered_at IS NULL AND dead_at IS NULL").fetchone()[0]
 
 
 def sign(secret: bytes, body: bytes, timestamp: int) -> str:
@@ -125,13 +161,20 @@ def backoff_s(attempts: int, min_s: float, max_s: float, rand: float) -> float:
 @dataclass(frozen=True)
 class Pacing:
     """How a sender paces delivery: the bounds of its backoff after a failed attempt, how
-    long a receiver has to answer, and how often it looks at an outbox that other
-    processes add to without waking it (None: only when woken)."""
+    long a receiver has to answer, how often it looks at an outbox that other processes
+    add to without waking it (None: only when woken), after how many failed answers it
+    gives up on an event, and how long it keeps delivered events."""
 
     min_backoff_s: float = 0.5
     max_backoff_s: float = 60.0
     timeout_s: float = 10.0
     idle_poll_s: float | None = None
+    max_attempts: int = 20
+    keep_delivered_s: float = 7 * 86400.0
+
+    @property
+    def prune_every_s(self) -> float:
+        return min(3600.0, self.keep_delivered_s)
 
 
 class WebhookSender:
@@ -147,6 +190,7 @@ class WebhookSender:
         self._wakeup = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        self._pruned_at = float("-inf")
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="webhooks")
@@ -176,11 +220,16 @@ class WebhookSender:
                 if delay != 0:
                     await self._sleep(delay)
 
-    async def _step(self, session: aiohttp.ClientSession) -> float | None:
-        """Deliver the head event if due; returns how long to wait (None: until woken)."""
+    async def _step(self, session: aiohttp.ClientSession) -> float:
+        """Prune if it is time, deliver the head event if due; returns how long to wait
+        (an idle sender wakes to prune)."""
+        now = self._clock()
+        if now - self._pruned_at >= self._pacing.prune_every_s:
+            self._pruned_at = now
+            self._outbox.prune(now - self._pacing.keep_delivered_s)
         event = self._outbox.next_pending()
         if event is None:
-            return None
+            return self._pacing.prune_every_s
         delay = event.next_attempt_at - self._clock()
         if delay > 0:
             return delay
@@ -204,10 +253,12 @@ class WebhookSender:
             "Visitbridge-Event-Type": event.type,
             "Visitbridge-Signature": sign(self._secret, body, int(self._clock())),
         }
+        status: int | None = None
         try:
             async with session.post(self._url, data=body, headers=headers) as response:
-                error = "" if 200 <= response.status < 300 else (
-                    f"HTTP {response.status} {response.reason or ''}".strip())
+                status = response.status
+                error = "" if 200 <= status < 300 else (
+                    f"HTTP {status} {response.reason or ''}".strip())
         except (aiohttp.ClientError, TimeoutError) as exc:
             error = f"{type(exc).__name__}: {exc}".rstrip(": ")
         now = self._clock()
@@ -216,10 +267,20 @@ class WebhookSender:
             self._outbox.mark_delivered(event.id, now)
             return
         DELIVERIES.labels(result="failed").inc()
+        counted = status is not None and status not in UNAVAILABLE
+        rejected = counted and status is not None and 400 <= status < 500
+        if rejected or (counted and event.rejections + 1 >= self._pacing.max_attempts):
+            reason = "rejected" if rejected else "attempts"
+            DEAD_LETTERS.labels(reason=reason).inc()
+            self._outbox.mark_dead(event.id, error, now)
+            log.error("webhook event dead-lettered", extra={
+                "event_id": event.id, "event_type": event.type, "reason": reason,
+                "attempts": event.attempts + 1, "error": error})
+            return
         pacing = self._pacing
         delay = backoff_s(event.attempts + 1, pacing.min_backoff_s, pacing.max_backoff_s,
                           random.random())
-        self._outbox.mark_failed(event.id, error, now + delay)
+        self._outbox.mark_failed(event.id, error, now + delay, counted=counted)
         log.warning("webhook delivery failed, retrying", extra={
             "event_id": event.id, "event_type": event.type, "attempts": event.attempts + 1,
             "error": error, "retry_in_s": round(delay, 2)})

@@ -25,6 +25,7 @@ from auth.tokens import (
     TokenVerifier,
     shown,
 )
+from records.refusals import RefusalAudit
 from records.visits import VisitRecords
 from sfu.room import Room
 from sfu.rooms import Rooms
@@ -159,23 +160,28 @@ def _parse(data: str, max_bytes: int) -> dict[str, Any] | None:
 class Session:
     def __init__(self, verifier: TokenVerifier, rooms: Rooms, records: VisitRecords,
                  recording_available: Callable[[], bool],
-                 turn: TurnConfig | None = None,
+                 refusals: RefusalAudit, turn: TurnConfig | None = None,
                  max_message_bytes: int = MAX_MESSAGE_BYTES) -> None:
         self._turn = turn
+        self._refusals = refusals
         self._max_bytes = max_message_bytes
         self._verifier = verifier
         self._rooms = rooms
         self._records = records
         self._recording_available = recording_available
 
-    def _audit_refusal(self, code: str, claims: Claims | None, visit: str | None,
-                       action: str) -> None:
-        if claims is None:
+    def _audit_refusal(self, code: str, claims: Claims | None, visit: object,
+                       action: str, source: str) -> None:
+        """Count and audit a refused join or monitor (records.refusals): a caller without
+        a valid token is aggregated by source and never attached to the visit it named."""
+        if claims is None or code == "wrong_role":
             TOKEN_REFUSALS.labels(code).inc()
-        self._records.audit.record(
-            action=action, outcome="refused", reason=code, now=time.time(),
-            actor=claims.sub if claims else "unknown", role=claims.role if claims else "",
-            visit=visit)
+        named = visit if isinstance(visit, str) else None
+        if claims is None:
+            self._refusals.anonymous(source=source, action=action, code=code, visit=named)
+        else:
+            self._refusals.identified(action=action, code=code, actor=claims.sub,
+                                      role=claims.role, visit=named)
 
     async def run(self, request: web.Request) -> web.WebSocketResponse:
         # Up to a few times the limit a page is told bad_message; past that, reading the
@@ -193,22 +199,29 @@ class Session:
                 or not isinstance(message.get("token"), str)):
             await refuse(ws, "bad_message", "The first message must be a join with a token.")
             return ws
+        source = self._refusals.source(request.remote,
+                                       request.headers.get("X-Forwarded-For", ""))
         if message["type"] == "monitor":
-            await self._monitor(ws, message, request.transport)
+            await self._monitor(ws, message, request.transport, source)
         else:
-            await self._join(ws, message, request.transport)
+            await self._join(ws, message, request.transport, source)
         return ws
 
     async def _join(self, ws: web.WebSocketResponse, message: dict[str, Any],
-                    transport: asyncio.Transport | None) -> None:
+                    transport: asyncio.Transport | None, source: str) -> None:
         expected = message.get("visit")
         try:
+            # Every role is verified, so that a staff token is refused with a known sub.
             claims = await self._verifier.verify(
-                message["token"], now=time.time(), roles=VISIT_ROLES,
+                message["token"], now=time.time(),
                 visit_id=expected if isinstance(expected, str) else None)
+            if claims.role not in VISIT_ROLES:
+                self._audit_refusal("wrong_role", claims, expected, "join", source)
+                await refuse(ws, "wrong_role", f"Role {claims.role!r} is not allowed here.")
+                return
         except TokenError as exc:
             log.info("join refused", extra={"code": exc.code})
-            self._audit_refusal(exc.code, None, None, "join")
+            self._audit_refusal(exc.code, None, expected, "join", source)
             await refuse(ws, exc.code, exc.message)
             return
         assert claims.visit is not None  # VISIT_ROLES tokens always carry one
@@ -223,7 +236,7 @@ class Session:
             room = self._rooms.open(visit, stored)
         except (RosterError, Refused) as exc:
             log.info("join refused", extra={"code": exc.code, "visit": visit.id})
-            self._audit_refusal(exc.code, claims, visit.id, "join")
+            self._audit_refusal(exc.code, claims, visit.id, "join", source)
             await refuse(ws, exc.code, exc.message)
             return
         connection = WsConnection(ws, transport, offer_hook(self._turn, claims.sub))
@@ -233,7 +246,7 @@ class Session:
                 await room.join(Identity(claims.sub, claims.name, claims.role), connection)
             except (RosterError, Refused) as exc:
                 log.info("join refused", extra={"code": exc.code, "visit": visit.id})
-                self._audit_refusal(exc.code, claims, visit.id, "join")
+                self._audit_refusal(exc.code, claims, visit.id, "join", source)
                 connection.stop()  # refused before anything was queued
                 await refuse(ws, exc.code, exc.message)
                 return
@@ -264,14 +277,16 @@ class Session:
         return VisitInfo(visit_id, int(row.starts_at), int(row.ends_at), row.privileged)
 
     async def _monitor(self, ws: web.WebSocketResponse, message: dict[str, Any],
-                       transport: asyncio.Transport | None) -> None:
+                       transport: asyncio.Transport | None, source: str) -> None:
         visit_id = message.get("visit")
         try:
-            claims = await self._verifier.verify(message["token"], now=time.time(),
-                                                 roles=("officer",))
+            claims = await self._verifier.verify(message["token"], now=time.time())
+            if claims.role != "officer":
+                self._audit_refusal("wrong_role", claims, visit_id, "monitor_start", source)
+                await refuse(ws, "wrong_role", f"Role {claims.role!r} is not allowed here.")
+                return
         except TokenError as exc:
-            self._audit_refusal(exc.code, None, visit_id if isinstance(visit_id, str) else None,
-                                "monitor_start")
+            self._audit_refusal(exc.code, None, visit_id, "monitor_start", source)
             await refuse(ws, exc.code, exc.message)
             return
         room = self._rooms.get(visit_id) if isinstance(visit_id, str) else None
@@ -282,8 +297,7 @@ class Session:
                     raise Refused("visit_not_live", "this visit is not taking place now")
                 await room.monitor(Identity(claims.sub, claims.name, claims.role), connection)
             except (RosterError, Refused) as exc:
-                self._audit_refusal(exc.code, claims, visit_id if isinstance(visit_id, str)
-                                    else None, "monitor_start")
+                self._audit_refusal(exc.code, claims, visit_id, "monitor_start", source)
                 connection.stop()
                 await refuse(ws, exc.code, exc.message)
                 return

@@ -25,6 +25,7 @@ from auth.tokens import TokenVerifier
 from records import store as sqlite_store
 from records.archive import Archive
 from records.audit import AuditLog
+from records.refusals import RefusalAudit
 from tests.support.archive import DAY, T0, add
 from tests.support.server import AUDIENCE, ISSUER
 
@@ -90,7 +91,8 @@ async def in_process(tmp_path: Path) -> AsyncIterator[InProcess]:
         archive, audit = Archive(db), AuditLog(db)
         verifier = TokenVerifier(PemDirKeyStore(keys / "public"), ISSUER, AUDIENCE)
         compliance = Compliance(verifier, archive, audit, tmp_path / "recordings",
-                                lambda: b"", clock=lambda: clock[0])
+                                lambda: b"", clock=lambda: clock[0],
+                                refusals=RefusalAudit(audit, clock=lambda: clock[0]))
         app = web.Application()
         app.router.add_routes(compliance.routes())
         token = issue_token(load_private_key(keys / "k1.private.pem"), kid="k1",
@@ -122,8 +124,9 @@ async def test_an_expired_ticket_is_refused(tmp_path: Path) -> None:
         assert resp.status == 403
         assert (await resp.json())["error"] == "ticket_expired"
         refused = it.audit.entries(action="api")
-        assert [(e["reason"], e["visit"], e["subject"]) for e in refused] == [
-            ("ticket_expired", "v-1", "inmate-1")]
+        assert [(e["reason"], e["visit"], e["subject"], e["detail"]["visit"],
+                 e["detail"]["subject"]) for e in refused] == [
+            ("ticket_expired", None, None, "v-1", "inmate-1")]
 
 
 def refusals(code: str) -> float:
@@ -141,11 +144,16 @@ async def test_a_refused_bearer_token_is_counted_and_audited(tmp_path: Path) -> 
         assert (status, body["error"]) == (401, "missing_token")
         assert {code: refusals(code) - n for code, n in before.items()} == {
             "malformed": 1, "missing_token": 1}
+        now = it.clock[0]
         assert [(e["actor"], e["outcome"], e["reason"], e["visit"], e["subject"],
                  e["detail"]) for e in it.audit.entries(action="api")] == [
-            ("unknown", "refused", "malformed", "v-1", "inmate-1", {"request": f"GET {path}"}),
-            ("unknown", "refused", "missing_token", "v-1", None,
-             {"request": "POST /api/recordings/v-1/hold"})]
+            ("unknown", "refused", "malformed", None, None,
+             {"source": "127.0.0.1", "count": 1, "first_at": now, "last_at": now,
+              "window_s": 60.0, "visit": "v-1", "subject": "inmate-1",
+              "request": f"GET {path}"}),
+            ("unknown", "refused", "missing_token", None, None,
+             {"source": "127.0.0.1", "count": 1, "first_at": now, "last_at": now,
+              "window_s": 60.0, "visit": "v-1", "request": "POST /api/recordings/v-1/hold"})]
 
 
 async def test_live_and_deleted_recordings_are_answered_for_what_they_are(

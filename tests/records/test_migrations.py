@@ -65,7 +65,9 @@ def test_a_previous_release_database_is_adopted_keeping_its_rows(tmp_path: Path)
     db = connect(path)
     assert version(db) == MIGRATIONS[-1].version
     assert db.execute("SELECT MIN(version) FROM schema_migrations").fetchone()[0] == 1
-    assert {k: v for k, v in schema(db).items() if k in old_schema} == old_schema
+    changed_later = {"outbox", "outbox_pending"}  # by migration 2 (webhook dead letters)
+    assert {k: v for k, v in schema(db).items() if k in old_schema.keys() - changed_later} \
+        == {k: v for k, v in old_schema.items() if k not in changed_later}
     store = Store(db)
     visit = store.visit("v-1")
     assert visit is not None and visit.state == "ended" and visit.reason == "over"
@@ -83,6 +85,22 @@ def test_a_previous_release_database_is_adopted_keeping_its_rows(tmp_path: Path)
     assert AuditLog(db).record(action="recording.replay", actor="compliance-2",
                                role="compliance", now=T0 + 300, visit="v-1") == 3
     assert verify(db).ok
+
+
+def test_migration_2_keeps_pending_webhooks_and_lets_them_be_dead_lettered(
+        tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "v1.db", isolation_level=None)
+    migrate(db, MIGRATIONS[:1])
+    db.execute("INSERT INTO outbox (id, type, created_at, body, next_attempt_at) "
+               "VALUES ('e1', 'visit.started', ?, '{}', ?), ('e2', 'visit.ended', ?, '{}', ?)",
+               (T0, T0, T0, T0))
+    assert migrate(db) == 2
+    outbox = Outbox(db)
+    event = outbox.next_pending()
+    assert event is not None and (event.id, event.rejections) == ("e1", 0)
+    outbox.mark_dead("e1", "HTTP 400 Bad Request", T0 + 1)
+    event = outbox.next_pending()
+    assert event is not None and event.id == "e2" and outbox.depth() == 1
 
 
 def test_a_partial_previous_release_database_gets_its_missing_tables(tmp_path: Path) -> None:

@@ -240,7 +240,7 @@ async def test_a_restart_keeps_the_retry_schedule(tmp_path: Path, receiver: Rece
     outbox = Outbox(db)
     event_id = outbox.add("visit.ended", {"visit": "v-6"}, time.time())
     retry_at = time.time() + 0.8
-    outbox.mark_failed(event_id, "HTTP 503 Service Unavailable", retry_at)
+    outbox.mark_failed(event_id, "HTTP 503 Service Unavailable", retry_at, counted=False)
     db.close()
 
     port = await receiver.start()
