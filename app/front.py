@@ -40,7 +40,7 @@ from prometheus_client import (
 
 from app.config import Config
 from app.placement import Placement, ServerFull
-from app.server import WEB_DIR, add_security_headers, key_store
+from app.server import WEB_DIR, add_security_headers, key_store, refusal_audit
 from app.workers import Worker, start_workers, stop_workers
 from auth.tokens import TOKEN_REFUSALS, VISIT_ROLES, TokenError, TokenVerifier
 from records import store as sqlite_store
@@ -93,7 +93,7 @@ class Front:
         self.verifier = TokenVerifier(self._keys, config.token_issuer, config.token_audience,
                                       leeway_s=config.token_leeway_s)
         self._db = sqlite_store.connect(config.database)  # workers created it
-        self.audit = AuditLog(self._db)
+        self.refusals = refusal_audit(config, AuditLog(self._db))
         self._http: aiohttp.ClientSession | None = None
         self._watcher: asyncio.Task[None] | None = None
 
@@ -164,6 +164,7 @@ class Front:
             close_keys = getattr(self._keys, "close", None)
             if close_keys is not None:
                 await close_keys()
+            self.refusals.close()
             self._db.close()
 
         async def watch(app: web.Application) -> None:
@@ -205,6 +206,7 @@ class Front:
         worker = self._worker_for(request)
         http = await self._session()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
+        headers["X-Forwarded-For"] = forwarded_for(request)
         body = await request.read() if request.can_read_body else None
         async with http.request(request.method, worker.url + request.path_qs,
                                 headers=headers, data=body, allow_redirects=False) as up:
@@ -244,19 +246,21 @@ class Front:
         if message["type"] == "monitor":  # places nothing; the worker verifies the officer
             visit = message.get("visit")
             held = self.placement.worker_of(visit, time.time()) if isinstance(visit, str) else None
-            await self._relay(client, self.workers[held or 0], first.data)
+            await self._relay(client, self.workers[held or 0], first.data, request)
             return client
-        index = await self._place(client, message)
+        source = self.refusals.source(request.remote, request.headers.get("X-Forwarded-For", ""))
+        index = await self._place(client, message, source)
         if index is None:
             return client
         try:
-            await self._relay(client, self.workers[index], first.data)
+            await self._relay(client, self.workers[index], first.data, request)
         finally:
             self.placement.release(index)
             self._report_load()
         return client
 
-    async def _place(self, client: web.WebSocketResponse, message: dict[str, Any]) -> int | None:
+    async def _place(self, client: web.WebSocketResponse, message: dict[str, Any],
+                     source: str) -> int | None:
         """The worker for a join with a verified token, or None once the join is refused."""
         expected = message.get("visit")
         bound = expected if isinstance(expected, str) else None  # as the worker binds it
@@ -264,7 +268,7 @@ class Front:
             claims = await self.verifier.verify(message["token"], now=time.time(),
                                                 roles=VISIT_ROLES, visit_id=bound)
         except TokenError as exc:
-            await self._refuse_token(client, exc)
+            await self._refuse_token(client, source, exc)
             return None
         assert claims.visit is not None  # VISIT_ROLES tokens always carry one
         try:
@@ -273,9 +277,9 @@ class Front:
             REFUSED_FULL.inc()
             log.warning("join refused: server full", extra={
                 "visit": claims.visit.id, "reason": str(exc), "load": self.placement.load()})
-            self.audit.record(action="join", outcome="refused", reason="server_full",
-                              now=time.time(), actor=claims.sub, role=claims.role,
-                              visit=claims.visit.id, detail={"why": str(exc)})
+            self.refusals.identified(action="join", code="server_full", actor=claims.sub,
+                                     role=claims.role, visit=claims.visit.id,
+                                     request=str(exc))
             await client.send_json({"type": "error", "code": "server_full",
                                     "message": "The server is at capacity; "
                                                "please try again later."})
@@ -284,19 +288,21 @@ class Front:
         self._report_load()
         return index
 
-    async def _refuse_token(self, client: web.WebSocketResponse, exc: TokenError) -> None:
+    async def _refuse_token(self, client: web.WebSocketResponse, source: str,
+                            exc: TokenError) -> None:
         """Refuse, count and audit a token as a worker would (the worker never sees it)."""
         log.info("join refused at the front", extra={"code": exc.code})
         TOKEN_REFUSALS.labels(exc.code).inc()
-        self.audit.record(action="join", outcome="refused", reason=exc.code, now=time.time(),
-                          actor="unknown", role="")
+        self.refusals.anonymous(source=source, action="join", code=exc.code)
         await refuse(client, exc.code, exc.message)
 
-    async def _relay(self, client: web.WebSocketResponse, worker: Worker, first: str) -> None:
+    async def _relay(self, client: web.WebSocketResponse, worker: Worker, first: str,
+                     request: web.Request) -> None:
         http = await self._session()
         try:
-            upstream = await http.ws_connect(worker.url.replace("http", "ws", 1) + "/ws",
-                                             heartbeat=10.0, max_msg_size=256 * 1024)
+            upstream = await http.ws_connect(
+                worker.url.replace("http", "ws", 1) + "/ws", heartbeat=10.0,
+                max_msg_size=256 * 1024, headers={"X-Forwarded-For": forwarded_for(request)})
         except aiohttp.ClientConnectionError:
             if not await self._died(worker):
                 raise
@@ -332,6 +338,14 @@ class Front:
         for w in self.placement.workers:
             WORKER_LOAD.labels(str(w.index)).set(w.participants)
         PLACEMENTS.set(self.placement.count(time.time()))
+
+
+def forwarded_for(request: web.Request) -> str:
+    """The X-Forwarded-For a worker gets: what came in, and the address the front saw
+    (workers trust the front's loopback address as a proxy, so they name that client)."""
+    seen = request.headers.get("X-Forwarded-For", "")
+    remote = request.remote or ""
+    return f"{seen}, {remote}" if seen else remote
 
 
 def serve_front(config: Config, count: int) -> int:

@@ -64,6 +64,14 @@ CONFIG_KEY: web.AppKey[Config] = web.AppKey("config", Config)
 ROOMS_KEY: web.AppKey[Rooms] = web.AppKey("rooms", Rooms)
 
 
+def refusal_audit(config: Config, audit: AuditLog) -> RefusalAudit:
+    """Refusals written the one bounded way (the front's and every worker's)."""
+    return RefusalAudit(audit, RefusalLimits(
+        window_s=config.audit_refusal_window_s, max_sources=config.audit_refusal_max_sources,
+        max_field_chars=config.audit_refusal_field_chars,
+        trusted_proxies=config.trusted_proxies))
+
+
 def key_store(config: Config) -> KeyStore:
     production: KeyStore = (JwksKeyStore(config.token_jwks_url) if config.token_jwks_url
                             else PemDirKeyStore(config.keys_dir))
@@ -110,10 +118,7 @@ def create_app(config: Config) -> web.Application:
               if config.webhook_url and first else None)
     store = sqlite_store.Store(db)
     audit = AuditLog(db)
-    refusals = RefusalAudit(audit, RefusalLimits(
-        window_s=config.audit_refusal_window_s, max_sources=config.audit_refusal_max_sources,
-        max_field_chars=config.audit_refusal_field_chars,
-        trusted_proxies=config.trusted_proxies))
+    refusals = refusal_audit(config, audit)
     keys_dir = config.data_dir / "keys"
     recording_key = load_or_create(keys_dir / "recording.private.pem",
                                    keys_dir / "recording.public.pem")

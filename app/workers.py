@@ -53,7 +53,10 @@ def start_workers(config: Config, count: int) -> list[Worker]:
         env = {**os.environ, "VISITBRIDGE_HOST": "127.0.0.1",
                "VISITBRIDGE_PORT": str(worker.port), "VISITBRIDGE_WORKERS": str(count),
                "VISITBRIDGE_WORKER_INDEX": str(worker.index),
-               "VISITBRIDGE_PUBLIC_URL": config.base_url}
+               "VISITBRIDGE_PUBLIC_URL": config.base_url,
+               # the front relays every request: its address is a proxy to them
+               "VISITBRIDGE_TRUSTED_PROXIES": ",".join((*config.trusted_proxies,
+                                                        "127.0.0.1/32"))}
         worker.process = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "serve"], env=env)
         _wait_listening(worker)

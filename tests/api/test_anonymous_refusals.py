@@ -19,6 +19,7 @@ from pathlib import Path
 
 import aiohttp
 
+from api.replay import TICKET_COOKIE
 from tests.support.compliance import (
     VISIT,
     audit_rows,
@@ -48,7 +49,8 @@ async def flood(server: Server) -> None:
                                 headers={"Authorization": f"Bearer {'y' * 300}"}) as resp:
                 assert (resp.status, (await resp.json())["error"]) == (401, "malformed")
             async with http.get(f"{server.url}/api/recordings/{VISIT}/media/inmate-41",
-                                params={"ticket": f"{10**9}.forged{i}"}) as resp:
+                                headers={"Cookie": f"{TICKET_COOKIE}={10**9}.forged{i}"}
+                                ) as resp:
                 assert (resp.status, (await resp.json())["error"]) == (403, "bad_ticket")
             await refused_join(server, http, i)
         async with http.get(f"{server.url}/api/visits") as resp:
