@@ -49,6 +49,7 @@ WEB_DIR = Path(importlib.util.find_spec("web").origin).resolve().parent  # type:
 # Pages never send the token anywhere but the WebSocket; keep it out of referrers too.
 # connect-src 'self' covers the page's own ws:/wss: origin (CSP Level 3), and no page
 # may be framed (clickjacking an officer's mute or end button).
+SHUTDOWN_DRAIN_S = 5.0  # a stopping server delivers the visits' ends for this long at most
 SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
@@ -201,7 +202,7 @@ def create_app(config: Config) -> web.Application:
         await retention_job.close()
         await recordings.close()
         if sender is not None:
-            await sender.close()
+            await sender.close(drain_s=SHUTDOWN_DRAIN_S)
         refusals.close()
         db.close()
 

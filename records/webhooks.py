@@ -198,12 +198,23 @@ class WebhookSender:
     def wake(self) -> None:
         self._wakeup.set()
 
-    async def close(self) -> None:
-        """Stop after the request in flight, if any, so it is not sent twice."""
+    async def close(self, drain_s: float = 0.0) -> None:
+        """Stop after the request in flight, if any, so it is not sent twice; then, for up
+        to ``drain_s``, deliver in order what is due (a shutdown sends the visits' ends
+        before the process exits; what fails waits in the outbox for the next start)."""
         self._stopping = True
         self._wakeup.set()
         if self._task is not None:
             await self._task
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_s
+        timeout = aiohttp.ClientTimeout(total=min(self._pacing.timeout_s, drain_s or 1.0))
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            while loop.time() < deadline:
+                event = self._outbox.next_pending()
+                if event is None or event.next_attempt_at > self._clock():
+                    break
+                await self._deliver(session, event)
 
     async def _run(self) -> None:
         timeout = aiohttp.ClientTimeout(total=self._pacing.timeout_s)

@@ -1,0 +1,84 @@
+"""A records system's webhook receiver for tests, and reading the server's outbox.
+
+The receiver is what a records system runs: an aiohttp endpoint that checks every
+signature with ``records.webhooks.verify_signature`` before it believes a body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from records.webhooks import verify_signature
+
+SECRET = "records-system-webhook-secret"
+
+
+@dataclass
+class Receiver:
+    """Accepts every correctly signed event; counts the rest."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    header_ids: list[str] = field(default_factory=list)
+    header_types: list[str] = field(default_factory=list)
+    bad_signatures: int = 0
+    runner: web.AppRunner | None = None
+    delay_s: float = 0.0  # a slow records system takes this long to answer each event
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        await asyncio.sleep(self.delay_s)
+        signature = request.headers.get("Visitbridge-Signature", "")
+        if not verify_signature(SECRET.encode(), signature, body, time.time()):
+            self.bad_signatures += 1
+            return web.Response(status=401)
+        self.events.append(json.loads(body))
+        self.header_ids.append(request.headers.get("Visitbridge-Event-Id", ""))
+        self.header_types.append(request.headers.get("Visitbridge-Event-Type", ""))
+        return web.Response(status=204)
+
+    async def start(self, port: int) -> None:
+        app = web.Application()
+        app.router.add_post("/hooks", self.handle)
+        self.runner = web.AppRunner(app, shutdown_timeout=0.1)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", port).start()
+
+    @property
+    def types(self) -> list[str]:
+        return [e["type"] for e in self.events]
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["type"] == kind]
+
+
+def webhook_env(port: int) -> dict[str, str]:
+    return {"VISITBRIDGE_WEBHOOK_URL": f"http://127.0.0.1:{port}/hooks",
+            "VISITBRIDGE_WEBHOOK_SECRET": SECRET}
+
+
+async def until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+def outbox_rows(data_dir: Path) -> list[dict[str, Any]]:
+    db = sqlite3.connect(f"{(data_dir / 'visitbridge.db').resolve().as_uri()}?mode=ro", uri=True)
+    db.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in db.execute(
+            "SELECT seq, id, type, created_at, attempts, next_attempt_at, delivered_at "
+            "FROM outbox ORDER BY seq")]
+    finally:
+        db.close()
+
