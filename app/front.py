@@ -45,7 +45,7 @@ from app.workers import Worker, start_workers, stop_workers
 from auth.tokens import TOKEN_REFUSALS, VISIT_ROLES, TokenError, TokenVerifier
 from records import store as sqlite_store
 from records.audit import AuditLog
-from signaling.session import JOIN_TIMEOUT_S, refuse
+from signaling.session import first_message, refuse
 
 log = logging.getLogger(__name__)
 
@@ -234,10 +234,8 @@ class Front:
     async def websocket(self, request: web.Request) -> web.WebSocketResponse:
         client = web.WebSocketResponse(heartbeat=10.0, max_msg_size=256 * 1024)
         await client.prepare(request)
-        try:
-            first = await asyncio.wait_for(client.receive(), JOIN_TIMEOUT_S)
-        except TimeoutError:
-            await refuse(client, "bad_message", "No join message was received in time.")
+        first = await first_message(client)
+        if first is None:
             return client
         message = _first_message(first.data) if first.type == WSMsgType.TEXT else None
         if message is None:

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 
 from auth.tokens import (
     TOKEN_REFUSALS,
@@ -140,6 +140,15 @@ async def refuse(ws: web.WebSocketResponse, code: str, message: str) -> None:
         pass
 
 
+async def first_message(ws: web.WebSocketResponse) -> WSMessage | None:
+    """The page's first message, or None once it was refused for not coming in time."""
+    try:
+        return await asyncio.wait_for(ws.receive(), JOIN_TIMEOUT_S)
+    except TimeoutError:
+        await refuse(ws, "bad_message", "No join message was received in time.")
+        return None
+
+
 def _parse(data: str, max_bytes: int) -> dict[str, Any] | None:
     """The message as a dict with a string ``type``, or None for anything else.
 
@@ -189,10 +198,8 @@ class Session:
         ws = web.WebSocketResponse(heartbeat=10.0,
                                    max_msg_size=READ_CAP_FACTOR * self._max_bytes)
         await ws.prepare(request)
-        try:
-            first = await asyncio.wait_for(ws.receive(), JOIN_TIMEOUT_S)
-        except TimeoutError:
-            await refuse(ws, "bad_message", "No join message was received in time.")
+        first = await first_message(ws)
+        if first is None:
             return ws
         message = _parse(first.data, self._max_bytes) if first.type == WSMsgType.TEXT else None
         if (message is None or message["type"] not in ("join", "monitor")

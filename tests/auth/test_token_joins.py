@@ -4,6 +4,7 @@ issue-time limits are applied as configured."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from pathlib import Path
@@ -23,8 +24,11 @@ UNSAFE_SUBS = {"../x": "bad_id", "a/b": "bad_id", "..": "bad_id", "": "bad_id",
 
 
 def refusals(data_dir: Path) -> list[tuple[str, str]]:
+    """One (action, reason) per refusal: an anonymous refusal's row stands for ``count``."""
     db = sqlite3.connect(data_dir / "visitbridge.db")
-    return db.execute("SELECT action, reason FROM audit WHERE outcome = 'refused'").fetchall()
+    rows = db.execute("SELECT action, reason, detail FROM audit WHERE outcome = 'refused'")
+    return [(action, reason) for action, reason, detail in rows
+            for _ in range(json.loads(detail or "{}").get("count", 1))]
 
 
 async def test_unsafe_ids_cannot_join_and_a_normal_id_records(tmp_path: Path) -> None:
