@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-APT_PACKAGES := chromium prometheus coturn
+APT_PACKAGES := chromium prometheus coturn jq openssl
 
 .PHONY: run test lint bench system-packages
 
@@ -24,7 +24,8 @@ run: $(VENV)/.base
 	$(VENV)/bin/visitbridge serve --demo
 
 # Debian packages the tests drive for real (Chromium for browser tests, Prometheus and
-# promtool for the monitoring files, coturn for TURN), without recommends.
+# promtool for the monitoring files, coturn for TURN, jq and openssl for the export's
+# hand check), without recommends.
 system-packages:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -15,6 +15,7 @@ from recorder.manifest import MANIFEST_NAME
 from recorder.signing import RecordingKey
 from recorder.verify import main as verify_main
 from recorder.verify import verify_export
+from tests.support.binaries import need_binary
 from tests.support.custody import Recording, failed_problems, lines_of, resign, write_lines
 
 # -- export ------------------------------------------------------------------------------------
@@ -90,9 +91,9 @@ def run_hand_script(unzipped: Path) -> str:
     return result.stdout + result.stderr
 
 
-@pytest.mark.skipif(any(shutil.which(tool) is None for tool in HAND_TOOLS),
-                    reason="needs bash, openssl, jq, sha256sum and base64 on PATH")
 def test_verifying_txt_hand_check_works(rec: Recording, tmp_path: Path) -> None:
+    for tool in HAND_TOOLS:
+        need_binary(tool)
     _, unzipped = make_export(rec, tmp_path)
     text = (unzipped / VERIFYING_NAME).read_text()
     assert "visitbridge recordings verify --dir <unzipped folder>" in text
