@@ -109,7 +109,7 @@ class Soak:
             now["us_per_packet"] = round(
                 (now["cpu_s"] - since["cpu_s"]) / packets * 1e6, 1) if packets else 0.0
             recent = self.lags[-max(1, round((now["at"] - since["at"]) / 5)):]
-            now["lag_p99_ms"] = round(1000 * (percentile(recent, 99) or 0.0), 1)
+            now["lag_p99_ms"] = percentile([1000 * s for s in recent], 99) or 0.0
         return now
 
 
@@ -153,8 +153,8 @@ async def run(args: argparse.Namespace, video: EncodedClip, audio: EncodedClip
         "rss_growth_pct": round(100 * (last["rss_mb"] / first["rss_mb"] - 1), 1),
         "fds": [first["fds"], last["fds"]],
         "us_per_packet": [first["us_per_packet"], last["us_per_packet"]],
-        "lag_p99_ms": round(1000 * (percentile(
-            soak.lags[round(args.settle_min * 12):] or soak.lags, 99) or 0.0), 1),
+        "lag_p99_ms": percentile([1000 * s for s in soak.lags[round(args.settle_min * 12):]
+                                  or soak.lags], 99),
         "samples": samples,
     }
 
