@@ -98,6 +98,12 @@ class VisitRecording:
         if not task.cancelled():
             task.exception()  # reported by the taps that waited for it
 
+    def forget(self, tap: RecordingTap) -> None:
+        """A closed tap (its member left, or rejoined on a new connection) is let go:
+        kept, it would hold its track recorder and, through its callbacks, the old peer."""
+        if tap in self.taps:
+            self.taps.remove(tap)
+
     @property
     def tracks(self) -> list[TrackRecorder]:
         return [tap.track for tap in self.taps if tap.track is not None]
@@ -128,7 +134,7 @@ class Recordings:
         opened, ``request.on_failure`` is called and the tap never turns ready."""
         prepared = self._prepare(request.visit_id, request.participant)
         rec = self._visits[request.visit_id]
-        tap = RecordingTap()
+        tap = RecordingTap(on_close=rec.forget)
         rec.taps.append(tap)
         track_name = f"{request.participant}-{request.kind}"
 
@@ -286,7 +292,7 @@ class Recordings:
         rec = self._visits.pop(visit_id, None)
         if rec is None:
             return
-        for tap in rec.taps:
+        for tap in list(rec.taps):
             tap.close()  # idempotent: the SFU closed them when the members left
 
         async def seal() -> None:  # after the opening and the segments queued before it

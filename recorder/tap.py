@@ -27,8 +27,9 @@ class RecordingTap:
     on the timeline where they arrived and turns the tap ready at the first keyframe.
     From then on ``packet`` is the recorder's own (the SFU calls it for every packet)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_close: Callable[[RecordingTap], None] | None = None) -> None:
         self.ready = False  # an attribute: the SFU reads it for every packet
+        self._on_close = on_close  # the visit forgets a closed tap (and what it holds)
         self.track: TrackRecorder | None = None
         self.packet: Callable[[TappedPacket, float], None] = self._hold
         self._held: deque[tuple[TappedPacket, float, float]] = deque(maxlen=HELD_PACKETS)
@@ -65,3 +66,5 @@ class RecordingTap:
         self.ready = False
         if self.track is not None:
             self.track.close()
+        if self._on_close is not None:
+            self._on_close(self)
