@@ -26,15 +26,11 @@ from sfu.fastpath import FastTransport, InPacket, ntp_now
 from sfu.feedback import BitrateEstimates, KeyframeRequests
 from sfu.history import PacketHistory
 from sfu.limits import DEFAULT_LIMITS, MediaLimits, MissingPackets
+from sfu.sequence import RESTART, SUSPECT, SequenceCheck
 from sfu.sink import Sink
 from visit.tap import Tap
 
 log = logging.getLogger(__name__)
-
-# A forward jump of more sequence numbers than this restarts a stream's receive
-# statistics (RFC 3550 A.1's MAX_DROPOUT): receiver reports then describe the new
-# numbering instead of tens of thousands of packets "lost" in the jump.
-MAX_DROPOUT = 3000
 
 
 class TrackForwarder:
@@ -55,7 +51,8 @@ class TrackForwarder:
         self._rtx_ssrc = glue_rtp.receiver_rtx_ssrcs(receiver)
         self._stats = glue_rtp.receiver_statistics(receiver)
         self._nacks = MissingPackets() if kind == "video" else None
-        self._restarts_counted = 0
+        self._sequences: dict[int, SequenceCheck] = {}  # per SSRC (capped by the transport)
+        self._suspects_counted = 0
         self._history: PacketHistory[tuple[InPacket, str]] = PacketHistory(
             1024 if kind == "video" else 64)
         # payload type -> (codec, its mime type, apt if it is RTX); codecs are fixed once
@@ -116,10 +113,10 @@ class TrackForwarder:
             self.tap.close()
 
     def flush_metrics(self) -> None:
-        nacks = self._nacks
-        if nacks is not None and nacks.restarts != self._restarts_counted:
-            metrics.MEDIA_LIMITS.labels("seq_jump").inc(nacks.restarts - self._restarts_counted)
-            self._restarts_counted = nacks.restarts
+        suspects = sum(check.suspects for check in self._sequences.values())
+        if suspects != self._suspects_counted:
+            metrics.MEDIA_LIMITS.labels("seq_jump").inc(suspects - self._suspects_counted)
+            self._suspects_counted = suspects
         if self._pending_packets:
             self._labels_packets.inc(self._pending_packets)
             self._labels_bytes.inc(self._pending_bytes)
@@ -146,10 +143,20 @@ class TrackForwarder:
         if info is None:
             return
         codec, mime, apt = info
-        stats = self._stats.get(packet.ssrc)
-        if stats is None or (stats.max_seq is not None and MAX_DROPOUT < (
-                (packet.sequence_number - stats.max_seq) & 0xFFFF) < 0x8000):
+        check = self._sequences.get(packet.ssrc)
+        if check is None:
+            self._sequences[packet.ssrc] = SequenceCheck(packet.sequence_number)
+            verdict = RESTART
+        else:
+            verdict = check.update(packet.sequence_number)
+            if verdict == SUSPECT:
+                return
+        if verdict == RESTART:
             stats = self._stats[packet.ssrc] = StreamStatistics(codec.clockRate)
+            if self._nacks is not None and apt is None:
+                self._nacks.restart()
+        else:
+            stats = self._stats[packet.ssrc]
         stats.add(packet)  # type: ignore[arg-type]
         if apt is not None:  # RTX
             original_ssrc = self._rtx_ssrc.get(packet.ssrc)

@@ -37,7 +37,11 @@ class MissingPackets:
         self.window = window
         self.max_seq: int | None = None
         self.missing: set[int] = set()
-        self.restarts = 0
+
+    def restart(self) -> None:
+        """The publisher restarted its numbering: track losses from its next packet."""
+        self.max_seq = None
+        self.missing.clear()
 
     def add(self, seq: int) -> bool:
         """One received packet; True if it revealed missing packets (NACK them)."""
@@ -52,7 +56,6 @@ class MissingPackets:
         self.max_seq = seq
         if ahead > self.window:
             self.missing.clear()
-            self.restarts += 1
             return False
         missing = self.missing
         if missing:  # forget what fell out of the window
