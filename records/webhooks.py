@@ -223,7 +223,7 @@ class WebhookSender:
                 # Cleared before reading the outbox, so an add() after the read still wakes us.
                 self._wakeup.clear()
                 try:
-                    delay = await self._step(session)
+                    delay = await self.step(session)
                 except sqlite3.Error:
                     # A locked or busy database must not end delivery for good.
                     log.exception("webhook outbox unavailable")
@@ -231,9 +231,10 @@ class WebhookSender:
                 if delay != 0:
                     await self._sleep(delay)
 
-    async def _step(self, session: aiohttp.ClientSession) -> float:
-        """Prune if it is time, deliver the head event if due; returns how long to wait
-        (an idle sender wakes to prune)."""
+    async def step(self, session: aiohttp.ClientSession) -> float:
+        """One pass of the delivery loop: prune if it is time, deliver the head event if
+        due; returns how long to wait (an idle sender wakes to prune). Public so a whole
+        outage can be replayed under a simulated clock."""
         now = self._clock()
         if now - self._pruned_at >= self._pacing.prune_every_s:
             self._pruned_at = now
