@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from itertools import pairwise
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,7 +95,7 @@ async def test_an_hour_long_outage_keeps_the_outbox_bounded_and_backoff_capped(
     async with aiohttp.ClientSession() as session:
         await run_until(sender, session, clock, started + HOUR_S, outbox, queued=queued)
         # Only the head event is tried, ever more slowly, never more than a minute apart.
-        gaps = [b - a for a, b in zip(receiver.attempts_at, receiver.attempts_at[1:])]
+        gaps = [b - a for a, b in pairwise(receiver.attempts_at)]
         assert max(gaps) <= PACING.max_backoff_s + 1e-6, max(gaps)
         assert 60 <= len(receiver.attempts_at) <= 130, len(receiver.attempts_at)
         assert min(gaps[10:]) >= PACING.max_backoff_s / 2 - 1e-6  # settled at the cap
