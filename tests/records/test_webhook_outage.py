@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import json
 import time
-from itertools import pairwise
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import aiohttp
