@@ -8,34 +8,36 @@ and the test checks what the other party and an operator would see.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import struct
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import pytest
-from aiortc import RTCRtpTransceiver
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     RtcpPsfbPacket,
     RtcpRrPacket,
-    RtpPacket,
     pack_remb_fci,
     pack_rtcp_packet,
     unpack_remb_fci,
 )
 
+from tests.support.raw_media import (
+    healthz_seconds,
+    keeps_receiving,
+    live_visit,
+    offer,
+    published_video,
+    rtp,
+    send_raw,
+    spy_rtcp,
+    transceiver,
+)
 from tests.support.server import (
     Participant,
     Server,
-    in_visit,
-    inmate_and_family,
     metric,
     running_server,
-    visit_now,
 )
 
 RTCP_RTPFB, RTCP_RTPFB_NACK = 205, 1
@@ -47,101 +49,35 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield s
 
 
-def _offer(p: Participant) -> dict[str, Any]:
-    return next(e for e in p.events if e["type"] == "offer")
-
-
-def _transceiver(p: Participant, mid: str) -> RTCRtpTransceiver:
-    assert p.pc is not None
-    return next(t for t in p.pc.getTransceivers() if t.mid == mid)
-
-
-async def _send_raw(p: Participant, packets: list[bytes]) -> None:
-    """Protect each packet with the participant's own SRTP keys and send it."""
-    assert p.pc is not None
-    dtls = p.pc.getTransceivers()[0].sender.transport
-    for data in packets:
-        await dtls._send_rtp(data)
-
-
-def _spy_rtcp(p: Participant, kind: type) -> list[Any]:
-    """The RTCP packets of type ``kind`` the server sends about the published video."""
-    sender = _transceiver(p, _offer(p)["publish"]["video"]).sender
-    seen: list[Any] = []
-    original = sender._handle_rtcp_packet
-
-    async def spy(packet: Any) -> None:
-        if isinstance(packet, kind):
-            seen.append(packet)
-        await original(packet)
-
-    sender._handle_rtcp_packet = spy
-    return seen
-
-
-def _rtp(payload_type: int, seq: int, ssrc: int) -> bytes:
-    return RtpPacket(payload_type=payload_type, sequence_number=seq, timestamp=seq, ssrc=ssrc,
-                     payload=b"\x10\x00junk").serialize()
-
-
-def _published_video(p: Participant) -> tuple[int, int]:
-    """(SSRC, VP8 payload type) of what the participant publishes."""
-    t = _transceiver(p, _offer(p)["publish"]["video"])
-    return t.sender._ssrc, t._codecs[0].payloadType
-
-
 def _received_video(p: Participant, slot: int) -> tuple[int, int]:
     """(sink SSRC, highest sequence number) of the video arriving in ``slot``."""
-    t = _transceiver(p, _offer(p)["slots"][slot]["video"])
+    t = transceiver(p, offer(p)["slots"][slot]["video"])
     streams = t.receiver._RTCRtpReceiver__remote_streams
     ssrc = max(streams, key=lambda s: streams[s].packets_received)
     return ssrc, streams[ssrc].max_seq
-
-
-async def _healthz_seconds(server: Server) -> float:
-    started = time.monotonic()
-    async with aiohttp.ClientSession() as http, http.get(server.url + "/healthz") as resp:
-        await resp.read()
-    return time.monotonic() - started
-
-
-@contextlib.asynccontextmanager
-async def _visit(server: Server, tag: str,
-                 frames: int = 30) -> AsyncIterator[tuple[Participant, Participant]]:
-    """A live two-party visit, each party having decoded ``frames`` of the other."""
-    inmate, family = inmate_and_family(server, visit_now(f"hostile-{tag}"), tag)
-    async with in_visit(inmate, family):
-        await family.wait_for(lambda: family.video_from(0).frames >= frames, 20)
-        await inmate.wait_for(lambda: inmate.video_from(1).frames >= frames, 20)
-        yield inmate, family
 
 
 async def _limited(server: Server, limit: str) -> float:
     return await metric(server, "visitbridge_media_limited_total", f'limit="{limit}"')
 
 
-async def _keeps_receiving(p: Participant, slot: int) -> None:
-    frames = p.video_from(slot).frames
-    await p.wait_for(lambda: p.video_from(slot).frames > frames + 10, 10)
-
-
 async def test_sequence_jumps_do_not_stall_the_worker(server: Server) -> None:
-    async with _visit(server, "seq") as (inmate, family):
+    async with live_visit(server, "seq") as (inmate, family):
         before = await _limited(server, "seq_jump")
-        ssrc, pt = _published_video(family)
-        reports = _spy_rtcp(family, RtcpRrPacket)
+        ssrc, pt = published_video(family)
+        reports = spy_rtcp(family, RtcpRrPacket)
         await family.wait_for(lambda: len(reports) >= 1, 5)
         highest = next(b for b in reports[-1].reports if b.ssrc == ssrc).highest_sequence
         # Each packet half the sequence space after the last (always ahead for SRTP),
         # the last one 2,000 numbers behind the real stream: resuming from there looks
         # like a loss of 2,000 packets unless the jumps were never taken at their word.
         last = (highest & 0xFFFF) - 2_000
-        await _send_raw(family, [_rtp(pt, (last - k * 32_767) & 0xFFFF, ssrc)
+        await send_raw(family, [rtp(pt, (last - k * 32_767) & 0xFFFF, ssrc)
                                  for k in range(299, -1, -1)])
         # aiortc's NACK generator spent about 9 ms per such packet: 2.7 s of stall.
-        lag = await _healthz_seconds(server)
+        lag = await healthz_seconds(server)
         assert lag < 1.0, f"the worker answered /healthz after {lag:.2f} s"
-        await _keeps_receiving(family, 0)  # the other direction flows on
+        await keeps_receiving(family, 0)  # the other direction flows on
         # Receiver reports describe the real stream, not thousands of packets "lost".
         seen = len(reports)
         await family.wait_for(lambda: len(reports) >= seen + 2, 5)
@@ -153,12 +89,12 @@ async def test_sequence_jumps_do_not_stall_the_worker(server: Server) -> None:
 
 
 async def test_a_flood_of_ssrcs_is_dropped_beyond_the_cap(server: Server) -> None:
-    async with _visit(server, "ssrc") as (inmate, family):
+    async with live_visit(server, "ssrc") as (inmate, family):
         before = await _limited(server, "ssrcs")
-        ssrc, pt = _published_video(family)
-        reports = _spy_rtcp(family, RtcpRrPacket)
-        await _send_raw(family, [_rtp(pt, 1, ssrc + 1 + i) for i in range(500)])
-        await _keeps_receiving(inmate, 1)
+        ssrc, pt = published_video(family)
+        reports = spy_rtcp(family, RtcpRrPacket)
+        await send_raw(family, [rtp(pt, 1, ssrc + 1 + i) for i in range(500)])
+        await keeps_receiving(inmate, 1)
         # The server's receiver reports (the publisher's congestion control reads them)
         # go on: one block per SSRC learnt used to overflow the report count and stop them.
         await family.wait_for(lambda: len(reports) >= 2, 5)
@@ -176,10 +112,10 @@ def _nack_storm(sender_ssrc: int, media_ssrc: int, highest: int) -> bytes:
 
 
 async def test_a_nack_storm_is_held_to_the_retransmission_budget(server: Server) -> None:
-    async with _visit(server, "nack", frames=90) as (inmate, family):  # the history holds them
+    async with live_visit(server, "nack", frames=90) as (inmate, family):  # the history holds them
         before = await metric(server, "visitbridge_retransmissions_total")
         sink_ssrc, highest = _received_video(inmate, 1)
-        await _send_raw(inmate, [_nack_storm(1234, sink_ssrc, highest)] * 10)
+        await send_raw(inmate, [_nack_storm(1234, sink_ssrc, highest)] * 10)
         await asyncio.sleep(1.0)
         resent = await metric(server, "visitbridge_retransmissions_total") - before
         # Unlimited, each NACK resent every number it named, as often as named (~5,000).
@@ -188,14 +124,14 @@ async def test_a_nack_storm_is_held_to_the_retransmission_budget(server: Server)
 
 
 async def test_a_remb_of_zero_cannot_starve_the_publisher(server: Server) -> None:
-    async with _visit(server, "remb") as (inmate, family):
-        rembs = _spy_rtcp(family, RtcpPsfbPacket)
+    async with live_visit(server, "remb") as (inmate, family):
+        rembs = spy_rtcp(family, RtcpPsfbPacket)
         sink_ssrc, _ = _received_video(inmate, 1)
         remb = bytes(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1234, media_ssrc=0,
                                     fci=pack_remb_fci(0, [sink_ssrc])))
         # More often than the inmate's own aiortc sends its real estimate.
         for _ in range(60):
-            await _send_raw(inmate, [remb])
+            await send_raw(inmate, [remb])
             await asyncio.sleep(0.05)
         await family.wait_for(lambda: len(rembs) >= 2, 5)
     # The server sends the publisher its folded estimate once a second.
