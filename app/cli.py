@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import gc
 import os
 import sys
 import time
@@ -104,7 +105,11 @@ def _serve(args: argparse.Namespace) -> int:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     except ImportError:
         pass
-    web.run_app(create_app(config), host=config.host, port=config.port,
+    app = create_app(config)
+    # What start-up built lives as long as the process: out of the collector's walks,
+    # so a full collection (which stalls every visit's media) only walks what visits make.
+    gc.freeze()
+    web.run_app(app, host=config.host, port=config.port,
                 print=lambda _: print(f"Serving on {config.base_url}", flush=True),
                 access_log=None)
     return 0

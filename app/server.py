@@ -95,6 +95,7 @@ def trusted_development_keys(config: Config) -> list[str]:
 def create_app(config: Config) -> web.Application:
     aiortc_glue.check_aiortc()
     aiortc_glue.install_codec_guard()
+    aiortc_glue.install_lazy_bitrate_estimators()
     if config.ice_loopback:
         aiortc_glue.allow_loopback_ice()
     settings = PeerSettings(

@@ -11,12 +11,15 @@ library objects or on the functions it patches in), not library state, and are a
 from __future__ import annotations
 
 import ast
+import asyncio
+import gc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import aioice
+import aiortc.rtcrtpreceiver
 import pytest
-from aiortc import RTCRtpReceiver, RTCRtpSender
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 
 from sfu import aiortc_glue
 from sfu.aiortc_glue import PRIVATE, check_aiortc
@@ -145,3 +148,36 @@ def test_start_up_check_names_a_missing_public_hook(monkeypatch: pytest.MonkeyPa
     monkeypatch.delattr(aiortc_glue.aioice.ice.CandidatePair, "remote_addr")
     with pytest.raises(RuntimeError, match="CandidatePair.remote_addr"):
         check_aiortc()
+
+
+def _objects_per_peer() -> float:
+    async def build() -> float:
+        gc.collect()
+        before = len(gc.get_objects())
+        peers = [RTCPeerConnection() for _ in range(4)]
+        for pc in peers:  # a server peer: one published pair and five slots
+            for _ in range(6):
+                pc.addTransceiver("audio")
+                pc.addTransceiver("video")
+        gc.collect()
+        per_peer = (len(gc.get_objects()) - before) / len(peers)
+        for pc in peers:
+            await pc.close()
+        return per_peer
+    return asyncio.run(build())
+
+
+def test_lazy_bitrate_estimators_keep_a_peer_light_and_still_estimate(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    eager = _objects_per_peer()
+    monkeypatch.setattr(aiortc.rtcrtpreceiver, "RemoteBitrateEstimator",
+                        aiortc.rtcrtpreceiver.RemoteBitrateEstimator)  # restored after
+    aiortc_glue.install_lazy_bitrate_estimators()
+    lazy = _objects_per_peer()
+    # Each eager estimator holds a thousand one-millisecond buckets.
+    assert eager - lazy > 5_000, (eager, lazy)
+    estimator = aiortc.rtcrtpreceiver.RemoteBitrateEstimator()
+    estimates = [estimator.add(abs_send_time=(i * 20 << 18) // 1000 & 0xFFFFFF,
+                               arrival_time_ms=i * 20, payload_size=1200, ssrc=1)
+                 for i in range(200)]
+    assert any(e is not None for e in estimates)  # the real estimator, once fed
