@@ -51,6 +51,8 @@ class Config:
     warnings: tuple[int, ...] = (300, 60)  # seconds before the end when pages are warned
     early_entry_s: int = 900  # how long before the start the waiting room opens
     all_left_grace_s: int = 120  # a live visit with nobody connected this long ends
+    reconnect_grace_s: int = 60  # a dropped participant's seat waits this long (0: none)
+    media_timeout_s: int = 5  # a connected peer silent this long has dropped (0: off)
     workers: int = 1  # SFU worker processes (one per core); >1 starts a front process
     worker_max_participants: int = 40  # admission threshold per worker (see BENCHMARKS.md)
     front_max_placements: int = 10_000  # visits the front holds placed (until booked end)
@@ -173,8 +175,9 @@ def _validate(c: Config) -> None:
         raise ConfigError("token_max_lifetime_s and token_jti_memory: must be positive")
     if any(w <= 0 for w in c.warnings):
         raise ConfigError("warnings: every warning must be a positive number of seconds")
-    if c.early_entry_s < 0 or c.all_left_grace_s < 0:
-        raise ConfigError("early_entry_s and all_left_grace_s: must not be negative")
+    if min(c.early_entry_s, c.all_left_grace_s, c.reconnect_grace_s, c.media_timeout_s) < 0:
+        raise ConfigError("early_entry_s, all_left_grace_s, reconnect_grace_s and "
+                          "media_timeout_s: must not be negative")
     if c.webhook_url and len(c.webhook_secret) < 16:
         raise ConfigError("webhook_secret: set at least 16 characters when webhook_url is set")
     if c.log_level.lower() not in ("debug", "info", "warning", "error"):

@@ -107,6 +107,7 @@ def create_app(config: Config) -> web.Application:
                            nack_max_seqs=config.nack_max_seqs,
                            rtx_packets_per_s=config.rtx_max_packets_per_s,
                            remb_floor_bps=config.remb_floor_bps),
+        media_timeout_s=config.media_timeout_s,
     )
     db = sqlite_store.connect(config.database)
     outbox = Outbox(db, enabled=bool(config.webhook_url))
@@ -132,7 +133,8 @@ def create_app(config: Config) -> web.Application:
                                  audit.record, interval_s=3600)
     policy = Policy(early_entry_s=config.early_entry_s,
                     warnings_s=tuple(float(w) for w in config.warnings),
-                    all_left_grace_s=config.all_left_grace_s)
+                    all_left_grace_s=config.all_left_grace_s,
+                    reconnect_grace_s=config.reconnect_grace_s)
     rooms = Rooms(settings, config.max_visitors, policy, records, tap_factory=recordings.tap)
     keys = key_store(config)
     development = trusted_development_keys(config)

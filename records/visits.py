@@ -65,6 +65,17 @@ class VisitRecords:
                                          "cause": cause, "at": at,
                                          "seconds_connected": seconds}, at)
 
+    def participant_lost(self, room: RoomCore, member: Member, cause: str, at: float) -> None:
+        who = member.who
+        self.audit.record(action="connection_lost", actor=who.sub, role=who.role,
+                          visit=room.visit.id, now=at, reason=cause)
+
+    def participant_back(self, room: RoomCore, member: Member, gap_s: float,
+                         at: float) -> None:
+        who = member.who
+        self.audit.record(action="connection_restored", actor=who.sub, role=who.role,
+                          visit=room.visit.id, now=at, detail={"gap_s": round(gap_s, 3)})
+
     def visit_ended(self, room: RoomCore, cause: str, reason: str, at: float) -> None:
         v = room.visit
         self.store.save_visit(v.id, at, state="ended", cause=cause, reason=reason, ended_at=at)

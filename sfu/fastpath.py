@@ -223,6 +223,7 @@ class FastTransport:
         self._original_data_received = glue_rtp.hook_ice_data(self.connection,
                                                               self._data_received)
         self._errors = 0
+        self.received = 0  # datagrams of any kind: the room's media watchdog reads it
         self._learnt: set[int] = set()  # SSRCs routed once: at most limits.max_ssrcs
         self._ssrcs_refused = metrics.MEDIA_LIMITS.labels("ssrcs")
         self.limits = DEFAULT_LIMITS
@@ -245,6 +246,7 @@ class FastTransport:
     # -- receive ------------------------------------------------------------------------
 
     def _data_received(self, data: bytes, component: int) -> None:
+        self.received += 1
         # RTP (not RTCP: second byte 192-208) once SRTP keys exist; RFC 7983 demux.
         if (len(data) >= 12 and 127 < data[0] < 192 and not 191 < data[1] < 209
                 and (srtp := glue_rtp.srtp_receive(self.dtls)) is not None):

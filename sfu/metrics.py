@@ -49,6 +49,13 @@ VISITS_ENDED = Counter(
 DISCONNECTS = Counter(
     "visitbridge_participant_disconnects",
     "Participants leaving a visit, by cause and by who caused it", ["cause", "fault"])
+DROPS = Counter(
+    "visitbridge_connection_drops",
+    "Participants whose connection dropped mid-visit (the seat waits for them), by cause",
+    ["cause"])
+RECONNECT_SECONDS = Histogram(
+    "visitbridge_reconnect_seconds", "From a participant's dropped connection to its rejoin",
+    buckets=(1, 2, 3, 5, 10, 20, 30, 60))
 JOIN_SECONDS = Histogram(
     "visitbridge_join_seconds", "From the WebSocket join to the first media forwarded to them",
     buckets=(0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10))
@@ -69,7 +76,7 @@ FAULTS = {
     "connected_elsewhere": "participant", "ended_by_officer": "facility",
     "cancelled": "facility", "revoked": "facility", "recording_failed": "server",
     "server_shutdown": "server", "disconnected": "network", "ice_failed": "network",
-    "stopped_reading": "network",
+    "stopped_reading": "network", "media_lost": "network",
 }
 
 

@@ -58,6 +58,7 @@ class PeerSettings:
     max_video_bitrate_bps: int = 800_000
     candidates: CandidatePolicy = CandidatePolicy()
     limits: MediaLimits = DEFAULT_LIMITS
+    media_timeout_s: float = 5.0  # a connected peer silent this long has lost its media
 
 
 class Peer:
@@ -92,10 +93,16 @@ class Peer:
                         if c.mimeType.lower() == "audio/opus"]
                 t.setCodecPreferences(opus)
         self.forwarders: dict[str, TrackForwarder] = {}
+        self._fast: FastTransport | None = None
 
     @property
     def state(self) -> str:
         return self.pc.connectionState
+
+    @property
+    def datagrams_received(self) -> int:
+        """RTP, RTCP and DTLS datagrams received since the answer (the media watchdog)."""
+        return 0 if self._fast is None else self._fast.received
 
     async def offer(self) -> dict[str, object]:
         """Create the one offer of this connection, with the MIDs the page needs."""
@@ -118,7 +125,7 @@ class Peer:
         # configured from every transceiver's negotiated extensions (as aiortc does).
         ids = extension_ids([e for t in self.pc.getTransceivers()
                              for e in negotiated_header_extensions(t)])
-        fast = FastTransport.of(self.pc.getTransceivers()[0].sender.transport)
+        fast = self._fast = FastTransport.of(self.pc.getTransceivers()[0].sender.transport)
         fast.configure(self._settings.limits, ids.get(AUDIO_LEVEL_URI, 0))
         for pair, sinks in zip(self._slot_transceivers, self.sinks, strict=True):
             for kind, t in pair.items():

@@ -20,6 +20,7 @@ from aiortc import RTCRtpCodecParameters
 from sfu import metrics
 from sfu.forwarder import TrackForwarder
 from sfu.peer import Peer, PeerSettings
+from sfu.watchdog import MediaWatch
 from visit import actions as act
 from visit.actions import Action
 from visit.clock import STEADY
@@ -61,6 +62,7 @@ class Room:
         self._roles: dict[Connection, str] = {}  # members' connections, for the gauge
         self._joining = asyncio.Lock()  # one offer at a time: a rejoin replaces cleanly
         self._wakeup = asyncio.Event()
+        self._watch = MediaWatch(settings.media_timeout_s)
         self._timer = asyncio.ensure_future(self._run_clock())
 
     @property
@@ -155,7 +157,18 @@ class Room:
             except TimeoutError:
                 pass
             self._wakeup.clear()
-            await self._carry_out(self.core.tick(self._clock()), wake=False)
+            now = self._clock()
+            await self._carry_out(self.core.tick(now) + self._silent_members(now), wake=False)
+
+    def _silent_members(self, now: float) -> list[Action]:
+        """Members whose media stopped arriving: dropped, their seats kept."""
+        actions: list[Action] = []
+        for conn, peer in list(self._peers.items()):
+            if conn in self._roles and self._watch.silent(
+                    conn, peer.datagrams_received, peer.state == "connected", now):
+                log.info("media lost", extra={"visit": self.visit.id})
+                actions += self.core.leave(conn, "media_lost", now)
+        return actions
 
     def stop_clock(self) -> None:
         if self._timer is not asyncio.current_task():
@@ -172,6 +185,7 @@ class Room:
             elif isinstance(action, act.Close):
                 action.conn.close(action.code, action.message)  # type: ignore[attr-defined]
             elif isinstance(action, act.ClosePeer):
+                self._watch.forget(action.conn)
                 peer = self._peers.pop(action.conn, None)  # type: ignore[call-overload]
                 role = self._roles.pop(action.conn, None)  # type: ignore[call-overload]
                 if role is not None:
@@ -218,6 +232,12 @@ class Room:
         elif isinstance(action, act.ParticipantLeft):
             metrics.DISCONNECTS.labels(action.cause, metrics.fault_of(action.cause)).inc()
             self._observer.participant_left(self.core, action.member, action.cause, action.at)
+        elif isinstance(action, act.ParticipantLost):
+            metrics.DROPS.labels(action.cause).inc()
+            self._observer.participant_lost(self.core, action.member, action.cause, action.at)
+        elif isinstance(action, act.ParticipantBack):
+            metrics.RECONNECT_SECONDS.observe(action.gap_s)
+            self._observer.participant_back(self.core, action.member, action.gap_s, action.at)
         elif isinstance(action, Ending):
             log.info("visit ending", extra={"visit": self.visit.id, "cause": action.cause})
             metrics.VISITS_ENDED.labels(action.cause, metrics.fault_of(action.cause)).inc()

@@ -93,7 +93,7 @@ class RefreshPictures:
 
 
 # What the records side must hear: the lifecycle's ``Started`` and ``Ending`` (the
-# latter once every connection of the visit is closed), and these two.
+# latter once every connection of the visit is closed), and these.
 
 
 @dataclass(frozen=True)
@@ -113,5 +113,24 @@ class ParticipantLeft:
     at: float
 
 
+@dataclass(frozen=True)
+class ParticipantLost:
+    """A member's connection dropped without a leave: its seat waits for a rejoin."""
+
+    member: Member
+    cause: str
+    at: float
+
+
+@dataclass(frozen=True)
+class ParticipantBack:
+    """A member whose connection dropped joined again; ``gap_s`` without media."""
+
+    member: Member
+    gap_s: float
+    at: float
+
+
 Action = (Send | Close | OpenPeer | ClosePeer | Feed | Gate | Mute | Record | RequestKeyframe
-          | RefreshPictures | Started | ParticipantJoined | ParticipantLeft | Ending)
+          | RefreshPictures | Started | ParticipantJoined | ParticipantLeft | ParticipantLost
+          | ParticipantBack | Ending)

@@ -37,6 +37,7 @@ class Policy:
     early_entry_s: float = 15 * 60
     warnings_s: tuple[float, ...] = (300.0, 60.0)
     all_left_grace_s: float = 120.0
+    reconnect_grace_s: float = 60.0  # a dropped participant's seat is kept this long
 
 
 @dataclass(frozen=True)

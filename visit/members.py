@@ -24,11 +24,15 @@ class Member:
     muted_by_officer: bool = False
     answered: bool = False
     welcomed: bool = False  # events go out only after its joined and offer messages
+    # Its connection dropped (when, and why): the seat waits for it to come back.
+    lost_at: float | None = None
+    lost_cause: str = ""
 
     def describe(self) -> Message:
         return {"id": self.who.sub, "name": self.who.name, "role": self.who.role,
                 "slot": self.slot, "audio": self.audio and not self.muted_by_officer,
-                "video": self.video, "muted_by_officer": self.muted_by_officer}
+                "video": self.video, "muted_by_officer": self.muted_by_officer,
+                "reconnecting": self.lost_at is not None}
 
 
 @dataclass

@@ -31,6 +31,9 @@ from visit.lifecycle import (
 from visit.members import Conn, Member, Message, Monitor
 from visit.roster import Identity, Roster, RosterError
 
+# Causes of a drop, not a departure: the page (or a new device) may come back to the seat.
+RECONNECTABLE = frozenset({"disconnected", "stopped_reading", "media_lost"})
+
 
 @dataclass(frozen=True)
 class VisitInfo:
@@ -50,6 +53,12 @@ class RoomObserver(Protocol):
     def participant_joined(self, room: RoomCore, member: Member, at: float) -> None: ...
 
     def participant_left(self, room: RoomCore, member: Member, cause: str,
+                         at: float) -> None: ...
+
+    def participant_lost(self, room: RoomCore, member: Member, cause: str,
+                         at: float) -> None: ...
+
+    def participant_back(self, room: RoomCore, member: Member, gap_s: float,
                          at: float) -> None: ...
 
     def visit_ended(self, room: RoomCore, cause: str, reason: str, at: float) -> None: ...
@@ -102,11 +111,17 @@ class RoomCore:
         admission = self.roster.admit(who)
         actions: list[act.Action] = []
         old = self.members.get(who.sub)
+        member = Member(who, admission.slot, conn)
         if admission.replaces and old is not None:
-            actions += self._unseat(old, release=False)  # the new connection keeps the slot
-            actions.append(act.Close(old.conn, "connected_elsewhere",
-                                 "this visit was opened on another device"))
-        self.members[who.sub] = Member(who, admission.slot, conn)
+            member.muted_by_officer = old.muted_by_officer
+            if old.lost_at is None:
+                actions += self._unseat(old, release=False)  # the new connection keeps it
+                actions.append(act.Close(old.conn, "connected_elsewhere",
+                                         "this visit was opened on another device"))
+            else:  # back after a drop: its peer is already closed
+                del self.members[who.sub]
+                actions.append(act.ParticipantBack(member, now - old.lost_at, now))
+        self.members[who.sub] = member
         actions.append(act.OpenPeer(conn, publish=True))
         return actions
 
@@ -169,22 +184,45 @@ class RoomCore:
                                 "participant": member.describe()}, skip=conn)
 
     def leave(self, conn: Conn, cause: str, now: float) -> list[act.Action]:
-        """The connection went away (or the page left): free the seat, maybe end."""
+        """The connection went away or its media stopped (a drop: the seat waits for
+        ``reconnect_grace_s``), or the page left (the seat is freed at once)."""
         member = self.member_of(conn)
-        if member is None:
-            return []  # already replaced by a newer connection, or the visit ended
-        actions = self._unseat(member)
-        actions += self._broadcast({"type": "participant_left", "id": member.who.sub,
-                                    "cause": cause})
-        actions.append(act.ParticipantLeft(member, cause, now))
-        return actions + self._handle(self.lifecycle.disconnected(member.who.sub, now))
+        if member is None or member.lost_at is not None:
+            return []  # replaced by a newer connection, already dropped, or visit ended
+        if cause in RECONNECTABLE and self.policy.reconnect_grace_s > 0:
+            return self._lose(member, cause, now)
+        return self._depart(member, cause, now)
 
     def remove(self, sub: str, code: str, message: str, now: float) -> list[act.Action] | None:
         """Take a participant out at once (revocation); None if not present."""
         member = self.members.get(sub)
         if member is None:
             return None
-        return [act.Close(member.conn, code, message), *self.leave(member.conn, code, now)]
+        closing = [] if member.lost_at is not None else [act.Close(member.conn, code, message)]
+        return closing + self._depart(member, code, now)
+
+    def _lose(self, member: Member, cause: str, now: float) -> list[act.Action]:
+        """Keep the seat, stop the member's media, and tell everyone it is reconnecting."""
+        member.lost_at, member.lost_cause = now, cause
+        member.answered = False  # its peer is closed: nothing to feed, nothing fed into it
+        self._feeds = {f for f in self._feeds if member.conn not in f}
+        actions: list[act.Action] = [act.ClosePeer(member.conn)]
+        if cause == "media_lost":  # the page may still be reading: it reconnects at once
+            actions.append(act.Close(member.conn, "media_lost",
+                                     "no media arrived from this device: reconnect"))
+        actions += self._broadcast({"type": "participant_updated",
+                                    "participant": member.describe()}, skip=member.conn)
+        actions.append(act.ParticipantLost(member, cause, now))
+        return actions + self._handle(self.lifecycle.disconnected(member.who.sub, now))
+
+    def _depart(self, member: Member, cause: str, now: float) -> list[act.Action]:
+        actions = self._unseat(member)
+        actions += self._broadcast({"type": "participant_left", "id": member.who.sub,
+                                    "cause": cause})
+        actions.append(act.ParticipantLeft(member, cause, now))
+        if member.lost_at is not None:
+            return actions  # its media time already stopped counting when it dropped
+        return actions + self._handle(self.lifecycle.disconnected(member.who.sub, now))
 
     def _unseat(self, member: Member, release: bool = True) -> list[act.Action]:
         del self.members[member.who.sub]
@@ -234,10 +272,22 @@ class RoomCore:
     # -- time, recording and the media gate ---------------------------------------------
 
     def tick(self, now: float) -> list[act.Action]:
-        return self._handle(self.lifecycle.tick(now))
+        actions: list[act.Action] = []
+        for member, deadline in self._reconnect_deadlines():
+            if now >= deadline:
+                actions += self._depart(member, member.lost_cause, deadline)
+        return actions + self._handle(self.lifecycle.tick(now))
 
     def next_deadline(self) -> float | None:
-        return self.lifecycle.next_deadline()
+        times = [d for _, d in self._reconnect_deadlines()]
+        visit = self.lifecycle.next_deadline()
+        if visit is not None:
+            times.append(visit)
+        return min(times, default=None)
+
+    def _reconnect_deadlines(self) -> list[tuple[Member, float]]:
+        return [(m, m.lost_at + self.policy.reconnect_grace_s)
+                for m in list(self.members.values()) if m.lost_at is not None]
 
     def tap_ready(self, conn: Conn, kind: str) -> list[act.Action]:
         """A track's recorder is writing: its subscribers need a picture to start from."""
@@ -272,7 +322,8 @@ class RoomCore:
         for member in list(self.members.values()):
             actions += self._unseat(member)
             actions.append(act.ParticipantLeft(member, event.cause, event.at))
-            actions.append(act.Close(member.conn, "ended", said))
+            if member.lost_at is None:
+                actions.append(act.Close(member.conn, "ended", said))
         for conn in list(self.monitors):
             actions += self.stop_monitor(conn)
             actions.append(act.Close(conn, "ended", said))

@@ -38,6 +38,12 @@ class Ends:
     def participant_left(self, room: RoomCore, member: Member, cause: str,
                          at: float) -> None: ...
 
+    def participant_lost(self, room: RoomCore, member: Member, cause: str,
+                         at: float) -> None: ...
+
+    def participant_back(self, room: RoomCore, member: Member, gap_s: float,
+                         at: float) -> None: ...
+
     def visit_ended(self, room: RoomCore, cause: str, reason: str, at: float) -> None:
         self.ended = (cause, time.monotonic())
 

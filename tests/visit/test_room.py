@@ -19,8 +19,10 @@ from visit.actions import (
     Gate,
     Mute,
     OpenPeer,
+    ParticipantBack,
     ParticipantJoined,
     ParticipantLeft,
+    ParticipantLost,
     Record,
     RefreshPictures,
     RequestKeyframe,
@@ -236,9 +238,8 @@ def test_officer_end_and_cancel_say_the_reason() -> None:
 
 def test_everyone_leaving_ends_the_visit_after_the_grace() -> None:
     core, _ = live_pair()
-    left = core.leave("a", "disconnected", START + 10)
-    assert sent(left, "b") == [{"type": "participant_left", "id": INMATE.sub,
-                                "cause": "disconnected"}]
+    left = core.leave("a", "left", START + 10)
+    assert sent(left, "b") == [{"type": "participant_left", "id": INMATE.sub, "cause": "left"}]
     assert ClosePeer("a") in left
     core.leave("b", "left", START + 20)
     assert core.next_deadline() == START + 20 + Policy().all_left_grace_s
@@ -253,7 +254,55 @@ def test_rejoin_keeps_the_slot_and_the_grace_is_cancelled() -> None:
     actions = seat(core, MUM, "b2", START + 60)
     assert core.members[MUM.sub].slot == 1
     assert RefreshPictures("b2") in actions
-    assert core.tick(START + 300) == []  # nobody-left grace no longer runs
+    assert ParticipantBack(core.members[MUM.sub], 50.0, START + 60) in actions
+    assert of(core.tick(START + 300), Ending) == []  # nobody-left grace no longer runs
+
+
+def test_a_dropped_connection_keeps_the_seat_and_others_see_reconnecting() -> None:
+    core, _ = live_pair()
+    dropped = core.leave("b", "disconnected", START + 10)
+    assert ClosePeer("b") in dropped
+    assert not of(dropped, Close)  # the socket is already gone
+    assert sent(dropped, "a") == [{"type": "participant_updated", "participant": {
+        **core.members[MUM.sub].describe(), "reconnecting": True}}]
+    assert of(dropped, ParticipantLost) == [ParticipantLost(core.members[MUM.sub],
+                                                            "disconnected", START + 10)]
+    assert core.members[MUM.sub].slot == 1
+    assert core.leave("b", "disconnected", START + 11) == []  # counted once
+    back = seat(core, MUM, "b2", START + 14)
+    assert not of(back, Close) and of(back, ParticipantBack)[0].gap_s == 4.0
+    assert Feed("a", "b2", 0, True) in back and Feed("b2", "a", 1, True) in back
+    assert sent(back, "a")[0]["type"] == "participant_joined"
+
+
+def test_media_that_stops_closes_the_page_so_it_reconnects() -> None:
+    core, _ = live_pair()
+    lost = core.leave("b", "media_lost", START + 10)
+    assert Close("b", "media_lost", "no media arrived from this device: reconnect") in lost
+    assert ClosePeer("b") in lost
+
+
+def test_a_participant_not_back_within_the_grace_has_left() -> None:
+    core, _ = live_pair()
+    core.leave("b", "disconnected", START + 10)
+    deadline = START + 10 + Policy().reconnect_grace_s
+    assert core.next_deadline() == deadline
+    assert core.tick(deadline - 1) == []
+    gone = core.tick(deadline)
+    assert sent(gone, "a") == [{"type": "participant_left", "id": MUM.sub,
+                                "cause": "disconnected"}]
+    assert of(gone, ParticipantLeft)[0].at == deadline
+    assert MUM.sub not in core.members
+
+
+def test_leaving_on_purpose_or_revocation_frees_the_seat_at_once() -> None:
+    core, _ = live_pair()
+    assert of(core.leave("b", "left", START + 10), ParticipantLeft)
+    assert MUM.sub not in core.members
+    core.leave("a", "disconnected", START + 11)
+    removed = core.remove(INMATE.sub, "revoked", "withdrawn", START + 12)
+    assert removed is not None and not of(removed, Close)  # its socket is already gone
+    assert of(removed, ParticipantLeft)[0].cause == "revoked"
 
 
 def test_a_subscriber_that_connects_asks_its_publishers_for_a_picture() -> None:
@@ -288,7 +337,8 @@ def test_officer_mute_stops_audio_and_survives_a_rejoin() -> None:
     updated = sent(actions, "a")[0]["participant"]
     assert (updated["audio"], updated["muted_by_officer"]) == (False, True)
     assert core.mute("nobody", True) is None
-    assert Mute("b2", True) not in seat(core, MUM, "b2", START + 5)  # a new member: unmuted
+    # A reload or a second device does not lift an officer's mute.
+    assert Mute("b2", True) in seat(core, MUM, "b2", START + 5)
 
 
 def test_media_state_is_announced_to_the_others_only() -> None:

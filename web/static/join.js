@@ -26,6 +26,7 @@ const MESSAGES = {
   server_shutdown: "The visit server is restarting. Reconnecting…",
   camera: "We could not use your camera or microphone. You can still see and hear the visit. To be seen and heard, allow camera and microphone access, then open your visit link again.",
   connection_lost: "The connection was lost. Reconnecting…",
+  media_lost: "Your connection was interrupted. Reconnecting…",
   revoked: "Your access to this visit was withdrawn by the facility.",
   visit_ended: "This visit has ended.",
   too_early: "The waiting room for this visit is not open yet. Please come back closer to the start time.",
@@ -53,6 +54,16 @@ let visit = null;
 let stopped = false;       // refused, replaced, ended or left: do not reconnect
 let retryDelay = 500;
 let clockTimer = null;
+let iceTimer = null;       // pending rejoin while ICE is disconnected
+// ICE "disconnected" this long means the path is gone (a network switch): rejoin on a
+// new peer connection rather than wait for ICE to fail (about 10 s more).
+const ICE_GRACE_MS = 2000;
+// Chromium calls ICE "disconnected" only about 6 s after the last packet. Sooner: while
+// someone else is in a live visit, media or the server's reports arrive at least every
+// second (a camera turned off still sends), so this long with nothing received is a
+// dead path.
+const SILENCE_MS = 2500;
+let inbound = { bytes: -1, since: 0 };
 
 function status(text) { $("status").textContent = text; }
 
@@ -159,19 +170,68 @@ function connect() {
     handle(msg).catch((err) => console.error(err));
   };
   socket.onclose = () => {
-    if (socket !== ws) return;
-    closePeer();
-    clearPeople();
-    if (stopped) return;
-    alertUser("connection_lost");
-    status("Reconnecting…");
-    setTimeout(connect, retryDelay);
-    retryDelay = Math.min(retryDelay * 2, 4000);
+    if (socket === ws) reconnect("connection_lost");
   };
 }
 
+// Rejoin the same seat on a new WebSocket and peer connection, without a reload. The
+// old socket is dropped at once: on a dead network its close event comes only after a
+// minute, and the server keeps the seat meanwhile.
+function reconnect(code) {
+  const old = ws;
+  ws = null;
+  if (old) { old.onclose = null; old.onmessage = null; old.close(); }
+  closePeer();
+  clearPeople();
+  if (stopped) return;
+  alertUser(code);
+  status("Reconnecting…");
+  setTimeout(connect, retryDelay);
+  retryDelay = Math.min(retryDelay * 2, 4000);
+}
+
 function closePeer() {
-  if (pc) { pc.close(); pc = null; }
+  clearTimeout(iceTimer);
+  iceTimer = null;
+  if (pc) { pc.onconnectionstatechange = null; pc.close(); pc = null; }
+}
+
+function onPeerState(state) {
+  if (state === "connected") {
+    clearTimeout(iceTimer);
+    iceTimer = null;
+    status(visit && visit.state === "waiting" ? waitingText() : "Connected to the visit.");
+  } else if (state === "failed") {
+    reconnect("connection_lost");
+  } else if (state === "disconnected" && !iceTimer) {
+    iceTimer = setTimeout(() => { iceTimer = null; reconnect("connection_lost"); }, ICE_GRACE_MS);
+  }
+}
+
+async function checkInbound() {
+  const current = pc;
+  const othersHere = [...people.values()].some((p) => !p.reconnecting);
+  if (!current || current.connectionState !== "connected" || !visit || visit.state !== "live" || !othersHere) {
+    inbound.bytes = -1;
+    return;
+  }
+  let bytes = 0;
+  for (const s of (await current.getStats()).values()) {
+    if (s.type === "transport") bytes += s.bytesReceived || 0;
+  }
+  if (current !== pc) return;
+  const now = Date.now();
+  if (bytes !== inbound.bytes) {
+    inbound = { bytes, since: now };
+  } else if (now - inbound.since >= SILENCE_MS) {
+    inbound.bytes = -1;
+    reconnect("connection_lost");
+  }
+}
+
+// The device changed networks (Wi-Fi to mobile data): the old path is gone, rejoin now.
+function onNetworkChange() {
+  if (ws && !stopped) reconnect("connection_lost");
 }
 
 function clearPeople() {
@@ -267,10 +327,7 @@ async function answer(offer) {
       const el = tileFor(slot).querySelector(track.kind === "video" ? "video" : "audio");
       el.srcObject = new MediaStream([track]);
     },
-    onState: (state) => {
-      if (state === "connected") status(visit && visit.state === "waiting" ? waitingText() : "Connected to the visit.");
-      if (state === "failed" && ws) ws.close();
-    },
+    onState: onPeerState,
   });
   sendMediaState();
 }
@@ -317,6 +374,9 @@ async function main() {
   const join = $("join");
   join.disabled = false;
   join.addEventListener("click", () => { join.disabled = true; connect(); });
+  window.addEventListener("online", onNetworkChange);
+  setInterval(() => { checkInbound().catch(() => {}); }, 500);
+  if (navigator.connection) navigator.connection.addEventListener("change", onNetworkChange);
   if (document.body.classList.contains("kiosk")) connect();  // kiosks have no keyboard
   else join.focus();
 }

@@ -65,7 +65,7 @@ function describePerson(p) {
 }
 
 function personNotes(p) {
-  const notes = [];
+  const notes = p.reconnecting ? ["Reconnecting…"] : [];
   if (p.muted_by_officer) notes.push("muted by an officer");
   else if (p.audio === false) notes.push("microphone muted");
   if (p.video === false) notes.push("camera off");

@@ -1,0 +1,94 @@
+"""A participant whose network goes silent keeps its seat and comes back to it.
+
+Real aiortc participants on a real server: the family's device stops sending anything
+at all (as a phone leaving Wi-Fi does, its WebSocket left open), the server notices
+from its media within seconds, tells the page to reconnect, shows the family as
+reconnecting to the inmate, and audits the drop; the family rejoins with the same link
+into the same slot, media flows both ways again, and the gap is audited.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.server import (
+    Participant,
+    Server,
+    in_visit,
+    inmate_and_family,
+    metric,
+    running_server,
+    visit_now,
+)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with running_server(Path(tmp_path_factory.mktemp("reconnect")),
+                        VISITBRIDGE_MEDIA_TIMEOUT_S="3") as s:
+        yield s
+
+
+def go_silent(p: Participant) -> None:
+    """Nothing leaves the participant's ICE transport any more (no RTP, RTCP, STUN)."""
+    assert p.pc is not None
+    connection = p.pc.getTransceivers()[0].sender.transport.transport._connection
+    for protocol in connection._protocols:
+        protocol.transport.sendto = lambda *args, **kwargs: None
+
+
+def audit(server: Server, visit: str) -> list[dict[str, Any]]:
+    db = sqlite3.connect(server.data_dir / "visitbridge.db")
+    db.row_factory = sqlite3.Row
+    try:
+        return [{**dict(r), "detail": json.loads(r["detail"])} for r in db.execute(
+            "SELECT * FROM audit WHERE visit = ? ORDER BY seq", (visit,))]
+    finally:
+        db.close()
+
+
+def updates_of(p: Participant, sub: str) -> list[dict[str, Any]]:
+    return [e["participant"] for e in p.events
+            if e["type"] == "participant_updated" and e["participant"]["id"] == sub]
+
+
+async def test_silent_media_keeps_the_seat_and_the_family_comes_back(server: Server) -> None:
+    claim = visit_now("reconnect-1")
+    inmate, family = inmate_and_family(server, claim, "rc")
+    drops_before = await metric(server, "visitbridge_connection_drops_total",
+                                'cause="media_lost"')
+    async with in_visit(inmate, family):
+        await inmate.wait_for(lambda: inmate.video_from(1).frames >= 20, 20)
+        go_silent(family)
+        silent_at = time.monotonic()
+        # The page is told to reconnect (its WebSocket still works) ...
+        await family.wait_for(lambda: family.error is not None, 10)
+        assert family.error is not None and family.error["code"] == "media_lost"
+        noticed_s = time.monotonic() - silent_at
+        # ... and the inmate sees the family reconnecting, not gone.
+        assert any(u["reconnecting"] for u in updates_of(inmate, "family-rc"))
+        assert not any(e["type"] == "participant_left" for e in inmate.events)
+        # Back with the same link, into the same slot, media both ways again.
+        again = Participant(server, family.token, colour=(30, 30, 200))
+        async with in_visit(again):
+            frames = inmate.video_from(1).frames
+            await inmate.wait_for(lambda: inmate.video_from(1).frames > frames + 20, 20)
+            await again.wait_for(lambda: again.video_from(0).frames >= 20, 20)
+            assert inmate.video_from(1).colour is not None
+            assert inmate.video_from(1).colour[2] > 150  # the family's blue, in slot 1
+    assert noticed_s < 3 + 2.5, noticed_s  # the timeout, plus at most the room's tick
+    assert await metric(server, "visitbridge_connection_drops_total",
+                        'cause="media_lost"') == drops_before + 1
+    # The drop and the return, in order (the test's own closing drops come after).
+    rows = [(r["action"], r["actor"], r["reason"], r["detail"]) for r in audit(
+        server, "reconnect-1") if r["action"] in ("connection_lost", "connection_restored")]
+    assert rows[0] == ("connection_lost", "family-rc", "media_lost", {})
+    assert rows[1][:2] == ("connection_restored", "family-rc")
+    assert 0 < rows[1][3]["gap_s"] < 30
