@@ -39,8 +39,9 @@ from prometheus_client import (
 )
 
 from app.config import Config
+from app.pages import add_pages
 from app.placement import Placement, ServerFull
-from app.server import WEB_DIR, add_security_headers, key_store, refusal_audit
+from app.server import add_security_headers, key_store, refusal_audit
 from app.workers import Worker, start_workers, stop_workers
 from auth.tokens import TOKEN_REFUSALS, VISIT_ROLES, TokenError, TokenVerifier
 from records import store as sqlite_store
@@ -137,12 +138,6 @@ class Front:
         app = web.Application()
         app.on_response_prepare.append(add_security_headers)
 
-        async def page(request: web.Request) -> web.FileResponse:
-            return web.FileResponse(WEB_DIR / request.match_info.route.name.split(":")[1])
-
-        async def index(request: web.Request) -> web.Response:
-            raise web.HTTPFound("/join")
-
         async def healthz(request: web.Request) -> web.Response:
             return web.json_response({"status": "ok", "workers": len(self.workers)})
 
@@ -177,10 +172,7 @@ class Front:
         app.on_startup.append(watch)
         app.on_shutdown.append(unwatch)
         app.on_cleanup.append(close)
-        app.router.add_get("/", index)
-        for name in ("join", "officer", "compliance"):
-            app.router.add_get(f"/{name}", page, name=f"page:{name}.html")
-        app.router.add_static("/static/", WEB_DIR / "static")
+        add_pages(app)
         app.router.add_get("/healthz", healthz)
         app.router.add_get("/readyz", readyz)
         app.router.add_get("/metrics", metrics)
