@@ -38,6 +38,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from api.records import VISIT, VISITS
 from app.config import Config
 from app.pages import add_pages
 from app.placement import Placement, ServerFull
@@ -177,9 +178,9 @@ class Front:
         app.router.add_get("/readyz", readyz)
         app.router.add_get("/metrics", metrics)
         app.router.add_get("/ws", self.websocket)
-        app.router.add_get("/api/visits", self.live_visits)
-        app.router.add_route("*", "/api/visits/{visit}", self.proxy)
-        app.router.add_route("*", "/api/visits/{visit}/{rest:.*}", self.proxy)
+        app.router.add_get(VISITS, self.live_visits)
+        app.router.add_route("*", VISIT, self.proxy)
+        app.router.add_route("*", VISIT + "/{rest:.*}", self.proxy)
         # Recordings: one worker answers (media tickets are signed per process).
         app.router.add_route("*", "/api/recordings", self.proxy)
         app.router.add_route("*", "/api/recordings/{rest:.*}", self.proxy)
@@ -215,7 +216,7 @@ class Front:
         http = await self._session()
         visits: list[Any] = []
         for worker in self.workers:
-            async with http.get(worker.url + "/api/visits", headers={
+            async with http.get(worker.url + VISITS, headers={
                     "Authorization": request.headers.get("Authorization", "")}) as up:
                 data = await up.json()
                 if up.status != 200:
