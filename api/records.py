@@ -19,6 +19,10 @@ from records.refusals import RefusalAudit
 from records.visits import VisitRecords
 from sfu.rooms import Rooms
 
+VISITS = "/api/visits"  # the live visits; the routes below act on one of them
+VISIT = VISITS + "/{visit}"
+PARTICIPANT = VISIT + "/participants/{sub}"
+
 
 class Api:
     def __init__(self, verifier: TokenVerifier, rooms: Rooms, records: VisitRecords,
@@ -41,12 +45,12 @@ class Api:
 
     def routes(self) -> list[web.RouteDef]:
         return [
-            web.get("/api/visits", self.live_visits),
-            web.get("/api/visits/{visit}", self.visit),
-            web.post("/api/visits/{visit}/cancel", self.cancel),
-            web.post("/api/visits/{visit}/end", self.end),
-            web.post("/api/visits/{visit}/participants/{sub}/revoke", self.revoke),
-            web.post("/api/visits/{visit}/participants/{sub}/mute", self.mute),
+            web.get(VISITS, self.live_visits),
+            web.get(VISIT, self.visit),
+            web.post(VISIT + "/cancel", self.cancel),
+            web.post(VISIT + "/end", self.end),
+            web.post(PARTICIPANT + "/revoke", self.revoke),
+            web.post(PARTICIPANT + "/mute", self.mute),
         ]
 
     async def live_visits(self, request: web.Request) -> web.Response:

@@ -38,9 +38,11 @@ from prometheus_client import (
     generate_latest,
 )
 
+from api.records import VISIT, VISITS
 from app.config import Config
+from app.pages import add_pages
 from app.placement import Placement, ServerFull
-from app.server import WEB_DIR, add_security_headers, key_store, refusal_audit
+from app.server import add_security_headers, key_store, refusal_audit
 from app.workers import Worker, start_workers, stop_workers
 from auth.tokens import TOKEN_REFUSALS, VISIT_ROLES, TokenError, TokenVerifier
 from records import store as sqlite_store
@@ -137,12 +139,6 @@ class Front:
         app = web.Application()
         app.on_response_prepare.append(add_security_headers)
 
-        async def page(request: web.Request) -> web.FileResponse:
-            return web.FileResponse(WEB_DIR / request.match_info.route.name.split(":")[1])
-
-        async def index(request: web.Request) -> web.Response:
-            raise web.HTTPFound("/join")
-
         async def healthz(request: web.Request) -> web.Response:
             return web.json_response({"status": "ok", "workers": len(self.workers)})
 
@@ -177,17 +173,14 @@ class Front:
         app.on_startup.append(watch)
         app.on_shutdown.append(unwatch)
         app.on_cleanup.append(close)
-        app.router.add_get("/", index)
-        for name in ("join", "officer", "compliance"):
-            app.router.add_get(f"/{name}", page, name=f"page:{name}.html")
-        app.router.add_static("/static/", WEB_DIR / "static")
+        add_pages(app)
         app.router.add_get("/healthz", healthz)
         app.router.add_get("/readyz", readyz)
         app.router.add_get("/metrics", metrics)
         app.router.add_get("/ws", self.websocket)
-        app.router.add_get("/api/visits", self.live_visits)
-        app.router.add_route("*", "/api/visits/{visit}", self.proxy)
-        app.router.add_route("*", "/api/visits/{visit}/{rest:.*}", self.proxy)
+        app.router.add_get(VISITS, self.live_visits)
+        app.router.add_route("*", VISIT, self.proxy)
+        app.router.add_route("*", VISIT + "/{rest:.*}", self.proxy)
         # Recordings: one worker answers (media tickets are signed per process).
         app.router.add_route("*", "/api/recordings", self.proxy)
         app.router.add_route("*", "/api/recordings/{rest:.*}", self.proxy)
@@ -223,7 +216,7 @@ class Front:
         http = await self._session()
         visits: list[Any] = []
         for worker in self.workers:
-            async with http.get(worker.url + "/api/visits", headers={
+            async with http.get(worker.url + VISITS, headers={
                     "Authorization": request.headers.get("Authorization", "")}) as up:
                 data = await up.json()
                 if up.status != 200:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import logging
 import time
-from pathlib import Path
 
 from aiohttp import web
 from aiortc import RTCIceServer
@@ -16,6 +14,7 @@ from api.compliance import Compliance
 from api.records import Api
 from app import health
 from app.config import Config
+from app.pages import add_pages
 from auth.jti_memory import JtiMemory
 from auth.keys import (
     DEVELOPMENT_KEY_TRUSTED,
@@ -43,8 +42,6 @@ from signaling.session import Session
 from visit.lifecycle import Policy
 
 log = logging.getLogger(__name__)
-
-WEB_DIR = Path(importlib.util.find_spec("web").origin).resolve().parent  # type: ignore[arg-type,union-attr]
 
 # Pages never send the token anywhere but the WebSocket; keep it out of referrers too.
 # connect-src 'self' covers the page's own ws:/wss: origin (CSP Level 3), and no page
@@ -158,9 +155,6 @@ def create_app(config: Config) -> web.Application:
     app[CONFIG_KEY] = config
     app[ROOMS_KEY] = rooms
 
-    async def page(request: web.Request) -> web.FileResponse:
-        return web.FileResponse(WEB_DIR / request.match_info.route.name.split(":")[1])
-
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
@@ -212,14 +206,8 @@ def create_app(config: Config) -> web.Application:
     app.on_startup.append(start_background)
     app.on_shutdown.append(close_rooms)
     app.on_cleanup.append(close_resources)
-    async def index(request: web.Request) -> web.Response:
-        raise web.HTTPFound("/join")
-
-    app.router.add_get("/", index)
-    app.router.add_get("/join", page, name="page:join.html")
-    app.router.add_get("/officer", page, name="page:officer.html")
+    add_pages(app)
     app.router.add_routes(Api(verifier, rooms, records, refusals).routes())
-    app.router.add_get("/compliance", page, name="page:compliance.html")
     app.router.add_routes(Compliance(verifier, archive, audit, config.recordings_dir,
                                      lambda: recording_key.public_pem,
                                      refusals=refusals).routes())
@@ -227,7 +215,6 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
-    app.router.add_static("/static/", WEB_DIR / "static")
     return app
 
 

@@ -24,7 +24,7 @@ from sfu.watchdog import MediaWatch
 from visit import actions as act
 from visit.actions import Action
 from visit.clock import STEADY
-from visit.lifecycle import Ending, Policy, Started, State
+from visit.lifecycle import Ending, MediaHeld, Policy, Started, State
 from visit.members import Member
 from visit.room import RoomCore, RoomObserver, VisitInfo
 from visit.roster import Identity
@@ -204,8 +204,8 @@ class Room:
             self._open_peer(action)
         elif isinstance(action, act.Feed):
             self._feed(action)
-        elif isinstance(action, act.Gate):
-            self._gate(action.open)
+        elif isinstance(action, MediaHeld):
+            self._gate(not action.held)
         elif isinstance(action, act.Mute):
             forwarder = self._forwarder(action.conn, "audio")
             if forwarder is not None:

@@ -13,6 +13,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import WSMessage, WSMsgType, web
@@ -166,18 +167,17 @@ def _parse(data: str, max_bytes: int) -> dict[str, Any] | None:
     return message
 
 
+@dataclass(frozen=True)
 class Session:
-    def __init__(self, verifier: TokenVerifier, rooms: Rooms, records: VisitRecords,
-                 recording_available: Callable[[], bool],
-                 refusals: RefusalAudit, turn: TurnConfig | None = None,
-                 max_message_bytes: int = MAX_MESSAGE_BYTES) -> None:
-        self._turn = turn
-        self._refusals = refusals
-        self._max_bytes = max_message_bytes
-        self._verifier = verifier
-        self._rooms = rooms
-        self._records = records
-        self._recording_available = recording_available
+    """What every page's WebSocket session needs of the server; ``run`` serves one."""
+
+    verifier: TokenVerifier
+    rooms: Rooms
+    records: VisitRecords
+    recording_available: Callable[[], bool]
+    refusals: RefusalAudit
+    turn: TurnConfig | None = None
+    max_message_bytes: int = MAX_MESSAGE_BYTES
 
     def _audit_refusal(self, code: str, claims: Claims | None, visit: object,
                        action: str, source: str) -> None:
@@ -187,27 +187,28 @@ class Session:
             TOKEN_REFUSALS.labels(code).inc()
         named = visit if isinstance(visit, str) else None
         if claims is None:
-            self._refusals.anonymous(source=source, action=action, code=code, visit=named)
+            self.refusals.anonymous(source=source, action=action, code=code, visit=named)
         else:
-            self._refusals.identified(action=action, code=code, actor=claims.sub,
-                                      role=claims.role, visit=named)
+            self.refusals.identified(action=action, code=code, actor=claims.sub,
+                                     role=claims.role, visit=named)
 
     async def run(self, request: web.Request) -> web.WebSocketResponse:
         # Up to a few times the limit a page is told bad_message; past that, reading the
         # message at all would waste memory, so aiohttp closes the socket (1009).
         ws = web.WebSocketResponse(heartbeat=10.0,
-                                   max_msg_size=READ_CAP_FACTOR * self._max_bytes)
+                                   max_msg_size=READ_CAP_FACTOR * self.max_message_bytes)
         await ws.prepare(request)
         first = await first_message(ws)
         if first is None:
             return ws
-        message = _parse(first.data, self._max_bytes) if first.type == WSMsgType.TEXT else None
+        message = (_parse(first.data, self.max_message_bytes)
+                   if first.type == WSMsgType.TEXT else None)
         if (message is None or message["type"] not in ("join", "monitor")
                 or not isinstance(message.get("token"), str)):
             await refuse(ws, "bad_message", "The first message must be a join with a token.")
             return ws
-        source = self._refusals.source(request.remote,
-                                       request.headers.get("X-Forwarded-For", ""))
+        source = self.refusals.source(request.remote,
+                                      request.headers.get("X-Forwarded-For", ""))
         if message["type"] == "monitor":
             await self._monitor(ws, message, request.transport, source)
         else:
@@ -219,7 +220,7 @@ class Session:
         expected = message.get("visit")
         try:
             # Every role is verified, so that a staff token is refused with a known sub.
-            claims = await self._verifier.verify(
+            claims = await self.verifier.verify(
                 message["token"], now=time.time(),
                 visit_id=expected if isinstance(expected, str) else None)
             if claims.role not in VISIT_ROLES:
@@ -236,17 +237,17 @@ class Session:
                           claims.visit.privileged)
         try:
             stored = self._check_booking(visit.id, claims.sub)
-            if (self._rooms.get(visit.id) is None and not (stored or visit).privileged
-                    and not await asyncio.to_thread(self._recording_available)):
+            if (self.rooms.get(visit.id) is None and not (stored or visit).privileged
+                    and not await asyncio.to_thread(self.recording_available)):
                 raise Refused("recording_unavailable",
                               "recording is not possible now (recordings volume nearly full)")
-            room = self._rooms.open(visit, stored)
+            room = self.rooms.open(visit, stored)
         except (RosterError, Refused) as exc:
             log.info("join refused", extra={"code": exc.code, "visit": visit.id})
             self._audit_refusal(exc.code, claims, visit.id, "join", source)
             await refuse(ws, exc.code, exc.message)
             return
-        connection = WsConnection(ws, transport, offer_hook(self._turn, claims.sub))
+        connection = WsConnection(ws, transport, offer_hook(self.turn, claims.sub))
         cause = "disconnected"
         try:
             try:
@@ -272,12 +273,12 @@ class Session:
         The stored booking (the visit's slot and privilege as first opened, kept across a
         restart) is what a token must match: see ``Rooms.open``.
         """
-        row = self._records.store.visit(visit_id)
+        row = self.records.store.visit(visit_id)
         if row is not None and row.state == "ended":
             if row.cause == "cancelled":
                 raise Refused("cancelled", "this visit was cancelled")
             raise Refused("visit_ended", "this visit has ended")
-        if self._records.store.revoked(visit_id, sub):
+        if self.records.store.revoked(visit_id, sub):
             raise Refused("revoked", "this participant's access to the visit was withdrawn")
         if row is None or row.starts_at is None or row.ends_at is None:
             return None
@@ -287,7 +288,7 @@ class Session:
                        transport: asyncio.Transport | None, source: str) -> None:
         visit_id = message.get("visit")
         try:
-            claims = await self._verifier.verify(message["token"], now=time.time())
+            claims = await self.verifier.verify(message["token"], now=time.time())
             if claims.role != "officer":
                 self._audit_refusal("wrong_role", claims, visit_id, "monitor_start", source)
                 await refuse(ws, "wrong_role", f"Role {claims.role!r} is not allowed here.")
@@ -296,8 +297,8 @@ class Session:
             self._audit_refusal(exc.code, None, visit_id, "monitor_start", source)
             await refuse(ws, exc.code, exc.message)
             return
-        room = self._rooms.get(visit_id) if isinstance(visit_id, str) else None
-        connection = WsConnection(ws, transport, offer_hook(self._turn, claims.sub))
+        room = self.rooms.get(visit_id) if isinstance(visit_id, str) else None
+        connection = WsConnection(ws, transport, offer_hook(self.turn, claims.sub))
         try:
             try:
                 if room is None:
@@ -308,7 +309,7 @@ class Session:
                 connection.stop()
                 await refuse(ws, exc.code, exc.message)
                 return
-            audit = self._records.audit
+            audit = self.records.audit
             audit.record(action="monitor_start", actor=claims.sub, role=claims.role,
                          visit=room.visit.id, now=time.time())
             try:
@@ -326,7 +327,7 @@ class Session:
         async for msg in ws:
             if msg.type != WSMsgType.TEXT:
                 continue
-            message = _parse(msg.data, self._max_bytes)
+            message = _parse(msg.data, self.max_message_bytes)
             try:
                 if message is None:
                     raise RosterError("bad_message", "The message could not be understood.")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from visit.lifecycle import Ending, Started
+from visit.lifecycle import Ending, MediaHeld, Started
 from visit.members import Conn, Member, Message
 
 
@@ -52,13 +52,6 @@ class Feed:
     subscriber: Conn
     slot: int
     enabled: bool
-
-
-@dataclass(frozen=True)
-class Gate:
-    """The media gate: forwarding between parties (and recording) only while open."""
-
-    open: bool
 
 
 @dataclass(frozen=True)
@@ -131,6 +124,6 @@ class ParticipantBack:
     at: float
 
 
-Action = (Send | Close | OpenPeer | ClosePeer | Feed | Gate | Mute | Record | RequestKeyframe
-          | RefreshPictures | Started | ParticipantJoined | ParticipantLeft | ParticipantLost
-          | ParticipantBack | Ending)
+Action = (Send | Close | OpenPeer | ClosePeer | Feed | MediaHeld | Mute | Record
+          | RequestKeyframe | RefreshPictures | Started | ParticipantJoined | ParticipantLeft
+          | ParticipantLost | ParticipantBack | Ending)

@@ -304,8 +304,8 @@ class RoomCore:
     def _handle(self, events: list[Event]) -> list[act.Action]:
         actions: list[act.Action] = []
         for event in events:
-            if isinstance(event, MediaHeld):
-                actions.append(act.Gate(self.lifecycle.media_allowed))
+            if isinstance(event, MediaHeld):  # the gate as it stands after these events
+                actions.append(MediaHeld(not self.lifecycle.media_allowed))
             elif isinstance(event, Started):
                 actions.append(event)
                 actions += self._broadcast({"type": "visit_started"})

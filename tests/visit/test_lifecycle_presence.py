@@ -188,6 +188,15 @@ def test_the_all_left_grace_only_counts_live_time() -> None:
     assert lc.connected(MUM, START + GRACE - 1) == []
 
 
+def test_the_last_disconnect_while_ending_does_not_start_an_all_left() -> None:
+    lc = live_visit(INMATE)
+    lc.end("recording_failed", START + 50)
+    assert lc.disconnected(INMATE, START + 51) == []
+    assert lc.tick(START + 51 + GRACE) == []
+    assert lc.cause == "recording_failed"
+    assert lc.next_deadline() is None
+
+
 def test_a_join_after_the_all_left_deadline_is_refused_even_if_the_tick_is_late() -> None:
     lc = live_visit(INMATE)
     lc.disconnected(INMATE, START + 100)

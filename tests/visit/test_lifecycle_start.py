@@ -109,6 +109,12 @@ def test_the_early_entry_window_is_configurable() -> None:
     assert lc0.connected(MUM, START) == [Started(START), MediaHeld(False)]
 
 
+def test_a_join_refused_as_too_early_leaves_a_late_joiner_fine() -> None:
+    lc = visit()
+    assert refusal(lc, MUM, START - EARLY - 1) == "too_early"
+    assert lc.connected(MUM, START - EARLY + 1) == []
+
+
 def test_a_tick_in_the_waiting_room_never_warns_or_ends() -> None:
     lc = visit()
     lc.connected(MUM, START - 300)

@@ -16,7 +16,6 @@ from visit.actions import (
     Close,
     ClosePeer,
     Feed,
-    Gate,
     Mute,
     OpenPeer,
     ParticipantBack,
@@ -28,7 +27,7 @@ from visit.actions import (
     RequestKeyframe,
     Send,
 )
-from visit.lifecycle import Ending, Policy, Refused, Started
+from visit.lifecycle import Ending, MediaHeld, Policy, Refused, Started
 from visit.room import RoomCore, VisitInfo
 from visit.roster import Identity, RosterError
 
@@ -199,7 +198,7 @@ def test_the_gate_opens_at_the_booked_start_and_everyone_hears_it() -> None:
     seat(core, MUM, "b", START - 60)
     assert core.tick(START - 1) == []
     actions = core.tick(START)
-    assert of(actions, Gate) == [Gate(True)]
+    assert of(actions, MediaHeld) == [MediaHeld(False)]
     assert of(actions, Started) == [Started(START)]
     assert types(actions, "a") == types(actions, "b") == ["visit_started"]
     assert core.next_deadline() == END - 300
@@ -213,7 +212,7 @@ def test_warnings_then_slot_end_close_everyone_and_end_the_visit() -> None:
     assert sent(warn, "a") == [{"type": "warning", "remaining_s": 300}]
     assert sent(core.tick(END - 60), "b") == [{"type": "warning", "remaining_s": 60}]
     end = core.tick(END + 0.4)
-    assert of(end, Gate) == [Gate(False)]
+    assert of(end, MediaHeld) == [MediaHeld(True)]
     assert sent(end, "a") == [{"type": "ended", "cause": "slot_ended", "reason": ""}]
     assert {a.conn for a in of(end, Close)} == {"a", "b", "o"}
     assert all(a.code == "ended" for a in of(end, Close))
@@ -309,7 +308,7 @@ def test_a_subscriber_that_connects_asks_its_publishers_for_a_picture() -> None:
     core = room()
     core.join(INMATE, "a", START)
     assert core.connected("a", START) == [RefreshPictures("a"), Started(START),
-                                          Gate(True)]
+                                          MediaHeld(False)]
     assert core.connected("gone", START) == []
 
 
