@@ -153,8 +153,8 @@ class Anchorer:
             while not self._stopping.is_set():
                 try:
                     delay = await self._step(session)
-                except sqlite3.Error:
-                    log.exception("audit anchoring: database unavailable")
+                except Exception:  # a busy database or a bug: anchoring must go on
+                    log.exception("audit anchoring failed")
                     delay = self._pacing.max_backoff_s
                 try:
                     await asyncio.wait_for(self._stopping.wait(), delay)

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from rfc3161_client import (
+    HashAlgorithm,
     TimestampRequestBuilder,
     VerificationError,
     VerifierBuilder,
@@ -24,7 +24,7 @@ CONTENT_TYPE = "application/timestamp-query"
 
 def request(data: bytes) -> TimeStampRequest:
     """A time-stamp request for ``data``; send ``.as_bytes()`` to the authority."""
-    return (TimestampRequestBuilder().data(data).hash_algorithm(hashes.SHA256())
+    return (TimestampRequestBuilder().data(data).hash_algorithm(HashAlgorithm.SHA256)
             .nonce(nonce=True).cert_request(cert_request=True).build())
 
 
