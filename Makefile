@@ -25,7 +25,7 @@ run: $(VENV)/.base
 
 # Debian packages the tests drive for real (Chromium for browser tests, Prometheus and
 # promtool for the monitoring files, coturn for TURN, jq and openssl for the export's
-# hand check), without recommends.
+# hand check, openssl also as the tests' RFC 3161 time-stamp authority), without recommends.
 system-packages:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -20,7 +20,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -90,13 +90,15 @@ class Compliance:
     def __init__(self, verifier: TokenVerifier, archive: Archive, audit: AuditLog,
                  recordings_dir: Path, recording_public_pem: Callable[[], bytes], *,
                  refusals: RefusalAudit, clock: Callable[[], float] = time.time,
-                 ticket_ttl_s: float = TICKET_TTL_S) -> None:
+                 ticket_ttl_s: float = TICKET_TTL_S,
+                 anchors: Callable[[str], Mapping[str, bytes]] = lambda visit: {}) -> None:
         self._bearer = Bearer(verifier, refusals, subject="participant", clock=clock)
         self._archive = archive
         self._audit_log = audit
         self._recordings_dir = Path(recordings_dir)
         self._public_pem = recording_public_pem
         self._clock = clock
+        self._anchors = anchors  # time-stamped checkpoints holding a visit's seal
         self._tickets = MediaTickets(clock=clock, ttl_s=ticket_ttl_s)
 
     def routes(self) -> list[web.RouteDef]:
@@ -322,7 +324,8 @@ class Compliance:
         try:
             try:
                 out = await asyncio.to_thread(export_visit, self._folder(visit), public_pem,
-                                              workdir / name, custody, row.get("seal"), finals)
+                                              workdir / name, custody, row.get("seal"), finals,
+                                              self._anchors(visit))
                 digest, size = await asyncio.to_thread(_digest, Path(out))
             except Exception as exc:
                 self._audit(claims, "recording_export", visit, outcome="error",

@@ -153,13 +153,22 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
+    from app.anchors import check_anchors
+
     config = load(args.config)
-    result = verify_file(args.db or config.database)
-    if result.ok:
-        print(f"audit log intact: {result.checked} entries verified")
-        return 0
-    print(f"AUDIT LOG TAMPERED: {result.problem}", file=sys.stderr)
-    return 1
+    path = args.db or config.database
+    result = verify_file(path)
+    if not result.ok:
+        print(f"AUDIT LOG TAMPERED: {result.problem}", file=sys.stderr)
+        return 1
+    anchored = check_anchors(path, config, args.tsa_ca)
+    if anchored.exit_code:
+        print(anchored.text, file=sys.stderr)
+        return anchored.exit_code
+    print(f"audit log intact: {result.checked} entries verified")
+    if anchored.text:
+        print(anchored.text)
+    return 0
 
 
 def _recording_files(config: Config, visit: str) -> tuple[Path, bytes, str | None]:
@@ -215,11 +224,13 @@ def _recordings_export(args: argparse.Namespace) -> int:
     finals = sorted((folder / "final").glob("*.*")) if (folder / "final").is_dir() else []
     custody = [{"action": "export", "actor": os.environ.get("USER", "operator"),
                 "role": "operator", "at": time.time(), "via": "visitbridge recordings export"}]
-    path = export_visit(folder, public, args.out, custody, seal, finals)
+    from recorder.anchored import visit_anchors
     from records import store
     from records.audit import AuditLog
 
     db = store.connect(config.database)
+    path = export_visit(folder, public, args.out, custody, seal, finals,
+                        visit_anchors(db, args.visit, config.tsa_ca_file))
     AuditLog(db).record(action="recording_export", actor=custody[0]["actor"], role="operator",
                         visit=args.visit, now=time.time(),
                         detail={"via": "visitbridge recordings export", "file": str(path)})
@@ -271,6 +282,8 @@ def parser() -> argparse.ArgumentParser:
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     check = audit_sub.add_parser("verify", help="check the chain; exit 1 if tampered")
     check.add_argument("--db", type=Path, help="default: <data_dir>/visitbridge.db")
+    check.add_argument("--tsa-ca", type=Path,
+                       help="time-stamp authority root certificate(s) (default: tsa_ca_file)")
     check.set_defaults(func=_audit_verify)
 
     rec = sub.add_parser("recordings", help="verify and export visit recordings")

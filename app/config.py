@@ -72,6 +72,10 @@ class Config:
     turn_urls: tuple[str, ...] = ()  # TURN URLs for browsers, e.g. turn:host:3478?transport=udp
     turn_secret: str = ""  # coturn static-auth-secret: per-join TURN REST credentials
     turn_ttl_s: int = 3600  # how long handed-out TURN credentials stay valid
+    tsa_url: str = ""  # RFC 3161 time-stamp authority for audit checkpoints ("" = none)
+    tsa_ca_file: Path | None = None  # the authority's root certificate(s), PEM
+    anchor_interval_s: int = 3600  # a checkpoint at least this often while the log moves
+    tsa_max_backoff_s: int = 300  # longest wait between attempts while the authority fails
 
     @property
     def keys_dir(self) -> Path:
@@ -206,3 +210,10 @@ def _validate(c: Config) -> None:
         raise ConfigError("audit_refusal_field_chars: must be at least 16")
     if c.turn_ttl_s <= 0:
         raise ConfigError("turn_ttl_s: must be a positive number of seconds")
+    if c.tsa_url and not c.tsa_url.startswith(("http://", "https://")):
+        raise ConfigError("tsa_url: must be an http:// or https:// URL")
+    if c.tsa_url and c.tsa_ca_file is None:
+        raise ConfigError("tsa_ca_file: must be set when tsa_url is set (tokens are checked "
+                          "against it)")
+    if c.anchor_interval_s < 1 or c.tsa_max_backoff_s < 1:
+        raise ConfigError("anchor_interval_s and tsa_max_backoff_s: must be at least 1")

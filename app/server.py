@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 
 from aiohttp import web
@@ -24,13 +25,16 @@ from auth.keys import (
     development_keys,
 )
 from auth.tokens import KeyStore, TokenVerifier
+from recorder.anchored import visit_anchors
 from recorder.retention import RetentionJob
 from recorder.session import Recordings
-from recorder.signing import load_or_create
+from recorder.signing import RecordingKey, load_or_create
 from records import store as sqlite_store
+from records.anchoring import Anchorer, AnchorPacing
 from records.archive import Archive
 from records.audit import AuditLog
 from records.refusals import RefusalAudit, RefusalLimits
+from records.timestamp import load_roots
 from records.visits import VisitRecords
 from records.webhooks import Outbox, Pacing, WebhookSender
 from sfu import aiortc_glue
@@ -122,6 +126,7 @@ def create_app(config: Config) -> web.Application:
     keys_dir = config.data_dir / "keys"
     recording_key = load_or_create(keys_dir / "recording.private.pem",
                                    keys_dir / "recording.public.pem")
+    anchorer = anchorer_for(config, db, recording_key) if first else None
     archive = Archive(db)
     recordings = Recordings(config.recordings_dir, recording_key, archive, store, audit,
                             segment_s=config.segment_s)
@@ -182,6 +187,8 @@ def create_app(config: Config) -> web.Application:
                 log.warning("recordings recovered after a crash", extra={"visits": recovered})
             records.close_stale(now)
             retention_job.start()
+            if anchorer is not None:
+                anchorer.start()
         if sender is not None:
             sender.start()
         background.append(asyncio.ensure_future(health.watch(config.recordings_dir)))
@@ -198,6 +205,8 @@ def create_app(config: Config) -> web.Application:
             await close()
         await retention_job.close()
         await recordings.close()
+        if anchorer is not None:  # after the last seals
+            await anchorer.close(drain_s=SHUTDOWN_DRAIN_S)
         if sender is not None:
             await sender.close(drain_s=SHUTDOWN_DRAIN_S)
         refusals.close()
@@ -210,12 +219,24 @@ def create_app(config: Config) -> web.Application:
     app.router.add_routes(Api(verifier, rooms, records, refusals).routes())
     app.router.add_routes(Compliance(verifier, archive, audit, config.recordings_dir,
                                      lambda: recording_key.public_pem,
-                                     refusals=refusals).routes())
+                                     refusals=refusals,
+                                     anchors=lambda visit: visit_anchors(
+                                         db, visit, config.tsa_ca_file)).routes())
     app.router.add_get("/ws", session.run)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     return app
+
+
+def anchorer_for(config: Config, db: sqlite3.Connection, key: RecordingKey) -> Anchorer | None:
+    """The job that time-stamps audit checkpoints; None when no authority is configured."""
+    if not config.tsa_url or config.tsa_ca_file is None:
+        return None
+    roots = load_roots(config.tsa_ca_file.read_bytes())
+    return Anchorer(db, config.tsa_url, roots, key.sign, key.key_id,
+                    AnchorPacing(interval_s=config.anchor_interval_s,
+                                 max_backoff_s=config.tsa_max_backoff_s))
 
 
 async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:

@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from recorder.anchored import write_note
 from recorder.manifest import MANIFEST_NAME, SEGMENT_NAME, SEGMENT_TYPES
 from recorder.signing import key_id_of, load_public_key
 
@@ -119,12 +120,13 @@ def verifying_text(visit: str, key_id: str) -> str:
 
 def export_visit(visit_dir: Path, public_pem: bytes, out_zip: Path,
                  custody: Sequence[Mapping[str, Any]], seal: str | None,
-                 finals: Sequence[Path]) -> Path:
+                 finals: Sequence[Path], anchors: Mapping[str, bytes] | None = None) -> Path:
     """Write the export zip for one visit and return its path.
 
     ``custody`` is the audit entries to include (this export, prior replays, exports and
     verifications); ``seal`` the seal hash from the database (None if there is none);
-    ``finals`` the joined per-participant files for ``media/``. The zip mirrors every
+    ``finals`` the joined per-participant files for ``media/``; ``anchors`` the
+    time-stamped checkpoints holding the seal (``recorder.anchored``). The zip mirrors every
     segment file on disk (listed or not), so the export shows the same problems the
     server's copy would; it does not refuse a recording that fails verification, since
     exporting it may be exactly how that failure gets examined.
@@ -152,7 +154,10 @@ def export_visit(visit_dir: Path, public_pem: bytes, out_zip: Path,
             archive.writestr(PUBLIC_KEY_NAME, public_pem, text)
             archive.writestr(CUSTODY_NAME, json.dumps(list(custody), indent=2,
                                                       ensure_ascii=False) + "\n", text)
-            archive.writestr(VERIFYING_NAME, verifying_text(visit_dir.name, key_id), text)
+            for name, data in (anchors or {}).items():
+                archive.writestr(name, data, text)
+            archive.writestr(VERIFYING_NAME, verifying_text(visit_dir.name, key_id)
+                             + write_note(anchors or {}, visit_dir.name), text)
         with open(partial, "rb") as file:
             os.fsync(file.fileno())
         os.replace(partial, out_zip)

@@ -10,9 +10,9 @@ the file who drops the triggers first.
 Cutting off the newest rows leaves a chain that is still valid, so the head (last seq
 and hash) is also kept in the one-row table ``audit_head``, written in the same
 transaction, and ``verify`` compares the two. An attacker who truncates the log and
-also rewrites the head still goes unnoticed, so the head should also be copied
-somewhere the server cannot change (for example logged to syslog or the records system
-on each write or periodically); ``verify`` checks the file against itself only.
+also rewrites the head still goes unnoticed by ``verify``, which checks the file
+against itself only: ``records.anchoring`` copies the head into checkpoints time-stamped
+by an authority outside the server, which ``visitbridge audit verify`` also checks.
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ to ``MIGRATIONS``, one SQL statement per string, plus a test that upgrades a dat
 from the version before. Never edit, renumber or remove a migration that has shipped:
 databases in the field have applied it and will not run it again. Keep statements plain
 SQL (types TEXT, INTEGER, REAL; no SQLite-only syntax where a portable form exists), as
-a PostgreSQL backend is meant to apply this same list; the triggers of migration 1 are
-the exception and need a translation there.
+a PostgreSQL backend is meant to apply this same list; the triggers of migrations 1 and
+3 are the exception and need a translation there.
 
 Releases before this list had no migrations: each module ran ``CREATE ... IF NOT
 EXISTS`` for its own tables. Migration 1 is exactly those statements, so a database from
@@ -144,6 +144,29 @@ BEGIN SELECT RAISE(ABORT, 'audit head only advances to the newest entry'); END""
         "WHERE delivered_at IS NULL AND dead_at IS NULL",
         "CREATE INDEX outbox_delivered ON outbox (delivered_at) "
         "WHERE delivered_at IS NOT NULL",
+    )),
+    Migration(3, "time-stamped checkpoints of the audit head and of recording seals "
+                 "(records.anchoring), append-only like the audit log", (
+        """CREATE TABLE checkpoints (
+    n INTEGER PRIMARY KEY,
+    hash TEXT NOT NULL UNIQUE,
+    data TEXT NOT NULL,
+    sig TEXT NOT NULL,
+    token TEXT NOT NULL,
+    token_time TEXT NOT NULL,
+    audit_seq INTEGER NOT NULL,
+    created_at REAL NOT NULL
+)""",
+        """CREATE TABLE checkpoint_seals (
+    visit TEXT NOT NULL,
+    seal TEXT NOT NULL,
+    n INTEGER NOT NULL REFERENCES checkpoints (n),
+    PRIMARY KEY (visit, seal)
+)""",
+        """CREATE TRIGGER checkpoints_no_update BEFORE UPDATE ON checkpoints
+BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only: UPDATE refused'); END""",
+        """CREATE TRIGGER checkpoints_no_delete BEFORE DELETE ON checkpoints
+BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only: DELETE refused'); END""",
     )),
 )
 

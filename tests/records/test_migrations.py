@@ -94,7 +94,7 @@ def test_migration_2_keeps_pending_webhooks_and_lets_them_be_dead_lettered(
     db.execute("INSERT INTO outbox (id, type, created_at, body, next_attempt_at) "
                "VALUES ('e1', 'visit.started', ?, '{}', ?), ('e2', 'visit.ended', ?, '{}', ?)",
                (T0, T0, T0, T0))
-    assert migrate(db) == 2
+    assert migrate(db, MIGRATIONS[:2]) == 2
     outbox = Outbox(db)
     event = outbox.next_pending()
     assert event is not None and (event.id, event.rejections) == ("e1", 0)
