@@ -187,7 +187,8 @@ def create_app(config: Config) -> web.Application:
             retention_job.start()
         if sender is not None:
             sender.start()
-        background.append(asyncio.ensure_future(health.watch(config.recordings_dir)))
+        background.append(asyncio.ensure_future(
+            health.watch(config.recordings_dir, config.recordings_min_free_mb << 20)))
 
     async def close_rooms(app: web.Application) -> None:
         for room in rooms:
