@@ -47,7 +47,7 @@ async def join_with_an_unpublished_key(server: Server) -> None:
 
 def panel_exprs() -> list[tuple[str, str]]:
     board = json.loads((DEPLOY / "grafana" / "visitbridge.json").read_text())
-    return [(p["title"], t["expr"].replace('{instance=~"$instance"}', ""))
+    return [(p["title"], t["expr"].replace('instance=~"$instance"', ""))
             for p in board["panels"] if p.get("title") in NEW_PANELS for t in p["targets"]]
 
 
@@ -106,7 +106,13 @@ async def check(http: aiohttp.ClientSession, prom: Prometheus) -> None:
     for name in ("visitbridge_codec_instances_total", "visitbridge_decoder_feeds_total"):
         assert [float(r["value"][1]) for r in await query(name)] == [0.0], name
 
-    # Every new panel query returns series (as Grafana asks: a range).
+    # Every new panel query returns series (as Grafana asks: a range, once scraped a few
+    # times).
+    async def scraped() -> bool:
+        counts = await query('count_over_time(up{job="visitbridge"}[1m])')
+        return bool(counts) and float(counts[0]["value"][1]) >= 5
+
+    await until(scraped, 30, "5 scrapes")
     now = time.time()
     for title, expr in panel_exprs():
         body = await api(http, prom, "/api/v1/query_range", query=expr,
