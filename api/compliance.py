@@ -5,6 +5,9 @@ release is written to the audit log with the token's ``sub`` as actor; every ref
 call is audited too (api.bearer). Errors answer ``{"error": code, "message": ...}``
 (api.errors).
 
+Legal holds are released one at a time, each for a stated reason (the path names the
+hold: ``DELETE .../hold/{hold}`` or ``POST .../hold/{hold}/release``).
+
 Replay: the details (and tickets) endpoints hand out a media ticket (api.replay) in a
 cookie scoped to the visit's media, so that a player needs neither a bearer token nor a
 ticket in the URL; each final file's replay is audited once, when the ticket is issued.
@@ -44,7 +47,7 @@ from api.replay import (
 )
 from auth.tokens import Claims, TokenVerifier
 from recorder.retention import visit_folder
-from records.archive import Archive, RecordingDeleted, UnknownRecording
+from records.archive import Archive, HoldReleased, RecordingDeleted, UnknownHold, UnknownRecording
 from records.audit import AuditLog
 from records.refusals import RefusalAudit
 
@@ -110,6 +113,9 @@ class Compliance:
             web.post("/api/recordings/{visit}/verify", self.verify),
             web.get("/api/recordings/{visit}/export", self.export),
             web.post("/api/recordings/{visit}/hold", self.hold),
+            web.delete("/api/recordings/{visit}/hold/{hold}", self.release),
+            web.post("/api/recordings/{visit}/hold/{hold}/release", self.release),
+            # The earlier whole-visit release: refused, naming what to send instead.
             web.delete("/api/recordings/{visit}/hold", self.release),
             web.post("/api/recordings/{visit}/hold/release", self.release),
         ]
@@ -349,7 +355,7 @@ class Compliance:
 
     async def hold(self, request: web.Request) -> web.Response:
         claims, visit, _ = await self._call(request)
-        reason = str((await json_body(request)).get("reason", "")).strip()[:500]
+        reason = await _reason(request)
         if not reason:
             return error(400, "reason_required", "say why the recording is held")
         try:
@@ -364,14 +370,28 @@ class Compliance:
 
     async def release(self, request: web.Request) -> web.Response:
         claims, visit, _ = await self._call(request)
-        reason = str((await json_body(request)).get("reason", "")).strip()[:500]
-        released = self._archive.release(visit, claims.sub, self._clock())
-        if not released:
-            return error(409, "not_on_hold", "this recording is not on hold")
+        if "hold" not in request.match_info:
+            return error(400, "hold_required", "release one hold at a time: "
+                         "DELETE /api/recordings/{visit}/hold/{hold} with a reason")
+        hold, reason = request.match_info["hold"], await _reason(request)
+        if not reason:
+            return error(400, "reason_required", "say why the hold is released")
+        try:
+            if not hold.isdecimal():
+                raise UnknownHold(hold)
+            self._archive.release(visit, int(hold), claims.sub, reason, self._clock())
+        except UnknownHold:
+            return error(404, "unknown_hold", "no hold with this id is on this recording")
+        except HoldReleased:
+            return error(409, "hold_released", "this hold was already released")
         self._audit(claims, "recording_release", visit, reason=reason,
-                    detail={"released": released})
+                    detail={"hold": int(hold)})
         return web.json_response({"visit": visit, "on_hold": self._archive.on_hold(visit),
                                   "holds": self._archive.holds(visit)})
+
+
+async def _reason(request: web.Request) -> str:
+    return str((await json_body(request)).get("reason", "")).strip()[:500]
 
 
 def _digest(path: Path) -> tuple[str, int]:

@@ -1,4 +1,5 @@
-"""Process health for ops: event-loop lag and free space on the recordings volume."""
+"""Process health for ops: event-loop lag and free space on the recordings volume
+(with the configured minimum beside it)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,11 @@ from prometheus_client import Gauge
 LOOP_LAG = Gauge("visitbridge_event_loop_lag_seconds",
                  "How late the event loop ran a 0.5 s timer (worst of the last 5 s)")
 FREE_BYTES = Gauge("visitbridge_recordings_free_bytes", "Free space on the recordings volume")
+# The configured recordings_min_free_mb, so that alerts compare free space with the
+# threshold this server refuses recorded visits at, whatever each site configured.
+MIN_FREE_BYTES = Gauge("visitbridge_recordings_min_free_bytes",
+                       "Free space below which new recorded visits are refused "
+                       "(recordings_min_free_mb)")
 
 
 def free_bytes(path: Path) -> int:
@@ -19,8 +25,12 @@ def free_bytes(path: Path) -> int:
     return shutil.disk_usage(path).free
 
 
-async def watch(recordings: Path, interval_s: float = 0.5, window: int = 10) -> None:
-    """Measure loop lag (a late timer means every visit's packets are late too)."""
+async def watch(recordings: Path, min_free_bytes: int, interval_s: float = 0.5,
+                window: int = 10) -> None:
+    """Measure loop lag (a late timer means every visit's packets are late too) and free
+    space, the first time at once: a free space of 0 would read as a full volume."""
+    MIN_FREE_BYTES.set(min_free_bytes)
+    FREE_BYTES.set(await asyncio.to_thread(free_bytes, recordings))
     lags: list[float] = []
     while True:
         start = time.monotonic()

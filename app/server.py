@@ -191,7 +191,8 @@ def create_app(config: Config) -> web.Application:
                 anchorer.start()
         if sender is not None:
             sender.start()
-        background.append(asyncio.ensure_future(health.watch(config.recordings_dir)))
+        background.append(asyncio.ensure_future(
+            health.watch(config.recordings_dir, config.recordings_min_free_mb << 20)))
 
     async def close_rooms(app: web.Application) -> None:
         for room in rooms:

@@ -33,7 +33,7 @@ from recorder.segments import RecordingError, SegmentInfo, sync_segment
 from recorder.signing import RecordingKey
 from recorder.tap import RecordingTap
 from recorder.track import BATCH_S, TrackRecorder
-from records.archive import Archive
+from records.archive import Archive, recording_length
 from records.audit import AuditLog
 from records.store import Store, connect
 from visit.tap import TapRequest
@@ -242,8 +242,9 @@ class Recordings:
     def _index_in_thread(self, visit_id: str, participant: str) -> None:
         store, archive = self._records()
         for p in store.participants(visit_id):
-            if p["sub"] == participant and p["role"] != "inmate":
-                archive.add_visitor(visit_id, p["sub"], p["name"])
+            if p["sub"] == participant:
+                index = archive.add_inmate if p["role"] == "inmate" else archive.add_visitor
+                index(visit_id, p["sub"], p["name"])
 
     def _schedule_batches(self) -> None:
         if self._batches is None:
@@ -325,7 +326,7 @@ class Recordings:
         offsets = {f.participant: round(f.offset_s, 3) for f in finals}
         assert rec.manifest is not None
         size = sum(p.stat().st_size for p in rec.folder.rglob("segment-*") if p.is_file())
-        seconds = max((f.offset_s + f.seconds for f in finals), default=0.0)
+        seconds = recording_length((f.offset_s, f.seconds) for f in finals)
         if self.archive.get(visit_id) is None:
             self.archive.started(visit_id, None, None, None, None, time.time())
         self.archive.sealed(visit_id, seal, size, seconds,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterable
 from typing import Any
 
 from records.store import dicts
@@ -31,6 +32,25 @@ class UnknownRecording(LookupError):
 
 class RecordingDeleted(Exception):
     """The recording was already deleted, so it can no longer be held."""
+
+
+class UnknownHold(LookupError):
+    """No hold with this id was placed on this visit's recording."""
+
+
+class HoldReleased(Exception):
+    """The hold was already released."""
+
+
+def recording_length(spans: Iterable[tuple[float, float]]) -> float:
+    """The length of a recording, the one definition the index, the console's list and its
+    replay timeline share: from the first recorded media of any party to the last, given
+    each party's (start on the visit timeline, seconds). Time before anyone was recorded
+    (after the booked start) is not part of it; a pause between parties is."""
+    spans = list(spans)
+    if not spans:
+        return 0.0
+    return max(start + seconds for start, seconds in spans) - min(s for s, _ in spans)
 
 
 def _like(text: str) -> str:
@@ -65,6 +85,14 @@ class Archive:
             "ends_at = COALESCE(excluded.ends_at, ends_at), state = 'recording', "
             "deleted_at = NULL",
             (visit, inmate, inmate_name, starts_at, ends_at, now))
+
+    def add_inmate(self, visit: str, sub: str, name: str) -> None:
+        """Index the visit's inmate, whenever they join (the recording may have begun with a
+        visitor alone)."""
+        cursor = self.db.execute("UPDATE recordings SET inmate = ?, inmate_name = ? "
+                                 "WHERE visit = ?", (sub, name, visit))
+        if cursor.rowcount == 0:
+            raise UnknownRecording(visit)
 
     def add_visitor(self, visit: str, sub: str, name: str) -> None:
         """Index a visitor of a recorded visit (once per ``sub``; a new name replaces)."""
@@ -155,7 +183,8 @@ class Archive:
     def holds(self, visit: str) -> list[dict[str, Any]]:
         """Every hold ever placed on the visit, oldest first, released ones included."""
         return dicts(self.db, "SELECT id, visit, placed_by, reason, placed_at, released_by, "
-                     "released_at FROM holds WHERE visit = ? ORDER BY id", (visit,))
+                     "released_at, release_reason FROM holds WHERE visit = ? ORDER BY id",
+                     (visit,))
 
     def hold(self, visit: str, by: str, reason: str, now: float) -> int:
         """Place a legal hold; returns its id. Several holds may be active at once."""
@@ -170,12 +199,18 @@ class Archive:
             (visit, by, reason, now))
         return int(cursor.lastrowid or 0)
 
-    def release(self, visit: str, by: str, now: float) -> int:
-        """Release every active hold on the visit; returns how many were released."""
+    def release(self, visit: str, hold: int, by: str, reason: str, now: float) -> None:
+        """Release one hold, for a stated reason: each hold was placed for its own reason,
+        so each is released on its own."""
         cursor = self.db.execute(
-            "UPDATE holds SET released_by = ?, released_at = ? "
-            "WHERE visit = ? AND released_at IS NULL", (by, now, visit))
-        return cursor.rowcount
+            "UPDATE holds SET released_by = ?, released_at = ?, release_reason = ? "
+            "WHERE id = ? AND visit = ? AND released_at IS NULL", (by, now, reason, hold, visit))
+        if cursor.rowcount == 1:
+            return
+        if self.db.execute("SELECT 1 FROM holds WHERE id = ? AND visit = ?",
+                           (hold, visit)).fetchone() is None:
+            raise UnknownHold(hold)
+        raise HoldReleased(hold)
 
     def on_hold(self, visit: str) -> bool:
         return self.db.execute(

@@ -168,7 +168,30 @@ BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only: UPDATE refused'); END"""
         """CREATE TRIGGER checkpoints_no_delete BEFORE DELETE ON checkpoints
 BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only: DELETE refused'); END""",
     )),
+    Migration(4, "recordings index repairs: the inmate of a recording that began before "
+                 "they joined (earlier releases indexed the inmate only when their media "
+                 "opened the recording), and lengths measured from the first recorded media "
+                 "rather than the booked start (records.archive.recording_length; the "
+                 "offsets are read with SQLite's JSON functions, as the search does)", (
+        """UPDATE recordings SET
+    inmate = (SELECT p.sub FROM participants p WHERE p.visit = recordings.visit
+              AND p.role = 'inmate' ORDER BY p.first_joined_at LIMIT 1),
+    inmate_name = (SELECT p.name FROM participants p WHERE p.visit = recordings.visit
+                   AND p.role = 'inmate' ORDER BY p.first_joined_at LIMIT 1)
+WHERE inmate IS NULL AND EXISTS (SELECT 1 FROM participants p
+                                 WHERE p.visit = recordings.visit AND p.role = 'inmate')""",
+        """UPDATE recordings SET seconds = seconds - (
+    SELECT MIN(CASE WHEN f.type = 'object'
+               THEN COALESCE(json_extract(f.value, '$.offset_s'), 0) ELSE 0 END)
+    FROM json_each(recordings.finals_json) f)
+WHERE seconds IS NOT NULL AND finals_json NOT IN ('', '{}')""",
+    )),
+    Migration(5, "the reason a legal hold was released: each hold is released on its own, "
+                 "for a stated reason (NULL for holds released before)", (
+        "ALTER TABLE holds ADD COLUMN release_reason TEXT",
+    )),
 )
+
 
 class SchemaTooNew(RuntimeError):
     """The database was migrated by a newer release; this one must not write to it."""

@@ -245,7 +245,8 @@ async def test_export_streams_a_zip_whose_custody_includes_this_export(
                                     "bytes": len(data)}
 
 
-async def test_legal_hold_is_placed_and_released_and_audited(session: Session) -> None:
+async def test_legal_holds_are_placed_and_released_one_at_a_time_for_a_reason(
+        session: Session) -> None:
     server, recording, token, since = session
     base = f"/api/recordings/{VISIT}/hold"
     status, body, _ = await call(server, "POST", base, token, {})
@@ -255,27 +256,52 @@ async def test_legal_hold_is_placed_and_released_and_audited(session: Session) -
     assert body["on_hold"] is True
     assert [(h["placed_by"], h["reason"], h["released_at"]) for h in body["holds"]] == [
         ("compliance-1", "case 2026-114", None)]
+    first = body["holds"][0]["id"]
+    status, body, _ = await call(server, "POST", base, token, {"reason": "subpoena 88"})
+    second = body["holds"][1]["id"]
     status, body, _ = await call(server, "GET", f"/api/recordings?visit={VISIT}", token)
     assert body["recordings"][0]["on_hold"] is True
-    status, body, _ = await call(server, "DELETE", base, token, {"reason": "case closed"})
+
+    # No reason, a blank one, or no hold named: refused, and nothing is released.
+    for method, path, sent, code in (
+            ("DELETE", f"{base}/{first}", None, "reason_required"),
+            ("DELETE", f"{base}/{first}", {"reason": "   "}, "reason_required"),
+            ("POST", f"{base}/{first}/release", {}, "reason_required"),
+            ("DELETE", base, {"reason": "all of them"}, "hold_required"),
+            ("POST", f"{base}/release", {"reason": "all of them"}, "hold_required")):
+        status, body, _ = await call(server, method, path, token, sent)
+        assert (status, body["error"]) == (400, code), (method, path, sent)
+    status, body, _ = await call(server, "GET", f"/api/recordings/{VISIT}", token)
+    assert [h["released_at"] for h in body["holds"]] == [None, None]
+
+    status, body, _ = await call(server, "DELETE", f"{base}/{first}", token,
+                                 {"reason": "case closed"})
+    assert (status, body["on_hold"]) == (200, True)  # the other hold still holds it
+    assert [(h["id"], h["released_by"], h["release_reason"]) for h in body["holds"]] == [
+        (first, "compliance-1", "case closed"), (second, None, None)]
+    status, body, _ = await call(server, "DELETE", f"{base}/{first}", token, {"reason": "x"})
+    assert (status, body["error"]) == (409, "hold_released")
+    for missing in (f"{base}/999999", f"{base}/abc"):
+        status, body, _ = await call(server, "DELETE", missing, token, {"reason": "x"})
+        assert (status, body["error"]) == (404, "unknown_hold"), missing
+    # The POST form, for clients that cannot send a body with DELETE.
+    status, body, _ = await call(server, "POST", f"{base}/{second}/release", token,
+                                 {"reason": "subpoena withdrawn"})
     assert (status, body["on_hold"]) == (200, False)
-    status, body, _ = await call(server, "DELETE", base, token)
-    assert (status, body["error"]) == (409, "not_on_hold")
-    # The release also has a POST form, POST .../hold/release, besides DELETE .../hold.
-    await call(server, "POST", base, token, {"reason": "subpoena 88"})
-    status, body, _ = await call(server, "POST", base + "/release", token)
-    assert (status, body["on_hold"]) == (200, False)
-    assert [h["released_by"] for h in body["holds"]] == ["compliance-1", "compliance-1"]
     status, body, _ = await call(server, "POST", "/api/recordings/nope/hold", token,
                                  {"reason": "x"})
     assert (status, body["error"]) == (404, "unknown_recording")
 
     entries = [e for e in audit_rows(recording, since) if e["action"] != "recording_search"]
-    assert [(e["action"], e["actor"], e["visit"], e["reason"]) for e in entries] == [
-        ("recording_hold", "compliance-1", VISIT, "case 2026-114"),
-        ("recording_release", "compliance-1", VISIT, "case closed"),
-        ("recording_hold", "compliance-1", VISIT, "subpoena 88"),
-        ("recording_release", "compliance-1", VISIT, "")]
+    assert [(e["action"], e["actor"], e["visit"], e["reason"], e["detail"].get("hold"))
+            for e in entries] == [
+        ("recording_hold", "compliance-1", VISIT, "case 2026-114", first),
+        ("recording_hold", "compliance-1", VISIT, "subpoena 88", second),
+        ("recording_replay", "compliance-1", VISIT, "", None),
+        ("recording_replay", "compliance-1", VISIT, "", None),
+        ("recording_verify", "compliance-1", VISIT, "", None),
+        ("recording_release", "compliance-1", VISIT, "case closed", first),
+        ("recording_release", "compliance-1", VISIT, "subpoena withdrawn", second)]
 
 
 async def test_every_compliance_action_is_in_a_valid_audit_chain(
@@ -287,8 +313,10 @@ async def test_every_compliance_action_is_in_a_valid_audit_chain(
     await call(server, "GET", f"/api/recordings/{VISIT}", token)
     await call(server, "POST", f"/api/recordings/{VISIT}/verify", token)
     await call(server, "GET", f"/api/recordings/{VISIT}/export", token)
-    await call(server, "POST", f"/api/recordings/{VISIT}/hold", token, {"reason": "r"})
-    await call(server, "DELETE", f"/api/recordings/{VISIT}/hold", token)
+    _, held, _ = await call(server, "POST", f"/api/recordings/{VISIT}/hold", token,
+                            {"reason": "r"})
+    hold = held["holds"][-1]["id"]
+    await call(server, "DELETE", f"/api/recordings/{VISIT}/hold/{hold}", token, {"reason": "q"})
     actions = {e["action"] for e in audit_rows(recording, since) if e["actor"] == "compliance-9"}
     expected = {"recording_search", "recording_replay", "recording_hold", "recording_release",
                 "recording_verify", "recording_export"}

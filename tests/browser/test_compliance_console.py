@@ -63,7 +63,9 @@ async def test_console_finds_plays_in_sync_verifies_and_holds(
         await page.get_by_label("Reason (required to place a hold)").fill("case 55")
         await page.get_by_role("button", name="Place legal hold").click()
         await page.get_by_text("On legal hold (1)").wait_for()
-        await page.get_by_role("button", name="Release hold").click()
+        await page.get_by_role("button", name="Release hold placed by compliance-ui").click()
+        await page.get_by_label("Why is it released?").fill("case 55 closed")
+        await page.get_by_role("button", name="Release this hold").click()
         await page.get_by_text("Not on hold.").wait_for()
 
         await page.get_by_role("button", name="Export with chain of custody").click()

@@ -34,7 +34,7 @@ async def test_retention_deletes_expired_folders_keeps_held_and_live_ones_and_au
     add(archive, "old-1", "i-1", "A", T0)
     add(archive, "old-2", "i-2", "B", T0 + DAY)
     add(archive, "held", "i-3", "C", T0)
-    archive.hold("held", "compliance-1", "case 7", now=T0 + 5 * DAY)
+    held = archive.hold("held", "compliance-1", "case 7", now=T0 + 5 * DAY)
     add(archive, "live", "i-4", "D", T0, seal=False)
     add(archive, "recent", "i-5", "E", now - DAY)
     add(archive, "no-files", "i-6", "F", T0)  # indexed, but its folder is already gone
@@ -65,7 +65,7 @@ async def test_retention_deletes_expired_folders_keeps_held_and_live_ones_and_au
 
     # A second run finds nothing more; releasing the hold lets the next run delete it.
     assert await run_retention(archive, recordings, 180, audit.record, now + 1) == []
-    archive.release("held", "compliance-1", now + 2)
+    archive.release("held", held, "compliance-1", "case closed", now + 2)
     assert await run_retention(archive, recordings, 180, audit.record, now + 3) == ["held"]
     assert not (recordings / "held").exists()
     assert len(audit.entries(action="recording_deleted")) == 4

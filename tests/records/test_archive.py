@@ -7,7 +7,14 @@ from typing import Any
 
 import pytest
 
-from records.archive import Archive, RecordingDeleted, UnknownRecording
+from records.archive import (
+    Archive,
+    HoldReleased,
+    RecordingDeleted,
+    UnknownHold,
+    UnknownRecording,
+    recording_length,
+)
 from tests.support.archive import DAY, T0, add
 
 
@@ -78,6 +85,28 @@ def test_visitors_are_indexed_once_and_a_restart_goes_back_to_recording(
         "recording", "inmate-1", "A", T0)
 
 
+def test_an_inmate_who_joins_after_a_visitor_is_indexed_and_found(
+        db: sqlite3.Connection) -> None:
+    archive = Archive(db)
+    # The family's media opened the recording: no inmate was known yet.
+    archive.started("v-1", None, None, T0, T0 + 1800, now=T0)
+    archive.add_visitor("v-1", "family-1", "Casey Reyes")
+    assert archive.search(inmate="jordan") == []
+    archive.add_inmate("v-1", "inmate-41", "Jordan Reyes")
+    assert [r["visit"] for r in archive.search(inmate="jordan")] == ["v-1"]
+    assert [r["visit"] for r in archive.search(inmate="INMATE-41")] == ["v-1"]
+    with pytest.raises(UnknownRecording):
+        archive.add_inmate("nope", "inmate-1", "A")
+
+
+def test_a_recording_lasts_from_its_first_media_to_its_last() -> None:
+    # Parties recorded from 95 s to 1295 s and from 100 s to 1300 s after the booked start.
+    assert recording_length([(95.0, 1200.0), (100.0, 1200.0)]) == 1205.0
+    # A pause between two parties is part of it; time before anyone was recorded is not.
+    assert recording_length([(10.0, 5.0), (60.0, 5.0)]) == 55.0
+    assert recording_length([]) == 0.0
+
+
 def test_holds_are_placed_released_and_kept_as_history(db: sqlite3.Connection) -> None:
     archive = Archive(db)
     add(archive, "v-1", "inmate-1", "A", T0)
@@ -88,13 +117,20 @@ def test_holds_are_placed_released_and_kept_as_history(db: sqlite3.Connection) -
     assert archive.on_hold("v-1")
     assert archive.get("v-1")["on_hold"] is True  # type: ignore[index]
     assert archive.search(visit="v-1")[0]["on_hold"] is True
-    assert archive.release("v-1", "compliance-3", now=T0 + 30) == 2
+    # One hold at a time: the other stays, with its own reason.
+    archive.release("v-1", first, "compliance-3", "case closed", now=T0 + 30)
+    assert archive.on_hold("v-1")
+    with pytest.raises(HoldReleased):
+        archive.release("v-1", first, "compliance-3", "again", now=T0 + 35)
+    with pytest.raises(UnknownHold):
+        archive.release("other-visit", second, "compliance-3", "wrong visit", now=T0 + 35)
+    archive.release("v-1", second, "compliance-3", "subpoena withdrawn", now=T0 + 40)
     assert not archive.on_hold("v-1")
-    assert archive.release("v-1", "compliance-3", now=T0 + 40) == 0
     history = archive.holds("v-1")
-    assert [(h["placed_by"], h["reason"], h["released_by"], h["released_at"])
-            for h in history] == [("compliance-1", "case 2026-114", "compliance-3", T0 + 30),
-                                  ("compliance-2", "subpoena 88", "compliance-3", T0 + 30)]
+    assert [(h["placed_by"], h["reason"], h["released_by"], h["released_at"],
+             h["release_reason"]) for h in history] == [
+        ("compliance-1", "case 2026-114", "compliance-3", T0 + 30, "case closed"),
+        ("compliance-2", "subpoena 88", "compliance-3", T0 + 40, "subpoena withdrawn")]
     with pytest.raises(UnknownRecording):
         archive.hold("nope", "c", "r", now=T0)
     assert archive.mark_deleted("v-1", now=T0 + 50)
@@ -111,7 +147,7 @@ def test_expired_lists_only_finished_unheld_recordings_past_retention(
     archive.sealed("old-recovered", "s", 1, 1.0, {}, now=T0 + 3600, recovered=True)
     add(archive, "old-live", "i-3", "C", T0, seal=False)
     add(archive, "old-held", "i-4", "D", T0)
-    archive.hold("old-held", "compliance-1", "litigation", now=T0 + DAY)
+    held = archive.hold("old-held", "compliance-1", "litigation", now=T0 + DAY)
     add(archive, "recent", "i-5", "E", now - 10 * DAY)
     # Retention counts from the end of the visit: ends exactly 180 days ago is not expired.
     add(archive, "boundary", "i-6", "F", now - 180 * DAY - 30 * 60)
@@ -125,5 +161,5 @@ def test_expired_lists_only_finished_unheld_recordings_past_retention(
     assert not archive.mark_deleted("old-sealed", now)  # only once
     assert archive.get("old-sealed")["state"] == "deleted"  # type: ignore[index]
     assert archive.expired(180, now) == ["old-recovered"]
-    archive.release("old-held", "compliance-1", now)
+    archive.release("old-held", held, "compliance-1", "settled", now)
     assert archive.expired(180, now) == ["old-held", "old-recovered"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 from pathlib import Path
@@ -65,7 +66,8 @@ def test_a_previous_release_database_is_adopted_keeping_its_rows(tmp_path: Path)
     db = connect(path)
     assert version(db) == MIGRATIONS[-1].version
     assert db.execute("SELECT MIN(version) FROM schema_migrations").fetchone()[0] == 1
-    changed_later = {"outbox", "outbox_pending"}  # by migration 2 (webhook dead letters)
+    # By migration 2 (webhook dead letters) and 4 (the reason a hold was released).
+    changed_later = {"outbox", "outbox_pending", "holds"}
     assert {k: v for k, v in schema(db).items() if k in old_schema.keys() - changed_later} \
         == {k: v for k, v in old_schema.items() if k not in changed_later}
     store = Store(db)
@@ -101,6 +103,41 @@ def test_migration_2_keeps_pending_webhooks_and_lets_them_be_dead_lettered(
     outbox.mark_dead("e1", "HTTP 400 Bad Request", T0 + 1)
     event = outbox.next_pending()
     assert event is not None and event.id == "e2" and outbox.depth() == 1
+
+
+def test_migrations_4_and_5_repair_the_recordings_index_of_a_version_2_database(
+        tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "v2.db", isolation_level=None)
+    migrate(db, MIGRATIONS[:2])
+    # As version 2 left them: the family's media opened both recordings, so neither
+    # knows its inmate; lengths counted from the booked start (the first media 95 s in).
+    db.executemany("INSERT INTO participants (visit, sub, name, role, first_joined_at) "
+                   "VALUES (?,?,?,?,?)", [
+                       ("v-late", "family-9", "Casey Reyes", "family", T0 + 90),
+                       ("v-late", "inmate-41", "Jordan Reyes", "inmate", T0 + 120),
+                       ("v-alone", "family-3", "Ana Silva", "family", T0)])
+    finals = json.dumps({"family-9": {"path": "final/family-9.webm", "offset_s": 95.0},
+                         "inmate-41": {"path": "final/inmate-41.webm", "offset_s": 121.5}})
+    db.execute("INSERT INTO recordings (visit, visitors_json, starts_at, state, seconds, "
+               "finals_json, created_at) VALUES ('v-late', ?, ?, 'sealed', 1300.0, ?, ?)",
+               ('[{"sub": "family-9", "name": "Casey Reyes"}]', T0, finals, T0))
+    db.execute("INSERT INTO recordings (visit, starts_at, state, seconds, finals_json, "
+               "created_at) VALUES ('v-alone', ?, 'sealed', 60.0, ?, ?)",
+               (T0, '{"family-3": "final/family-3.webm"}', T0))
+    db.execute("INSERT INTO holds (visit, placed_by, reason, placed_at, released_by, "
+               "released_at) VALUES ('v-late', 'c-1', 'case 9', ?, 'c-1', ?)", (T0, T0 + 9))
+
+    assert migrate(db) == MIGRATIONS[-1].version
+    db.row_factory = sqlite3.Row
+    archive = Archive(db)
+    assert [r["visit"] for r in archive.search(inmate="jordan")] == ["v-late"]
+    late, alone = archive.get("v-late"), archive.get("v-alone")
+    assert late is not None and alone is not None
+    assert (late["inmate"], late["inmate_name"], late["seconds"]) == (
+        "inmate-41", "Jordan Reyes", 1205.0)
+    # No inmate ever joined: nothing to repair; a file at offset 0 keeps its length.
+    assert (alone["inmate"], alone["seconds"]) == (None, 60.0)
+    assert [h["release_reason"] for h in archive.holds("v-late")] == [None]
 
 
 def test_a_partial_previous_release_database_gets_its_missing_tables(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 // Compliance console: find recordings, replay every party in sync on one timeline,
-// verify integrity, export with chain of custody, place and release legal holds.
+// verify integrity, export with chain of custody, place and release legal holds (one
+// hold at a time, confirmed in a dialog that asks why).
 // The bearer token stays in this page (fragment, then fetch headers); <video> elements
 // play with a short-lived media ticket the server sets as an HttpOnly cookie scoped to
 // the visit's media, so no ticket is ever in a URL (nor in any log of one).
@@ -150,19 +151,31 @@ function renderIntegrity(report) {
   list.hidden = list.children.length === 0;
 }
 
+function holdText(h) {
+  return `Placed ${when(h.placed_at)} by ${h.placed_by}: ${h.reason}`;
+}
+
 function renderHolds(r) {
   const active = (r.holds || []).filter((h) => !h.released_at);
   $("hold-state").textContent = active.length
     ? `On legal hold (${active.length}): retention will not delete this recording.`
     : "Not on hold.";
-  $("release").disabled = active.length === 0;
   $("hold").disabled = r.state === "deleted";
   const list = $("holds");
   list.replaceChildren();
   for (const h of r.holds || []) {
     const li = document.createElement("li");
-    li.textContent = `Placed ${when(h.placed_at)} by ${h.placed_by}: ${h.reason}`
-      + (h.released_at ? `; released ${when(h.released_at)} by ${h.released_by}` : "");
+    li.dataset.hold = h.id;
+    const text = document.createElement("span");
+    text.textContent = holdText(h) + (h.released_at
+      ? `; released ${when(h.released_at)} by ${h.released_by}`
+        + (h.release_reason ? `: ${h.release_reason}` : "")
+      : "");
+    li.append(text);
+    if (!h.released_at) {
+      li.append(" ", button("Release hold", () => askRelease(h),
+        `Release hold placed by ${h.placed_by}: ${h.reason}`));
+    }
     list.append(li);
   }
 }
@@ -377,29 +390,54 @@ async function placeHold(event) {
     $("hold-reason").focus();
     return;
   }
-  await changeHold("POST", reason, `Visit ${current.visit} is on legal hold.`,
-    "Could not place the hold");
-}
-
-async function releaseHold() {
-  if (!current) return;
-  const reason = $("hold-reason").value.trim();
-  await changeHold("DELETE", reason, `Legal hold on visit ${current.visit} released.`,
-    "Could not release the hold");
-}
-
-// Places (POST) or releases (DELETE) the open recording's hold and shows the new state.
-async function changeHold(method, reason, done, failed) {
   try {
-    const data = await api(method, `/api/recordings/${enc(current.visit)}/hold`, { reason });
-    current.holds = data.holds;
-    current.on_hold = data.on_hold;
-    renderHolds(current);
-    renderFacts(current);
+    showHolds(await api("POST", `/api/recordings/${enc(current.visit)}/hold`, { reason }));
     $("hold-reason").value = "";
     alertUser("");
-    status(done);
-  } catch (err) { alertUser(`${failed}: ${err.message}`); }
+    status(`Visit ${current.visit} is on legal hold.`);
+  } catch (err) { alertUser(`Could not place the hold: ${err.message}`); }
+}
+
+// Releasing asks first, in a dialog, for this one hold and for a reason (the audit log
+// keeps it); nothing is sent until the officer confirms with a reason.
+let releasing = null;  // the hold the dialog is about
+
+function askRelease(hold) {
+  releasing = hold;
+  $("release-what").textContent = holdText(hold);
+  $("release-reason").value = "";
+  releaseError("");
+  $("release-dialog").showModal();
+  $("release-reason").focus();
+}
+
+function releaseError(text) { $("release-error").textContent = text; $("release-error").hidden = !text; }
+
+async function confirmRelease(event) {
+  event.preventDefault();
+  if (!current || !releasing) return;
+  const reason = $("release-reason").value.trim();
+  if (!reason) {
+    releaseError("Say why the hold is released: the reason is required.");
+    $("release-reason").focus();
+    return;
+  }
+  const path = `/api/recordings/${enc(current.visit)}/hold/${enc(releasing.id)}`;
+  try {
+    showHolds(await api("DELETE", path, { reason }));
+  } catch (err) {
+    releaseError(`Could not release the hold: ${err.message}`);
+    return;
+  }
+  $("release-dialog").close();
+  status(`Legal hold released on visit ${current.visit}${current.on_hold ? "; other holds remain" : ""}.`);
+}
+
+function showHolds(data) {
+  current.holds = data.holds;
+  current.on_hold = data.on_hold;
+  renderHolds(current);
+  renderFacts(current);
 }
 
 // -- wiring ------------------------------------------------------------------------------
@@ -414,7 +452,9 @@ seek.addEventListener("change", () => { player.dragging = false; seekAll(Number(
 $("verify").addEventListener("click", verify);
 $("export").addEventListener("click", exportRecording);
 $("hold-form").addEventListener("submit", placeHold);
-$("release").addEventListener("click", releaseHold);
+$("release-form").addEventListener("submit", confirmRelease);
+$("release-cancel").addEventListener("click", () => $("release-dialog").close());
+$("release-dialog").addEventListener("close", () => { releasing = null; });
 
 // Read-only hook for tests and diagnostics: where each party's video is on the timeline.
 window.replayState = () => ({
