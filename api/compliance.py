@@ -8,13 +8,14 @@ call is audited too (api.bearer). Errors answer ``{"error": code, "message": ...
 Replay: the details (and tickets) endpoints hand out a media ticket (api.replay) in a
 cookie scoped to the visit's media, so that a player needs neither a bearer token nor a
 ticket in the URL; each final file's replay is audited once, when the ticket is issued.
+Each final file is checked against the recording's seal before it is listed for replay,
+served or exported; one that fails is refused, and the refusal audited.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import json
 import re
 import shutil
@@ -37,12 +38,14 @@ from api.replay import (
     TICKET_COOKIE,
     TICKET_TTL_S,
     MediaTickets,
+    ReplayChecks,
     final_files,
     from_start,
     media_path,
     set_ticket_cookie,
 )
 from auth.tokens import Claims, TokenVerifier
+from recorder.manifest import file_digest
 from recorder.retention import visit_folder
 from records.archive import Archive, RecordingDeleted, UnknownRecording
 from records.audit import AuditLog
@@ -74,16 +77,8 @@ def parse_when(text: str, *, end: bool) -> float:
 
 
 def _report(report: Any) -> dict[str, Any]:
-    """A verify report (dataclass or plain object) as JSON-ready data."""
-    if dataclasses.is_dataclass(report) and not isinstance(report, type):
-        data = dataclasses.asdict(report)
-    elif isinstance(report, dict):
-        data = dict(report)
-    else:
-        data = {k: getattr(report, k) for k in
-                ("ok", "problems", "segments", "tracks", "sealed", "seconds")
-                if hasattr(report, k)}
-    return json.loads(_dumps(data))
+    """A verify report (``recorder.verify.Report``) as JSON-ready data."""
+    return json.loads(_dumps(dataclasses.asdict(report)))
 
 
 class Compliance:
@@ -98,6 +93,7 @@ class Compliance:
         self._public_pem = recording_public_pem
         self._clock = clock
         self._tickets = MediaTickets(clock=clock, ttl_s=ticket_ttl_s)
+        self._checks = ReplayChecks()
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -117,10 +113,12 @@ class Compliance:
     async def _authorize(self, request: web.Request) -> Claims:
         return await self._bearer.authorize(request, ROLES)
 
-    def _audit(self, claims: Claims, action: str, visit: str | None,
+    def _audit(self, claims: Claims | None, action: str, visit: str | None,
                subject: str | None = None, reason: str = "", outcome: str = "ok",
                detail: dict[str, Any] | None = None) -> int:
-        return self._audit_log.record(action=action, actor=claims.sub, role=claims.role,
+        """``claims`` None: the caller showed a media ticket, which names no one."""
+        actor, role = (claims.sub, claims.role) if claims else ("media-ticket", "compliance")
+        return self._audit_log.record(action=action, actor=actor, role=role,
                                       visit=visit, subject=subject, reason=reason,
                                       outcome=outcome, detail=detail, now=self._clock())
 
@@ -162,9 +160,15 @@ class Compliance:
                            "role": "visitor"})
         return people
 
-    def _issue(self, claims: Claims, visit: str, row: dict[str, Any]
-               ) -> tuple[list[dict[str, Any]], str]:
-        """The final files and the ticket that opens them, each file audited as a replay."""
+    async def _check(self, visit: str, row: dict[str, Any], path: Path) -> str | None:
+        """Why a final file must not be played or exported; None if it is the sealed one."""
+        return await asyncio.to_thread(self._checks.problem, self._folder(visit), path,
+                                       self._public_pem, row.get("seal"))
+
+    async def _issue(self, claims: Claims, visit: str, row: dict[str, Any]
+                     ) -> tuple[list[dict[str, Any]], str]:
+        """The final files and the ticket that opens them, each file audited as a replay,
+        or, failing its check against the seal, listed with why it is refused."""
         files = self._finals(visit, row)
         order = [p["id"] for p in self._people(row)]
         names = {p["id"]: p for p in self._people(row)}
@@ -173,13 +177,21 @@ class Compliance:
         finals = []
         for participant in ordered:
             person = names.get(participant, {"name": participant, "role": "participant"})
+            path, offset = files[participant]
+            shown = {"participant": participant, "name": person["name"],
+                     "role": person["role"], "offset_s": offset}
+            problem = await self._check(visit, row, path)
+            if problem is not None:
+                self._audit(claims, "recording_replay", visit, subject=participant,
+                            outcome="refused", reason=problem[:300])
+                finals.append({**shown, "refused": f"The replay file of {person['name']} "
+                               f"failed its integrity check and is not played: {problem}"})
+                continue
             self._audit(claims, "recording_replay", visit, subject=participant,
                         detail={"ticket_expires_at": expires_at})
-            path, offset = files[participant]
             finals.append({
-                "participant": participant, "name": person["name"], "role": person["role"],
-                "url": media_path(visit, participant),
-                "expires_at": expires_at, "bytes": path.stat().st_size, "offset_s": offset,
+                **shown, "url": media_path(visit, participant),
+                "expires_at": expires_at, "bytes": path.stat().st_size,
             })
         return finals, self._tickets.ticket(visit, expires_at)
 
@@ -237,7 +249,7 @@ class Compliance:
 
     async def details(self, request: web.Request) -> web.Response:
         claims, visit, row = await self._call(request)
-        finals, ticket = self._issue(claims, visit, row)
+        finals, ticket = await self._issue(claims, visit, row)
         if row["state"] == "deleted":
             integrity: dict[str, Any] = {"ok": None, "unavailable": "the recording was deleted"}
         else:
@@ -256,7 +268,7 @@ class Compliance:
     async def tickets(self, request: web.Request) -> web.Response:
         """A fresh media ticket (a player renews it before it expires)."""
         claims, visit, row = await self._call(request)
-        finals, ticket = self._issue(claims, visit, row)
+        finals, ticket = await self._issue(claims, visit, row)
         return self._with_ticket(request, web.json_response({"visit": visit, "finals": finals}),
                                  visit, ticket)
 
@@ -279,6 +291,13 @@ class Compliance:
         if final is None:
             return error(404, "no_media", "there is no replay file for this participant")
         path = final[0]
+        problem = await self._check(visit, row, path)
+        if problem is not None:
+            self._audit(claims, "recording_replay", visit, subject=participant,
+                        outcome="refused", reason=problem[:300])
+            return error(409, "replay_file_altered",
+                         f"This replay file failed its integrity check and is not played: "
+                         f"{problem}")
         if claims is not None and from_start(request):
             # A header-authorized player: audit each play from the start, not each range.
             self._audit(claims, "recording_replay", visit, subject=participant,
@@ -313,7 +332,14 @@ class Compliance:
             public_pem = self._public_pem()
         except OSError:
             return error(503, "export_unavailable", "the recording public key is missing")
-        finals = [path for path, _ in self._finals(visit, row).values()]
+        files = self._finals(visit, row)
+        for participant, (path, _) in files.items():
+            if (problem := await self._check(visit, row, path)) is not None:
+                self._audit(claims, "recording_export", visit, subject=participant,
+                            outcome="refused", reason=problem[:300])
+                return error(409, "replay_file_altered", "The export was refused: a replay "
+                             f"file failed its integrity check: {problem}")
+        finals = [path for path, _ in files.values()]
         name = "visit-" + re.sub(r"[^A-Za-z0-9._-]", "_", visit) + ".zip"
         # Audited first, so that the custody list inside the export includes the export.
         self._audit(claims, "recording_export", visit, detail={"file": name})
@@ -323,7 +349,7 @@ class Compliance:
             try:
                 out = await asyncio.to_thread(export_visit, self._folder(visit), public_pem,
                                               workdir / name, custody, row.get("seal"), finals)
-                digest, size = await asyncio.to_thread(_digest, Path(out))
+                digest, size = await asyncio.to_thread(file_digest, Path(out))
             except Exception as exc:
                 self._audit(claims, "recording_export", visit, outcome="error",
                             reason=str(exc)[:300])
@@ -369,12 +395,3 @@ class Compliance:
                     detail={"released": released})
         return web.json_response({"visit": visit, "on_hold": self._archive.on_hold(visit),
                                   "holds": self._archive.holds(visit)})
-
-
-def _digest(path: Path) -> tuple[str, int]:
-    sha, size = hashlib.sha256(), 0
-    with path.open("rb") as file:
-        while chunk := file.read(1 << 20):
-            sha.update(chunk)
-            size += len(chunk)
-    return sha.hexdigest(), size
