@@ -19,6 +19,8 @@ from auth.tokens import VisitClaim
 from recorder.track import BATCH_S
 from tests.support.recording import cli, wait_sealed
 from tests.support.server import (
+    BLUE,
+    RED,
     Participant,
     in_visit,
     inmate_and_family,
@@ -193,3 +195,38 @@ async def test_new_visits_refused_while_the_recordings_volume_is_low(tmp_path: P
     skipped = [r for r in rows if r[0] == "recording_skipped"]
     assert skipped and skipped[0][1] == "rec-priv" and "not recorded" in skipped[0][3]
     assert not (tmp_path / "recordings" / "rec-priv").exists()
+
+
+async def test_privileged_visit_carries_media_both_ways_and_writes_nothing(
+        tmp_path: Path) -> None:
+    with running_server(tmp_path) as server:
+        visit = visit_now("rec-priv-media", privileged=True)
+        inmate = Participant(server, server.token("inmate-p", "inmate", visit), RED)
+        attorney = Participant(server, server.token("attorney-p", "attorney", visit), BLUE)
+        async with in_visit(inmate, attorney):
+            assert not inmate.events[0]["visit"]["recorded"]
+            for party in (inmate, attorney):
+                await party.wait_for(lambda p=party: min(received(p)) >= 30, 15)
+            before = {p: received(p) for p in (inmate, attorney)}
+            await asyncio.sleep(5)
+            for party in (inmate, attorney):  # several seconds of pictures and sound, each way
+                video, audio = received(party)
+                assert video - before[party][0] >= 100 and audio - before[party][1] >= 150, (
+                    before[party], (video, audio))
+            assert not any(e["type"] == "recording" for e in inmate.events + attorney.events)
+        await asyncio.sleep(1)  # a recorder would flush, seal and finalize by now
+        media = [p for p in tmp_path.rglob("*") if p.suffix in (".webm", ".mkv", ".jsonl")]
+        assert media == [], media
+        recordings = tmp_path / "recordings"
+        assert not recordings.exists() or not any(recordings.iterdir())
+        db = sqlite3.connect(tmp_path / "visitbridge.db")
+        assert db.execute("SELECT COUNT(*) FROM recordings").fetchone() == (0,)
+        assert db.execute("SELECT COUNT(*) FROM audit WHERE action = 'recording_skipped' "
+                          "AND visit = 'rec-priv-media'").fetchone() == (1,)
+        db.close()
+
+
+def received(party: Participant) -> tuple[int, int]:
+    """(video, audio) frames this party decoded from the other party."""
+    return (sum(r.frames for r in party.video.values()),
+            sum(r.frames for r in party.audio.values()))
