@@ -11,20 +11,20 @@ hold: ``DELETE .../hold/{hold}`` or ``POST .../hold/{hold}/release``).
 Replay: the details (and tickets) endpoints hand out a media ticket (api.replay) in a
 cookie scoped to the visit's media, so that a player needs neither a bearer token nor a
 ticket in the URL; each final file's replay is audited once, when the ticket is issued.
+Each final file is checked against the recording's seal before it is listed for replay,
+served or exported; one that fails is refused, and the refusal audited.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import json
 import re
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -40,12 +40,15 @@ from api.replay import (
     TICKET_COOKIE,
     TICKET_TTL_S,
     MediaTickets,
+    ReplayChecks,
     final_files,
     from_start,
     media_path,
     set_ticket_cookie,
 )
+from api.search import BadQuery, SearchQuery, people, summary
 from auth.tokens import Claims, TokenVerifier
+from recorder.manifest import file_digest
 from recorder.retention import visit_folder
 from records.archive import Archive, HoldReleased, RecordingDeleted, UnknownHold, UnknownRecording
 from records.audit import AuditLog
@@ -55,38 +58,9 @@ ROLES = ("compliance",)
 _dumps = partial(json.dumps, default=str)
 
 
-def parse_when(text: str, *, end: bool) -> float:
-    """Unix seconds from ``from``/``to`` query text.
-
-    Unix seconds or ISO 8601. A date alone is a whole UTC day: as ``from`` it means its
-    start, as ``to`` the start of the next day (so ``to`` is inclusive of that date). A
-    date-time without a zone is UTC. Raises ValueError.
-    """
-    text = text.strip()
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-        day = date.fromisoformat(text) + timedelta(days=1 if end else 0)
-        return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
-
-
 def _report(report: Any) -> dict[str, Any]:
-    """A verify report (dataclass or plain object) as JSON-ready data."""
-    if dataclasses.is_dataclass(report) and not isinstance(report, type):
-        data = dataclasses.asdict(report)
-    elif isinstance(report, dict):
-        data = dict(report)
-    else:
-        data = {k: getattr(report, k) for k in
-                ("ok", "problems", "segments", "tracks", "sealed", "seconds")
-                if hasattr(report, k)}
-    return json.loads(_dumps(data))
+    """A verify report (``recorder.verify.Report``) as JSON-ready data."""
+    return json.loads(_dumps(dataclasses.asdict(report)))
 
 
 class Compliance:
@@ -103,6 +77,7 @@ class Compliance:
         self._clock = clock
         self._anchors = anchors  # time-stamped checkpoints holding a visit's seal
         self._tickets = MediaTickets(clock=clock, ttl_s=ticket_ttl_s)
+        self._checks = ReplayChecks()
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -125,10 +100,12 @@ class Compliance:
     async def _authorize(self, request: web.Request) -> Claims:
         return await self._bearer.authorize(request, ROLES)
 
-    def _audit(self, claims: Claims, action: str, visit: str | None,
+    def _audit(self, claims: Claims | None, action: str, visit: str | None,
                subject: str | None = None, reason: str = "", outcome: str = "ok",
                detail: dict[str, Any] | None = None) -> int:
-        return self._audit_log.record(action=action, actor=claims.sub, role=claims.role,
+        """``claims`` None: the caller showed a media ticket, which names no one."""
+        actor, role = (claims.sub, claims.role) if claims else ("media-ticket", "compliance")
+        return self._audit_log.record(action=action, actor=actor, role=role,
                                       visit=visit, subject=subject, reason=reason,
                                       outcome=outcome, detail=detail, now=self._clock())
 
@@ -160,34 +137,38 @@ class Compliance:
         """Participant id -> (final file, offset on the timeline); none once deleted."""
         return {} if row["state"] == "deleted" else final_files(self._folder(visit), row)
 
-    def _people(self, row: dict[str, Any]) -> list[dict[str, str]]:
-        people = []
-        if row.get("inmate"):
-            people.append({"id": row["inmate"], "name": row.get("inmate_name") or row["inmate"],
-                           "role": "inmate"})
-        for v in row.get("visitors") or []:
-            people.append({"id": v["sub"], "name": v.get("name") or v["sub"],
-                           "role": "visitor"})
-        return people
+    async def _check(self, visit: str, row: dict[str, Any], path: Path) -> str | None:
+        """Why a final file must not be played or exported; None if it is the sealed one."""
+        return await asyncio.to_thread(self._checks.problem, self._folder(visit), path,
+                                       self._public_pem, row.get("seal"))
 
-    def _issue(self, claims: Claims, visit: str, row: dict[str, Any]
-               ) -> tuple[list[dict[str, Any]], str]:
-        """The final files and the ticket that opens them, each file audited as a replay."""
+    async def _issue(self, claims: Claims, visit: str, row: dict[str, Any]
+                     ) -> tuple[list[dict[str, Any]], str]:
+        """The final files and the ticket that opens them, each file audited as a replay,
+        or, failing its check against the seal, listed with why it is refused."""
         files = self._finals(visit, row)
-        order = [p["id"] for p in self._people(row)]
-        names = {p["id"]: p for p in self._people(row)}
+        order = [p["id"] for p in people(row)]
+        names = {p["id"]: p for p in people(row)}
         ordered = sorted(files, key=lambda p: (order.index(p) if p in order else len(order), p))
         expires_at = self._tickets.expiry()
         finals = []
         for participant in ordered:
             person = names.get(participant, {"name": participant, "role": "participant"})
+            path, offset = files[participant]
+            shown = {"participant": participant, "name": person["name"],
+                     "role": person["role"], "offset_s": offset}
+            problem = await self._check(visit, row, path)
+            if problem is not None:
+                self._audit(claims, "recording_replay", visit, subject=participant,
+                            outcome="refused", reason=problem[:300])
+                finals.append({**shown, "refused": f"The replay file of {person['name']} "
+                               f"failed its integrity check and is not played: {problem}"})
+                continue
             self._audit(claims, "recording_replay", visit, subject=participant,
                         detail={"ticket_expires_at": expires_at})
-            path, offset = files[participant]
             finals.append({
-                "participant": participant, "name": person["name"], "role": person["role"],
-                "url": media_path(visit, participant),
-                "expires_at": expires_at, "bytes": path.stat().st_size, "offset_s": offset,
+                **shown, "url": media_path(visit, participant),
+                "expires_at": expires_at, "bytes": path.stat().st_size,
             })
         return finals, self._tickets.ticket(visit, expires_at)
 
@@ -214,38 +195,25 @@ class Compliance:
                                          expected_seal=row.get("seal"), **live)
         return _report(report)
 
-    def _summary(self, row: dict[str, Any]) -> dict[str, Any]:
-        keys = ("visit", "inmate", "inmate_name", "visitors", "starts_at", "ends_at", "state",
-                "seconds", "bytes", "seal", "on_hold", "sealed_at", "deleted_at")
-        return {k: row.get(k) for k in keys}
-
     # -- handlers -----------------------------------------------------------------------
 
     async def search(self, request: web.Request) -> web.Response:
         claims = await self._authorize(request)
-        query = {k: request.query.get(k, "").strip()[:200]
-                 for k in ("visit", "inmate", "visitor", "from", "to")}
         try:
-            date_from = parse_when(query["from"], end=False) if query["from"] else None
-            date_to = parse_when(query["to"], end=True) if query["to"] else None
-        except ValueError:
-            return error(400, "bad_date", "give dates as YYYY-MM-DD or ISO 8601")
-        try:
-            limit = max(1, min(int(request.query.get("limit", "100")), 500))
-        except ValueError:
-            return error(400, "bad_limit", "limit must be a number")
-        rows = self._archive.search(visit=query["visit"] or None, inmate=query["inmate"] or None,
-                                    visitor=query["visitor"] or None, date_from=date_from,
-                                    date_to=date_to, limit=limit)
-        self._audit(claims, "recording_search", query["visit"] or None,
-                    detail={"filters": {k: v for k, v in query.items() if v},
-                            "results": len(rows), "visits": [r["visit"] for r in rows]})
-        return web.json_response({"recordings": [self._summary(r) for r in rows]},
-                                 dumps=_dumps)
+            query = SearchQuery.of(request.query)
+        except BadQuery as exc:
+            return error(400, exc.code, str(exc))
+        rows = self._archive.search(visit=query.visit, inmate=query.inmate,
+                                    visitor=query.visitor, date_from=query.date_from,
+                                    date_to=query.date_to, limit=query.limit)
+        self._audit(claims, "recording_search", query.visit,
+                    detail={"filters": query.filters, "results": len(rows),
+                            "visits": [r["visit"] for r in rows]})
+        return web.json_response({"recordings": [summary(r) for r in rows]}, dumps=_dumps)
 
     async def details(self, request: web.Request) -> web.Response:
         claims, visit, row = await self._call(request)
-        finals, ticket = self._issue(claims, visit, row)
+        finals, ticket = await self._issue(claims, visit, row)
         if row["state"] == "deleted":
             integrity: dict[str, Any] = {"ok": None, "unavailable": "the recording was deleted"}
         else:
@@ -255,7 +223,7 @@ class Compliance:
                             detail={"via": "details", "intact": bool(integrity["ok"]),
                                     "problems": len(integrity.get("problems") or [])})
         return self._with_ticket(request, web.json_response({
-            **self._summary(row), "participants": self._people(row), "finals": finals,
+            **summary(row), "participants": people(row), "finals": finals,
             "holds": self._archive.holds(visit), "integrity": integrity,
             "export_url": f"/api/recordings/{quote(visit, safe='')}/export",
             "ticket_ttl_s": self._tickets.ttl_s,
@@ -264,7 +232,7 @@ class Compliance:
     async def tickets(self, request: web.Request) -> web.Response:
         """A fresh media ticket (a player renews it before it expires)."""
         claims, visit, row = await self._call(request)
-        finals, ticket = self._issue(claims, visit, row)
+        finals, ticket = await self._issue(claims, visit, row)
         return self._with_ticket(request, web.json_response({"visit": visit, "finals": finals}),
                                  visit, ticket)
 
@@ -287,6 +255,13 @@ class Compliance:
         if final is None:
             return error(404, "no_media", "there is no replay file for this participant")
         path = final[0]
+        problem = await self._check(visit, row, path)
+        if problem is not None:
+            self._audit(claims, "recording_replay", visit, subject=participant,
+                        outcome="refused", reason=problem[:300])
+            return error(409, "replay_file_altered",
+                         f"This replay file failed its integrity check and is not played: "
+                         f"{problem}")
         if claims is not None and from_start(request):
             # A header-authorized player: audit each play from the start, not each range.
             self._audit(claims, "recording_replay", visit, subject=participant,
@@ -321,7 +296,14 @@ class Compliance:
             public_pem = self._public_pem()
         except OSError:
             return error(503, "export_unavailable", "the recording public key is missing")
-        finals = [path for path, _ in self._finals(visit, row).values()]
+        files = self._finals(visit, row)
+        for participant, (path, _) in files.items():
+            if (problem := await self._check(visit, row, path)) is not None:
+                self._audit(claims, "recording_export", visit, subject=participant,
+                            outcome="refused", reason=problem[:300])
+                return error(409, "replay_file_altered", "The export was refused: a replay "
+                             f"file failed its integrity check: {problem}")
+        finals = [path for path, _ in files.values()]
         name = "visit-" + re.sub(r"[^A-Za-z0-9._-]", "_", visit) + ".zip"
         # Audited first, so that the custody list inside the export includes the export.
         self._audit(claims, "recording_export", visit, detail={"file": name})
@@ -332,7 +314,7 @@ class Compliance:
                 out = await asyncio.to_thread(export_visit, self._folder(visit), public_pem,
                                               workdir / name, custody, row.get("seal"), finals,
                                               self._anchors(visit))
-                digest, size = await asyncio.to_thread(_digest, Path(out))
+                digest, size = await asyncio.to_thread(file_digest, Path(out))
             except Exception as exc:
                 self._audit(claims, "recording_export", visit, outcome="error",
                             reason=str(exc)[:300])
@@ -392,12 +374,3 @@ class Compliance:
 
 async def _reason(request: web.Request) -> str:
     return str((await json_body(request)).get("reason", "")).strip()[:500]
-
-
-def _digest(path: Path) -> tuple[str, int]:
-    sha, size = hashlib.sha256(), 0
-    with path.open("rb") as file:
-        while chunk := file.read(1 << 20):
-            sha.update(chunk)
-            size += len(chunk)
-    return sha.hexdigest(), size

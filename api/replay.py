@@ -9,6 +9,9 @@ path, HttpOnly and SameSite=Strict: the browser sends it with the player's reque
 that visit's files and nothing else, and no script can read it. A ticket opens the
 visit's final files until it expires, across all the range requests a player makes; a
 restart voids every ticket.
+
+Before a replay file is played or exported it is checked against the recording's seal
+(``recorder.replay_files``): a file that is not the one sealed is refused.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
+
+from recorder.replay_files import file_problem, sealed_entries
 
 TICKET_TTL_S = 600
 TICKET_COOKIE = "visitbridge_media"
@@ -58,6 +63,37 @@ def final_files(folder: Path, row: dict[str, Any]) -> dict[str, tuple[Path, floa
                 and resolved.suffix in MEDIA_TYPES:
             found[participant] = (resolved, offset)
     return found
+
+
+class ReplayChecks:
+    """Checks replay files against the seal, hashing a file again only when it may have
+    changed since its last good check: its inode, size, mtime or ctime differ (every
+    write sets ctime, which no one can set back), so the many range requests of one play
+    cost a ``stat`` each. Blocking: call from a thread."""
+
+    def __init__(self) -> None:
+        self._good: dict[Path, tuple[int, int, int, int]] = {}
+
+    def problem(self, folder: Path, path: Path, public_pem: Callable[[], bytes],
+                seal: str | None) -> str | None:
+        """Why the file must not be played or exported, as a sentence; None if it is the
+        file the seal covers."""
+        try:
+            st = path.stat()
+            stamp = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            if self._good.get(path) == stamp:
+                return None
+            entries = sealed_entries(folder, public_pem(), seal)
+        except OSError as exc:
+            return f"{path.name} cannot be checked: {exc.strerror or exc}."
+        except ValueError as exc:
+            return f"{path.name} cannot be checked: {exc}."
+        problem = file_problem(path, f"{path.parent.name}/{path.name}", entries.get(path.name))
+        if problem is None:
+            self._good[path] = stamp
+        else:
+            self._good.pop(path, None)
+        return problem
 
 
 def from_start(request: web.Request) -> bool:

@@ -6,7 +6,8 @@ published key id). So the zip carries the evidence as written (``segments/`` plu
 signed ``manifest.jsonl``), the public key, the seal the database kept, the custody
 trail, and plain instructions (``VERIFYING.txt``) that work with Visitbridge or with
 standard tools only. ``media/`` holds the joined per-participant files for watching;
-they are made from the segments after the visit and are not what the signatures cover.
+they are made from the segments when the visit ends, and the seal holds their SHA-256
+(recorder.replay_files), so they are covered too.
 
 The zip is written to a temporary name and renamed, so a half-written export never sits
 under the final name, and an existing file is never overwritten (each export is its own
@@ -24,6 +25,7 @@ from typing import Any
 
 from recorder.anchored import write_note
 from recorder.manifest import MANIFEST_NAME, SEGMENT_NAME, SEGMENT_TYPES
+from recorder.replay_files import EXPORT_DIR
 from recorder.signing import key_id_of, load_public_key
 
 PUBLIC_KEY_NAME = "recording-public-key.pem"
@@ -58,7 +60,8 @@ WHAT IS IN THIS FOLDER
   custody.json              Who exported this recording and when, and earlier replays,
                             exports and verifications.
   media/                    Each participant's joined file, for watching. Made from the
-                            segments after the visit; NOT covered by the signatures.
+                            segments when the visit ended; its SHA-256 and size are in
+                            the seal ("final_files" in its "extra").
   VERIFYING.txt             This file.
 
 VERIFY WITH VISITBRIDGE (offline, no server needed)
@@ -98,6 +101,12 @@ done < manifest.jsonl
 [ "$(tail -n 1 manifest.jsonl | jq -r .type)" = seal ] || echo "FAILED: not sealed"
 [ "$(tail -n 1 manifest.jsonl | jq -r .hash)" = "$(cat seal.txt)" ] && echo "seal: OK" \\
   || echo "FAILED: the seal differs from seal.txt"
+# 5. Each file in media/ has the SHA-256 the seal lists, and none is missing or extra.
+tail -n 1 manifest.jsonl | jq -r '.extra.final_files // {{}} | to_entries[]
+  | "\\(.value.sha256)  media/\\(.key)"' | tee media.txt | sha256sum -c -
+cut -c67- media.txt | sort > listed-media.txt
+find media -type f 2>/dev/null | sort | comm -13 listed-media.txt - \\
+  | sed 's/^/FAILED: not in the seal: /'
 {script_end}
 
 To check one signature alone: put the 64 hex characters of a line's "hash" in a file
@@ -145,7 +154,7 @@ def export_visit(visit_dir: Path, public_pem: bytes, out_zip: Path,
         with zipfile.ZipFile(partial, "w", allowZip64=True) as archive:
             text = zipfile.ZIP_DEFLATED
             for final in finals:  # media is already compressed: store it
-                archive.write(final, f"media/{Path(final).name}", zipfile.ZIP_STORED)
+                archive.write(final, f"{EXPORT_DIR}/{Path(final).name}", zipfile.ZIP_STORED)
             for rel in segment_files(visit_dir):
                 archive.write(visit_dir / rel, f"segments/{rel}", zipfile.ZIP_STORED)
             if manifest.is_file():

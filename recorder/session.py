@@ -29,6 +29,7 @@ from recorder import retention
 from recorder.finalize import FinalFile, finalize_visit
 from recorder.manifest import Manifest, ManifestError
 from recorder.recovery import is_sealed, recover_visit
+from recorder.replay_files import FINALS_KEY, seal_entries
 from recorder.segments import RecordingError, SegmentInfo, sync_segment
 from recorder.signing import RecordingKey
 from recorder.tap import RecordingTap
@@ -319,7 +320,9 @@ class Recordings:
             finals = []
         offsets = {f.participant: round(f.offset_s, 3) for f in finals}
         assert rec.manifest is not None
-        return rec.manifest.seal({"finals": offsets, "recovered": recovered}), finals
+        covered = seal_entries(f.path for f in finals)
+        return rec.manifest.seal({"finals": offsets, FINALS_KEY: covered,
+                                  "recovered": recovered}), finals
 
     def _record_seal(self, visit_id: str, rec: VisitRecording, seal: str,
                      finals: list[FinalFile], recovered: bool) -> None:

@@ -5,11 +5,12 @@ a release to a lawyer), on the server or offline on an export. It trusts nothing
 public key it is given (and, if given, the seal hash the database kept): every manifest
 line must parse, follow the line before it, match its hash and carry a valid signature;
 every listed segment file must exist with the listed size and SHA-256; no unlisted
-segment file may sit beside them; each track's segments must run 1, 2, 3, ... in
-manifest order; and the manifest must end with a seal, whose hash must equal the one
-stored in the database. Every problem found is reported (not just the first) as a plain
-sentence naming the file or seq, because the person reading it is an investigator, not
-a developer.
+segment file may sit beside them; every replay file (``final/``, ``media/`` in an
+export) must be one the seal lists, with its SHA-256 and size; each track's segments
+must run 1, 2, 3, ... in manifest order; and the manifest must end with a seal, whose
+hash must equal the one stored in the database. Every problem found is reported (not
+just the first) as a plain sentence naming the file or seq, because the person reading
+it is an investigator, not a developer.
 
 What this cannot catch on its own: someone holding the private key can rewrite and
 re-sign everything; the database copy of the seal (``expected_seal``) and a public key
@@ -26,9 +27,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from recorder import checks
+from recorder import checks, replay_files
 from recorder.export import PUBLIC_KEY_NAME, SEAL_NAME, UNSEALED_TEXT
 from recorder.manifest import MANIFEST_NAME, SEGMENT_TYPES
+from recorder.replay_files import EXPORT_DIR, FINAL_DIR
 from recorder.signing import key_id_of, load_public_key
 
 HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -53,13 +55,17 @@ class Report:
 
 
 def verify_visit(visit_dir: Path, public_pem: bytes, expected_seal: str | None = None, *,
-                 allow_unsealed: bool = False, segments_dir: Path | None = None) -> Report:
-    """Verify ``<visit_dir>/manifest.jsonl`` and the segment files it lists.
+                 allow_unsealed: bool = False, segments_dir: Path | None = None,
+                 replay_dir: str = FINAL_DIR) -> Report:
+    """Verify ``<visit_dir>/manifest.jsonl``, the segment files it lists and the replay
+    files its seal lists.
 
     ``segments_dir`` is where the ``<track>/segment-*`` folders are (default: the visit
-    folder itself; ``segments/`` in an export). ``allow_unsealed`` is for a visit still
-    being recorded: a missing seal is then not a problem, and an unlisted segment file
-    numbered above its track's last listed one is taken to be still open.
+    folder itself; ``segments/`` in an export), ``replay_dir`` the folder of the visit
+    holding the joined replay files (``final``; ``media`` in an export).
+    ``allow_unsealed`` is for a visit still being recorded: a missing seal is then not a
+    problem, and an unlisted segment file numbered above its track's last listed one is
+    taken to be still open.
     """
     visit_dir = Path(visit_dir)
     root = Path(segments_dir) if segments_dir is not None else visit_dir
@@ -91,6 +97,7 @@ def verify_visit(visit_dir: Path, public_pem: bytes, expected_seal: str | None =
         seal = entries[-1]
         seal_hash = seal["hash"]
         checks.check_seal(seal, entries[:-1], problems)
+        replay_files.check_folder(seal, visit_dir / replay_dir, replay_dir, problems)
         if expected_seal is not None and seal_hash != expected_seal:
             problems.add("seal", f"The seal (seq {seal['seq']}) has hash {seal_hash}, but the "
                          f"seal stored when the visit ended is {expected_seal}: this is not "
@@ -165,7 +172,8 @@ def verify_export(unzipped_dir: Path, *, public_pem: bytes | None = None,
         stored if stored is not None and HEX64.fullmatch(stored) else None)
     if key is None:
         return Report(False, problems, 0, [], False, 0.0)
-    report = verify_visit(root, key, expected, segments_dir=root / "segments")
+    report = verify_visit(root, key, expected, segments_dir=root / "segments",
+                          replay_dir=EXPORT_DIR)
     if problems:
         report.problems = problems + report.problems
         report.ok = False

@@ -17,11 +17,15 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import REGISTRY
 
-from api.compliance import Compliance, parse_when
+from api.compliance import Compliance
 from api.replay import MediaTickets
+from api.search import parse_when
 from auth.issuer import issue_token
 from auth.keys import PemDirKeyStore, load_private_key, write_keypair
 from auth.tokens import TokenVerifier
+from recorder.manifest import Manifest
+from recorder.replay_files import FINALS_KEY, seal_entries
+from recorder.signing import RecordingKey
 from records import store as sqlite_store
 from records.archive import Archive
 from records.audit import AuditLog
@@ -69,6 +73,16 @@ class InProcess:
     audit: AuditLog
     clock: list[float]
     recordings: Path
+    key: RecordingKey
+
+    def seal(self, visit: str, participant: str) -> None:
+        """Seal the visit's manifest over its final files, as the recorder does."""
+        folder = self.recordings / visit
+        finals = sorted((folder / "final").iterdir())
+        seal = Manifest.open(folder, self.key, time.time).seal(
+            {FINALS_KEY: seal_entries(finals)})
+        self.archive.sealed(visit, seal, 1000, 1800.0,
+                            {participant: f"final/{participant}.webm"}, now=T0 + 1805)
 
     async def call(self, method: str, path: str, body: Any = None,
                    headers: dict[str, str] | None = None) -> tuple[int, Any]:
@@ -86,12 +100,13 @@ async def in_process(tmp_path: Path) -> AsyncIterator[InProcess]:
     keys = tmp_path / "keys"
     write_keypair("k1", keys / "public", keys / "k1.private.pem")
     clock = [time.time()]
+    key = RecordingKey.generate()
     db = sqlite_store.connect(tmp_path / "visitbridge.db")
     try:
         archive, audit = Archive(db), AuditLog(db)
         verifier = TokenVerifier(PemDirKeyStore(keys / "public"), ISSUER, AUDIENCE)
         compliance = Compliance(verifier, archive, audit, tmp_path / "recordings",
-                                lambda: b"", clock=lambda: clock[0],
+                                lambda: key.public_pem, clock=lambda: clock[0],
                                 refusals=RefusalAudit(audit, clock=lambda: clock[0]))
         app = web.Application()
         app.router.add_routes(compliance.routes())
@@ -99,7 +114,7 @@ async def in_process(tmp_path: Path) -> AsyncIterator[InProcess]:
                             issuer=ISSUER, audience=AUDIENCE, sub="compliance-1",
                             role="compliance", name="C", now=clock[0])
         async with TestClient(TestServer(app)) as client:
-            yield InProcess(client, token, archive, audit, clock, tmp_path / "recordings")
+            yield InProcess(client, token, archive, audit, clock, tmp_path / "recordings", key)
     finally:
         db.close()
 
@@ -113,6 +128,7 @@ async def test_an_expired_ticket_is_refused(tmp_path: Path) -> None:
     async with in_process(tmp_path) as it:
         add(it.archive, "v-1", "inmate-1", "A", T0)
         final_file(it.recordings, "v-1", "inmate-1", b"x" * 500)
+        it.seal("v-1", "inmate-1")
         status, body = await it.call("GET", "/api/recordings/v-1")
         assert status == 200
         url = body["finals"][0]["url"]

@@ -12,6 +12,7 @@ import pytest
 
 from recorder.export import SCRIPT_END, SCRIPT_START, VERIFYING_NAME, export_visit
 from recorder.manifest import MANIFEST_NAME
+from recorder.replay_files import FINAL_DIR
 from recorder.signing import RecordingKey
 from recorder.verify import main as verify_main
 from recorder.verify import verify_export
@@ -22,9 +23,7 @@ from tests.support.custody import Recording, failed_problems, lines_of, resign, 
 
 
 def make_export(rec: Recording, tmp_path: Path) -> tuple[Path, Path]:
-    final = tmp_path / "finals" / "family-1.webm"
-    final.parent.mkdir()
-    final.write_bytes(b"joined file")
+    final = rec.visit_dir / FINAL_DIR / "family-1.webm"
     custody = [{"action": "recording.export", "actor": "officer.ng", "at": 1_700_000_500}]
     out = export_visit(rec.visit_dir, rec.key.public_pem, tmp_path / "out" / "visit-42.zip",
                        custody, rec.seal, [final])
@@ -101,7 +100,7 @@ def test_verifying_txt_hand_check_works(rec: Recording, tmp_path: Path) -> None:
     output = run_hand_script(unzipped)
     assert "FAILED" not in output, output
     assert "seal: OK" in output
-    assert output.count(": OK") == 9 + 1
+    assert output.count(": OK") == 9 + 1 + 1  # segments, the media file, the seal
 
     # The single-signature command, exactly as printed, on the seal line.
     seal = lines_of(unzipped / MANIFEST_NAME)[-1]
@@ -131,3 +130,23 @@ def test_verifying_txt_hand_check_works(rec: Recording, tmp_path: Path) -> None:
     assert "FAILED: seq 2: bad signature" not in output
     assert "FAILED: not in manifest: segments/family-1-audio/segment-00009.webm" in output
     assert "FAILED: the seal differs from seal.txt" in output
+
+
+def test_a_flipped_byte_in_a_replay_file_fails_the_export_check(rec: Recording,
+                                                                  tmp_path: Path) -> None:
+    for tool in HAND_TOOLS:
+        need_binary(tool)
+    _, unzipped = make_export(rec, tmp_path)
+    media = unzipped / "media" / "family-1.webm"
+    data = bytearray(media.read_bytes())
+    data[3] ^= 0x01
+    media.write_bytes(bytes(data))
+    (unzipped / "media" / "inmate-7.webm").write_bytes(b"added later")
+    problems = failed_problems(verify_export(unzipped))
+    assert "media/family-1.webm was altered after the visit" in problems
+    assert "media/inmate-7.webm is not covered by the seal" in problems
+    assert verify_main(["--dir", str(unzipped)]) == 1
+    output = run_hand_script(unzipped)
+    assert "media/family-1.webm: FAILED" in output
+    assert "FAILED: not in the seal: media/inmate-7.webm" in output
+    assert "seal: OK" in output  # the manifest itself is intact

@@ -57,8 +57,12 @@ def test_manifest_lines_have_the_documented_shape(rec: Recording) -> None:
     seal = entries[-1]
     assert seal["hash"] == rec.seal and seal["last"] == entries[-2]["hash"]
     assert seal["segments"] == 9 and seal["tracks"] == sorted(TRACKS)
+    final = rec.visit_dir / "final" / "family-1.webm"
     assert seal["extra"] == {"cause": "completed",
-                             "finals": {"family-1": 0.125, "inmate-7": 2}}
+                             "finals": {"family-1": 0.125, "inmate-7": 2},
+                             "final_files": {"family-1.webm": {
+                                 "sha256": hashlib.sha256(final.read_bytes()).hexdigest(),
+                                 "bytes": final.stat().st_size}}}
     # Lines are written as canonical JSON: what jq -cS reproduces for hand checks.
     assert rec.manifest.read_bytes().splitlines()[0] == canonical(first)
 
@@ -96,9 +100,29 @@ def test_extra_segment_file_fails(rec: Recording) -> None:
 
 def test_files_outside_track_folders_are_not_segments(rec: Recording) -> None:
     (rec.visit_dir / "family-1.webm").write_bytes(b"joined replay file")
-    (rec.visit_dir / "final").mkdir()
-    (rec.visit_dir / "final" / "inmate-7.mkv").write_bytes(b"joined")
+    (rec.visit_dir / "notes").mkdir()
+    (rec.visit_dir / "notes" / "inmate-7.mkv").write_bytes(b"joined")
     assert rec.verify().ok
+
+
+def test_replay_files_must_be_the_sealed_ones(rec: Recording) -> None:
+    final = rec.visit_dir / "final" / "family-1.webm"
+    data = bytearray(final.read_bytes())
+    data[0] ^= 0x01
+    final.write_bytes(bytes(data))
+    (rec.visit_dir / "final" / "inmate-7.mkv").write_bytes(b"joined later")
+    assert failed_problems(rec.verify()).splitlines() == [
+        "final/family-1.webm was altered after the visit: its SHA-256 differs from the one "
+        "in the seal.",
+        "final/inmate-7.mkv is not covered by the seal: it was added or replaced after the "
+        "visit."]
+    final.write_bytes(b"joined file, longer")
+    (rec.visit_dir / "final" / "inmate-7.mkv").unlink()
+    assert failed_problems(rec.verify()).splitlines() == [
+        "final/family-1.webm has 19 bytes but the seal says 11: the replay file was altered "
+        "after the visit."]
+    final.unlink()
+    assert failed_problems(rec.verify()).splitlines() == ["final/family-1.webm is missing."]
 
 
 def test_swapped_segment_files_fail(rec: Recording) -> None:

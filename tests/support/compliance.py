@@ -17,6 +17,7 @@ import numpy as np
 
 from api.replay import TICKET_COOKIE
 from recorder.manifest import Manifest
+from recorder.replay_files import FINALS_KEY, seal_entries
 from recorder.signing import load_or_create
 from records import store as sqlite_store
 from records.archive import Archive
@@ -81,7 +82,7 @@ def fabricate(data_dir: Path) -> Recording:
         manifest.append_segment({"track": track, "path": path, "first_pts": 0,
                                  "last_pts": (SECONDS * 30 - 1) * 3000,
                                  "time_base": "1/90000"})
-    seal = manifest.seal()
+    seal = manifest.seal({FINALS_KEY: seal_entries(finals.values())})
     db = sqlite_store.connect(data_dir / "visitbridge.db")
     archive = Archive(db)
     archive.started(VISIT, "inmate-41", "Jordan Reyes", T0, T0 + 1800, now=T0)
@@ -96,6 +97,13 @@ def fabricate(data_dir: Path) -> Recording:
     archive.sealed("rec-api-2", "1" * 64, 0, 0.0, {}, now=T0 + 5 * DAY + 1805)
     db.close()
     return Recording(data_dir, visit_dir, seal, finals)
+
+
+def flip_byte(path: Path, at: int = 100) -> None:
+    """Change one bit of one byte of a file in place, as silent tampering would."""
+    data = bytearray(path.read_bytes())
+    data[at] ^= 0x01
+    path.write_bytes(bytes(data))
 
 
 def compliance_token(server: Server, sub: str = "compliance-1") -> str:

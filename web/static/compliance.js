@@ -201,8 +201,10 @@ function buildPlayers(r) {
   stopPlayers();
   const list = $("players");
   list.replaceChildren();
-  const finals = r.finals || [];
-  $("no-media").hidden = finals.length > 0;
+  // A file that failed its check against the seal is not played: say why instead.
+  const refused = (r.finals || []).filter((f) => f.refused);
+  const finals = (r.finals || []).filter((f) => !f.refused);
+  $("no-media").hidden = finals.length + refused.length > 0;
   $("timeline").hidden = finals.length === 0;
   player.duration = r.seconds || 0;
   const starts = finals.map((f) => Number(f.offset_s) || 0);
@@ -234,6 +236,15 @@ function buildPlayers(r) {
     }
     video.src = f.url;
   });
+  for (const f of refused) {
+    const li = document.createElement("li");
+    li.className = "tile refused";
+    const why = document.createElement("p");
+    why.textContent = f.refused;
+    li.append(why);
+    list.append(li);
+  }
+  if (refused.length) alertUser(refused.map((f) => f.refused).join(" "));
   setPlaying(false);
   showTime(0);
   scheduleRenewal(r.ticket_ttl_s);
