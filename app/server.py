@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from api.compliance import Compliance
 from api.records import Api
 from app import health
+from app.atrest import open_vault
 from app.config import Config
 from auth.jti_memory import JtiMemory
 from auth.keys import (
@@ -124,11 +125,13 @@ def create_app(config: Config) -> web.Application:
     recording_key = load_or_create(keys_dir / "recording.private.pem",
                                    keys_dir / "recording.public.pem")
     archive = Archive(db)
+    vault = open_vault(config)
     recordings = Recordings(config.recordings_dir, recording_key, archive, store, audit,
-                            segment_s=config.segment_s)
+                            segment_s=config.segment_s, vault=vault)
     records = VisitRecords(store, audit, outbox, sender, on_ended=recordings.visit_ended)
     retention_job = RetentionJob(archive, config.recordings_dir, config.retention_days,
-                                 audit.record, interval_s=3600)
+                                 audit.record, interval_s=3600,
+                                 shred=vault.keys.shred if vault.keys else None)
     policy = Policy(early_entry_s=config.early_entry_s,
                     warnings_s=tuple(float(w) for w in config.warnings),
                     all_left_grace_s=config.all_left_grace_s)
@@ -219,7 +222,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/compliance", page, name="page:compliance.html")
     app.router.add_routes(Compliance(verifier, archive, audit, config.recordings_dir,
                                      lambda: recording_key.public_pem,
-                                     refusals=refusals).routes())
+                                     refusals=refusals, vault=vault).routes())
     app.router.add_get("/ws", session.run)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

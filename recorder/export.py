@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from recorder.export_keys import KEYS_NAME, NOTE, segment_keys
 from recorder.manifest import MANIFEST_NAME, SEGMENT_NAME, SEGMENT_TYPES
 from recorder.signing import key_id_of, load_public_key
+from recorder.vault import Vault
 
 PUBLIC_KEY_NAME = "recording-public-key.pem"
 SEAL_NAME = "seal.txt"
@@ -119,7 +122,7 @@ def verifying_text(visit: str, key_id: str) -> str:
 
 def export_visit(visit_dir: Path, public_pem: bytes, out_zip: Path,
                  custody: Sequence[Mapping[str, Any]], seal: str | None,
-                 finals: Sequence[Path]) -> Path:
+                 finals: Sequence[Path], vault: Vault | None = None) -> Path:
     """Write the export zip for one visit and return its path.
 
     ``custody`` is the audit entries to include (this export, prior replays, exports and
@@ -128,7 +131,11 @@ def export_visit(visit_dir: Path, public_pem: bytes, out_zip: Path,
     segment file on disk (listed or not), so the export shows the same problems the
     server's copy would; it does not refuse a recording that fails verification, since
     exporting it may be exactly how that failure gets examined.
+
+    Encrypted recordings: segments go in as stored, with their data keys in
+    ``segment-keys.json`` (recorder/export_keys.py says why); ``media/`` is decrypted.
     """
+    vault = vault or Vault()
     visit_dir, out_zip = Path(visit_dir), Path(out_zip)
     key_id = key_id_of(load_public_key(public_pem))  # refuse a bad key before writing
     if out_zip.exists():
@@ -143,16 +150,24 @@ def export_visit(visit_dir: Path, public_pem: bytes, out_zip: Path,
         with zipfile.ZipFile(partial, "w", allowZip64=True) as archive:
             text = zipfile.ZIP_DEFLATED
             for final in finals:  # media is already compressed: store it
-                archive.write(final, f"media/{Path(final).name}", zipfile.ZIP_STORED)
-            for rel in segment_files(visit_dir):
+                with vault.open(visit_dir.name, Path(final)) as src, archive.open(
+                        zipfile.ZipInfo(f"media/{Path(final).name}"), "w",
+                        force_zip64=True) as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+            segments = segment_files(visit_dir)
+            for rel in segments:
                 archive.write(visit_dir / rel, f"segments/{rel}", zipfile.ZIP_STORED)
+            keys = segment_keys(visit_dir, segments, vault)
+            if keys is not None:
+                archive.writestr(KEYS_NAME, json.dumps(keys, indent=2) + "\n", text)
             if manifest.is_file():
                 archive.write(manifest, MANIFEST_NAME, text)
             archive.writestr(SEAL_NAME, f"{seal if seal else UNSEALED_TEXT}\n", text)
             archive.writestr(PUBLIC_KEY_NAME, public_pem, text)
             archive.writestr(CUSTODY_NAME, json.dumps(list(custody), indent=2,
                                                       ensure_ascii=False) + "\n", text)
-            archive.writestr(VERIFYING_NAME, verifying_text(visit_dir.name, key_id), text)
+            archive.writestr(VERIFYING_NAME, verifying_text(visit_dir.name, key_id)
+                             + (NOTE if keys is not None else ""), text)
         with open(partial, "rb") as file:
             os.fsync(file.fileno())
         os.replace(partial, out_zip)

@@ -33,6 +33,7 @@ from recorder.segments import RecordingError, SegmentInfo, sync_segment
 from recorder.signing import RecordingKey
 from recorder.tap import RecordingTap
 from recorder.track import BATCH_S, TrackRecorder
+from recorder.vault import Vault
 from records.archive import Archive
 from records.audit import AuditLog
 from records.store import Store, connect
@@ -111,9 +112,10 @@ class VisitRecording:
 
 class Recordings:
     def __init__(self, recordings: Path, key: RecordingKey, archive: Archive, store: Store,
-                 audit: AuditLog, segment_s: float = 10.0) -> None:
+                 audit: AuditLog, segment_s: float = 10.0, vault: Vault | None = None) -> None:
         self.dir = recordings
         self.key = key
+        self.vault = vault or Vault()
         self.archive = archive
         self._store = store
         self._audit = audit
@@ -168,7 +170,8 @@ class Recordings:
                 epoch=rec.epoch, segment_s=self._segment_s,
                 request_keyframe=request.request_keyframe, on_ready=on_ready,
                 on_segment=on_segment, on_failure=on_failure, on_gap=GAP_SECONDS.inc,
-                clock=tap.wall_clock))
+                clock=tap.wall_clock,
+                open_file=lambda path: self.vault.create(request.visit_id, path)))
             self._schedule_batches()
 
         prepared.add_done_callback(opened)
@@ -269,6 +272,7 @@ class Recordings:
 
         def sync_and_append() -> dict[str, Any]:
             sync_segment(Path(fields["path"]))
+            self.vault.sync(rec.folder.name)  # its data key, before its hash is signed
             return manifest.append_segment(fields)
 
         try:
@@ -312,7 +316,7 @@ class Recordings:
     def _seal_files(self, visit_id: str, rec: VisitRecording,
                     recovered: bool) -> tuple[str, list[FinalFile]]:
         try:
-            finals = finalize_visit(rec.folder)
+            finals = finalize_visit(rec.folder, self.vault)
         except Exception:  # noqa: BLE001 - the evidence (segments) is intact; say so
             log.exception("finalize failed", extra={"visit": visit_id})
             finals = []
@@ -369,7 +373,7 @@ class Recordings:
                     folder.iterdir()):
                 continue
             try:
-                salvaged = recover_visit(folder, self.key, time.time)
+                salvaged = recover_visit(folder, self.key, time.time, self.vault)
             except (ManifestError, OSError) as exc:
                 # Damaged evidence is kept as it is and reported; it never stops start-up.
                 FAILURES.labels("recovery").inc()

@@ -1,0 +1,86 @@
+"""How the recorder, replay and export open recording files: encrypted at rest when a
+key-encryption key is configured, plain otherwise.
+
+Writing: ``create`` makes a new file exclusively and, when encrypting, gives it a fresh
+data key, recorded (wrapped) in ``DataKeys`` before the first byte is written. Reading:
+``open`` looks at the file itself, so recordings made before encryption was turned on
+(or after it was turned off) still play; an encrypted file without its key is refused
+with ``KeyUnavailable``, saying why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from recorder.encrypted import DecryptedReader, EncryptedWriter
+from recorder.envelope import HEADER_BYTES, MAGIC, file_id, is_encrypted, new_header, new_key
+from recorder.keystore import DataKeys, KeyUnavailable
+
+__all__ = ["KeyUnavailable", "Vault", "encrypted_file"]
+
+
+def encrypted_file(path: Path) -> bool:
+    with open(path, "rb") as file:
+        return is_encrypted(file.read(len(MAGIC)))
+
+
+class Vault:
+    """Opens a recording's files. ``keys`` None: nothing new is encrypted, and an
+    encrypted file can be read only through ``lookup`` (an export's own keys)."""
+
+    def __init__(self, keys: DataKeys | None = None, *,
+                 lookup: Callable[[str, str], bytes] | None = None) -> None:
+        self.keys = keys
+        self._lookup = lookup or (keys.key if keys is not None else None)
+
+    @property
+    def encrypting(self) -> bool:
+        return self.keys is not None
+
+    def create(self, visit: str, path: Path) -> BinaryIO:
+        """A new file (never an existing one), encrypted if a KEK is configured."""
+        raw = open(path, "x+b", buffering=0)
+        if self.keys is None:
+            return raw
+        try:
+            header, key = new_header(), new_key()
+            self.keys.add(visit, file_id(header), key)
+            return EncryptedWriter(raw, key, header)  # type: ignore[return-value]
+        except BaseException:
+            raw.close()
+            raise
+
+    def sync(self, visit: str) -> None:
+        """Make the visit's recorded data keys durable (before its segments are signed)."""
+        if self.keys is not None:
+            self.keys.sync(visit)
+
+    def open(self, visit: str, path: Path, *, salvage: bool = False) -> BinaryIO:
+        """The plaintext of a recording file, decrypted on the fly if it is encrypted."""
+        file = open(path, "rb")
+        try:
+            header = file.read(HEADER_BYTES)
+            file.seek(0)
+            if not is_encrypted(header):
+                return file
+            return DecryptedReader(file, self.data_key(visit, file_id(header)),  # type: ignore[return-value]
+                                   salvage=salvage)
+        except BaseException:
+            file.close()
+            raise
+
+    def data_key(self, visit: str, file: str) -> bytes:
+        if self._lookup is None:
+            raise KeyUnavailable("this recording is encrypted and no key-encryption key is "
+                                 "configured (recordings_key_file)")
+        return self._lookup(visit, file)
+
+    def file_key(self, visit: str, path: Path) -> tuple[str, bytes] | None:
+        """(file id, data key) of an encrypted file; None for a plain one."""
+        with open(path, "rb") as file:
+            header = file.read(HEADER_BYTES)
+        if not is_encrypted(header):
+            return None
+        return file_id(header), self.data_key(visit, file_id(header))
