@@ -43,10 +43,12 @@ import av
 from aiortc.rtp import RtpPacket
 
 from recorder.finalize import finalize_visit
+from recorder.keystore import DataKeys, KeyringFile, create_keyring
 from recorder.manifest import Manifest
 from recorder.segments import SegmentInfo, sync_segment
 from recorder.signing import RecordingKey
 from recorder.track import BATCH_S, TrackRecorder
+from recorder.vault import Vault
 from recorder.verify import verify_visit
 from tests.support.clock import FakeClock
 from tests.support.media import decode
@@ -65,7 +67,7 @@ EPOCH = 1_700_000_000.0  # the visit's booked start on the fake wall clock
 
 
 def run_recorder(tracks: list[Track], schedule: list[tuple[float, int, RtpPacket]],
-                 visit_dir: Path, key: RecordingKey) -> dict[str, Any]:
+                 visit_dir: Path, key: RecordingKey, vault: Vault) -> dict[str, Any]:
     """Feed every packet to real TrackRecorders; close, finalize and seal. CPU-timed."""
     clock = FakeClock(EPOCH)  # the SFU's clock and the wall clock in one: it follows arrivals
     failures: list[tuple[str, str]] = []
@@ -86,6 +88,7 @@ def run_recorder(tracks: list[Track], schedule: list[tuple[float, int, RtpPacket
             nonlocal manifest_cpu
             started = time.process_time()
             sync_segment(info.path)
+            vault.sync(visit_dir.name)
             manifest.append_segment({"track": name, "path": info.path,
                                      "first_pts": info.first_pts, "last_pts": info.last_pts,
                                      "time_base": f"1/{clock_rate}", "sha256": info.sha256,
@@ -103,7 +106,8 @@ def run_recorder(tracks: list[Track], schedule: list[tuple[float, int, RtpPacket
             visit_dir, name, track.kind, track.codec.mimeType, clock_rate,
             epoch=EPOCH, segment_s=SEGMENT_S, request_keyframe=request_keyframe,
             on_ready=lambda name=name: ready.add(name), on_segment=on_segment,
-            on_failure=on_failure, clock=clock))
+            on_failure=on_failure, clock=clock,
+            open_file=lambda path: vault.create(visit_dir.name, path)))
     due = EPOCH + BATCH_S
     for arrival, index, packet in schedule:
         clock.now = EPOCH + arrival
@@ -115,7 +119,7 @@ def run_recorder(tracks: list[Track], schedule: list[tuple[float, int, RtpPacket
     for recorder in recorders:
         recorder.close()
     cpu1 = time.process_time()
-    finals = finalize_visit(visit_dir)
+    finals = finalize_visit(visit_dir, vault)
     cpu2 = time.process_time()
     seal = manifest.seal({"finals": {f.participant: round(f.offset_s, 3) for f in finals},
                           "recovered": False})
@@ -181,6 +185,23 @@ def check_recording(tracks: list[Track], rec: dict[str, Any], visit_dir: Path,
             "ok": not decode_errors and not problems}
 
 
+def check_encrypted(tracks: list[Track], rec: dict[str, Any], visit_dir: Path,
+                    key: RecordingKey, vault: Vault) -> list[str]:
+    """The encrypted run's recording: it verifies, and its final files, decrypted, hold
+    every frame."""
+    problems = [f"{name}: recording failed: {reason}" for name, reason in rec["failures"]]
+    report = verify_visit(visit_dir, key.public_pem, rec["seal"])
+    problems += [f"verify: {p}" for p in report.problems]
+    for final in rec["finals"]:
+        plain = visit_dir.parent / f"plain-{final.path.name}"
+        with vault.open(visit_dir.name, final.path) as src:
+            plain.write_bytes(src.read())
+        if sum(count_packets(plain)) != sum(t.frames for t in tracks
+                                            if t.party == final.participant):
+            problems.append(f"encrypted final file of {final.participant} lacks frames")
+    return problems
+
+
 # -- the run ------------------------------------------------------------------------------
 
 
@@ -218,8 +239,14 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="visitbridge-recbench-") as tmp:
         visit_dir = Path(tmp) / "visit-bench"
-        rec = run_recorder(tracks, schedule, visit_dir, key)
+        rec = run_recorder(tracks, schedule, visit_dir, key, Vault())
         print(f"recorder: {rec['cpu_s']:.2f} s CPU", file=sys.stderr)
+        create_keyring(Path(tmp) / "kek.json")
+        vault = Vault(DataKeys(Path(tmp) / "data-keys", KeyringFile(Path(tmp) / "kek.json")))
+        sealed = run_recorder(tracks, schedule, Path(tmp) / "visit-enc", key, vault)
+        print(f"recorder, encrypting: {sealed['cpu_s']:.2f} s CPU", file=sys.stderr)
+        encrypted_problems = check_encrypted(tracks, sealed, Path(tmp) / "visit-enc", key,
+                                             vault)
         segment_bytes = sum(p.stat().st_size for p in visit_dir.rglob("segment-*"))
         final_bytes = sum(f.path.stat().st_size for f in rec["finals"])
         manifest_bytes = (visit_dir / "manifest.jsonl").stat().st_size
@@ -234,7 +261,16 @@ def main(argv: list[str] | None = None) -> int:
     video_coders = [c for c in coders if c.video]
     audio_coders = [c for c in coders if not c.video]
     written = segment_bytes + final_bytes + manifest_bytes
-    record: dict[str, Any] = {"benchmark": "recorder", "valid": check["ok"]}
+    record: dict[str, Any] = {"benchmark": "recorder",
+                              "valid": check["ok"] and not encrypted_problems}
+    record["encryption"] = {  # the same packets, recorded again with encryption at rest
+        "plain_cpu_s_per_visit_hour": round(per_hour(rec["cpu_s"], seconds), 2),
+        "encrypted_cpu_s_per_visit_hour": round(per_hour(sealed["cpu_s"], seconds), 2),
+        "added_cpu_s_per_visit_hour": round(per_hour(sealed["cpu_s"] - rec["cpu_s"],
+                                                     seconds), 2),
+        "ratio": round(sealed["cpu_s"] / rec["cpu_s"], 3) if rec["cpu_s"] > 0 else None,
+        "problems": encrypted_problems[:10],
+    }
     record["recorder"] = {
         "cpu_s_per_visit_hour": round(per_hour(rec["cpu_s"], seconds), 1),
         "us_per_packet": round(rec["cpu_s"] / packets * 1e6, 1),
@@ -286,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     record["run_wall_s"] = round(time.monotonic() - started, 1)
     print(json.dumps(record), flush=True)
     append_result(args.results, record)
-    return 0 if check["ok"] else 1
+    return 0 if record["valid"] else 1
 
 
 if __name__ == "__main__":
