@@ -20,7 +20,7 @@ import pytest
 
 from recorder.envelope import MAGIC
 from tests.support.compliance import compliance_token
-from tests.support.recording import cli, wait_sealed
+from tests.support.recording import cancel, cli, wait_sealed
 from tests.support.server import (
     ROOT,
     Server,
@@ -82,12 +82,7 @@ async def test_encrypted_recording_replays_only_with_its_key(tmp_path: Path) -> 
         async with in_visit(inmate, family):
             await family.wait_for(lambda: family.video_from(0).frames >= 10, 15)
             await asyncio.sleep(7)
-            records = server.token("records-1", "records", None)
-            async with aiohttp.ClientSession() as http:
-                resp = await http.post(f"{server.url}/api/visits/{VISIT}/cancel",
-                                       headers={"Authorization": f"Bearer {records}"},
-                                       json={"reason": "test over"})
-                assert resp.status == 200
+            await cancel(server, VISIT)
         await wait_sealed(server, VISIT)
         folder = tmp_path / "recordings" / VISIT
         files = sorted(folder.rglob("*.webm"))
