@@ -6,6 +6,7 @@ import asyncio
 import importlib.util
 import logging
 import time
+from functools import partial
 from pathlib import Path
 
 from aiohttp import web
@@ -26,6 +27,7 @@ from auth.keys import (
     development_keys,
 )
 from auth.tokens import KeyStore, TokenVerifier
+from recorder.keystore import shred as shred_data_keys
 from recorder.retention import RetentionJob
 from recorder.session import Recordings
 from recorder.signing import load_or_create
@@ -131,7 +133,7 @@ def create_app(config: Config) -> web.Application:
     records = VisitRecords(store, audit, outbox, sender, on_ended=recordings.visit_ended)
     retention_job = RetentionJob(archive, config.recordings_dir, config.retention_days,
                                  audit.record, interval_s=3600,
-                                 shred=vault.keys.shred if vault.keys else None)
+                                 shred=partial(shred_data_keys, config.data_keys_dir))
     policy = Policy(early_entry_s=config.early_entry_s,
                     warnings_s=tuple(float(w) for w in config.warnings),
                     all_left_grace_s=config.all_left_grace_s)

@@ -235,7 +235,8 @@ class DecryptedReader(io.RawIOBase):
             return 0
         index = self._index_of(self._pos)
         chunk = self._chunks[index]
-        piece = self._plain(index)[self._pos - chunk.start:][:len(buffer)]
+        at = self._pos - chunk.start
+        piece = memoryview(self._plain(index))[at:at + len(buffer)]  # no copy of the rest
         buffer[:len(piece)] = piece
         self._pos += len(piece)
         return len(piece)

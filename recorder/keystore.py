@@ -161,15 +161,7 @@ class DataKeys:
 
     def shred(self, visit: str) -> int:
         """Delete every data key of a visit; returns how many there were."""
-        path = self.path(visit)
-        with self._locked(path, "ab") if path.exists() else _nothing():
-            count = len(self.records(visit))
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                return 0
-        fsync_dir(self.folder)
-        return count
+        return shred(self.folder, visit)
 
     def rewrap(self, visit: str) -> int:
         """Re-wrap every data key of a visit under the current KEK; returns how many
@@ -216,9 +208,17 @@ class DataKeys:
             handle.close()
 
 
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield None
+def shred(folder: Path, visit: str) -> int:
+    """Delete every data key of a visit (no key-encryption key needed: retention shreds
+    even when encryption has since been turned off); returns how many there were."""
+    path = Path(folder) / f"{visit}.jsonl"
+    if not path.exists():
+        return 0
+    with DataKeys._locked(path, "ab"):
+        count = sum(1 for line in path.read_text().splitlines() if line.strip())
+        path.unlink()
+    fsync_dir(Path(folder))
+    return count
 
 
 def rotate(keyring: Path, data_keys: Path) -> tuple[str, int]:
