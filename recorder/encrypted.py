@@ -20,6 +20,8 @@ import io
 import os
 from typing import BinaryIO
 
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 from recorder.envelope import (
     HEADER_BYTES,
     LENGTH_BYTES,
@@ -37,20 +39,19 @@ from recorder.envelope import (
 class EncryptedWriter(io.RawIOBase):
     """Encrypts what is written into ``file`` (a new, empty, binary file it now owns)."""
 
-    def __init__(self, file: BinaryIO, key: bytes, header: bytes) -> None:
+    def __init__(self, file: BinaryIO, key: bytes, header: bytes, *, hashed: bool = True
+                 ) -> None:
         super().__init__()
         self._file = file
-        self._key = key
+        self._key = AESGCM(key)
         self._header = header
         self._chunks: list[Chunk] = []
         self._held = bytearray()  # plaintext after the last sealed chunk
         self._pos = 0  # in the plaintext
-        self._sha256: hashlib._Hash | None = hashlib.sha256()
+        self._sealed_end = 0  # plaintext bytes in sealed chunks
+        self._end = 0  # plaintext bytes written
+        self._sha256: hashlib._Hash | None = hashlib.sha256() if hashed else None
         self._put(header)
-
-    @property
-    def _sealed_end(self) -> int:
-        return self._chunks[-1].start + self._chunks[-1].plain if self._chunks else 0
 
     def writable(self) -> bool:
         return True
@@ -65,7 +66,7 @@ class EncryptedWriter(io.RawIOBase):
         return self._pos
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        end = self._sealed_end + len(self._held)
+        end = self._end
         base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: end}[whence]
         if not 0 <= base + offset <= end:
             raise OSError(f"cannot seek to {base + offset} in an encrypted file of {end}")
@@ -73,6 +74,12 @@ class EncryptedWriter(io.RawIOBase):
         return self._pos
 
     def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        if self._pos == self._end:  # appending: every write but a muxer's patches
+            self._held += data
+            self._pos = self._end = self._end + len(data)
+            while len(self._held) > MAX_CHUNK:
+                self._seal(MAX_CHUNK, final=False)
+            return len(data)
         data = bytes(data)
         sealed_end = self._sealed_end
         if self._pos < sealed_end:  # a patch of what is already sealed
@@ -86,6 +93,7 @@ class EncryptedWriter(io.RawIOBase):
         at = self._pos - sealed_end
         self._held[at:at + len(data)] = data
         self._pos += len(data)
+        self._end = max(self._end, self._pos)
         while len(self._held) > MAX_CHUNK:
             self._seal(MAX_CHUNK, final=False)
         return len(data)
@@ -104,15 +112,20 @@ class EncryptedWriter(io.RawIOBase):
                 super().close()
 
     def digest(self) -> str | None:
-        """SHA-256 of the file as written, unless a chunk was re-sealed in place."""
+        """SHA-256 of the file as written, unless not ``hashed`` or a chunk was re-sealed
+        in place."""
         return self._sha256.hexdigest() if self._sha256 is not None else None
 
     def _seal(self, size: int, final: bool) -> None:
-        piece, self._held = bytes(self._held[:size]), self._held[size:]
+        if size == len(self._held):
+            piece, self._held = bytes(self._held), bytearray()
+        else:
+            piece, self._held = bytes(self._held[:size]), self._held[size:]
         offset = self._chunks[-1].end if self._chunks else HEADER_BYTES
         stored = seal_chunk(self._key, self._header, len(self._chunks), final, piece)
         self._chunks.append(Chunk(offset, len(stored) - LENGTH_BYTES - NONCE_BYTES,
                                   self._sealed_end))
+        self._sealed_end += size
         self._put(stored)
 
     def _put(self, data: bytes) -> None:
@@ -148,7 +161,7 @@ class DecryptedReader(io.RawIOBase):
     def __init__(self, file: BinaryIO, key: bytes, *, salvage: bool = False) -> None:
         super().__init__()
         self._file = file
-        self._key = key
+        self._key = AESGCM(key)
         self._header = file.read(HEADER_BYTES)
         file_id(self._header)
         self._chunks = self._table(salvage)

@@ -77,12 +77,13 @@ def _aad(header: bytes, index: int, final: bool) -> bytes:
     return header + struct.pack(">QB", index, 1 if final else 0)
 
 
-def seal_chunk(key: bytes, header: bytes, index: int, final: bool, plaintext: bytes) -> bytes:
-    """One chunk as stored: length, nonce, ciphertext and tag."""
+def seal_chunk(key: AESGCM, header: bytes, index: int, final: bool, plaintext: bytes) -> bytes:
+    """One chunk as stored: length, nonce, ciphertext and tag. ``key`` is the file's data
+    key as an ``AESGCM`` (made once per file: making one costs as much as a chunk)."""
     if len(plaintext) > MAX_CHUNK:
         raise ValueError(f"a chunk holds at most {MAX_CHUNK} bytes")
     nonce = os.urandom(NONCE_BYTES)
-    sealed = AESGCM(key).encrypt(nonce, plaintext, _aad(header, index, final))
+    sealed = key.encrypt(nonce, plaintext, _aad(header, index, final))
     return struct.pack(">I", len(sealed)) + nonce + sealed
 
 
@@ -94,13 +95,13 @@ def chunk_length(prefix: bytes) -> int:
     return length
 
 
-def open_chunk(key: bytes, header: bytes, index: int, final: bool, body: bytes) -> bytes:
+def open_chunk(key: AESGCM, header: bytes, index: int, final: bool, body: bytes) -> bytes:
     """The plaintext of a stored chunk without its 4-byte length (nonce, ciphertext,
     tag); EnvelopeError if it is not chunk ``index`` of this file with this final flag
     under this key."""
     nonce, sealed = body[:NONCE_BYTES], body[NONCE_BYTES:]
     try:
-        return AESGCM(key).decrypt(nonce, sealed, _aad(header, index, final))
+        return key.decrypt(nonce, sealed, _aad(header, index, final))
     except InvalidTag:
         where = "final chunk" if final else "chunk"
         raise EnvelopeError(f"{where} {index} fails authentication: altered, reordered, "
@@ -110,9 +111,9 @@ def open_chunk(key: bytes, header: bytes, index: int, final: bool, body: bytes) 
 def encrypt(key: bytes, plaintext: bytes, header: bytes | None = None,
             chunk: int = MAX_CHUNK) -> bytes:
     """A whole file at once (tests, small files)."""
-    header = header or new_header()
+    header, aead = header or new_header(), AESGCM(key)
     pieces = [plaintext[i:i + chunk] for i in range(0, len(plaintext), chunk)] or [b""]
-    return header + b"".join(seal_chunk(key, header, i, i == len(pieces) - 1, piece)
+    return header + b"".join(seal_chunk(aead, header, i, i == len(pieces) - 1, piece)
                              for i, piece in enumerate(pieces))
 
 
@@ -133,7 +134,7 @@ class Chunk:
 
 def decrypt(key: bytes, data: bytes) -> bytes:
     """A whole file at once; EnvelopeError for any damage, including truncation."""
-    header = data[:HEADER_BYTES]
+    header, aead = data[:HEADER_BYTES], AESGCM(key)
     file_id(header)
     out, offset, index = [], HEADER_BYTES, 0
     while offset < len(data):
@@ -143,7 +144,7 @@ def decrypt(key: bytes, data: bytes) -> bytes:
         end = offset + LENGTH_BYTES + NONCE_BYTES + length
         if end > len(data):
             raise EnvelopeError("the file ends inside a chunk: truncated")
-        out.append(open_chunk(key, header, index, end == len(data),
+        out.append(open_chunk(aead, header, index, end == len(data),
                               data[offset + LENGTH_BYTES:end]))
         offset, index = end, index + 1
     if index == 0:

@@ -77,7 +77,7 @@ def finalize_participant(visit_dir: Path, participant: str, tracks: list[Path],
     origin = min(starts)
     last = origin
     tmp.unlink(missing_ok=True)  # left by a failed attempt
-    sink = vault.create(visit_dir.name, tmp)
+    sink = vault.create(visit_dir.name, tmp, hashed=False)
     with av.open(sink, "w", format="matroska" if h264 else "webm") as out:
         streams = []
         for files in inputs:

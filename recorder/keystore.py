@@ -27,6 +27,8 @@ from typing import Protocol
 from recorder.envelope import KEY_BYTES, EnvelopeError, kek_id, new_key, unwrap, wrap
 from recorder.signing import fsync_dir
 
+CACHED_VISITS = 64  # visits whose key files stay parsed (replay opens many files)
+
 
 class KeyUnavailable(Exception):
     """A recording is encrypted and its key cannot be had (no KEK, or shredded)."""
@@ -115,6 +117,8 @@ class DataKeys:
     def __init__(self, folder: Path, keks: KeyEncryptionKeys) -> None:
         self.folder = Path(folder)
         self.keks = keks
+        self._read: dict[str, tuple[tuple[int, int, int], dict[str, dict[str, str]]]] = {}
+        self._created: set[str] = set()  # visits whose key file is new, until synced
 
     def path(self, visit: str) -> Path:
         return self.folder / f"{visit}.jsonl"
@@ -122,7 +126,10 @@ class DataKeys:
     def add(self, visit: str, file: str, data_key: bytes) -> None:
         """Record one file's data key (wrapped). Not synced: ``sync`` is, off the loop."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        with self._locked(self.path(visit), "ab") as handle:
+        path = self.path(visit)
+        if not path.exists():
+            self._created.add(visit)
+        with self._locked(path, "ab") as handle:
             refresh = getattr(self.keks, "refresh", None)
             if refresh is not None:
                 refresh()  # under the lock: a rotation in progress is seen
@@ -136,14 +143,29 @@ class DataKeys:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            fsync_dir(self.folder)
+            if visit in self._created:  # its directory entry, once
+                fsync_dir(self.folder)
+                self._created.discard(visit)
 
     def records(self, visit: str) -> dict[str, dict[str, str]]:
+        """The visit's wrapped keys by file id, read again only when the file changed
+        (a replay opens many files; shredding removes it, so nothing stale survives)."""
+        path = self.path(visit)
         try:
-            text = self.path(visit).read_text()
+            stat = path.stat()
+            seen = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+            cached = self._read.get(visit)
+            if cached is not None and cached[0] == seen:
+                return cached[1]
+            text = path.read_text()
         except FileNotFoundError:
+            self._read.pop(visit, None)
             return {}
-        return {r["file"]: r for r in map(json.loads, text.splitlines()) if r}
+        records = {r["file"]: r for r in map(json.loads, text.splitlines()) if r}
+        self._read[visit] = (seen, records)
+        if len(self._read) > CACHED_VISITS:
+            self._read.pop(next(iter(self._read)))
+        return records
 
     def key(self, visit: str, file: str) -> bytes:
         """The data key of one file of a visit; KeyUnavailable if there is none."""

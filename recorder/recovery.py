@@ -76,7 +76,7 @@ def remux(path: Path, vault: Vault) -> tuple[int, int | None, int | None, str]:
     packets, first, last = 0, None, None
     time_base = "1/1000"
     with av.open(vault.open(visit, path, salvage=True)) as src:
-        sink = vault.create(visit, tmp)
+        sink = vault.create(visit, tmp, hashed=False)
         try:
             with av.open(sink, "w",
                          format="matroska" if path.suffix == ".mkv" else "webm") as dst:

@@ -10,15 +10,29 @@ with ``KeyUnavailable``, saying why.
 
 from __future__ import annotations
 
+import io
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
 from recorder.encrypted import DecryptedReader, EncryptedWriter
-from recorder.envelope import HEADER_BYTES, MAGIC, file_id, is_encrypted, new_header, new_key
+from recorder.envelope import (
+    HEADER_BYTES,
+    MAGIC,
+    decrypt,
+    file_id,
+    is_encrypted,
+    new_header,
+    new_key,
+)
 from recorder.keystore import DataKeys, KeyUnavailable
 
 __all__ = ["KeyUnavailable", "Vault", "encrypted_file"]
+
+# Files up to this size (segments) are decrypted whole into memory when opened: one pass,
+# then read at C speed; larger ones (final files) are decrypted chunk by chunk.
+WHOLE_BYTES = 8 << 20
 
 
 def encrypted_file(path: Path) -> bool:
@@ -39,15 +53,17 @@ class Vault:
     def encrypting(self) -> bool:
         return self.keys is not None
 
-    def create(self, visit: str, path: Path) -> BinaryIO:
-        """A new file (never an existing one), encrypted if a KEK is configured."""
+    def create(self, visit: str, path: Path, *, hashed: bool = True) -> BinaryIO:
+        """A new file (never an existing one), encrypted if a KEK is configured.
+        ``hashed``: an encrypted file hashes its ciphertext as written (segments: the
+        manifest need not read them again); files nobody signs that way skip it."""
         raw = open(path, "x+b", buffering=0)
         if self.keys is None:
             return raw
         try:
             header, key = new_header(), new_key()
             self.keys.add(visit, file_id(header), key)
-            return EncryptedWriter(raw, key, header)  # type: ignore[return-value]
+            return EncryptedWriter(raw, key, header, hashed=hashed)  # type: ignore[return-value]
         except BaseException:
             raw.close()
             raise
@@ -65,8 +81,11 @@ class Vault:
             file.seek(0)
             if not is_encrypted(header):
                 return file
-            return DecryptedReader(file, self.data_key(visit, file_id(header)),  # type: ignore[return-value]
-                                   salvage=salvage)
+            key = self.data_key(visit, file_id(header))
+            if not salvage and os.fstat(file.fileno()).st_size <= WHOLE_BYTES:
+                with file:
+                    return io.BytesIO(decrypt(key, file.read()))
+            return DecryptedReader(file, key, salvage=salvage)  # type: ignore[return-value]
         except BaseException:
             file.close()
             raise
