@@ -47,7 +47,7 @@ def segments_of(track_dir: Path) -> list[Path]:
 def _packets(files: list[Path], index: int, vault: Vault
              ) -> Iterator[tuple[Fraction, int, av.Packet]]:
     for path in files:
-        with av.open(vault.open(path.parent.parent.name, path)) as container:
+        with av.open(vault.media_input(path.parent.parent.name, path)) as container:
             stream = container.streams[0]
             for packet in container.demux(stream):
                 if packet.dts is None or packet.size == 0:
@@ -70,18 +70,18 @@ def finalize_participant(visit_dir: Path, participant: str, tracks: list[Path],
     tmp = path.with_name(path.name + ".tmp")
     starts = []
     for files in inputs:
-        with av.open(vault.open(visit_dir.name, files[0])) as c:
+        with av.open(vault.media_input(visit_dir.name, files[0])) as c:
             s = c.streams[0]
             first = next((p.dts for p in c.demux(s) if p.dts is not None), 0)
             starts.append(first * s.time_base)
     origin = min(starts)
     last = origin
     tmp.unlink(missing_ok=True)  # left by a failed attempt
-    sink = vault.create(visit_dir.name, tmp, hashed=False)
+    sink = vault.media_output(visit_dir.name, tmp)
     with av.open(sink, "w", format="matroska" if h264 else "webm") as out:
         streams = []
         for files in inputs:
-            with av.open(vault.open(visit_dir.name, files[0])) as c:
+            with av.open(vault.media_input(visit_dir.name, files[0])) as c:
                 streams.append(out.add_stream_from_template(c.streams[0]))
         merged = heapq.merge(*(_packets(files, i, vault) for i, files in enumerate(inputs)),
                              key=lambda item: (item[0], item[1]))
@@ -94,7 +94,8 @@ def finalize_participant(visit_dir: Path, participant: str, tracks: list[Path],
             packet.stream = stream
             out.mux(packet)
             last = max(last, when)
-    sink.close()
+    if not isinstance(sink, str):
+        sink.close()
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)

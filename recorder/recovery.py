@@ -75,8 +75,8 @@ def remux(path: Path, vault: Vault) -> tuple[int, int | None, int | None, str]:
     visit = path.parent.parent.name
     packets, first, last = 0, None, None
     time_base = "1/1000"
-    with av.open(vault.open(visit, path, salvage=True)) as src:
-        sink = vault.create(visit, tmp, hashed=False)
+    with av.open(vault.media_input(visit, path, salvage=True)) as src:
+        sink = vault.media_output(visit, tmp)
         try:
             with av.open(sink, "w",
                          format="matroska" if path.suffix == ".mkv" else "webm") as dst:
@@ -95,7 +95,8 @@ def remux(path: Path, vault: Vault) -> tuple[int, int | None, int | None, str]:
                 except av.error.FFmpegError:
                     pass  # the torn tail: everything before it is kept
         finally:
-            sink.close()
+            if not isinstance(sink, str):
+                sink.close()
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)

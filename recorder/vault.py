@@ -90,6 +90,20 @@ class Vault:
             file.close()
             raise
 
+    def media_input(self, visit: str, path: Path, *, salvage: bool = False) -> str | BinaryIO:
+        """What ``av.open`` should read: a plain file by its name (libavformat reads it
+        itself, far cheaper than through Python), an encrypted one decrypted."""
+        if not encrypted_file(path):
+            return str(path)
+        return self.open(visit, path, salvage=salvage)
+
+    def media_output(self, visit: str, path: Path) -> str | BinaryIO:
+        """What ``av.open`` should write a new file through: by name unless encrypting
+        (the caller closes a file object after the container)."""
+        if self.keys is None:
+            return str(path)
+        return self.create(visit, path, hashed=False)
+
     def data_key(self, visit: str, file: str) -> bytes:
         if self._lookup is None:
             raise KeyUnavailable("this recording is encrypted and no key-encryption key is "
