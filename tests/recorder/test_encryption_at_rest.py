@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import aiohttp
@@ -19,6 +20,7 @@ import av
 import pytest
 
 from recorder.envelope import MAGIC
+from recorder.export_keys import decrypt_export
 from tests.support.compliance import compliance_token
 from tests.support.recording import cancel, cli, wait_sealed
 from tests.support.server import (
@@ -72,6 +74,20 @@ def audit(data_dir: Path, action: str) -> list[dict]:
     return [json.loads(r[0]) for r in rows]
 
 
+def check_export(tmp: Path) -> None:
+    """The export verifies offline as shipped (ciphertext), its media/ plays, and its
+    segments decrypt with the data keys it carries."""
+    with zipfile.ZipFile(tmp / "export.zip") as archive:
+        archive.extractall(tmp / "export")
+    verified = subprocess.run([sys.executable, "-m", "recorder.verify", "--dir",
+                               str(tmp / "export")], cwd=ROOT, capture_output=True, text=True)
+    assert verified.returncode == 0, verified.stdout
+    assert not unreadable(tmp / "export" / "media" / "inmate-c.webm")
+    assert unreadable(next((tmp / "export" / "segments").rglob("segment-00001.webm")))
+    plain = decrypt_export(tmp / "export", tmp / "decrypted")
+    assert plain and not any(unreadable(p) for p in plain)
+
+
 async def test_encrypted_recording_replays_only_with_its_key(tmp_path: Path) -> None:
     keyring = tmp_path / "kek.json"
     env = {"VISITBRIDGE_SEGMENT_S": "3", "VISITBRIDGE_RECORDINGS_KEY_FILE": str(keyring)}
@@ -97,6 +113,10 @@ async def test_encrypted_recording_replays_only_with_its_key(tmp_path: Path) -> 
         status, part, headers = await media(server, "family-c", {"Range": "bytes=1000-2999"})
         assert status == 206 and part == whole[1000:3000]
         assert headers["Content-Range"] == f"bytes 1000-2999/{len(whole)}"
+        exported = cli(server, "recordings", "export", VISIT, "--out",
+                       str(tmp_path / "export.zip"))
+        assert exported.returncode == 0, exported.stderr
+    check_export(tmp_path)
     before = digests(folder)
     data_keys = tmp_path / "keys" / "recording-data-keys" / f"{VISIT}.jsonl"
     old_kek = {json.loads(line)["kek"] for line in data_keys.read_text().splitlines()}
