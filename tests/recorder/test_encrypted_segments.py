@@ -12,9 +12,11 @@ from pathlib import Path
 import av
 import pytest
 
-from recorder.envelope import EnvelopeError
+from recorder.envelope import MAGIC, EnvelopeError
 from recorder.keystore import DataKeys, KeyringFile, KeyUnavailable, create_keyring, rotate
+from recorder.recovery import recover_visit
 from recorder.segments import segment_writer
+from recorder.signing import RecordingKey
 from recorder.vault import Vault
 from tests.support.media import H264, OPUS, VP8, Publisher, decode
 from tests.support.segments import frames_of, write_all
@@ -91,3 +93,21 @@ def test_rotation_rewraps_keys_and_leaves_the_files(tmp_path: Path) -> None:
     create_keyring(tmp_path / "kek.json")  # another key: the data key cannot be unwrapped
     with pytest.raises(KeyUnavailable):
         stale.open("v", path)
+
+
+def test_recovery_salvages_an_encrypted_segment_a_crash_left(tmp_path: Path) -> None:
+    vault = vault_in(tmp_path)
+    visit_dir = tmp_path / "recordings" / "v"
+    (visit_dir / "family-1-video").mkdir(parents=True)
+    path = visit_dir / "family-1-video" / "segment-00001.webm"
+    writer = segment_writer(path, "video/VP8", 90000, open_file=lambda p: vault.create("v", p))
+    write_all(writer, frames_of(Publisher(VP8), 45))
+    shutil.copy(path, tmp_path / "killed.webm")
+    writer.close()
+    shutil.copy(tmp_path / "killed.webm", path)  # as kill -9 left it: no final chunk
+    key = RecordingKey.generate()
+    [recovered] = recover_visit(visit_dir, key, lambda: 1_000.0, vault)
+    assert recovered.packets >= 30
+    assert path.read_bytes().startswith(MAGIC)  # still encrypted, under a new data key
+    decoded = decode(plaintext(vault, path, tmp_path / "plain.webm"))  # whole, final chunk
+    assert decoded.errors == [] and decoded.frames == recovered.packets
