@@ -44,12 +44,15 @@ from api.replay import (
     final_files,
     from_start,
     media_path,
+    plaintext_response,
     set_ticket_cookie,
 )
 from api.search import BadQuery, SearchQuery, people, summary
 from auth.tokens import Claims, TokenVerifier
+from recorder.envelope import EnvelopeError
 from recorder.manifest import file_digest
 from recorder.retention import visit_folder
+from recorder.vault import KeyUnavailable, Vault, encrypted_file
 from records.archive import Archive, HoldReleased, RecordingDeleted, UnknownHold, UnknownRecording
 from records.audit import AuditLog
 from records.refusals import RefusalAudit
@@ -67,8 +70,9 @@ class Compliance:
     def __init__(self, verifier: TokenVerifier, archive: Archive, audit: AuditLog,
                  recordings_dir: Path, recording_public_pem: Callable[[], bytes], *,
                  refusals: RefusalAudit, clock: Callable[[], float] = time.time,
-                 ticket_ttl_s: float = TICKET_TTL_S,
+                 ticket_ttl_s: float = TICKET_TTL_S, vault: Vault | None = None,
                  anchors: Callable[[str], Mapping[str, bytes]] = lambda visit: {}) -> None:
+        self._vault = vault or Vault()
         self._bearer = Bearer(verifier, refusals, subject="participant", clock=clock)
         self._archive = archive
         self._audit_log = audit
@@ -266,8 +270,16 @@ class Compliance:
             # A header-authorized player: audit each play from the start, not each range.
             self._audit(claims, "recording_replay", visit, subject=participant,
                         detail={"via": "bearer"})
-        return web.FileResponse(path, headers={"Content-Type": MEDIA_TYPES[path.suffix],
-                                               "Cache-Control": "no-store"})
+        headers = {"Content-Type": MEDIA_TYPES[path.suffix], "Cache-Control": "no-store"}
+        if not await asyncio.to_thread(encrypted_file, path):
+            return web.FileResponse(path, headers=headers)
+        try:
+            return await plaintext_response(
+                request, partial(self._vault.open, visit, path), headers)
+        except KeyUnavailable as exc:
+            return error(503, "key_unavailable", f"this recording cannot be decrypted: {exc}")
+        except EnvelopeError as exc:
+            return error(500, "media_damaged", f"this replay file fails its check: {exc}")
 
     async def verify(self, request: web.Request) -> web.Response:
         claims, visit, row = await self._call(request, kept=True)
@@ -313,7 +325,7 @@ class Compliance:
             try:
                 out = await asyncio.to_thread(export_visit, self._folder(visit), public_pem,
                                               workdir / name, custody, row.get("seal"), finals,
-                                              self._anchors(visit))
+                                              self._anchors(visit), self._vault)
                 digest, size = await asyncio.to_thread(file_digest, Path(out))
             except Exception as exc:
                 self._audit(claims, "recording_export", visit, outcome="error",

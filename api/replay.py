@@ -12,19 +12,25 @@ restart voids every ticket.
 
 Before a replay file is played or exported it is checked against the recording's seal
 (``recorder.replay_files``): a file that is not the one sealed is refused.
+
+An encrypted final file is decrypted on the fly, range by range (``plaintext_response``):
+no decrypted copy is ever written to disk.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
+import io
 import json
+import re
 import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote
 
 from aiohttp import web
@@ -34,6 +40,55 @@ from recorder.replay_files import file_problem, sealed_entries
 TICKET_TTL_S = 600
 TICKET_COOKIE = "visitbridge_media"
 MEDIA_TYPES = {".webm": "video/webm", ".mkv": "video/x-matroska"}
+READ_BYTES = 1 << 18
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def byte_range(header: str, size: int) -> tuple[int, int] | None:
+    """The first and last byte a ``Range`` header asks of ``size`` bytes: None for the
+    whole file (no header, or one this server does not split, such as several ranges);
+    ValueError if it cannot be satisfied."""
+    match = _RANGE.fullmatch(header.strip().lower())
+    if not match or match.group(1) == match.group(2) == "":
+        return None
+    first, last = match.groups()
+    if first == "":
+        start, end = max(0, size - int(last)), size - 1
+    else:
+        start, end = int(first), min(size - 1, int(last) if last else size - 1)
+    if start > end or start >= size:
+        raise ValueError(f"range {header!r} not in {size} bytes")
+    return start, end
+
+
+async def plaintext_response(request: web.Request, open_plain: Callable[[], BinaryIO],
+                             headers: dict[str, str]) -> web.StreamResponse:
+    """Serve a file object (a decrypted recording) with byte ranges, as a player needs."""
+    file = await asyncio.to_thread(open_plain)
+    try:
+        size = file.seek(0, io.SEEK_END)
+        try:
+            wanted = byte_range(request.headers.get("Range", ""), size)
+        except ValueError:
+            return web.Response(status=416, headers={"Content-Range": f"bytes */{size}"})
+        start, end = wanted or (0, size - 1)
+        response = web.StreamResponse(status=206 if wanted else 200, headers={
+            **headers, "Accept-Ranges": "bytes", "Content-Length": str(end - start + 1)})
+        if wanted:
+            response.headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+        await response.prepare(request)
+        file.seek(start)
+        left = end - start + 1
+        while left > 0:
+            piece = await asyncio.to_thread(file.read, min(READ_BYTES, left))
+            if not piece:
+                break
+            await response.write(piece)
+            left -= len(piece)
+        await response.write_eof()
+        return response
+    finally:
+        file.close()
 
 
 def final_files(folder: Path, row: dict[str, Any]) -> dict[str, tuple[Path, float]]:

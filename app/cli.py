@@ -1,4 +1,5 @@
-"""``visitbridge`` command line: serve, keys, token, audit verify, recordings verify|export."""
+"""``visitbridge`` command line: serve, keys, token, audit verify, recordings
+verify|export|kek."""
 
 from __future__ import annotations
 
@@ -224,13 +225,14 @@ def _recordings_export(args: argparse.Namespace) -> int:
     finals = sorted((folder / "final").glob("*.*")) if (folder / "final").is_dir() else []
     custody = [{"action": "export", "actor": os.environ.get("USER", "operator"),
                 "role": "operator", "at": time.time(), "via": "visitbridge recordings export"}]
+    from app.atrest import open_vault
     from recorder.anchored import visit_anchors
     from records import store
     from records.audit import AuditLog
 
     db = store.connect(config.database)
     path = export_visit(folder, public, args.out, custody, seal, finals,
-                        visit_anchors(db, args.visit, config.tsa_ca_file))
+                        visit_anchors(db, args.visit, config.tsa_ca_file), open_vault(config))
     AuditLog(db).record(action="recording_export", actor=custody[0]["actor"], role="operator",
                         visit=args.visit, now=time.time(),
                         detail={"via": "visitbridge recordings export", "file": str(path)})
@@ -299,6 +301,14 @@ def parser() -> argparse.ArgumentParser:
     rexport.add_argument("visit")
     rexport.add_argument("--out", type=Path, required=True, help="zip file to write")
     rexport.set_defaults(func=_recordings_export)
+    from app.atrest import kek_create, kek_rotate
+
+    kek = rec_sub.add_parser("kek", help="the key-encryption key of recordings at rest")
+    kek_sub = kek.add_subparsers(dest="kek_command", required=True)
+    kek_sub.add_parser("create", help="write a new keyring at recordings_key_file"
+                       ).set_defaults(func=kek_create)
+    kek_sub.add_parser("rotate", help="new key; re-wrap every data key; drop the old key"
+                       ).set_defaults(func=kek_rotate)
     return p
 
 

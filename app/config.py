@@ -61,6 +61,7 @@ class Config:
     recordings_min_free_mb: int = 1024  # below this, new visits are refused
     segment_s: int = 10  # recording segment length (seconds)
     retention_days: int = 180  # recordings older than this are deleted unless on hold
+    recordings_key_file: Path | None = None  # key-encryption keyring: set = encrypted at rest
     webhook_url: str = ""  # records system endpoint for signed events ("" = none)
     webhook_secret: str = ""  # HMAC-SHA256 key for webhook signatures
     webhook_max_attempts: int = 20  # failed answers before an event is dead-lettered
@@ -89,6 +90,11 @@ class Config:
     @property
     def recordings_dir(self) -> Path:
         return self.recordings_path or self.data_dir / "recordings"
+
+    @property
+    def data_keys_dir(self) -> Path:
+        """The wrapped data keys of encrypted recordings, apart from the media."""
+        return self.data_dir / "keys" / "recording-data-keys"
 
     @property
     def database(self) -> Path:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import sqlite3
 import time
+from functools import partial
 
 from aiohttp import web
 from aiortc import RTCIceServer
@@ -14,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from api.compliance import Compliance
 from api.records import Api
 from app import health
+from app.atrest import open_vault
 from app.config import Config
 from app.pages import add_pages
 from auth.jti_memory import JtiMemory
@@ -26,6 +28,7 @@ from auth.keys import (
 )
 from auth.tokens import KeyStore, TokenVerifier
 from recorder.anchored import visit_anchors
+from recorder.keystore import shred as shred_data_keys
 from recorder.retention import RetentionJob
 from recorder.session import Recordings
 from recorder.signing import RecordingKey, load_or_create
@@ -128,11 +131,13 @@ def create_app(config: Config) -> web.Application:
                                    keys_dir / "recording.public.pem")
     anchorer = anchorer_for(config, db, recording_key) if first else None
     archive = Archive(db)
+    vault = open_vault(config)
     recordings = Recordings(config.recordings_dir, recording_key, archive, store, audit,
-                            segment_s=config.segment_s)
+                            segment_s=config.segment_s, vault=vault)
     records = VisitRecords(store, audit, outbox, sender, on_ended=recordings.visit_ended)
     retention_job = RetentionJob(archive, config.recordings_dir, config.retention_days,
-                                 audit.record, interval_s=3600)
+                                 audit.record, interval_s=3600,
+                                 shred=partial(shred_data_keys, config.data_keys_dir))
     policy = Policy(early_entry_s=config.early_entry_s,
                     warnings_s=tuple(float(w) for w in config.warnings),
                     all_left_grace_s=config.all_left_grace_s,
@@ -220,7 +225,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_routes(Api(verifier, rooms, records, refusals).routes())
     app.router.add_routes(Compliance(verifier, archive, audit, config.recordings_dir,
                                      lambda: recording_key.public_pem,
-                                     refusals=refusals,
+                                     refusals=refusals, vault=vault,
                                      anchors=lambda visit: visit_anchors(
                                          db, visit, config.tsa_ca_file)).routes())
     app.router.add_get("/ws", session.run)

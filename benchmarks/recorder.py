@@ -21,6 +21,10 @@ Measured (``time.process_time``, this process, user + system):
   bitrate, libopus stereo likewise). It neither reassembles with loss handling, nor
   muxes, nor writes, nor signs: a lower bound for a transcoding recorder.
 
+Encryption at rest: the same packets are recorded again through an encrypting vault
+(``--rounds`` runs of each, alternating); the medians give CPU-seconds per visit-hour
+with and without encryption, the difference and the ratio.
+
 Afterwards the recording is checked, outside the measurement: every segment decodes with
 zero errors and holds every frame that was fed, the final files hold every frame, and
 the manifest verifies against the key with the seal. Prints one JSON line and appends
@@ -32,6 +36,8 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -43,10 +49,12 @@ import av
 from aiortc.rtp import RtpPacket
 
 from recorder.finalize import finalize_visit
+from recorder.keystore import DataKeys, KeyringFile, create_keyring
 from recorder.manifest import Manifest
 from recorder.segments import SegmentInfo, sync_segment
 from recorder.signing import RecordingKey
 from recorder.track import BATCH_S, TrackRecorder
+from recorder.vault import Vault
 from recorder.verify import verify_visit
 from tests.support.clock import FakeClock
 from tests.support.media import decode
@@ -65,7 +73,7 @@ EPOCH = 1_700_000_000.0  # the visit's booked start on the fake wall clock
 
 
 def run_recorder(tracks: list[Track], schedule: list[tuple[float, int, RtpPacket]],
-                 visit_dir: Path, key: RecordingKey) -> dict[str, Any]:
+                 visit_dir: Path, key: RecordingKey, vault: Vault) -> dict[str, Any]:
     """Feed every packet to real TrackRecorders; close, finalize and seal. CPU-timed."""
     clock = FakeClock(EPOCH)  # the SFU's clock and the wall clock in one: it follows arrivals
     failures: list[tuple[str, str]] = []
@@ -86,6 +94,7 @@ def run_recorder(tracks: list[Track], schedule: list[tuple[float, int, RtpPacket
             nonlocal manifest_cpu
             started = time.process_time()
             sync_segment(info.path)
+            vault.sync(visit_dir.name)
             manifest.append_segment({"track": name, "path": info.path,
                                      "first_pts": info.first_pts, "last_pts": info.last_pts,
                                      "time_base": f"1/{clock_rate}", "sha256": info.sha256,
@@ -103,7 +112,8 @@ def run_recorder(tracks: list[Track], schedule: list[tuple[float, int, RtpPacket
             visit_dir, name, track.kind, track.codec.mimeType, clock_rate,
             epoch=EPOCH, segment_s=SEGMENT_S, request_keyframe=request_keyframe,
             on_ready=lambda name=name: ready.add(name), on_segment=on_segment,
-            on_failure=on_failure, clock=clock))
+            on_failure=on_failure, clock=clock,
+            open_file=lambda path: vault.create(visit_dir.name, path)))
     due = EPOCH + BATCH_S
     for arrival, index, packet in schedule:
         clock.now = EPOCH + arrival
@@ -115,7 +125,7 @@ def run_recorder(tracks: list[Track], schedule: list[tuple[float, int, RtpPacket
     for recorder in recorders:
         recorder.close()
     cpu1 = time.process_time()
-    finals = finalize_visit(visit_dir)
+    finals = finalize_visit(visit_dir, vault)
     cpu2 = time.process_time()
     seal = manifest.seal({"finals": {f.participant: round(f.offset_s, 3) for f in finals},
                           "recovered": False})
@@ -181,6 +191,23 @@ def check_recording(tracks: list[Track], rec: dict[str, Any], visit_dir: Path,
             "ok": not decode_errors and not problems}
 
 
+def check_encrypted(tracks: list[Track], rec: dict[str, Any], visit_dir: Path,
+                    key: RecordingKey, vault: Vault) -> list[str]:
+    """The encrypted run's recording: it verifies, and its final files, decrypted, hold
+    every frame."""
+    problems = [f"{name}: recording failed: {reason}" for name, reason in rec["failures"]]
+    report = verify_visit(visit_dir, key.public_pem, rec["seal"])
+    problems += [f"verify: {p}" for p in report.problems]
+    for final in rec["finals"]:
+        plain = visit_dir.parent / f"plain-{final.path.name}"
+        with vault.open(visit_dir.name, final.path) as src:
+            plain.write_bytes(src.read())
+        if sum(count_packets(plain)) != sum(t.frames for t in tracks
+                                            if t.party == final.participant):
+            problems.append(f"encrypted final file of {final.participant} lacks frames")
+    return problems
+
+
 # -- the run ------------------------------------------------------------------------------
 
 
@@ -191,6 +218,8 @@ def parser() -> argparse.ArgumentParser:
                    help="parties in the visit, each with VP8 video and Opus audio (default 2)")
     p.add_argument("--seconds", type=float, default=120.0,
                    help="seconds of media per track (default 120)")
+    p.add_argument("--rounds", type=int, default=5,
+                   help="plain and encrypted runs each, alternating; medians (default 5)")
     p.add_argument("--results", type=Path, default=RESULTS,
                    help="JSON-lines file to append to (default benchmarks/results/recorder.jsonl)")
     return p
@@ -218,8 +247,24 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="visitbridge-recbench-") as tmp:
         visit_dir = Path(tmp) / "visit-bench"
-        rec = run_recorder(tracks, schedule, visit_dir, key)
+        rec = run_recorder(tracks, schedule, visit_dir, key, Vault())
         print(f"recorder: {rec['cpu_s']:.2f} s CPU", file=sys.stderr)
+        create_keyring(Path(tmp) / "kek.json")
+        vault = Vault(DataKeys(Path(tmp) / "data-keys", KeyringFile(Path(tmp) / "kek.json")))
+        sealed = run_recorder(tracks, schedule, Path(tmp) / "visit-enc", key, vault)
+        encrypted_problems = check_encrypted(tracks, sealed, Path(tmp) / "visit-enc", key,
+                                             vault)
+        # Plain and encrypted runs alternate, and each side's median counts: on a shared
+        # machine one run of each can differ by more than encryption costs.
+        plain_cpu, sealed_cpu = [rec["cpu_s"]], [sealed["cpu_s"]]
+        for n in range(1, args.rounds):
+            for cpu, run_vault in ((plain_cpu, Vault()), (sealed_cpu, vault)):
+                again = Path(tmp) / f"visit-{n}-{len(cpu)}-{run_vault.encrypting}"
+                cpu.append(run_recorder(tracks, schedule, again, key, run_vault)["cpu_s"])
+                shutil.rmtree(again)
+        plain_s, sealed_s = statistics.median(plain_cpu), statistics.median(sealed_cpu)
+        print(f"recorder, plain / encrypting (median of {args.rounds}): {plain_s:.2f} / "
+              f"{sealed_s:.2f} s CPU", file=sys.stderr)
         segment_bytes = sum(p.stat().st_size for p in visit_dir.rglob("segment-*"))
         final_bytes = sum(f.path.stat().st_size for f in rec["finals"])
         manifest_bytes = (visit_dir / "manifest.jsonl").stat().st_size
@@ -234,7 +279,20 @@ def main(argv: list[str] | None = None) -> int:
     video_coders = [c for c in coders if c.video]
     audio_coders = [c for c in coders if not c.video]
     written = segment_bytes + final_bytes + manifest_bytes
-    record: dict[str, Any] = {"benchmark": "recorder", "valid": check["ok"]}
+    record: dict[str, Any] = {"benchmark": "recorder",
+                              "valid": check["ok"] and not encrypted_problems}
+    record["encryption"] = {  # the same packets, recorded again with encryption at rest
+        "rounds": args.rounds,
+        "plain_cpu_s_per_visit_hour": round(per_hour(plain_s, seconds), 2),
+        "encrypted_cpu_s_per_visit_hour": round(per_hour(sealed_s, seconds), 2),
+        "added_cpu_s_per_visit_hour": round(per_hour(sealed_s - plain_s, seconds), 2),
+        "ratio": round(sealed_s / plain_s, 3) if plain_s > 0 else None,
+        "runs_cpu_s": {"plain": [round(c, 3) for c in plain_cpu],
+                       "encrypted": [round(c, 3) for c in sealed_cpu]},
+        "cpu_s_breakdown": {k: [round(rec[f"{k}_cpu_s"], 3), round(sealed[f"{k}_cpu_s"], 3)]
+                            for k in ("ingest", "manifest", "finalize", "seal")},
+        "problems": encrypted_problems[:10],
+    }
     record["recorder"] = {
         "cpu_s_per_visit_hour": round(per_hour(rec["cpu_s"], seconds), 1),
         "us_per_packet": round(rec["cpu_s"] / packets * 1e6, 1),
@@ -286,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     record["run_wall_s"] = round(time.monotonic() - started, 1)
     print(json.dumps(record), flush=True)
     append_result(args.results, record)
-    return 0 if check["ok"] else 1
+    return 0 if record["valid"] else 1
 
 
 if __name__ == "__main__":

@@ -18,15 +18,18 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from recorder.anchored import write_note
+from recorder.export_keys import KEYS_NAME, NOTE, segment_keys
 from recorder.manifest import MANIFEST_NAME, SEGMENT_NAME, SEGMENT_TYPES
 from recorder.replay_files import EXPORT_DIR
 from recorder.signing import key_id_of, load_public_key
+from recorder.vault import Vault
 
 PUBLIC_KEY_NAME = "recording-public-key.pem"
 SEAL_NAME = "seal.txt"
@@ -101,9 +104,11 @@ done < manifest.jsonl
 [ "$(tail -n 1 manifest.jsonl | jq -r .type)" = seal ] || echo "FAILED: not sealed"
 [ "$(tail -n 1 manifest.jsonl | jq -r .hash)" = "$(cat seal.txt)" ] && echo "seal: OK" \\
   || echo "FAILED: the seal differs from seal.txt"
-# 5. Each file in media/ has the SHA-256 the seal lists, and none is missing or extra.
+# 5. Each file in media/ has the SHA-256 the seal lists (decrypted, for a recording
+#    encrypted at rest), and none is missing or extra.
 tail -n 1 manifest.jsonl | jq -r '.extra.final_files // {{}} | to_entries[]
-  | "\\(.value.sha256)  media/\\(.key)"' | tee media.txt | sha256sum -c -
+  | "\\(.value.plain_sha256 // .value.sha256)  media/\\(.key)"' | tee media.txt \\
+  | sha256sum -c -
 cut -c67- media.txt | sort > listed-media.txt
 find media -type f 2>/dev/null | sort | comm -13 listed-media.txt - \\
   | sed 's/^/FAILED: not in the seal: /'
@@ -129,7 +134,8 @@ def verifying_text(visit: str, key_id: str) -> str:
 
 def export_visit(visit_dir: Path, public_pem: bytes, out_zip: Path,
                  custody: Sequence[Mapping[str, Any]], seal: str | None,
-                 finals: Sequence[Path], anchors: Mapping[str, bytes] | None = None) -> Path:
+                 finals: Sequence[Path], anchors: Mapping[str, bytes] | None = None,
+                 vault: Vault | None = None) -> Path:
     """Write the export zip for one visit and return its path.
 
     ``custody`` is the audit entries to include (this export, prior replays, exports and
@@ -139,7 +145,11 @@ def export_visit(visit_dir: Path, public_pem: bytes, out_zip: Path,
     segment file on disk (listed or not), so the export shows the same problems the
     server's copy would; it does not refuse a recording that fails verification, since
     exporting it may be exactly how that failure gets examined.
+
+    Encrypted recordings: segments go in as stored, with their data keys in
+    ``segment-keys.json`` (recorder/export_keys.py says why); ``media/`` is decrypted.
     """
+    vault = vault or Vault()
     visit_dir, out_zip = Path(visit_dir), Path(out_zip)
     key_id = key_id_of(load_public_key(public_pem))  # refuse a bad key before writing
     if out_zip.exists():
@@ -154,9 +164,16 @@ def export_visit(visit_dir: Path, public_pem: bytes, out_zip: Path,
         with zipfile.ZipFile(partial, "w", allowZip64=True) as archive:
             text = zipfile.ZIP_DEFLATED
             for final in finals:  # media is already compressed: store it
-                archive.write(final, f"{EXPORT_DIR}/{Path(final).name}", zipfile.ZIP_STORED)
-            for rel in segment_files(visit_dir):
+                with vault.open(visit_dir.name, Path(final)) as src, archive.open(
+                        zipfile.ZipInfo(f"{EXPORT_DIR}/{Path(final).name}"), "w",
+                        force_zip64=True) as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+            segments = segment_files(visit_dir)
+            for rel in segments:
                 archive.write(visit_dir / rel, f"segments/{rel}", zipfile.ZIP_STORED)
+            keys = segment_keys(visit_dir, segments, vault)
+            if keys is not None:
+                archive.writestr(KEYS_NAME, json.dumps(keys, indent=2) + "\n", text)
             if manifest.is_file():
                 archive.write(manifest, MANIFEST_NAME, text)
             archive.writestr(SEAL_NAME, f"{seal if seal else UNSEALED_TEXT}\n", text)
@@ -166,6 +183,7 @@ def export_visit(visit_dir: Path, public_pem: bytes, out_zip: Path,
             for name, data in (anchors or {}).items():
                 archive.writestr(name, data, text)
             archive.writestr(VERIFYING_NAME, verifying_text(visit_dir.name, key_id)
+                             + (NOTE if keys is not None else "")
                              + write_note(anchors or {}, visit_dir.name), text)
         with open(partial, "rb") as file:
             os.fsync(file.fileno())

@@ -18,6 +18,7 @@ from pathlib import Path
 import av
 
 from recorder.manifest import segment_number
+from recorder.vault import Vault
 
 
 @dataclass(frozen=True)
@@ -43,9 +44,10 @@ def segments_of(track_dir: Path) -> list[Path]:
     return sorted(files, key=lambda p: segment_number(p.name) or 0)
 
 
-def _packets(files: list[Path], index: int) -> Iterator[tuple[Fraction, int, av.Packet]]:
+def _packets(files: list[Path], index: int, vault: Vault
+             ) -> Iterator[tuple[Fraction, int, av.Packet]]:
     for path in files:
-        with av.open(str(path)) as container:
+        with av.open(vault.media_input(path.parent.parent.name, path)) as container:
             stream = container.streams[0]
             for packet in container.demux(stream):
                 if packet.dts is None or packet.size == 0:
@@ -53,8 +55,10 @@ def _packets(files: list[Path], index: int) -> Iterator[tuple[Fraction, int, av.
                 yield packet.dts * stream.time_base, index, packet
 
 
-def finalize_participant(visit_dir: Path, participant: str, tracks: list[Path]) -> FinalFile:
-    """Write ``final/<participant>.webm`` (or .mkv for H.264) from the track segments."""
+def finalize_participant(visit_dir: Path, participant: str, tracks: list[Path],
+                         vault: Vault) -> FinalFile:
+    """Write ``final/<participant>.webm`` (or .mkv for H.264) from the track segments,
+    encrypted like them when the vault encrypts."""
     inputs = [segments_of(t) for t in tracks]
     inputs = [files for files in inputs if files]
     if not inputs:
@@ -66,18 +70,20 @@ def finalize_participant(visit_dir: Path, participant: str, tracks: list[Path]) 
     tmp = path.with_name(path.name + ".tmp")
     starts = []
     for files in inputs:
-        with av.open(str(files[0])) as c:
+        with av.open(vault.media_input(visit_dir.name, files[0])) as c:
             s = c.streams[0]
             first = next((p.dts for p in c.demux(s) if p.dts is not None), 0)
             starts.append(first * s.time_base)
     origin = min(starts)
     last = origin
-    with av.open(str(tmp), "w", format="matroska" if h264 else "webm") as out:
+    tmp.unlink(missing_ok=True)  # left by a failed attempt
+    sink = vault.media_output(visit_dir.name, tmp)
+    with av.open(sink, "w", format="matroska" if h264 else "webm") as out:
         streams = []
         for files in inputs:
-            with av.open(str(files[0])) as c:
+            with av.open(vault.media_input(visit_dir.name, files[0])) as c:
                 streams.append(out.add_stream_from_template(c.streams[0]))
-        merged = heapq.merge(*(_packets(files, i) for i, files in enumerate(inputs)),
+        merged = heapq.merge(*(_packets(files, i, vault) for i, files in enumerate(inputs)),
                              key=lambda item: (item[0], item[1]))
         for when, index, packet in merged:
             stream = streams[index]
@@ -88,12 +94,14 @@ def finalize_participant(visit_dir: Path, participant: str, tracks: list[Path]) 
             packet.stream = stream
             out.mux(packet)
             last = max(last, when)
+    if not isinstance(sink, str):
+        sink.close()
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     return FinalFile(participant, path, float(origin), float(last - origin))
 
 
-def finalize_visit(visit_dir: Path) -> list[FinalFile]:
-    return [finalize_participant(visit_dir, participant, tracks)
+def finalize_visit(visit_dir: Path, vault: Vault) -> list[FinalFile]:
+    return [finalize_participant(visit_dir, participant, tracks, vault)
             for participant, tracks in participant_tracks(visit_dir).items()]

@@ -69,12 +69,17 @@ def signed_bytes(hash_hex: str) -> bytes:
 def file_digest(path: Path) -> tuple[str, int]:
     """(SHA-256 hex, size) of a file read in 1 MiB chunks; the size is what was hashed,
     not a separate stat that could disagree with it."""
+    with open(path, "rb") as file:
+        return stream_digest(file)
+
+
+def stream_digest(stream: BinaryIO) -> tuple[str, int]:
+    """(SHA-256 hex, size) of what a stream gives until its end."""
     digest = hashlib.sha256()
     size = 0
-    with open(path, "rb") as file:
-        while chunk := file.read(CHUNK_BYTES):
-            digest.update(chunk)
-            size += len(chunk)
+    while chunk := stream.read(CHUNK_BYTES):
+        digest.update(chunk)
+        size += len(chunk)
     return digest.hexdigest(), size
 
 

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import av
 
+from recorder.envelope import EnvelopeError
 from recorder.manifest import MANIFEST_NAME, Manifest, file_digest, segment_number
 from recorder.signing import RecordingKey
+from recorder.vault import Vault
 
 
 @dataclass(frozen=True)
@@ -64,34 +66,45 @@ def orphans(visit_dir: Path) -> list[Path]:
     return found
 
 
-def remux(path: Path) -> tuple[int, int | None, int | None, str]:
-    """Rewrite a torn segment in place by stream copy; (packets, first, last, time_base)."""
+def remux(path: Path, vault: Vault) -> tuple[int, int | None, int | None, str]:
+    """Rewrite a torn segment in place by stream copy; (packets, first, last, time_base).
+    An encrypted one is read up to its last intact chunk and written under a new data
+    key (a torn chunk fails authentication, and there is no final chunk)."""
     tmp = path.with_name(path.name + ".recovering")
+    tmp.unlink(missing_ok=True)  # left by a crash during an earlier recovery
+    visit = path.parent.parent.name
     packets, first, last = 0, None, None
     time_base = "1/1000"
-    with av.open(str(path)) as src, av.open(
-            str(tmp), "w", format="matroska" if path.suffix == ".mkv" else "webm") as dst:
-        stream = src.streams[0]
-        out = dst.add_stream_from_template(stream)
-        time_base = f"{stream.time_base.numerator}/{stream.time_base.denominator}"
+    with av.open(vault.media_input(visit, path, salvage=True)) as src:
+        sink = vault.media_output(visit, tmp)
         try:
-            for packet in src.demux(stream):
-                if packet.dts is None or packet.size == 0:
-                    continue
-                first = packet.pts if first is None else first
-                last = packet.pts
-                packet.stream = out
-                dst.mux(packet)
-                packets += 1
-        except av.error.FFmpegError:
-            pass  # the torn tail: everything before it is kept
+            with av.open(sink, "w",
+                         format="matroska" if path.suffix == ".mkv" else "webm") as dst:
+                stream = src.streams[0]
+                out = dst.add_stream_from_template(stream)
+                time_base = f"{stream.time_base.numerator}/{stream.time_base.denominator}"
+                try:
+                    for packet in src.demux(stream):
+                        if packet.dts is None or packet.size == 0:
+                            continue
+                        first = packet.pts if first is None else first
+                        last = packet.pts
+                        packet.stream = out
+                        dst.mux(packet)
+                        packets += 1
+                except av.error.FFmpegError:
+                    pass  # the torn tail: everything before it is kept
+        finally:
+            if not isinstance(sink, str):
+                sink.close()
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     return packets, first, last, time_base
 
 
-def recover_visit(visit_dir: Path, key: RecordingKey, clock) -> list[Recovered]:  # type: ignore[no-untyped-def]
+def recover_visit(visit_dir: Path, key: RecordingKey, clock,  # type: ignore[no-untyped-def]
+                  vault: Vault) -> list[Recovered]:
     """Salvage every orphan segment of one visit into its manifest (not sealed here)."""
     found = orphans(visit_dir)
     if not found:
@@ -102,8 +115,8 @@ def recover_visit(visit_dir: Path, key: RecordingKey, clock) -> list[Recovered]:
         for path in found:
             sha, size = file_digest(path)
             try:
-                packets, first, last, time_base = remux(path)
-            except av.error.FFmpegError:
+                packets, first, last, time_base = remux(path, vault)
+            except (av.error.FFmpegError, EnvelopeError):
                 packets, first, last, time_base = 0, None, None, "1/1000"
             if packets == 0:
                 # Nothing playable (killed before the first cluster): keep it as found.

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from recorder.checks import Problems
-from recorder.manifest import CHAIN, MANIFEST_NAME, file_digest, signed_bytes
+from recorder.manifest import CHAIN, MANIFEST_NAME, file_digest, signed_bytes, stream_digest
 from recorder.signing import load_public_key, verify_signature
 
 FINALS_KEY = "final_files"
@@ -30,12 +30,22 @@ NAME = re.compile(r"[^./\\\x00][^/\\\x00]*\.(webm|mkv)")
 SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-def seal_entries(paths: Iterable[Path]) -> dict[str, dict[str, Any]]:
-    """What the seal says of each replay file: ``{name: {"sha256", "bytes"}}``."""
+def seal_entries(paths: Iterable[Path],
+                 plaintext: Callable[[Path], BinaryIO | None] = lambda path: None
+                 ) -> dict[str, dict[str, Any]]:
+    """What the seal says of each replay file: ``{name: {"sha256", "bytes"}}`` of the
+    file as stored and, for one encrypted at rest (``plaintext`` opens it decrypted, or
+    gives None for a plain file), ``plain_sha256`` and ``plain_bytes`` of what a person
+    watches: an export ships that, decrypted, in ``media/``."""
     entries = {}
     for path in paths:
         sha256, size = file_digest(path)
-        entries[Path(path).name] = {"sha256": sha256, "bytes": size}
+        entry: dict[str, Any] = {"sha256": sha256, "bytes": size}
+        stream = plaintext(Path(path))
+        if stream is not None:
+            with stream:
+                entry["plain_sha256"], entry["plain_bytes"] = stream_digest(stream)
+        entries[Path(path).name] = entry
     return entries
 
 
@@ -48,24 +58,30 @@ def listed(seal: Mapping[str, Any]) -> dict[str, dict[str, Any]] | None:
         return None
     return {name: entry for name, entry in entries.items() if NAME.fullmatch(name)
             and isinstance(entry, dict) and SHA256.fullmatch(str(entry.get("sha256")))
-            and isinstance(entry.get("bytes"), int)}
+            and isinstance(entry.get("bytes"), int)
+            and ("plain_sha256" not in entry or (
+                SHA256.fullmatch(str(entry["plain_sha256"]))
+                and isinstance(entry.get("plain_bytes"), int)))}
 
 
-def file_problem(path: Path, label: str, entry: Mapping[str, Any] | None) -> str | None:
-    """Why the replay file at ``path`` is not the one sealed (``entry``), or None."""
+def file_problem(path: Path, label: str, entry: Mapping[str, Any] | None,
+                 decrypted: bool = False) -> str | None:
+    """Why the replay file at ``path`` is not the one sealed (``entry``), or None.
+    ``decrypted``: the file is an export's decrypted copy of one encrypted at rest."""
     if entry is None:
         return (f"{label} is not covered by the seal: it was added or replaced after the "
                 "visit.")
+    prefix = "plain_" if decrypted and "plain_sha256" in entry else ""
     try:
         sha256, size = file_digest(path)
     except FileNotFoundError:
         return f"{label} is missing."
     except OSError as exc:
         return f"{label} cannot be read: {exc.strerror}."
-    if size != entry["bytes"]:
-        return (f"{label} has {size} bytes but the seal says {entry['bytes']}: the replay "
-                "file was altered after the visit.")
-    if sha256 != entry["sha256"]:
+    if size != entry[prefix + "bytes"]:
+        return (f"{label} has {size} bytes but the seal says {entry[prefix + 'bytes']}: the "
+                "replay file was altered after the visit.")
+    if sha256 != entry[prefix + "sha256"]:
         return (f"{label} was altered after the visit: its SHA-256 differs from the one in "
                 "the seal.")
     return None
@@ -80,7 +96,8 @@ def check_folder(seal: Mapping[str, Any], folder: Path, shown: str,
     present = sorted(p.name for p in folder.iterdir() if p.is_file()) \
         if folder.is_dir() else []
     for name in sorted(set(entries) | set(present)):
-        problem = file_problem(folder / name, f"{shown}/{name}", entries.get(name))
+        problem = file_problem(folder / name, f"{shown}/{name}", entries.get(name),
+                               decrypted=shown == EXPORT_DIR)
         if problem is not None:
             problems.add("replay", problem, "replay files")
 

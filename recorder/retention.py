@@ -6,8 +6,10 @@ the moment of deletion). Each deletion is one audit entry.
 
 The order makes a crash harmless: the folder is first renamed into
 ``<recordings>/.trash/`` (instant, on the event loop, so no hold can slip in between the
-check and the removal), then the index row is marked deleted and audited, and only then
-are the files removed, in a worker thread. Whatever a crash or an I/O error leaves in
+check and the removal), then the index row is marked deleted, the visit's data keys
+are shredded (an encrypted recording is unreadable from then on, in every copy of its
+media) and the deletion audited with the number of keys shredded, and only then are
+the files removed, in a worker thread. Whatever a crash or an I/O error leaves in
 ``.trash`` is removed on the next run.
 """
 
@@ -37,8 +39,10 @@ def visit_folder(recordings_dir: Path, visit: str) -> Path | None:
 
 
 async def run_retention(archive: Archive, recordings_dir: Path, retention_days: int,
-                        audit_record: Callable[..., int], now: float) -> list[str]:
-    """Delete every expired, unheld, finished recording; return the visit ids deleted."""
+                        audit_record: Callable[..., int], now: float,
+                        shred: Callable[[str], int] | None = None) -> list[str]:
+    """Delete every expired, unheld, finished recording; return the visit ids deleted.
+    ``shred`` deletes a visit's data keys and says how many there were."""
     recordings_dir = Path(recordings_dir)
     trash = recordings_dir / TRASH
     await _empty_trash(trash)
@@ -66,10 +70,18 @@ async def run_retention(archive: Archive, recordings_dir: Path, retention_days: 
             if moved is not None:  # cannot happen without an await above; undo anyway
                 moved.rename(folder)
             continue
+        detail = {"bytes": row.get("bytes"), "seal": row.get("seal"),
+                  "ends_at": row.get("ends_at"), "files_found": moved is not None}
+        if shred is not None:
+            try:
+                detail["data_keys_shredded"] = await asyncio.to_thread(shred, visit)
+            except OSError as exc:
+                log.error("retention: data keys of %s not shredded: %s", visit, exc)
+                detail["data_keys_shredded"] = None
+                detail["shred_error"] = str(exc)[:200]
         audit_record(action="recording_deleted", actor="retention", role="system",
                      visit=visit, reason=f"retention {retention_days} days", now=now,
-                     detail={"bytes": row.get("bytes"), "seal": row.get("seal"),
-                             "ends_at": row.get("ends_at"), "files_found": moved is not None})
+                     detail=detail)
         deleted.append(visit)
         if moved is not None:
             await _remove(moved)
@@ -102,13 +114,15 @@ class RetentionJob:
 
     def __init__(self, archive: Archive, recordings_dir: Path, retention_days: int,
                  audit_record: Callable[..., int], *, interval_s: float = 3600.0,
-                 clock: Callable[[], float] | None = None) -> None:
+                 clock: Callable[[], float] | None = None,
+                 shred: Callable[[str], int] | None = None) -> None:
         self._archive = archive
         self._recordings_dir = Path(recordings_dir)
         self._retention_days = retention_days
         self._audit_record = audit_record
         self._interval_s = interval_s
         self._clock = clock or time.time
+        self._shred = shred
         self._task: asyncio.Task[None] | None = None
         self.runs = 0
 
@@ -125,7 +139,8 @@ class RetentionJob:
 
     async def run_once(self) -> list[str]:
         deleted = await run_retention(self._archive, self._recordings_dir,
-                                      self._retention_days, self._audit_record, self._clock())
+                                      self._retention_days, self._audit_record, self._clock(),
+                                      self._shred)
         self.runs += 1
         return deleted
 

@@ -193,14 +193,15 @@ class SegmentWriter:
         file, first_pts = self._file, self._first_pts
         if file is None or first_pts is None:
             raise ValueError("close() before any frame was written")
+        digest = getattr(file, "digest", self._digest)  # an encrypting file hashes itself
         with _recording_errors():
             self._finish()
             file.flush()
-            size = os.fstat(file.fileno()).st_size
-            file.close()
+            file.close()  # an encrypting file writes its final chunk here
+            size = os.stat(self.path).st_size
             self._file = None
         return SegmentInfo(self.path, first_pts, self._last_pts, self._frames, size,
-                           self._keyframe_first, self._digest())
+                           self._keyframe_first, digest())
 
     def abort(self) -> None:
         """Release everything after a failure without writing more. What was written stays
@@ -241,7 +242,7 @@ class WebmSegmentWriter(SegmentWriter):
         super().__init__(path, clock_rate, open_file=open_file)
         self._video = mime.lower() == "video/vp8"
         self._muxer: WebmMuxer | None = None
-        self._sha256 = hashlib.sha256()
+        self._sha256: hashlib._Hash | None = hashlib.sha256()  # None: the file hashes itself
 
     @property
     def durable(self) -> bool:
@@ -266,6 +267,8 @@ class WebmSegmentWriter(SegmentWriter):
                 self._append(data)
 
     def _start(self, keyframe: bytes) -> None:
+        if hasattr(self._file, "digest"):
+            self._sha256 = None
         track = video_track(*vp8_dimensions(keyframe)) if self._video else opus_track(OPUS_HEAD)
         self._muxer = WebmMuxer(track, self._clock_rate, video=self._video,
                                 cluster_ms=CLUSTER_TIME_LIMIT_MS, cluster_bytes=CLUSTER_SIZE_LIMIT)
@@ -286,18 +289,20 @@ class WebmSegmentWriter(SegmentWriter):
         self._muxer = None
 
     def _digest(self) -> str | None:
-        return self._sha256.hexdigest()
+        return self._sha256.hexdigest() if self._sha256 is not None else None
 
     def _append(self, data: bytes | bytearray) -> None:
         """One write (the file is unbuffered); a short one is retried, so that a full disk
         raises rather than leaving a frame half written and unreported. The file is
         append-only: it is hashed as it is written."""
         assert self._file is not None
-        self._sha256.update(data)
+        if self._sha256 is not None:
+            self._sha256.update(data)
         written = self._file.write(data)
         while written is not None and written < len(data):
             data = data[written:]
             written = self._file.write(data)
+        self._file.flush()  # an encrypting file seals what it holds as a chunk
 
 
 class H264SegmentWriter(SegmentWriter):

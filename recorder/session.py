@@ -23,31 +23,23 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import Counter
-
 from recorder import retention
 from recorder.finalize import FinalFile, finalize_visit
 from recorder.manifest import Manifest, ManifestError
+from recorder.metrics import BYTES, FAILURES, GAP_SECONDS, SEGMENTS
 from recorder.recovery import is_sealed, recover_visit
 from recorder.replay_files import FINALS_KEY, seal_entries
 from recorder.segments import RecordingError, SegmentInfo, sync_segment
 from recorder.signing import RecordingKey
 from recorder.tap import RecordingTap
 from recorder.track import BATCH_S, TrackRecorder
+from recorder.vault import Vault, encrypted_file
 from records.archive import Archive, recording_length
 from records.audit import AuditLog
 from records.store import Store, connect
 from visit.tap import TapRequest
 
 log = logging.getLogger(__name__)
-
-SEGMENTS = Counter("visitbridge_recording_segments", "Recorded segments closed and hashed")
-BYTES = Counter("visitbridge_recording_bytes", "Bytes of closed, hashed recording segments")
-FAILURES = Counter("visitbridge_recording_failures", "Recording failures, by reason", ["reason"])
-for _reason in ("disk_full", "io_error", "permission", "internal_error", "seal", "recovery"):
-    FAILURES.labels(_reason)  # series exist at 0, so the alert and panel have data
-GAP_SECONDS = Counter("visitbridge_recording_gap_seconds",
-                      "Seconds of media lost to the recording (crash recovery, failures)")
 
 
 def visit_folder(recordings: Path, visit_id: str) -> Path:
@@ -112,9 +104,10 @@ class VisitRecording:
 
 class Recordings:
     def __init__(self, recordings: Path, key: RecordingKey, archive: Archive, store: Store,
-                 audit: AuditLog, segment_s: float = 10.0) -> None:
+                 audit: AuditLog, segment_s: float = 10.0, vault: Vault | None = None) -> None:
         self.dir = recordings
         self.key = key
+        self.vault = vault or Vault()
         self.archive = archive
         self._store = store
         self._audit = audit
@@ -169,7 +162,8 @@ class Recordings:
                 epoch=rec.epoch, segment_s=self._segment_s,
                 request_keyframe=request.request_keyframe, on_ready=on_ready,
                 on_segment=on_segment, on_failure=on_failure, on_gap=GAP_SECONDS.inc,
-                clock=tap.wall_clock))
+                clock=tap.wall_clock,
+                open_file=lambda path: self.vault.create(request.visit_id, path)))
             self._schedule_batches()
 
         prepared.add_done_callback(opened)
@@ -271,6 +265,7 @@ class Recordings:
 
         def sync_and_append() -> dict[str, Any]:
             sync_segment(Path(fields["path"]))
+            self.vault.sync(rec.folder.name)  # its data key, before its hash is signed
             return manifest.append_segment(fields)
 
         try:
@@ -314,13 +309,14 @@ class Recordings:
     def _seal_files(self, visit_id: str, rec: VisitRecording,
                     recovered: bool) -> tuple[str, list[FinalFile]]:
         try:
-            finals = finalize_visit(rec.folder)
+            finals = finalize_visit(rec.folder, self.vault)
         except Exception:  # noqa: BLE001 - the evidence (segments) is intact; say so
             log.exception("finalize failed", extra={"visit": visit_id})
             finals = []
         offsets = {f.participant: round(f.offset_s, 3) for f in finals}
         assert rec.manifest is not None
-        covered = seal_entries(f.path for f in finals)
+        covered = seal_entries((f.path for f in finals), lambda path: self.vault.open(
+            visit_id, path) if encrypted_file(path) else None)
         return rec.manifest.seal({"finals": offsets, FINALS_KEY: covered,
                                   "recovered": recovered}), finals
 
@@ -373,7 +369,7 @@ class Recordings:
                     folder.iterdir()):
                 continue
             try:
-                salvaged = recover_visit(folder, self.key, time.time)
+                salvaged = recover_visit(folder, self.key, time.time, self.vault)
             except (ManifestError, OSError) as exc:
                 # Damaged evidence is kept as it is and reported; it never stops start-up.
                 FAILURES.labels("recovery").inc()

@@ -12,12 +12,11 @@ import sqlite3
 import time
 from pathlib import Path
 
-import aiohttp
 import av
 
 from auth.tokens import VisitClaim
 from recorder.track import BATCH_S
-from tests.support.recording import cli, wait_sealed
+from tests.support.recording import cancel, cli, wait_sealed
 from tests.support.server import (
     BLUE,
     RED,
@@ -88,12 +87,7 @@ async def test_lossy_visit_records_clean_files_of_the_right_length(tmp_path: Pat
             await family.wait_for(lambda: family.video_from(0).frames >= 10, 15)
             live_from = time.time()
             await asyncio.sleep(10)
-            records = server.token("records-1", "records", None)
-            async with aiohttp.ClientSession() as http:
-                resp = await http.post(f"{server.url}/api/visits/rec-loss/cancel",
-                                       headers={"Authorization": f"Bearer {records}"},
-                                       json={"reason": "test over"})
-                assert resp.status == 200
+            await cancel(server, "rec-loss")
             live_seconds = time.time() - live_from
         await wait_sealed(server, "rec-loss")
         folder = tmp_path / "recordings" / "rec-loss"

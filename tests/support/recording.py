@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+import aiohttp
+
 from tests.support.server import (
     ROOT,
     Server,
@@ -35,3 +37,13 @@ async def wait_sealed(server: Server, visit: str, timeout: float = 20) -> str:
         await asyncio.sleep(0.2)
     raise TimeoutError(f"recording of {visit} not sealed:\n{server.log_text()[-3000:]}")
 
+
+
+async def cancel(server: Server, visit: str) -> None:
+    """End a visit now, as the records system would."""
+    records = server.token("records-1", "records", None)
+    async with aiohttp.ClientSession() as http:
+        resp = await http.post(f"{server.url}/api/visits/{visit}/cancel",
+                               headers={"Authorization": f"Bearer {records}"},
+                               json={"reason": "test over"})
+        assert resp.status == 200
