@@ -34,6 +34,7 @@ from recorder.envelope import (
     open_chunk,
     seal_chunk,
 )
+from recorder.manifest import Hasher
 
 
 class EncryptedWriter(io.RawIOBase):
@@ -50,7 +51,7 @@ class EncryptedWriter(io.RawIOBase):
         self._pos = 0  # in the plaintext
         self._sealed_end = 0  # plaintext bytes in sealed chunks
         self._end = 0  # plaintext bytes written
-        self._sha256: hashlib._Hash | None = hashlib.sha256() if hashed else None
+        self._sha256: Hasher | None = hashlib.sha256() if hashed else None
         self._put(header)
 
     def writable(self) -> bool:

@@ -129,7 +129,7 @@ class DataKeys:
         path = self.path(visit)
         if not path.exists():
             self._created.add(visit)
-        with self._locked(path, "ab") as handle:
+        with self.locked(path, "ab") as handle:
             refresh = getattr(self.keks, "refresh", None)
             if refresh is not None:
                 refresh()  # under the lock: a rotation in progress is seen
@@ -189,7 +189,7 @@ class DataKeys:
         """Re-wrap every data key of a visit under the current KEK; returns how many
         changed. The media files are not touched."""
         path = self.path(visit)
-        with self._locked(path, "ab"):
+        with self.locked(path, "ab"):
             changed, lines = 0, []
             for record in self.records(visit).values():
                 fresh = self.keks.wrap(record["file"], self.keks.unwrap(record))
@@ -211,7 +211,7 @@ class DataKeys:
 
     @staticmethod
     @contextmanager
-    def _locked(path: Path, mode: str) -> Iterator[object]:
+    def locked(path: Path, mode: str) -> Iterator[object]:
         """Open ``path`` and hold its exclusive lock, on the file the path names once
         the lock is held (a rotation may have renamed a new one into place)."""
         while True:
@@ -236,7 +236,7 @@ def shred(folder: Path, visit: str) -> int:
     path = Path(folder) / f"{visit}.jsonl"
     if not path.exists():
         return 0
-    with DataKeys._locked(path, "ab"):
+    with DataKeys.locked(path, "ab"):
         count = sum(1 for line in path.read_text().splitlines() if line.strip())
         path.unlink()
     fsync_dir(Path(folder))

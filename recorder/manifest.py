@@ -40,7 +40,7 @@ import threading
 from collections.abc import Callable, Mapping
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from recorder.signing import RecordingKey, fsync_dir, verify_signature
 from records.chain import GENESIS, Chain
@@ -64,6 +64,14 @@ class ManifestError(Exception):
 def signed_bytes(hash_hex: str) -> bytes:
     """What the signature covers: the hash's hex text, so hand checks need no hex decoding."""
     return hash_hex.encode("ascii")
+
+
+class Hasher(Protocol):
+    """What ``hashlib.sha256()`` returns (its class has no public name)."""
+
+    def update(self, data: bytes, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
 
 
 def file_digest(path: Path) -> tuple[str, int]:

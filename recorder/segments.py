@@ -36,6 +36,7 @@ import av
 import av.container
 import av.error
 
+from recorder.manifest import Hasher
 from recorder.webm import WebmMuxer, opus_track, video_track
 
 __all__ = ["RecordingError", "SegmentInfo", "SegmentWriter", "open_segment_file",
@@ -242,7 +243,7 @@ class WebmSegmentWriter(SegmentWriter):
         super().__init__(path, clock_rate, open_file=open_file)
         self._video = mime.lower() == "video/vp8"
         self._muxer: WebmMuxer | None = None
-        self._sha256: hashlib._Hash | None = hashlib.sha256()  # None: the file hashes itself
+        self._sha256: Hasher | None = hashlib.sha256()  # None: the file hashes itself
 
     @property
     def durable(self) -> bool:
