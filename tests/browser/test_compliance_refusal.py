@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.support.browser import chromium, open_page
+from tests.support.browser import chromium, open_recording
 from tests.support.compliance import VISIT, audit_rows, compliance_token, fabricate, flip_byte
 from tests.support.server import running_server
 
@@ -15,11 +15,7 @@ async def test_console_shows_why_an_altered_replay_file_is_not_played(tmp_path: 
     with running_server(tmp_path) as server:
         token = compliance_token(server, "compliance-ui")
         async with chromium() as browser:
-            page = await open_page(browser, f"{server.url}/compliance#token={token}")
-            await page.get_by_label("Visit ID").fill(VISIT)
-            await page.get_by_role("button", name="Search").click()
-            await page.get_by_role("button", name=f"Open recording of visit {VISIT}").click()
-            await page.get_by_role("heading", name=f"Recording of visit {VISIT}").wait_for()
+            page = await open_recording(browser, server, token, VISIT)
             alert = page.get_by_role("alert")
             await alert.get_by_text("The replay file of Casey Reyes failed its integrity "
                                     "check and is not played").wait_for()

@@ -7,7 +7,7 @@ from __future__ import annotations
 from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Page
 
-from tests.support.browser import chromium, open_page
+from tests.support.browser import chromium, open_recording
 from tests.support.compliance import VISIT, Recording, audit_rows, compliance_token
 from tests.support.server import Server
 
@@ -25,11 +25,7 @@ async def test_a_hold_is_released_alone_only_once_a_reason_is_confirmed(
     server, recording = recorded
     token = compliance_token(server, "compliance-rel")
     async with chromium() as browser:
-        page = await open_page(browser, f"{server.url}/compliance#token={token}")
-        await page.get_by_label("Visit ID").fill(VISIT)
-        await page.get_by_role("button", name="Search").click()
-        await page.get_by_role("button", name=f"Open recording of visit {VISIT}").click()
-        await page.get_by_role("heading", name=f"Recording of visit {VISIT}").wait_for()
+        page = await open_recording(browser, server, token, VISIT)
 
         # The panel is information: body text on the panel, an accent edge, not the
         # join page's pink "recording" notice.

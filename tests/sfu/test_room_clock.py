@@ -9,8 +9,7 @@ from sfu.peer import PeerSettings
 from sfu.room import Room
 from visit.clock import SteadyClock
 from visit.lifecycle import Policy
-from visit.members import Member
-from visit.room import RoomCore, VisitInfo
+from visit.room import RoomCore, RoomObserver, VisitInfo
 
 
 class Wall:
@@ -23,26 +22,11 @@ class Wall:
         return time.time() + self.jump
 
 
-class Ends:
+class Ends(RoomObserver):
     """The records side, as far as this test needs it: when and why the visit ended."""
 
     def __init__(self) -> None:
         self.ended: tuple[str, float] | None = None
-
-    def visit_opened(self, room: RoomCore, now: float) -> None: ...
-
-    def visit_started(self, room: RoomCore, at: float) -> None: ...
-
-    def participant_joined(self, room: RoomCore, member: Member, at: float) -> None: ...
-
-    def participant_left(self, room: RoomCore, member: Member, cause: str,
-                         at: float) -> None: ...
-
-    def participant_lost(self, room: RoomCore, member: Member, cause: str,
-                         at: float) -> None: ...
-
-    def participant_back(self, room: RoomCore, member: Member, gap_s: float,
-                         at: float) -> None: ...
 
     def visit_ended(self, room: RoomCore, cause: str, reason: str, at: float) -> None:
         self.ended = (cause, time.monotonic())

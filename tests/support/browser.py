@@ -123,3 +123,13 @@ async def until(page: Page, expression: str, timeout: float = 10.0) -> None:
         if time.time() > deadline:
             raise TimeoutError(f"not true after {timeout} s: {expression}")
         await asyncio.sleep(0.05)
+
+
+async def open_recording(browser: Browser, server: Server, token: str, visit: str) -> Page:
+    """The compliance console, searched by visit id, with that visit's recording open."""
+    page = await open_page(browser, f"{server.url}/compliance#token={token}")
+    await page.get_by_label("Visit ID").fill(visit)
+    await page.get_by_role("button", name="Search").click()
+    await page.get_by_role("button", name=f"Open recording of visit {visit}").click()
+    await page.get_by_role("heading", name=f"Recording of visit {visit}").wait_for()
+    return page
