@@ -29,6 +29,10 @@ aioice, to receive and send RTP synchronously (no queue hop, no coroutine per pa
 receiver's decode queue, count and fail: the counters are exported so a test (and ops)
 can prove the server never decoded or encoded media.
 
+``offer_opus_fec`` sets the Opus format parameters aiortc offers (module state: its
+``CODECS`` table) so that browsers protect their audio with Opus in-band FEC; aiortc
+offers Opus with none, and a browser then sends no redundancy at all.
+
 ``install_lazy_bitrate_estimators`` makes each receiver's ``RemoteBitrateEstimator``
 lazy: aiortc builds one per video receiver (a thousand one-millisecond buckets, each a
 list), yet the forwarder takes the receiver's RTP before it and a slot's receiver gets
@@ -46,6 +50,7 @@ from typing import Any
 import aioice
 import aioice.ice
 import aiortc
+import aiortc.codecs
 import aiortc.rtcdtlstransport
 import aiortc.rtcrtpreceiver
 import aiortc.rtcrtpsender
@@ -216,6 +221,25 @@ def install_codec_guard() -> None:
     aiortc.rtcrtpreceiver.get_decoder = _refuse_codec  # type: ignore[assignment]
     aiortc.rtcrtpsender.get_encoder = _refuse_codec  # type: ignore[assignment]
     aiortc.rtcrtpreceiver.decoder_worker = _no_decoder_thread  # type: ignore[assignment]
+
+
+# What every Opus m-line of the server's offer asks of the browser's encoder (RFC 7587):
+# 10 ms frames allowed, in-band FEC on (a packet carries a low-rate copy of the one
+# before, which the receiver decodes when that one is lost), and DTX off, stated rather
+# than left to the default: with DTX a quiet stretch is one packet per 400 ms, so one
+# loss there costs most of a second (and the recording a hole), and no next packet is
+# near to carry the lost one's FEC.
+OPUS_FMTP: dict[str, int] = {"minptime": 10, "useinbandfec": 1, "usedtx": 0}
+
+
+def offer_opus_fec() -> None:
+    """Offer Opus with ``OPUS_FMTP``: the SFU forwards the packets unchanged, so the FEC
+    the browser adds reaches every receiver, and the recording, as it was sent."""
+    opus = [c for c in aiortc.codecs.CODECS["audio"] if c.mimeType.lower() == "audio/opus"]
+    if not opus:
+        raise RuntimeError("aiortc offers no Opus codec to configure; see sfu/aiortc_glue.py")
+    for codec in opus:
+        codec.parameters.update(OPUS_FMTP)
 
 
 def install_lazy_bitrate_estimators() -> None:
