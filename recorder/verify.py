@@ -175,13 +175,14 @@ def verify_export(unzipped_dir: Path, *, public_pem: bytes | None = None,
         problems.append(f"{SEAL_NAME} holds {stored}, not the expected seal {expected_seal}.")
     expected = expected_seal if expected_seal is not None else (
         stored if stored is not None and HEX64.fullmatch(stored) else None)
-    problems += _listing_problems(root, bundled, public_pem)
+    # After the recording's own problems, which say more about a file than the list can.
+    listing = _listing_problems(root, bundled, public_pem)
     if key is None:
-        return Report(False, problems, 0, [], False, 0.0)
+        return Report(False, problems + listing, 0, [], False, 0.0)
     report = verify_visit(root, key, expected, segments_dir=root / "segments",
                           replay_dir=EXPORT_DIR)
-    if problems:
-        report.problems = problems + report.problems
+    if problems or listing:
+        report.problems = problems + report.problems + listing
         report.ok = False
     return report
 
