@@ -67,8 +67,8 @@ def check_every_flip_fails(unzipped: Path, scratch: Path,
     output = run_hand_script(unzipped, script)
     assert "FAILED" not in output and "export-files: OK" in output, output
     flipped = kinds(unzipped)
-    for kind, path in flipped.items():
-        copy = scratch / f"flipped-{len(list(scratch.glob('flipped-*')))}"
+    for number, (kind, path) in enumerate(flipped.items()):
+        copy = scratch / f"flipped-{number}"
         shutil.copytree(unzipped, copy)
         flip_middle(copy / path.relative_to(unzipped))
         result = verify_dir(copy, public_key)
