@@ -198,9 +198,10 @@ def export_visit(visit_dir: Path, key: RecordingKey, out_zip: Path,
                 with vault.open(visit_dir.name, Path(final)) as src:
                     put.stream(f"{EXPORT_DIR}/{Path(final).name}", src, zipfile.ZIP_STORED)
             segments = segment_files(visit_dir)
-            for rel in segments:
+            for rel in segments:  # dated as on disk, when each was written
                 with open(visit_dir / rel, "rb") as src:
-                    put.stream(f"segments/{rel}", src, zipfile.ZIP_STORED)
+                    put.stream(f"segments/{rel}", src, zipfile.ZIP_STORED,
+                               os.fstat(src.fileno()).st_mtime)
             keys = segment_keys(visit_dir, segments, vault)
             if keys is not None:
                 put.data(KEYS_NAME, json.dumps(keys, indent=2) + "\n")
@@ -235,8 +236,9 @@ class _Entries:
         self._archive = archive
         self.written: list[Listed] = []
 
-    def stream(self, name: str, src: BinaryIO, compress: int) -> None:
-        info = zipfile.ZipInfo(name, time.localtime()[:6])
+    def stream(self, name: str, src: BinaryIO, compress: int,
+               mtime: float | None = None) -> None:
+        info = zipfile.ZipInfo(name, time.localtime(mtime)[:6])
         info.compress_type, info.external_attr = compress, 0o644 << 16
         digest, size = hashlib.sha256(), 0
         with self._archive.open(info, "w", force_zip64=True) as dst:
