@@ -80,11 +80,14 @@ WHAT IS IN THIS FOLDER
 Every signature here proves only which key made it: compare recording-public-key.pem
 with the public key the prison gives you out of band (or its key id, above), and give
 that key to the check (--public-key); anyone can re-sign an altered export with a key of
-their own.
+their own. The script below trusts recording-public-key.pem; compare it by hand with
+
+    diff <(openssl pkey -pubin -in recording-public-key.pem -outform DER | sha256sum) \\
+         <(openssl pkey -pubin -in PRISON-KEY.pem -outform DER | sha256sum) && echo same
 
 VERIFY WITH VISITBRIDGE (offline, no server needed)
 
-    visitbridge recordings verify --dir <unzipped folder> --public-key <prison's key.pem>
+    visitbridge recordings verify --dir <unzipped folder> --public-key PRISON-KEY.pem
 
 It checks everything below and prints "OK: complete and unaltered" or each problem found.
 
@@ -148,11 +151,7 @@ without a line break (printf '%s' HASH > hash.txt), its "sig" base64-decoded in 
         -in hash.txt -sigfile sig.bin
 
 which prints "Signature Verified Successfully". By hand, also check that each track's
-segment numbers run 1, 2, 3, ... without gaps, in the order of the manifest lines, and
-that the bundled key is the prison's (the script trusts recording-public-key.pem):
-
-    diff <(openssl pkey -pubin -in recording-public-key.pem -outform DER | sha256sum) \\
-         <(openssl pkey -pubin -in <prison's key.pem> -outform DER | sha256sum) && echo same
+segment numbers run 1, 2, 3, ... without gaps, in the order of the manifest lines.
 """
 
 
