@@ -52,6 +52,7 @@ from auth.tokens import Claims, TokenVerifier
 from recorder.envelope import EnvelopeError
 from recorder.manifest import file_digest
 from recorder.retention import visit_folder
+from recorder.signing import RecordingKey
 from recorder.vault import KeyUnavailable, Vault, encrypted_file
 from records.archive import Archive, HoldReleased, RecordingDeleted, UnknownHold, UnknownRecording
 from records.audit import AuditLog
@@ -68,7 +69,7 @@ def _report(report: Any) -> dict[str, Any]:
 
 class Compliance:
     def __init__(self, verifier: TokenVerifier, archive: Archive, audit: AuditLog,
-                 recordings_dir: Path, recording_public_pem: Callable[[], bytes], *,
+                 recordings_dir: Path, recording_key: RecordingKey, *,
                  refusals: RefusalAudit, clock: Callable[[], float] = time.time,
                  ticket_ttl_s: float = TICKET_TTL_S, vault: Vault | None = None,
                  anchors: Callable[[str], Mapping[str, bytes]] = lambda visit: {}) -> None:
@@ -77,7 +78,7 @@ class Compliance:
         self._archive = archive
         self._audit_log = audit
         self._recordings_dir = Path(recordings_dir)
-        self._public_pem = recording_public_pem
+        self._key = recording_key  # its public half checks, its private half signs exports
         self._clock = clock
         self._anchors = anchors  # time-stamped checkpoints holding a visit's seal
         self._tickets = MediaTickets(clock=clock, ttl_s=ticket_ttl_s)
@@ -144,7 +145,7 @@ class Compliance:
     async def _check(self, visit: str, row: dict[str, Any], path: Path) -> str | None:
         """Why a final file must not be played or exported; None if it is the sealed one."""
         return await asyncio.to_thread(self._checks.problem, self._folder(visit), path,
-                                       self._public_pem, row.get("seal"))
+                                       self._key.public_pem, row.get("seal"))
 
     async def _issue(self, claims: Claims, visit: str, row: dict[str, Any]
                      ) -> tuple[list[dict[str, Any]], str]:
@@ -189,13 +190,9 @@ class Compliance:
             if exc.name != "recorder.verify":
                 raise
             return {"ok": None, "unavailable": "integrity checking is not installed"}
-        try:
-            public_pem = self._public_pem()
-        except OSError as exc:
-            return {"ok": None, "unavailable": f"the recording public key is missing ({exc})"}
         # A recording still running has no seal yet, and its newest segment is open.
         live = {"allow_unsealed": True} if row["state"] == "recording" else {}
-        report = await asyncio.to_thread(verify_visit, self._folder(visit), public_pem,
+        report = await asyncio.to_thread(verify_visit, self._folder(visit), self._key.public_pem,
                                          expected_seal=row.get("seal"), **live)
         return _report(report)
 
@@ -304,10 +301,6 @@ class Compliance:
             if exc.name != "recorder.export":
                 raise
             return error(503, "export_unavailable", "export is not installed")
-        try:
-            public_pem = self._public_pem()
-        except OSError:
-            return error(503, "export_unavailable", "the recording public key is missing")
         files = self._finals(visit, row)
         for participant, (path, _) in files.items():
             if (problem := await self._check(visit, row, path)) is not None:
@@ -323,7 +316,7 @@ class Compliance:
         workdir = Path(tempfile.mkdtemp(prefix="visitbridge-export-"))
         try:
             try:
-                out = await asyncio.to_thread(export_visit, self._folder(visit), public_pem,
+                out = await asyncio.to_thread(export_visit, self._folder(visit), self._key,
                                               workdir / name, custody, row.get("seal"), finals,
                                               self._anchors(visit), self._vault)
                 digest, size = await asyncio.to_thread(file_digest, Path(out))

@@ -129,7 +129,7 @@ class ReplayChecks:
     def __init__(self) -> None:
         self._good: dict[Path, tuple[int, int, int, int]] = {}
 
-    def problem(self, folder: Path, path: Path, public_pem: Callable[[], bytes],
+    def problem(self, folder: Path, path: Path, public_pem: bytes,
                 seal: str | None) -> str | None:
         """Why the file must not be played or exported, as a sentence; None if it is the
         file the seal covers."""
@@ -138,7 +138,7 @@ class ReplayChecks:
             stamp = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
             if self._good.get(path) == stamp:
                 return None
-            entries = sealed_entries(folder, public_pem(), seal)
+            entries = sealed_entries(folder, public_pem, seal)
         except OSError as exc:
             return f"{path.name} cannot be checked: {exc.strerror or exc}."
         except ValueError as exc:

@@ -219,9 +219,16 @@ def _recordings_verify(args: argparse.Namespace) -> int:
 
 def _recordings_export(args: argparse.Namespace) -> int:
     from recorder.export import export_visit
+    from recorder.signing import load_existing
 
     config = load(args.config)
-    folder, public, seal = _recording_files(config, args.visit)
+    folder, _, seal = _recording_files(config, args.visit)
+    keys = config.data_dir / "keys"
+    try:  # the export's list of files is signed with the server's own key
+        key = load_existing(keys / "recording.private.pem", keys / "recording.public.pem")
+    except (OSError, ValueError) as exc:
+        print(f"cannot export: {exc}", file=sys.stderr)
+        return 2
     finals = sorted((folder / "final").glob("*.*")) if (folder / "final").is_dir() else []
     custody = [{"action": "export", "actor": os.environ.get("USER", "operator"),
                 "role": "operator", "at": time.time(), "via": "visitbridge recordings export"}]
@@ -231,7 +238,7 @@ def _recordings_export(args: argparse.Namespace) -> int:
     from records.audit import AuditLog
 
     db = store.connect(config.database)
-    path = export_visit(folder, public, args.out, custody, seal, finals,
+    path = export_visit(folder, key, args.out, custody, seal, finals,
                         visit_anchors(db, args.visit, config.tsa_ca_file), open_vault(config))
     AuditLog(db).record(action="recording_export", actor=custody[0]["actor"], role="operator",
                         visit=args.visit, now=time.time(),

@@ -225,7 +225,7 @@ def create_app(config: Config) -> web.Application:
     add_pages(app)
     app.router.add_routes(Api(verifier, rooms, records, refusals).routes())
     app.router.add_routes(Compliance(verifier, archive, audit, config.recordings_dir,
-                                     lambda: recording_key.public_pem,
+                                     recording_key,
                                      refusals=refusals, vault=vault,
                                      anchors=lambda visit: visit_anchors(
                                          db, visit, config.tsa_ca_file)).routes())

@@ -38,12 +38,13 @@ seal in seal.txt:
     openssl ts -reply -in anchors/checkpoint-N.tsr -text | grep 'Time stamp'
     jq -r '.seals["{visit}"]' anchors/checkpoint-N.json    # equals seal.txt
 
-and its signature:
+and its signature (the scratch files go outside the folder, which must hold only the
+files export-files.json lists):
 
-    printf '%s' "$(sha256sum < anchors/checkpoint-N.json | cut -c1-64)" > cp-hash.txt
-    base64 -d anchors/checkpoint-N.sig > cp-sig.bin
+    printf '%s' "$(sha256sum < anchors/checkpoint-N.json | cut -c1-64)" > /tmp/cp-hash.txt
+    base64 -d anchors/checkpoint-N.sig > /tmp/cp-sig.bin
     openssl pkeyutl -verify -pubin -inkey recording-public-key.pem -rawin \\
-        -in cp-hash.txt -sigfile cp-sig.bin
+        -in /tmp/cp-hash.txt -sigfile /tmp/cp-sig.bin
 """
 
 

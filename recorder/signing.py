@@ -159,6 +159,14 @@ def load_or_create(private_path: Path, public_path: Path) -> RecordingKey:
     return key
 
 
+def load_existing(private_path: Path, public_path: Path) -> RecordingKey:
+    """The recording key as ``load_or_create`` checks it, but never a new one: a tool that
+    signs on behalf of the server (an export) must use the server's key or none."""
+    if not Path(private_path).is_file():
+        raise FileNotFoundError(f"no recording key at {private_path}")
+    return load_or_create(private_path, public_path)
+
+
 def _load_private(path: Path) -> RecordingKey:
     mode = path.stat().st_mode
     if mode & 0o077:

@@ -8,13 +8,15 @@ every listed segment file must exist with the listed size and SHA-256; no unlist
 segment file may sit beside them; every replay file (``final/``, ``media/`` in an
 export) must be one the seal lists, with its SHA-256 and size; each track's segments
 must run 1, 2, 3, ... in manifest order; and the manifest must end with a seal, whose
-hash must equal the one stored in the database. Every problem found is reported (not
-just the first) as a plain sentence naming the file or seq, because the person reading
-it is an investigator, not a developer.
+hash must equal the one stored in the database. In an export, every other file must be
+the one the signed ``export-files.json`` lists (recorder.export_files). Every problem
+found is reported (not just the first) as a plain sentence naming the file or seq,
+because the person reading it is an investigator, not a developer.
 
 What this cannot catch on its own: someone holding the private key can rewrite and
 re-sign everything; the database copy of the seal (``expected_seal``) and a public key
-obtained independently of the files being checked are what stop that.
+obtained independently of the files being checked are what stop that: anyone can make
+a self-consistent export signed with a key of their own.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from pathlib import Path
 
 from recorder import checks, replay_files
 from recorder.export import PUBLIC_KEY_NAME, SEAL_NAME, UNSEALED_TEXT
-from recorder.manifest import MANIFEST_NAME, SEGMENT_TYPES
+from recorder.export_files import FILES_NAME, SIGNATURE_NAME, UNLISTED, listing_problems
+from recorder.manifest import MANIFEST_NAME, SEGMENT_TYPES, file_digest
 from recorder.replay_files import EXPORT_DIR, FINAL_DIR
 from recorder.signing import key_id_of, load_public_key
 
@@ -135,12 +138,14 @@ def _export_root(unzipped_dir: Path) -> Path:
 
 def verify_export(unzipped_dir: Path, *, public_pem: bytes | None = None,
                   expected_seal: str | None = None) -> Report:
-    """Verify an unzipped export offline: ``segments/`` against ``manifest.jsonl`` with the
-    bundled key and ``seal.txt``.
+    """Verify an unzipped export offline: every file against the signed
+    ``export-files.json``, ``segments/`` against ``manifest.jsonl`` with the bundled key,
+    and ``seal.txt``.
 
-    Pass ``public_pem`` (the key the prison publishes) and ``expected_seal`` when known:
-    the bundled ones only prove the export is self-consistent. A bundled key that differs
-    from ``public_pem`` is reported as a problem.
+    Pass ``public_pem`` (the key the prison publishes, obtained out of band) and
+    ``expected_seal`` when known: the bundled ones only prove the export is
+    self-consistent. A bundled key that differs from ``public_pem`` is reported as a
+    problem, and the list of files must verify with both.
     """
     root = _export_root(Path(unzipped_dir))
     problems: list[str] = []
@@ -170,14 +175,36 @@ def verify_export(unzipped_dir: Path, *, public_pem: bytes | None = None,
         problems.append(f"{SEAL_NAME} holds {stored}, not the expected seal {expected_seal}.")
     expected = expected_seal if expected_seal is not None else (
         stored if stored is not None and HEX64.fullmatch(stored) else None)
+    # After the recording's own problems, which say more about a file than the list can.
+    listing = _listing_problems(root, bundled, public_pem)
     if key is None:
-        return Report(False, problems, 0, [], False, 0.0)
+        return Report(False, problems + listing, 0, [], False, 0.0)
     report = verify_visit(root, key, expected, segments_dir=root / "segments",
                           replay_dir=EXPORT_DIR)
-    if problems:
-        report.problems = problems + report.problems
+    if problems or listing:
+        report.problems = problems + report.problems + listing
         report.ok = False
     return report
+
+
+def _listing_problems(root: Path, bundled: bytes | None, given: bytes | None) -> list[str]:
+    """What ``export_files.listing_problems`` finds, after reading the export's files."""
+    keys = {}
+    for name, pem in ((PUBLIC_KEY_NAME, bundled), ("the recording key given", given)):
+        try:
+            keys.update({name: load_public_key(pem)} if pem is not None else {})
+        except ValueError:
+            pass  # reported by the key comparison or by verify_visit
+    found = {path.relative_to(root).as_posix(): file_digest(path)
+             for path in sorted(root.rglob("*"))
+             if path.is_file() and path.relative_to(root).as_posix() not in UNLISTED}
+    files, sig = root / FILES_NAME, root / SIGNATURE_NAME
+    problems = listing_problems(
+        files.read_bytes() if files.is_file() else None,
+        sig.read_text(encoding="ascii", errors="replace") if sig.is_file() else None,
+        keys, found)
+    return problems if keys else problems + [
+        f"{SIGNATURE_NAME} cannot be checked: there is no usable public key."]
 
 
 def format_report(report: Report, where: Path) -> str:

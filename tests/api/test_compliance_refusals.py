@@ -106,7 +106,7 @@ async def in_process(tmp_path: Path) -> AsyncIterator[InProcess]:
         archive, audit = Archive(db), AuditLog(db)
         verifier = TokenVerifier(PemDirKeyStore(keys / "public"), ISSUER, AUDIENCE)
         compliance = Compliance(verifier, archive, audit, tmp_path / "recordings",
-                                lambda: key.public_pem, clock=lambda: clock[0],
+                                key, clock=lambda: clock[0],
                                 refusals=RefusalAudit(audit, clock=lambda: clock[0]))
         app = web.Application()
         app.router.add_routes(compliance.routes())

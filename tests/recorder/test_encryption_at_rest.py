@@ -22,6 +22,7 @@ import pytest
 from recorder.envelope import MAGIC
 from recorder.export_keys import decrypt_export
 from tests.support.compliance import compliance_token
+from tests.support.exports import check_every_flip_fails
 from tests.support.recording import cancel, cli, wait_sealed
 from tests.support.server import (
     ROOT,
@@ -75,13 +76,12 @@ def audit(data_dir: Path, action: str) -> list[dict]:
 
 
 def check_export(tmp: Path) -> None:
-    """The export verifies offline as shipped (ciphertext), its media/ plays, and its
-    segments decrypt with the data keys it carries."""
+    """The export verifies offline as shipped (ciphertext) and fails with a byte flipped in
+    any of its files (the data keys too), its media/ plays, and its segments decrypt with
+    the data keys it carries."""
     with zipfile.ZipFile(tmp / "export.zip") as archive:
         archive.extractall(tmp / "export")
-    verified = subprocess.run([sys.executable, "-m", "recorder.verify", "--dir",
-                               str(tmp / "export")], cwd=ROOT, capture_output=True, text=True)
-    assert verified.returncode == 0, verified.stdout
+    assert "segment-keys.json" in check_every_flip_fails(tmp / "export", tmp / "flips")
     assert not unreadable(tmp / "export" / "media" / "inmate-c.webm")
     assert unreadable(next((tmp / "export" / "segments").rglob("segment-00001.webm")))
     plain = decrypt_export(tmp / "export", tmp / "decrypted")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from recorder.export import SCRIPT_END, SCRIPT_START, VERIFYING_NAME, export_visit
+from recorder.export import VERIFYING_NAME, export_visit
 from recorder.manifest import MANIFEST_NAME
 from recorder.replay_files import FINAL_DIR
 from recorder.signing import RecordingKey
@@ -18,6 +18,7 @@ from recorder.verify import main as verify_main
 from recorder.verify import verify_export
 from tests.support.binaries import need_binary
 from tests.support.custody import Recording, failed_problems, lines_of, resign, write_lines
+from tests.support.exports import HAND_TOOLS, check_every_flip_fails, run_hand_script
 
 # -- export ------------------------------------------------------------------------------------
 
@@ -25,7 +26,7 @@ from tests.support.custody import Recording, failed_problems, lines_of, resign, 
 def make_export(rec: Recording, tmp_path: Path) -> tuple[Path, Path]:
     final = rec.visit_dir / FINAL_DIR / "family-1.webm"
     custody = [{"action": "recording.export", "actor": "officer.ng", "at": 1_700_000_500}]
-    out = export_visit(rec.visit_dir, rec.key.public_pem, tmp_path / "out" / "visit-42.zip",
+    out = export_visit(rec.visit_dir, rec.key, tmp_path / "out" / "visit-42.zip",
                        custody, rec.seal, [final])
     unzipped = tmp_path / "unzipped"
     with zipfile.ZipFile(out) as archive:
@@ -52,7 +53,7 @@ def test_export_round_trip_verifies_offline(rec: Recording, tmp_path: Path) -> N
     assert verify_export(wrapped).ok
     assert verify_main(["--dir", str(unzipped)]) == 0
     with pytest.raises(FileExistsError):
-        export_visit(rec.visit_dir, rec.key.public_pem, out, [], rec.seal, [])
+        export_visit(rec.visit_dir, rec.key, out, [], rec.seal, [])
 
 
 def test_tampered_export_fails(rec: Recording, tmp_path: Path) -> None:
@@ -76,20 +77,6 @@ def test_export_seal_txt_is_checked(rec: Recording, tmp_path: Path) -> None:
     assert "the seal stored when the visit ended is " + "0" * 64 in failed_problems(report)
 
 
-HAND_TOOLS = ("bash", "openssl", "jq", "sha256sum", "base64")
-
-
-def hand_script(unzipped: Path) -> str:
-    text = (unzipped / VERIFYING_NAME).read_text()
-    return text.split(SCRIPT_START + "\n", 1)[1].split(SCRIPT_END, 1)[0]
-
-
-def run_hand_script(unzipped: Path) -> str:
-    result = subprocess.run(["bash", "-c", hand_script(unzipped)], cwd=unzipped,
-                            capture_output=True, text=True, timeout=60)
-    return result.stdout + result.stderr
-
-
 def test_verifying_txt_hand_check_works(rec: Recording, tmp_path: Path) -> None:
     for tool in HAND_TOOLS:
         need_binary(tool)
@@ -99,8 +86,11 @@ def test_verifying_txt_hand_check_works(rec: Recording, tmp_path: Path) -> None:
     assert rec.key.key_id in text
     output = run_hand_script(unzipped)
     assert "FAILED" not in output, output
-    assert "seal: OK" in output
-    assert output.count(": OK") == 9 + 1 + 1  # segments, the media file, the seal
+    assert "seal: OK" in output and "export-files: OK" in output
+    # Twice each segment and the media file (the list of files, then the manifest or the
+    # seal), once each of the 5 other files, the list's signature and the seal.
+    assert output.count(": OK") == 2 * (9 + 1) + 5 + 1 + 1, output
+    assert verify_export(unzipped).ok  # the hand check left nothing in the folder
 
     # The single-signature command, exactly as printed, on the seal line.
     seal = lines_of(unzipped / MANIFEST_NAME)[-1]
@@ -150,3 +140,12 @@ def test_a_flipped_byte_in_a_replay_file_fails_the_export_check(rec: Recording,
     assert "media/family-1.webm: FAILED" in output
     assert "FAILED: not in the seal: media/inmate-7.webm" in output
     assert "seal: OK" in output  # the manifest itself is intact
+
+
+def test_a_flipped_byte_in_any_file_fails_both_checks(rec: Recording, tmp_path: Path) -> None:
+    _, unzipped = make_export(rec, tmp_path)
+    public_key = tmp_path / "published.pem"
+    public_key.write_bytes(rec.key.public_pem)
+    assert check_every_flip_fails(unzipped, tmp_path, public_key) == {
+        "segments", "media", "manifest.jsonl", "seal.txt", "recording-public-key.pem",
+        "custody.json", "VERIFYING.txt", "export-files.json", "export-files.sig"}

@@ -140,7 +140,7 @@ async def test_an_export_carries_the_checkpoint_of_its_seal_and_it_checks_by_han
 
     folder = tmp_path / "recordings" / "visit-7"
     folder.mkdir(parents=True)
-    out = await asyncio.to_thread(export_visit, folder, key.public_pem, tmp_path / "x.zip",
+    out = await asyncio.to_thread(export_visit, folder, key, tmp_path / "x.zip",
                                   [], seal, [], anchors)
     unzipped = tmp_path / "unzipped"
     with zipfile.ZipFile(out) as archive_zip:

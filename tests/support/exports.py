@@ -1,0 +1,79 @@
+"""Checking an unzipped export as its receiver would: ``recorder.verify`` and the hand
+check VERIFYING.txt prints, on the export as made and with one byte flipped in each kind
+of file it holds."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from recorder.export import SCRIPT_END, SCRIPT_START, VERIFYING_NAME
+from tests.support.binaries import need_binary
+from tests.support.server import ROOT
+
+HAND_TOOLS = ("bash", "openssl", "jq", "sha256sum", "base64")
+
+
+def hand_script(unzipped: Path) -> str:
+    text = (unzipped / VERIFYING_NAME).read_text()
+    return text.split(SCRIPT_START + "\n", 1)[1].split(SCRIPT_END, 1)[0]
+
+
+def run_hand_script(unzipped: Path, script: str | None = None) -> str:
+    """The hand check's output; ``script`` read from an untouched VERIFYING.txt when the
+    one in ``unzipped`` may be the altered file."""
+    result = subprocess.run(["bash", "-c", script or hand_script(unzipped)], cwd=unzipped,
+                            capture_output=True, text=True, timeout=120)
+    return result.stdout + result.stderr
+
+
+def verify_dir(folder: Path, public_key: Path | None = None
+               ) -> subprocess.CompletedProcess[str]:
+    """``python -m recorder.verify --dir`` as the receiver runs it."""
+    extra = ["--public-key", str(public_key)] if public_key is not None else []
+    return subprocess.run([sys.executable, "-m", "recorder.verify", "--dir", str(folder),
+                           *extra], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def flip_middle(path: Path) -> None:
+    """Change one bit of the byte in the middle of a file, as silent tampering would."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def kinds(unzipped: Path) -> dict[str, Path]:
+    """One file of each kind in an export: each file outside ``segments/`` and ``media/``,
+    and the first segment and replay file."""
+    found: dict[str, Path] = {}
+    for path in sorted(p for p in unzipped.rglob("*") if p.is_file()):
+        name = path.relative_to(unzipped).as_posix()
+        top = name.split("/", 1)[0]
+        found.setdefault(top if top in ("segments", "media") else name, path)
+    return found
+
+
+def check_every_flip_fails(unzipped: Path, scratch: Path,
+                           public_key: Path | None = None) -> set[str]:
+    """Assert that the export verifies (both ways) as made, and that one flipped byte in
+    any kind of file fails both; return the kinds flipped."""
+    for tool in HAND_TOOLS:
+        need_binary(tool)
+    script = hand_script(unzipped)
+    intact = verify_dir(unzipped, public_key)
+    assert intact.returncode == 0, intact.stdout + intact.stderr
+    output = run_hand_script(unzipped, script)
+    assert "FAILED" not in output and "export-files: OK" in output, output
+    flipped = kinds(unzipped)
+    for number, (kind, path) in enumerate(flipped.items()):
+        copy = scratch / f"flipped-{number}"
+        shutil.copytree(unzipped, copy)
+        flip_middle(copy / path.relative_to(unzipped))
+        result = verify_dir(copy, public_key)
+        assert result.returncode == 1, (kind, result.stdout + result.stderr)
+        assert "FAILED" in result.stdout, (kind, result.stdout)
+        assert "FAILED" in run_hand_script(copy, script), kind
+        shutil.rmtree(copy)
+    return set(flipped)
