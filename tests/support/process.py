@@ -14,10 +14,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_port(following: int = 4) -> int:
+    """A free TCP port on loopback whose next ``following`` ports are free too: a server
+    started with workers listens on the ports after its own."""
+    while True:
+        with contextlib.ExitStack() as held:
+            first = held.enter_context(socket.socket())
+            first.bind(("127.0.0.1", 0))
+            port = int(first.getsockname()[1])
+            try:
+                for offset in range(1, following + 1):
+                    held.enter_context(socket.socket()).bind(("127.0.0.1", port + offset))
+            except (OSError, OverflowError):  # taken, or past 65535
+                continue
+            return port
 
 
 def read_log(path: Path | None) -> str:
