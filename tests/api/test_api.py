@@ -6,8 +6,6 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -20,16 +18,12 @@ from tests.support.server import (
     Server,
     in_visit,
     inmate_and_family,
+    module_server,
     participants,
-    running_server,
     visit_now,
 )
 
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running_server(Path(tmp_path_factory.mktemp("api"))) as s:
-        yield s
+server = module_server("api")
 
 
 async def call(server: Server, method: str, path: str, token: str | None = None,

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 
 import aiohttp
-import pytest
 
 from tests.support.server import (
     BLUE,
@@ -17,18 +14,15 @@ from tests.support.server import (
     in_visit,
     inmate_and_family,
     metric,
+    module_server,
     participants,
-    running_server,
     visit_now,
 )
 
 GREEN = (30, 200, 30)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running_server(Path(tmp_path_factory.mktemp("forwarding"))) as s:
-        yield s
+server = module_server("forwarding")
 
 
 def close_to(colour: tuple[float, float, float] | None, rgb: tuple[int, int, int]) -> bool:

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     RtcpPsfbPacket,
@@ -37,16 +34,13 @@ from tests.support.server import (
     Participant,
     Server,
     metric,
-    running_server,
+    module_server,
 )
 
 RTCP_RTPFB, RTCP_RTPFB_NACK = 205, 1
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running_server(Path(tmp_path_factory.mktemp("hostile"))) as s:
-        yield s
+server = module_server("hostile")
 
 
 def _received_video(p: Participant, slot: int) -> tuple[int, int]:

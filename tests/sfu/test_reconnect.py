@@ -12,11 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests.support.server import (
     Participant,
@@ -24,16 +20,11 @@ from tests.support.server import (
     in_visit,
     inmate_and_family,
     metric,
-    running_server,
+    module_server,
     visit_now,
 )
 
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running_server(Path(tmp_path_factory.mktemp("reconnect")),
-                        VISITBRIDGE_MEDIA_TIMEOUT_S="3") as s:
-        yield s
+server = module_server("reconnect", VISITBRIDGE_MEDIA_TIMEOUT_S="3")
 
 
 def go_silent(p: Participant) -> None:

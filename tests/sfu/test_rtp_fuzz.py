@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import random
 import struct
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from aiortc.rtp import RtcpRrPacket
 
 from tests.support.raw_media import (
@@ -29,17 +26,14 @@ from tests.support.raw_media import (
     send_raw,
     spy_rtcp,
 )
-from tests.support.server import Server, running_server
+from tests.support.server import Server, module_server
 
 SEED = 20261203
 # The formats the server acts on: NACK and transport-cc feedback; PLI, FIR and REMB.
 FORMATS = {205: [1, 1, 15], 206: [1, 4, 15, 15]}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running_server(Path(tmp_path_factory.mktemp("rtpfuzz"))) as s:
-        yield s
+server = module_server("rtpfuzz")
 
 
 def header(rng: random.Random, pt: int, seq: int, ssrc: int, *, csrcs: int = 0,

@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import av
 import numpy as np
+import pytest
 from aiortc import (
     MediaStreamTrack,
     RTCBundlePolicy,
@@ -114,6 +115,18 @@ def running_server(data_dir: Path, **env: str) -> Iterator[Server]:
         yield server
     finally:
         stop(server)
+
+
+def module_server(name: str, **env: str) -> Any:
+    """A module-scoped ``server`` fixture: one real server for every test of a module,
+    its data under a temporary folder named ``name``."""
+
+    @pytest.fixture(scope="module")
+    def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+        with running_server(Path(tmp_path_factory.mktemp(name)), **env) as s:
+            yield s
+
+    return server
 
 
 def visit_now(visit_id: str, minutes: int = 30, privileged: bool = False) -> VisitClaim:
