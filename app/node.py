@@ -165,6 +165,11 @@ class NodeGate:
         self.held[visit_id] = Held(lease, now, now)
         return True
 
+    def served_by(self, visit_id: str) -> dict[str, Any] | None:
+        """This node and the epoch it holds the visit under (for the recording)."""
+        held = self.held.get(visit_id)
+        return {"node": self.node_id, "epoch": held.lease.epoch} if held else None
+
     def me(self, draining: bool) -> Node:
         """This node's record, with the CPU its process used since the last one."""
         cpu_time, wall = time.process_time(), time.monotonic()

@@ -135,8 +135,10 @@ def create_app(config: Config) -> web.Application:
     anchorer = anchorer_for(config, db, recording_key) if first else None
     archive = Archive(db)
     vault = open_vault(config)
+    gate: NodeGate | None = None  # with a Redis: set below, once the rooms exist
     recordings = Recordings(config.recordings_dir, recording_key, archive, store, audit,
-                            segment_s=config.segment_s, vault=vault)
+                            segment_s=config.segment_s, vault=vault,
+                            served_by=lambda visit: gate.served_by(visit) if gate else None)
     records = VisitRecords(store, audit, outbox, sender, on_ended=recordings.visit_ended)
     retention_job = RetentionJob(archive, config.recordings_dir, config.retention_days,
                                  audit.record, interval_s=3600,

@@ -9,6 +9,7 @@ killed with SIGKILL leaves, and its visits' leases lapse, within seconds.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -101,6 +102,13 @@ async def test_visits_spread_and_a_join_at_any_node_reaches_the_owner(
             await inm.wait_for(lambda: inm.video_from(1).frames >= 10, 20)
             assert fam.video_from(0).colour is not None and fam.video_from(0).colour[0] > 150
             assert inm.video_from(1).colour is not None and inm.video_from(1).colour[2] > 150
+        # The owner recorded it, and signed its node and lease epoch into the manifest.
+        node, epoch = (await lease(redis_server, first.id) or ":").split(":")
+        recorder = a if node == "a" else b
+        manifests = [m for m in recorder.data_dir.rglob("manifest.jsonl") if first.id in str(m)]
+        entries = [json.loads(line) for line in manifests[0].read_text().splitlines()]
+        assert {"node": node, "epoch": int(epoch)} in [
+            e["detail"].get("served_by") for e in entries if e["type"] == "policy"]
 
 
 async def test_a_forged_or_unsigned_token_never_places_nor_moves_a_visit(
