@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from app.cluster import Node
+from app.config import Config
+from app.node import NodeGate
 from app.redis_cluster import RedisCluster
 from tests.support.redis import RedisServer, running_redis
 
@@ -63,3 +65,19 @@ async def test_a_node_that_stops_refreshing_leaves_the_registry(cluster: RedisCl
     await cluster.reserve("a")  # a placement racing the expiry does not bring it back
     assert [n.id for n in await cluster.nodes()] == ["b"]
     assert await cluster.redis.exists("node:a") == 0
+
+
+async def test_a_node_accepts_joins_only_under_its_own_live_lease(
+        cluster: RedisCluster, redis_server: RedisServer) -> None:
+    """The owner's fence, checked before every join: the routing before it may have read
+    a lease that changed since (a join elsewhere placed the visit, or it lapsed)."""
+    config = Config(redis_url=redis_server.url, node_id="a", lease_ttl_s=1)
+    gate = NodeGate(config, cluster, verifier=None, rooms=None,  # type: ignore[arg-type]
+                    refusals=None)  # type: ignore[arg-type]
+    assert not await gate.fence("v-3")  # placed nowhere
+    held = await cluster.acquire("v-3", "a", 300)
+    assert await gate.fence("v-3")
+    assert gate.served_by("v-3") == {"node": "a", "epoch": held.epoch}
+    assert await cluster.redis.pttl("visit:v-3") > 300  # renewed to the node's lease TTL
+    await cluster.redis.set("visit:v-3", f"b:{held.epoch + 1}")  # taken by another node
+    assert not await gate.fence("v-3")
