@@ -195,6 +195,6 @@ async def test_draining_and_a_killed_node(nodes: tuple[Server, Server],
         drain("a", "--undo"), drain("b", "--undo")
     await until(lambda: draining(set()))
     # The visit can be placed again: a rejoin lands on a live node, under a new epoch.
-    async with in_visit(at(b, b.token("inmate-k", "inmate", visit))):
+    async with in_visit(at(b, a.token("inmate-k", "inmate", visit))):
         node, epoch = (await lease(redis_server, visit.id) or ":").split(":")
         assert node in ("a", "b") and int(epoch) == 2
