@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-APT_PACKAGES := chromium prometheus coturn jq openssl nftables
+APT_PACKAGES := chromium prometheus coturn jq openssl nftables redis-server
 
 .PHONY: run test lint bench system-packages
 
@@ -25,7 +25,8 @@ run: $(VENV)/.base
 
 # Debian packages the tests drive for real (Chromium for browser tests, Prometheus and
 # promtool for the monitoring files, coturn for TURN, jq and openssl for the export's
-# hand check, openssl also as the tests' RFC 3161 time-stamp authority), without recommends.
+# hand check, openssl also as the tests' RFC 3161 time-stamp authority, redis-server for
+# placement across nodes), without recommends.
 system-packages:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

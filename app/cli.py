@@ -1,4 +1,4 @@
-"""``visitbridge`` command line: serve, keys, token, audit verify, recordings
+"""``visitbridge`` command line: serve, drain, keys, token, audit verify, recordings
 verify|export|kek."""
 
 from __future__ import annotations
@@ -248,6 +248,19 @@ def _recordings_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _drain(args: argparse.Namespace) -> int:
+    """Mark a node of a Redis cluster drained (or open again): read at its next refresh."""
+    from app.redis_cluster import set_drain
+
+    config = load(args.config)
+    node = args.node or config.node_id
+    if not config.redis_url or not node:
+        raise ConfigError("redis_url and node_id (or --node): drain needs the nodes' Redis")
+    asyncio.run(set_drain(config.redis_url, node, not args.undo))
+    print(f"node {node}: {'open to new visits' if args.undo else 'drained'}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="visitbridge", description=__doc__)
     p.add_argument("--config", type=Path, help="TOML configuration file")
@@ -260,6 +273,11 @@ def parser() -> argparse.ArgumentParser:
                        help="trust a development key (created in <data_dir>/demo-keys if "
                             "missing) and print demo join links; never in production")
     serve.set_defaults(func=_serve)
+
+    drain = sub.add_parser("drain", help="a node takes no new visits; running ones finish")
+    drain.add_argument("--node", help="node id (default: the configured node_id)")
+    drain.add_argument("--undo", action="store_true", help="take new visits again")
+    drain.set_defaults(func=_drain)
 
     keys = sub.add_parser("keys", help="manage token signing keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)

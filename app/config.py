@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from app.cluster import NODE_ID
 from auth.keys import jwks_url_problem
 from records.refusals import networks
 
@@ -57,6 +58,13 @@ class Config:
     worker_max_participants: int = 40  # admission threshold per worker (see BENCHMARKS.md)
     front_max_placements: int = 10_000  # visits the front holds placed (until booked end)
     worker_index: int = 0  # set by the front for each worker; 0 runs the once-only jobs
+    redis_url: str = ""  # nodes share placement through this Redis ("" = one node alone)
+    node_id: str = ""  # this node's name in Redis (letters, digits, . _ -)
+    node_url: str = ""  # where other nodes relay signaling to this one (default: base_url)
+    node_capacity: int = 40  # participants this node takes before refusing new visits
+    node_ttl_s: int = 10  # a node that stops refreshing leaves the registry after this
+    lease_ttl_s: int = 15  # a visit's lease lapses this long after its owner stops renewing
+    drain: bool = False  # start drained: take no new visits (running ones finish)
     recordings_path: Path | None = None  # default: <data_dir>/recordings (its own volume)
     recordings_min_free_mb: int = 1024  # below this, new visits are refused
     segment_s: int = 10  # recording segment length (seconds)
@@ -221,5 +229,14 @@ def _validate(c: Config) -> None:
     if c.tsa_url and c.tsa_ca_file is None:
         raise ConfigError("tsa_ca_file: must be set when tsa_url is set (tokens are checked "
                           "against it)")
+    if c.redis_url and not c.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("redis_url: must be a redis://, rediss:// or unix:// URL")
+    if c.redis_url and not NODE_ID.match(c.node_id):
+        raise ConfigError("node_id: set 1 to 64 letters, digits, '.', '_' or '-' when "
+                          "redis_url is set")
+    if c.redis_url and c.workers > 1:
+        raise ConfigError("redis_url: run one node per process (workers = 1) with Redis")
+    if c.node_capacity < 1 or c.node_ttl_s < 1 or c.lease_ttl_s < 1:
+        raise ConfigError("node_capacity, node_ttl_s and lease_ttl_s: must be at least 1")
     if c.anchor_interval_s < 1 or c.tsa_max_backoff_s < 1:
         raise ConfigError("anchor_interval_s and tsa_max_backoff_s: must be at least 1")

@@ -39,6 +39,7 @@ from prometheus_client import (
 )
 
 from api.records import VISIT, VISITS
+from app import relay
 from app.config import Config
 from app.pages import add_pages
 from app.placement import Placement, ServerFull
@@ -199,7 +200,7 @@ class Front:
         worker = self._worker_for(request)
         http = await self._session()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
-        headers["X-Forwarded-For"] = forwarded_for(request)
+        headers["X-Forwarded-For"] = relay.forwarded_for(request)
         body = await request.read() if request.can_read_body else None
         async with http.request(request.method, worker.url + request.path_qs,
                                 headers=headers, data=body, allow_redirects=False) as up:
@@ -291,52 +292,27 @@ class Front:
                      request: web.Request) -> None:
         http = await self._session()
         try:
-            upstream = await http.ws_connect(
-                worker.url.replace("http", "ws", 1) + "/ws", heartbeat=10.0,
-                max_msg_size=256 * 1024, headers={"X-Forwarded-For": forwarded_for(request)})
+            upstream = await relay.connect(http, worker.url, request)
         except aiohttp.ClientConnectionError:
             if not await self._died(worker):
                 raise
             await refuse(client, "server_shutdown", "The visit server stopped; try again.")
             return
-        async with upstream:
-            await upstream.send_str(first)
 
-            async def down() -> None:
-                async for msg in upstream:
-                    if msg.type == WSMsgType.TEXT:
-                        await client.send_str(msg.data)
-                if client.closed:
-                    return
-                if await self._died(worker):
-                    # The page reconnects on this code and is placed on a live worker.
-                    await refuse(client, "server_shutdown",
-                                 "The visit server stopped; reconnecting to another one.")
-                else:
-                    await client.close(code=upstream.close_code or 1000)
+        async def upstream_ended() -> None:
+            if await self._died(worker):
+                # The page reconnects on this code and is placed on a live worker.
+                await refuse(client, "server_shutdown",
+                             "The visit server stopped; reconnecting to another one.")
+            else:
+                await client.close(code=upstream.close_code or 1000)
 
-            task = asyncio.ensure_future(down())
-            try:
-                async for msg in client:
-                    if msg.type == WSMsgType.TEXT:
-                        await upstream.send_str(msg.data)
-            finally:
-                if not upstream.closed:
-                    await upstream.close()
-                await task
+        await relay.pump(client, upstream, first, upstream_ended)
 
     def _report_load(self) -> None:
         for w in self.placement.workers:
             WORKER_LOAD.labels(str(w.index)).set(w.participants)
         PLACEMENTS.set(self.placement.count(time.time()))
-
-
-def forwarded_for(request: web.Request) -> str:
-    """The X-Forwarded-For a worker gets: what came in, and the address the front saw
-    (workers trust the front's loopback address as a proxy, so they name that client)."""
-    seen = request.headers.get("X-Forwarded-For", "")
-    remote = request.remote or ""
-    return f"{seen}, {remote}" if seen else remote
 
 
 def serve_front(config: Config, count: int) -> int:

@@ -17,7 +17,9 @@ from api.records import Api
 from app import health
 from app.atrest import open_vault
 from app.config import Config
+from app.node import NodeGate
 from app.pages import add_pages
+from app.redis_cluster import RedisCluster
 from auth.jti_memory import JtiMemory
 from auth.keys import (
     DEVELOPMENT_KEY_TRUSTED,
@@ -133,8 +135,10 @@ def create_app(config: Config) -> web.Application:
     anchorer = anchorer_for(config, db, recording_key) if first else None
     archive = Archive(db)
     vault = open_vault(config)
+    gate: NodeGate | None = None  # with a Redis: set below, once the rooms exist
     recordings = Recordings(config.recordings_dir, recording_key, archive, store, audit,
-                            segment_s=config.segment_s, vault=vault)
+                            segment_s=config.segment_s, vault=vault,
+                            served_by=lambda visit: gate.served_by(visit) if gate else None)
     records = VisitRecords(store, audit, outbox, sender, on_ended=recordings.visit_ended)
     retention_job = RetentionJob(archive, config.recordings_dir, config.retention_days,
                                  audit.record, interval_s=3600,
@@ -157,9 +161,13 @@ def create_app(config: Config) -> web.Application:
     def recording_available() -> bool:
         return health.free_bytes(config.recordings_dir) >= config.recordings_min_free_mb << 20
 
+    # With a Redis, nodes share the visits: the gate places, relays and fences joins.
+    gate = (NodeGate(config, RedisCluster(config.redis_url), verifier, rooms, refusals)
+            if config.redis_url else None)
     # TURN credentials go into each offer (turn=config).
     session = Session(verifier, rooms, records, recording_available, refusals, turn=config,
-                      max_message_bytes=config.max_message_bytes)
+                      max_message_bytes=config.max_message_bytes,
+                      route=gate.route if gate else None, fence=gate.fence if gate else None)
 
     app = web.Application()
     app.on_response_prepare.append(add_security_headers)
@@ -222,6 +230,9 @@ def create_app(config: Config) -> web.Application:
     app.on_startup.append(start_background)
     app.on_shutdown.append(close_rooms)
     app.on_cleanup.append(close_resources)
+    if gate is not None:
+        app.on_startup.append(gate.start)
+        app.on_cleanup.append(gate.close)
     add_pages(app)
     app.router.add_routes(Api(verifier, rooms, records, refusals).routes())
     app.router.add_routes(Compliance(verifier, archive, audit, config.recordings_dir,

@@ -104,8 +104,10 @@ class VisitRecording:
 
 class Recordings:
     def __init__(self, recordings: Path, key: RecordingKey, archive: Archive, store: Store,
-                 audit: AuditLog, segment_s: float = 10.0, vault: Vault | None = None) -> None:
+                 audit: AuditLog, segment_s: float = 10.0, vault: Vault | None = None,
+                 served_by: Callable[[str], dict[str, Any] | None] | None = None) -> None:
         self.dir = recordings
+        self._served_by = served_by  # with Redis: node and lease epoch, into the manifest
         self.key = key
         self.vault = vault or Vault()
         self.archive = archive
@@ -187,8 +189,9 @@ class Recordings:
 
     async def _open(self, visit_id: str, rec: VisitRecording) -> None:
         loop = asyncio.get_running_loop()
+        served = self._served_by(visit_id) if self._served_by else None
         rec.manifest, rec.epoch = await loop.run_in_executor(
-            self._thread, self._open_in_thread, visit_id, rec.folder)
+            self._thread, self._open_in_thread, visit_id, rec.folder, served)
         if rec.manifest.segments:
             self._resumed(visit_id, rec)
 
@@ -217,10 +220,13 @@ class Recordings:
             self._thread_records = Store(db), Archive(db)
         return self._thread_records
 
-    def _open_in_thread(self, visit_id: str, folder: Path) -> tuple[Manifest, float]:
+    def _open_in_thread(self, visit_id: str, folder: Path,
+                        served: dict[str, Any] | None) -> tuple[Manifest, float]:
         store, archive = self._records()
         row = store.visit(visit_id)
         manifest = Manifest.open(folder, self.key, time.time)
+        if served is not None:
+            manifest.append_policy({"served_by": served})
         epoch = float(row.starts_at) if row and row.starts_at else time.time()
         inmate = next((p for p in store.participants(visit_id) if p["role"] == "inmate"),
                       None)

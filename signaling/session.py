@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,6 +167,13 @@ def _parse(data: str, max_bytes: int) -> dict[str, Any] | None:
     return message
 
 
+# Where a session's first message is served when processes share the visits: True when
+# the hook handled the session itself (relayed it to the visit's owner, or refused it).
+Route = Callable[[web.WebSocketResponse, dict[str, Any], str, web.Request], Awaitable[bool]]
+# Whether this process may serve the visit now (it holds the visit's lease).
+Fence = Callable[[str], Awaitable[bool]]
+
+
 @dataclass(frozen=True)
 class Session:
     """What every page's WebSocket session needs of the server; ``run`` serves one."""
@@ -178,6 +185,8 @@ class Session:
     refusals: RefusalAudit
     turn: TurnConfig | None = None
     max_message_bytes: int = MAX_MESSAGE_BYTES
+    route: Route | None = None
+    fence: Fence | None = None
 
     def _audit_refusal(self, code: str, claims: Claims | None, visit: object,
                        action: str, source: str) -> None:
@@ -206,6 +215,8 @@ class Session:
         if (message is None or message["type"] not in ("join", "monitor")
                 or not isinstance(message.get("token"), str)):
             await refuse(ws, "bad_message", "The first message must be a join with a token.")
+            return ws
+        if self.route is not None and await self.route(ws, message, first.data, request):
             return ws
         source = self.refusals.source(request.remote,
                                       request.headers.get("X-Forwarded-For", ""))
@@ -237,6 +248,9 @@ class Session:
                           claims.visit.privileged)
         try:
             stored = self._check_booking(visit.id, claims.sub)
+            if self.fence is not None and not await self.fence(visit.id):
+                raise Refused("server_shutdown",
+                              "This visit is served by another server now; reconnecting.")
             if (self.rooms.get(visit.id) is None and not (stored or visit).privileged
                     and not await asyncio.to_thread(self.recording_available)):
                 raise Refused("recording_unavailable",

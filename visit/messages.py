@@ -25,7 +25,8 @@ CLOSE_CODES = {
     "server_shutdown": 4011,
     "recording_unavailable": 4012,
     "recording_failed": 4013,
-    "media_lost": 4015,  # 4014 is the front's server_full
+    "server_full": 4014,  # no node (or worker) under its admission threshold
+    "media_lost": 4015,
 }
 
 
