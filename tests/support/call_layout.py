@@ -13,7 +13,8 @@ from playwright.async_api import Page
 # is bigger than the biggest remote video.
 MEASURE = """(() => {
   const box = (el) => { const r = el.getBoundingClientRect();
-    return { left: r.left, top: r.top, right: r.right, bottom: r.bottom, area: r.width * r.height }; };
+    return { left: r.left, top: r.top, right: r.right, bottom: r.bottom,
+             area: r.width * r.height }; };
   const shown = (el) => el.checkVisibility() && el.getBoundingClientRect().width > 0;
   const remotes = [...document.querySelectorAll("li.remote:not([hidden]) video")];
   const biggest = Math.max(0, ...remotes.map((v) => box(v).area));
@@ -21,7 +22,10 @@ MEASURE = """(() => {
     .filter((el) => shown(el) && !remotes.some((v) => el === v || el.contains(v)));
   const larger = others.filter((el) => box(el).area > biggest)
     .map((el) => `${el.tagName}#${el.id}.${el.className}`);
-  const control = (id) => { const el = document.getElementById(id); return shown(el) ? box(el) : null; };
+  const control = (id) => {
+    const el = document.getElementById(id);
+    return shown(el) ? box(el) : null;
+  };
   return {
     viewport: { width: innerWidth, height: innerHeight },
     scrolls: document.scrollingElement.scrollHeight > innerHeight
