@@ -32,12 +32,16 @@ def link(server: Server, sub: str, visit: VisitClaim, query: str = "") -> str:
     return f"{server.url}/join{query}#token={token}"
 
 
-async def end_visit(server: Server, visit: str) -> None:
+async def officer_call(server: Server, path: str, body: dict[str, object]) -> None:
     officer = server.token("officer-lay", "officer", None)
     async with aiohttp.ClientSession() as http, http.post(
-            f"{server.url}/api/visits/{visit}/end", json={"reason": "test"},
+            f"{server.url}/api/visits/{path}", json=body,
             headers={"Authorization": f"Bearer {officer}"}) as resp:
         assert resp.status == 200, await resp.text()
+
+
+async def end_visit(server: Server, visit: str) -> None:
+    await officer_call(server, f"{visit}/end", {"reason": "test"})
 
 
 async def lobby_then_call(page: Page, sub: str, remotes: int) -> None:
@@ -111,6 +115,13 @@ async def test_call_layout_and_states(tmp_path: Path) -> None:
             await check_call_layout(page, 4)
             await extra.close()
             await tile.get_by_text("Reconnecting…").wait_for()
+            await check_call_layout(page, 4)
+
+            # An officer's mute shows on the muted person's own button.
+            await officer_call(server, f"{live.id}/participants/f2/mute", {"muted": True})
+            muted = page.get_by_role("button", name="Muted by an officer")
+            await muted.wait_for()
+            assert await muted.is_disabled()
             await check_call_layout(page, 4)
 
             # The end: said plainly, and the camera is let go.
