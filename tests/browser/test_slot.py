@@ -88,7 +88,7 @@ async def test_slot_warnings_and_hard_stop(tmp_path: Path) -> None:
             before = [(await decoded(p))["frames"] for p in pages]
             assert before == [0, 0]  # the peer connections are closed: media stopped
 
-            # The same link after the end is refused with a plain message.
+            # The same link after the end says so at once, without asking for the camera.
             again = await open_page(browser, links[1])
-            await join(again)
             await again.get_by_text("This visit has ended.").wait_for()
+            assert await camera_tracks(again) == []
