@@ -70,6 +70,13 @@ async def test_call_layout_and_states(tmp_path: Path) -> None:
             # Phone, portrait then landscape: the resident fills the screen.
             width, height, mobile = VIEWPORTS[0]
             phone = await open_page(browser, link(server, "f0", live), width, height, mobile)
+            # Turned sideways in the lobby, Join is still on screen.
+            await phone.set_viewport_size({"width": height, "height": width})
+            await phone.get_by_text("Welcome, Sam f0.").wait_for()
+            box = await phone.get_by_role("button", name="Join the visit").bounding_box()
+            assert box is not None and box["y"] + box["height"] <= width, box
+            assert await phone.evaluate("document.scrollingElement.scrollHeight <= innerHeight")
+            await phone.set_viewport_size({"width": width, "height": height})
             await lobby_then_call(phone, "f0", 1)
             await phone.set_viewport_size({"width": height, "height": width})
             await check_call_layout(phone, 1)
