@@ -130,11 +130,13 @@ class WsConnection:
             self._transport.abort()
 
 
-async def refuse(ws: web.WebSocketResponse, code: str, message: str) -> None:
+async def refuse(ws: web.WebSocketResponse, code: str, message: str,
+                 details: dict[str, float] | None = None) -> None:
     """Refuse before the join: one error message, then the close (neither waits long)."""
     try:
         await asyncio.wait_for(
-            ws.send_json({"type": "error", "code": code, "message": message}), SEND_TIMEOUT_S)
+            ws.send_json({"type": "error", "code": code, "message": message, **(details or {})}),
+            SEND_TIMEOUT_S)
         await asyncio.wait_for(ws.close(code=close_code(code), message=code.encode()),
                                SEND_TIMEOUT_S)
     except (TimeoutError, ConnectionError, RuntimeError):
@@ -241,7 +243,7 @@ class Session:
         except TokenError as exc:
             log.info("join refused", extra={"code": exc.code})
             self._audit_refusal(exc.code, None, expected, "join", source)
-            await refuse(ws, exc.code, exc.message)
+            await refuse(ws, exc.code, exc.message, exc.details)
             return
         assert claims.visit is not None  # VISIT_ROLES tokens always carry one
         visit = VisitInfo(claims.visit.id, claims.visit.starts_at, claims.visit.ends_at,
@@ -259,7 +261,7 @@ class Session:
         except (RosterError, Refused) as exc:
             log.info("join refused", extra={"code": exc.code, "visit": visit.id})
             self._audit_refusal(exc.code, claims, visit.id, "join", source)
-            await refuse(ws, exc.code, exc.message)
+            await refuse(ws, exc.code, exc.message, exc.details)
             return
         connection = WsConnection(ws, transport, offer_hook(self.turn, claims.sub))
         cause = "disconnected"
@@ -270,7 +272,7 @@ class Session:
                 log.info("join refused", extra={"code": exc.code, "visit": visit.id})
                 self._audit_refusal(exc.code, claims, visit.id, "join", source)
                 connection.stop()  # refused before anything was queued
-                await refuse(ws, exc.code, exc.message)
+                await refuse(ws, exc.code, exc.message, exc.details)
                 return
             log.info("joined", extra={"visit": visit.id, "participant": claims.sub})
             cause = await self._serve(ws, room, connection, member=True)
@@ -309,7 +311,7 @@ class Session:
                 return
         except TokenError as exc:
             self._audit_refusal(exc.code, None, visit_id, "monitor_start", source)
-            await refuse(ws, exc.code, exc.message)
+            await refuse(ws, exc.code, exc.message, exc.details)
             return
         room = self.rooms.get(visit_id) if isinstance(visit_id, str) else None
         connection = WsConnection(ws, transport, offer_hook(self.turn, claims.sub))
@@ -321,7 +323,7 @@ class Session:
             except (RosterError, Refused) as exc:
                 self._audit_refusal(exc.code, claims, visit_id, "monitor_start", source)
                 connection.stop()
-                await refuse(ws, exc.code, exc.message)
+                await refuse(ws, exc.code, exc.message, exc.details)
                 return
             audit = self.records.audit
             audit.record(action="monitor_start", actor=claims.sub, role=claims.role,

@@ -102,7 +102,9 @@ class VisitLifecycle:
         if now >= self.ends_at:
             raise Refused("visit_ended", "the booked time of this visit is over")
         if now < self.starts_at - self.policy.early_entry_s:
-            raise Refused("too_early", "the waiting room is not open yet")
+            raise Refused("too_early", "the waiting room is not open yet",
+                          {"opens_at": self.starts_at - self.policy.early_entry_s,
+                           "server_time": now})
         deadline = self._all_left_at()
         if deadline is not None and now >= deadline:
             raise Refused("visit_ended", "everyone left and the visit has ended")

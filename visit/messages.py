@@ -32,12 +32,15 @@ CLOSE_CODES = {
 
 class Refusal(Exception):
     """Something a page asked for and may not have: ``code`` is a stable code of this
-    vocabulary (what the page acts on), ``message`` the words shown to people."""
+    vocabulary (what the page acts on), ``message`` the words shown to people,
+    ``details`` what else a page needs to act on it (for ``too_early``, when to come back)."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str,
+                 details: dict[str, float] | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.details = details or {}  # extra fields of the error message, for the page
 
 
 def close_code(code: str) -> int:

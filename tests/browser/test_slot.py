@@ -3,20 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from pathlib import Path
 
-from tests.support.browser import chromium, cli_token, decoded, join, open_page, wait_decoding
+from tests.support.browser import (
+    camera_tracks,
+    chromium,
+    cli_token,
+    decoded,
+    join,
+    open_page,
+    wait_decoding,
+)
 from tests.support.server import running_server
 
 
-async def collect_notices(page, seen: list[str], stop: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
+async def collect_notices(page, seen: list[tuple[float, str, str]],  # type: ignore[no-untyped-def]
+                          stop: asyncio.Event) -> None:
+    """(time, time-left notice shown, last announcement) whenever either changes."""
     while not stop.is_set():
-        text = await page.evaluate(
+        text, said = await page.evaluate(
             "(() => { const n = document.getElementById('notice');"
-            " return n && !n.hidden ? n.textContent : ''; })()")
-        if text and (not seen or seen[-1] != text):
-            seen.append(text)
+            " return [n.hidden ? '' : n.textContent,"
+            " document.getElementById('announce').textContent]; })()")
+        if text and (not seen or seen[-1][1:] != (text, said)):
+            seen.append((time.time(), text, said))
         await asyncio.sleep(0.2)
 
 
@@ -46,7 +58,7 @@ async def test_slot_warnings_and_hard_stop(tmp_path: Path) -> None:
                 await wait_decoding(page, 1, 8)
             await pages[0].get_by_text("Time left:").wait_for()
 
-            notices: list[list[str]] = [[], []]
+            notices: list[list[tuple[float, str, str]]] = [[], []]
             stop = asyncio.Event()
             watchers = [asyncio.ensure_future(collect_notices(p, n, stop))
                         for p, n in zip(pages, notices, strict=True)]
@@ -60,13 +72,23 @@ async def test_slot_warnings_and_hard_stop(tmp_path: Path) -> None:
             await asyncio.gather(*watchers)
 
             for seen in notices:
-                assert seen == ["12 seconds left in this visit.", "6 seconds left in this visit."]
+                # Each warning is announced once; the notice then follows the clock, so it
+                # never shows a time that has passed.
+                said = [s for _, _, s in seen]
+                assert sorted(set(said), key=said.index) == [
+                    "12 seconds left in this visit.", "6 seconds left in this visit."], seen
+                assert len({text for _, text, _ in seen}) >= 8, seen
+                for at, text, _ in seen:
+                    shown = int(re.match(r"(\d+) seconds? left", text).group(1))
+                    assert -0.5 <= shown - (ends - at) <= 2.0, (at, text, ends)
+            for page in pages:  # the camera is let go at the end
+                assert set(await camera_tracks(page)) == {"ended"}
             # The hard stop came on time on both pages (within 2 s of ends_at).
             assert all(abs(t - ends) <= 2.0 for t in ended_at), (ended_at, ends)
             before = [(await decoded(p))["frames"] for p in pages]
             assert before == [0, 0]  # the peer connections are closed: media stopped
 
-            # The same link after the end is refused with a plain message.
+            # The same link after the end says so at once, without asking for the camera.
             again = await open_page(browser, links[1])
-            await join(again)
             await again.get_by_text("This visit has ended.").wait_for()
+            assert await camera_tracks(again) == []

@@ -54,12 +54,36 @@ async def chromium() -> AsyncIterator[Browser]:
             await browser.close()
 
 
-async def open_page(browser: Browser, url: str) -> Page:
-    """A page in its own context: like a separate home with its own browser."""
-    context = await browser.new_context(viewport={"width": 1024, "height": 768})
+# Keeps every camera and microphone track a page gets (window.cameraTracks), so a test
+# can check that the page released them (readyState "ended").
+TRACK_SPY = """(() => {
+  window.cameraTracks = [];
+  const devices = navigator.mediaDevices;
+  if (!devices) return;
+  const get = devices.getUserMedia.bind(devices);
+  devices.getUserMedia = async (constraints) => {
+    const stream = await get(constraints);
+    window.cameraTracks.push(...stream.getTracks());
+    return stream;
+  };
+})();"""
+
+
+async def open_page(browser: Browser, url: str, width: int = 1024, height: int = 768,
+                    mobile: bool = False) -> Page:
+    """A page in its own context: like a separate home with its own browser (a phone:
+    ``mobile``, with touch)."""
+    context = await browser.new_context(viewport={"width": width, "height": height},
+                                        is_mobile=mobile, has_touch=mobile)
+    await context.add_init_script(TRACK_SPY)
     page = await context.new_page()
     await page.goto(url)
     return page
+
+
+async def camera_tracks(page: Page) -> list[str]:
+    """readyState of every track getUserMedia gave the page."""
+    return await page.evaluate("window.cameraTracks.map((t) => t.readyState)")
 
 
 async def inbound(page: Page) -> list[dict[str, Any]]:

@@ -80,6 +80,8 @@ def test_arriving_before_the_waiting_room_opens_is_refused_too_early() -> None:
         lc.connected(MUM, START - EARLY - 0.001)
     assert info.value.code == "too_early"
     assert info.value.message
+    # The page is told when to come back, on the server's clock.
+    assert info.value.details == {"opens_at": START - EARLY, "server_time": START - EARLY - 0.001}
     assert isinstance(info.value, Exception)
     # A refused join leaves no trace.
     assert lc.present() == []

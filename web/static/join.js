@@ -64,6 +64,13 @@ const ICE_GRACE_MS = 2000;
 // dead path.
 const SILENCE_MS = 2500;
 let inbound = { bytes: -1, since: 0 };
+let claims = null;         // the token's booking claims (lobby.js), unverified
+let warned = false;        // a time-left warning arrived: the notice follows the clock
+let opensAt = null;        // too early: when the waiting room opens (server time)
+let stopMeter = () => {};
+const kiosk = new URLSearchParams(location.search).has("kiosk");
+// A kiosk goes back to its ready screen this long after a visit (?kiosk&reset=SECONDS).
+const KIOSK_RESET_S = Number(new URLSearchParams(location.search).get("reset")) || 30;
 
 function status(text) { $("status").textContent = text; }
 
@@ -81,21 +88,25 @@ function tileFor(slot) {
 
 function renderPerson(p) {
   people.set(p.id, p);
+  expectPerson(p.slot, p.name);
   const tile = tileFor(p.slot);
   tile.dataset.participant = p.id;
+  tile.classList.toggle("reconnecting", !!p.reconnecting);
   const label = describePerson(p);
   tile.querySelector(".name").textContent = label;
   tile.querySelector("video").setAttribute("aria-label", `Video of ${label}`);
   tile.querySelector(".state").textContent = personNotes(p);
-  tile.hidden = false;
+  layoutTiles(people);
 }
 
-function removePerson(id) {
+// The tile stays as a "Waiting for …" placeholder unless the person may not come back.
+function removePerson(id, gone = false) {
   const p = people.get(id);
   people.delete(id);
   if (!p) return;
-  const tile = document.querySelector(`li[data-slot="${p.slot}"]`);
-  if (tile && tile.dataset.participant === id) tile.hidden = true;
+  if (gone) expected.delete(p.slot);
+  tileFor(p.slot);
+  layoutTiles(people);
 }
 
 function updateClock() {
@@ -104,12 +115,16 @@ function updateClock() {
   const el = $("clock");
   if (ended) {
     el.textContent = "Visit ended";
+  } else if (opensAt !== null) {
+    el.textContent = `Waiting room opens in ${formatSeconds(opensAt - now)}`;
+    if (now >= opensAt) { opensAt = null; connect(); }
   } else if (now < visit.starts_at) {
     el.textContent = `Visit starts in ${formatSeconds(visit.starts_at - now)}`;
   } else {
     const left = Math.max(0, visit.ends_at - now);
     el.textContent = `Time left: ${formatSeconds(left)}`;
     el.classList.toggle("warn", left <= 300);
+    if (warned) $("notice").textContent = timeLeftText(left);
   }
 }
 
@@ -129,13 +144,11 @@ function showRecording(text) {
 }
 
 function showWarning(remaining) {
-  const minutes = Math.round(remaining / 60);
-  const text = remaining >= 60
-    ? `${minutes} minute${minutes === 1 ? "" : "s"} left in this visit.`
-    : `${remaining} seconds left in this visit.`;
+  warned = true;
   const box = $("notice");
-  box.textContent = text;
+  box.textContent = timeLeftText(remaining);
   box.hidden = false;
+  announceWarning(box.textContent);
 }
 
 async function startCamera() {
@@ -145,12 +158,22 @@ async function startCamera() {
       video: { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 30 } },
     });
     $("preview").srcObject = local;
+    stopMeter = startLevelMeter(local, $("mic-level"));
     status("Your camera is ready.");
   } catch (err) {
     local = null;
     alertUser("camera");
     status("Camera and microphone are not available.");
   }
+}
+
+// Stop every camera and microphone track: the camera light goes off when the person
+// leaves, is replaced by another device, or the visit ends.
+function releaseCamera() {
+  stopMeter();
+  if (local) for (const track of local.getTracks()) track.stop();
+  local = null;
+  $("preview").srcObject = null;
 }
 
 function send(message) {
@@ -242,6 +265,8 @@ async function handle(msg) {
   switch (msg.type) {
     case "joined":
       retryDelay = 500;
+      stopMeter();
+      document.body.dataset.phase = "call";
       visit = msg.visit;
       clockOffset = msg.visit.server_time - Date.now() / 1000;
       $("self-name").textContent = msg.you.name;
@@ -252,7 +277,10 @@ async function handle(msg) {
       $("lobby").hidden = true;
       $("controls").hidden = false;
       status(visit.state === "waiting" ? waitingText() : "Connected. Waiting for the video to start…");
+      expectBooked(msg.you);
       for (const p of msg.participants) renderPerson(p);
+      layoutTiles(people);
+      showOfficerMute(!!msg.you.muted_by_officer);
       if (!clockTimer) clockTimer = setInterval(updateClock, 1000);
       updateClock();
       break;
@@ -266,7 +294,7 @@ async function handle(msg) {
       break;
     case "participant_left": {
       const p = people.get(msg.id);
-      removePerson(msg.id);
+      removePerson(msg.id, msg.cause === "revoked");
       if (p) status(`${p.name} left the visit.`);
       break;
     }
@@ -284,6 +312,7 @@ async function handle(msg) {
       showWarning(msg.remaining_s);
       break;
     case "muted":
+      showOfficerMute(msg.muted);
       $("self-state").textContent = msg.muted ? "An officer muted your microphone." : "An officer unmuted your microphone.";
       status(msg.muted ? "An officer muted your microphone. The others cannot hear you." : "An officer unmuted your microphone.");
       break;
@@ -294,17 +323,21 @@ async function handle(msg) {
       $("ended").hidden = false;
       $("ended").dataset.cause = msg.cause;
       $("notice").hidden = true;
+      warned = false;
       status("The visit has ended.");
       showEnded();
       updateClock();
+      resetKioskLater();
       break;
     case "error":
       if (msg.code === "bad_message") { console.warn(msg.message); break; }
+      if (msg.code === "too_early" && typeof msg.opens_at === "number") { waitForOpening(msg); break; }
       alertUser(msg.code, msg.message);
       if (FATAL.has(msg.code)) {
         stopped = true;
         status("You are not connected to the visit.");
         showEnded();
+        resetKioskLater();
       }
       break;
     default:
@@ -313,9 +346,43 @@ async function handle(msg) {
 }
 
 function showEnded() {
+  document.body.dataset.phase = "over";
   $("controls").hidden = true;
+  $("lobby").hidden = true;
   closePeer();
+  forgetExpected();
   clearPeople();
+  releaseCamera();
+}
+
+// Too early: count down to the opening of the waiting room and enter by itself then.
+function waitForOpening(msg) {
+  const socket = ws;
+  ws = null;
+  if (socket) { socket.onclose = null; socket.onmessage = null; socket.close(); }
+  if (typeof msg.server_time === "number") clockOffset = msg.server_time - Date.now() / 1000;
+  opensAt = msg.opens_at;
+  status(`The waiting room is not open yet. It opens at ${clockText(opensAt)}, and this page enters by itself then.`);
+  if (!clockTimer) clockTimer = setInterval(updateClock, 1000);
+  updateClock();
+}
+
+// An officer's mute, on the muted person's own button: they cannot unmute themselves.
+function showOfficerMute(muted) {
+  const button = $("mic");
+  button.disabled = muted;
+  button.classList.toggle("officer-muted", muted);
+  const track = local && local.getAudioTracks()[0];
+  const off = muted || (track && !track.enabled);
+  button.setAttribute("aria-pressed", String(!!off));
+  button.textContent = muted ? "Muted by an officer" : (off ? "Unmute microphone" : "Mute microphone");
+}
+
+// A kiosk serves one visit after another: back to its ready screen (a fresh page,
+// without the token, the camera or anything of this visit) a while after the end.
+function resetKioskLater() {
+  if (!kiosk) return;
+  setTimeout(() => location.replace(location.pathname + location.search), KIOSK_RESET_S * 1000);
 }
 
 async function answer(offer) {
@@ -356,21 +423,73 @@ function leave() {
   send({ type: "leave" });
   if (ws) ws.close();
   showEnded();
-  status("You left the visit. You can open your link again to rejoin while the visit time lasts.");
+  document.body.dataset.phase = "left";
+  const now = Date.now() / 1000 + clockOffset;
+  const canRejoin = !!visit && now < visit.ends_at;
+  $("left").hidden = false;
+  $("rejoin").hidden = !canRejoin;
+  $("left-text").textContent = canRejoin
+    ? `You can rejoin until ${clockText(visit.ends_at)}.` : "The visit time is over.";
+  status("You left the visit.");
+  if (canRejoin) $("rejoin").focus();
+  resetKioskLater();
+}
+
+async function rejoin() {
+  $("left").hidden = true;
+  stopped = false;
+  document.body.dataset.phase = "lobby";
+  await startCamera();
+  connect();
 }
 
 async function main() {
-  if (new URLSearchParams(location.search).has("kiosk")) document.body.classList.add("kiosk");
+  document.body.dataset.phase = "lobby";
+  if (kiosk) document.body.classList.add("kiosk");
   if (!token) {
-    alertUser("no_token");
-    status("No visit link.");
+    document.body.dataset.phase = "ready";
     $("lobby").hidden = true;
+    if (kiosk) {
+      $("ended").textContent = "This kiosk is ready for the next visit.";
+      $("ended").hidden = false;
+      status("This page needs your visit link. The facility opens it here when your visit is due.");
+    } else {
+      alertUser("no_token");
+      status("No visit link.");
+    }
     return;
+  }
+  claims = bookingClaims(token);
+  clockOffset = await serverClockOffset();
+  const over = linkOver(claims, Date.now() / 1000 + clockOffset);
+  if (over) {  // said before the camera is asked for
+    document.body.dataset.phase = "over";
+    alertUser(over);
+    $("lobby").hidden = true;
+    status("You are not connected to the visit.");
+    resetKioskLater();
+    return;
+  }
+  if (claims) {
+    const texts = lobbyTexts(claims);
+    $("lobby-who").textContent = texts.who;
+    $("lobby-when").textContent = texts.when;
+    $("lobby-recorded").hidden = !!claims.visit.privileged;
+    visit = { starts_at: claims.visit.starts_at, ends_at: claims.visit.ends_at, state: "booked" };
+    clockTimer = setInterval(updateClock, 1000);
+    updateClock();
   }
   await startCamera();
   $("mic").addEventListener("click", (e) => toggle("audio", e.currentTarget, "Mute microphone", "Unmute microphone"));
   $("cam").addEventListener("click", (e) => toggle("video", e.currentTarget, "Turn camera off", "Turn camera on"));
-  $("leave").addEventListener("click", leave);
+  $("leave").addEventListener("click", () => {
+    $("confirm-leave").returnValue = "";  // Escape keeps the last value
+    $("confirm-leave").showModal();
+  });
+  $("confirm-leave").addEventListener("close", (e) => {
+    if (e.currentTarget.returnValue === "leave") leave();
+  });
+  $("rejoin").addEventListener("click", () => { rejoin().catch((err) => console.error(err)); });
   const join = $("join");
   join.disabled = false;
   join.addEventListener("click", () => { join.disabled = true; connect(); });
