@@ -112,7 +112,7 @@ class Recordings:
         self._store = store
         self._audit = audit
         self._segment_s = segment_s
-        self._batches: asyncio.TimerHandle | None = None
+        self._batches: asyncio.Handle | None = None  # the next pass, or its next visit
         self._visits: dict[str, VisitRecording] = {}
         self.finalizing: set[asyncio.Task[None]] = set()
         # The recorder's thread: one, so its connection is only ever used by it, and the
@@ -247,13 +247,22 @@ class Recordings:
 
     def _write_batches(self) -> None:
         """Every ``BATCH_S`` while visits are recorded: every track's packets since the last
-        pass, all tracks in one pass (``TrackRecorder.flush``)."""
+        pass (``TrackRecorder.flush``)."""
         self._batches = None
-        now = time.time()  # the SFU's clock for arrivals (TrackForwarder.handle)
-        for rec in self._visits.values():
-            for track in rec.tracks:
-                track.flush(now)
         if self._visits:
+            self._write_visits(list(self._visits.values()))
+
+    def _write_visits(self, visits: list[VisitRecording]) -> None:
+        """The pass, one visit per turn of the event loop: all visits at once held the loop
+        for 10 to 100 ms with ten visits, and every visit's packets waited as long."""
+        self._batches = None
+        rec = visits.pop()
+        now = time.time()  # the SFU's clock for arrivals (TrackForwarder.handle)
+        for track in rec.tracks:
+            track.flush(now)
+        if visits:
+            self._batches = asyncio.get_running_loop().call_soon(self._write_visits, visits)
+        elif self._visits:
             self._schedule_batches()
 
     async def _segment_closed(self, rec: VisitRecording, fields: dict[str, Any],
