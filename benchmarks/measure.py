@@ -69,6 +69,31 @@ def percentile(values: list[float], pct: float) -> float | None:
     return _round(ordered[int(rank) - 1])
 
 
+def histogram_buckets(text: str, family: str) -> dict[float, float]:
+    """A Prometheus histogram's cumulative bucket counts, {upper bound: count}, from the
+    text format."""
+    buckets: dict[float, float] = {}
+    prefix = family + '_bucket{le="'
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            bound, _, count = line[len(prefix):].partition('"} ')
+            buckets[float(bound)] = float(count)
+    return buckets
+
+
+def bucket_percentile(before: dict[float, float], after: dict[float, float],
+                      pct: float) -> float | None:
+    """The percentile of what a histogram observed between two readings, as the upper
+    bound of the bucket it falls in (no interpolation: the figure is never flattering).
+    None if nothing was observed."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    if not counts or counts[-1] <= 0:
+        return None
+    rank = counts[-1] * pct / 100
+    return next(b for b, c in zip(bounds, counts, strict=True) if c >= rank)
+
+
 def _round(value: float) -> float:
     return round(value, 1)
 

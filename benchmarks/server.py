@@ -88,10 +88,12 @@ class ServerProcess(Server):
 
     async def metrics(self, http: aiohttp.ClientSession) -> dict[str, float]:
         """Every sample of /metrics, summed over labels: {metric name: value}."""
+        return parse_metrics(await self.metrics_text(http))
+
+    async def metrics_text(self, http: aiohttp.ClientSession) -> str:
         async with http.get(self.url + "/metrics") as response:
             response.raise_for_status()
-            text = await response.text()
-        return parse_metrics(text)
+            return await response.text()
 
 
 def parse_metrics(text: str) -> dict[str, float]:

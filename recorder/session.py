@@ -114,7 +114,7 @@ class Recordings:
         self._store = store
         self._audit = audit
         self._segment_s = segment_s
-        self._batches: asyncio.TimerHandle | None = None
+        self._batches: asyncio.Handle | None = None  # the next pass, or its next visit
         self._visits: dict[str, VisitRecording] = {}
         self.finalizing: set[asyncio.Task[None]] = set()
         # The recorder's thread: one, so its connection is only ever used by it, and the
@@ -251,15 +251,19 @@ class Recordings:
         if self._batches is None:
             self._batches = asyncio.get_running_loop().call_later(BATCH_S, self._write_batches)
 
-    def _write_batches(self) -> None:
+    def _write_batches(self, visits: list[VisitRecording] | None = None) -> None:
         """Every ``BATCH_S`` while visits are recorded: every track's packets since the last
-        pass, all tracks in one pass (``TrackRecorder.flush``)."""
+        pass (``TrackRecorder.flush``), one visit per turn of the event loop: all at once
+        held the loop for up to 100 ms with ten visits, and every visit's packets waited."""
         self._batches = None
-        now = time.time()  # the SFU's clock for arrivals (TrackForwarder.handle)
-        for rec in self._visits.values():
-            for track in rec.tracks:
+        visits = list(self._visits.values()) if visits is None else visits
+        if visits:
+            now = time.time()  # the SFU's clock for arrivals (TrackForwarder.handle)
+            for track in visits.pop().tracks:
                 track.flush(now)
-        if self._visits:
+        if visits:
+            self._batches = asyncio.get_running_loop().call_soon(self._write_batches, visits)
+        elif self._visits:
             self._schedule_batches()
 
     async def _segment_closed(self, rec: VisitRecording, fields: dict[str, Any],

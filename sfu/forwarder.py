@@ -30,6 +30,12 @@ from sfu.sequence import RESTART, SUSPECT, SequenceCheck
 from sfu.sink import Sink
 from visit.tap import Tap
 
+# A packet as the retransmission history keeps it: InPacket's fields and the mime type.
+# A tuple of numbers and bytes leaves the garbage collector's lists at its first
+# collection, so the thousand packets each video track keeps for seconds are not walked
+# again by every collection, nor pile up into the next full one (a pause of every visit).
+Kept = tuple[int, int, int, int, int, bytes, int | None, str]
+
 log = logging.getLogger(__name__)
 
 
@@ -53,8 +59,7 @@ class TrackForwarder:
         self._nacks = MissingPackets() if kind == "video" else None
         self._sequences: dict[int, SequenceCheck] = {}  # per SSRC (capped by the transport)
         self._suspects_counted = 0
-        self._history: PacketHistory[tuple[InPacket, str]] = PacketHistory(
-            1024 if kind == "video" else 64)
+        self._history: PacketHistory[Kept] = PacketHistory(1024 if kind == "video" else 64)
         # payload type -> (codec, its mime type, apt if it is RTX); codecs are fixed once
         # negotiated, so this is filled on first use.
         self._pt_info: dict[int, tuple[RTCRtpCodecParameters, str, int | None]] = {}
@@ -111,6 +116,9 @@ class TrackForwarder:
             self._deferred.cancel()
         if self.tap is not None:
             self.tap.close()
+        # The closed peer connection is a web of reference cycles that only a full
+        # collection frees; the packets kept for retransmission need not wait for it.
+        self._history.clear()
 
     def flush_metrics(self) -> None:
         suspects = sum(check.suspects for check in self._sequences.values())
@@ -191,7 +199,8 @@ class TrackForwarder:
             if not self.tap.ready:
                 return  # not recorded (yet): not forwarded, not kept for retransmission
         seq = packet.sequence_number
-        self._history.put(seq, (packet, mime))
+        self._history.put(seq, (packet.payload_type, packet.marker, seq, packet.timestamp,
+                                ssrc, payload, packet.audio_level, mime))
         if self.muted or not self.sinks:
             return
         ntp = ntp_now()
@@ -214,7 +223,8 @@ class TrackForwarder:
             entry = self._history.get(sink.rewriter.original_seq(out_seq))
             if entry is None:
                 continue
-            packet, mime = entry
+            *fields, mime = entry
+            packet = InPacket(*fields)
             out = sink.rewriter.rewrite(self, packet.sequence_number, packet.timestamp)
             if out is not None and sink.send(packet, mime, out.sequence_number,
                                              out.timestamp, None, rtx=True):

@@ -23,6 +23,11 @@ class PacketHistory(Generic[T]):
         self._seqs[i] = seq
         self._items[i] = item
 
+    def clear(self) -> None:
+        """Let every packet go at once (the track is closed)."""
+        self._seqs = [-1] * self._size
+        self._items = [None] * self._size
+
     def get(self, seq: int) -> T | None:
         i = seq % self._size
         return self._items[i] if self._seqs[i] == seq else None

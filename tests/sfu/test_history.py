@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from sfu.history import PacketHistory
 
 KEYFRAME_PACKETS = 90  # a 640x480 keyframe
@@ -60,3 +62,14 @@ def test_after_wrap_around_the_packet_1024_older_is_gone() -> None:
     assert history.get(0) == "packet-0"
     assert history.get(65_536 - 1024) is None  # shared slot 0 with seq 0
     assert history.get(65_536 - 1023) == f"packet-{65_536 - 1023}"
+
+
+def test_clear_lets_every_packet_go() -> None:
+    history: PacketHistory[bytes] = PacketHistory(64)
+    payload = bytes(1200)
+    for seq in range(64):
+        history.put(seq, payload)
+    before = sys.getrefcount(payload)
+    history.clear()
+    assert all(history.get(seq) is None for seq in range(64))
+    assert sys.getrefcount(payload) == before - 64  # freed now, not at a collection
