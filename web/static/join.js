@@ -87,6 +87,7 @@ function renderPerson(p) {
   tile.querySelector(".name").textContent = label;
   tile.querySelector("video").setAttribute("aria-label", `Video of ${label}`);
   tile.querySelector(".state").textContent = personNotes(p);
+  showQuality(tile, p.quality);
   tile.hidden = false;
 }
 
@@ -253,6 +254,8 @@ async function handle(msg) {
       $("controls").hidden = false;
       status(visit.state === "waiting" ? waitingText() : "Connected. Waiting for the video to start…");
       for (const p of msg.participants) renderPerson(p);
+      showLocalQuality(msg.you.quality, pc);
+      startQualityReports(msg.stats_interval_s, () => pc, send);
       if (!clockTimer) clockTimer = setInterval(updateClock, 1000);
       updateClock();
       break;
@@ -275,6 +278,10 @@ async function handle(msg) {
         recordingOn.add(msg.kind);
         if (recordingOn.size >= publishedKinds()) showRecording("Recording is on. This visit is recorded.");
       }
+      break;
+    case "quality":
+      if (msg.participant === you) showLocalQuality(msg.level, pc);
+      else if (people.has(msg.participant)) renderPerson({ ...people.get(msg.participant), quality: msg.level });
       break;
     case "visit_started":
       visit.state = "live";
