@@ -54,6 +54,9 @@ class Config:
     all_left_grace_s: int = 120  # a live visit with nobody connected this long ends
     reconnect_grace_s: int = 60  # a dropped participant's seat waits this long (0: none)
     media_timeout_s: int = 5  # a connected peer silent this long has dropped (0: off)
+    media_idle_s: int = 3  # a publisher sending no RTP this long stops counting time (0: off)
+    stats_interval_s: int = 5  # pages report their connection statistics this often
+    quality_alert_percent: int = 25  # weak or lost participants above this share: alert
     workers: int = 1  # SFU worker processes (one per core); >1 starts a front process
     worker_max_participants: int = 40  # admission threshold per worker (see BENCHMARKS.md)
     front_max_placements: int = 10_000  # visits the front holds placed (until booked end)
@@ -196,6 +199,10 @@ def _validate(c: Config) -> None:
     if min(c.early_entry_s, c.all_left_grace_s, c.reconnect_grace_s, c.media_timeout_s) < 0:
         raise ConfigError("early_entry_s, all_left_grace_s, reconnect_grace_s and "
                           "media_timeout_s: must not be negative")
+    if c.media_idle_s < 0 or c.stats_interval_s < 1:
+        raise ConfigError("media_idle_s: must not be negative; stats_interval_s: at least 1")
+    if not 0 <= c.quality_alert_percent <= 100:
+        raise ConfigError("quality_alert_percent: must be 0 to 100")
     if c.webhook_url and len(c.webhook_secret) < 16:
         raise ConfigError("webhook_secret: set at least 16 characters when webhook_url is set")
     if c.log_level.lower() not in ("debug", "info", "warning", "error"):

@@ -45,10 +45,12 @@ from records.webhooks import Outbox, Pacing, WebhookSender
 from sfu import aiortc_glue
 from sfu.candidates import CandidatePolicy
 from sfu.limits import MediaLimits
+from sfu.metrics import QUALITY_ALERT_RATIO
 from sfu.peer import PeerSettings
 from sfu.rooms import Rooms
 from signaling.session import Session
 from visit.lifecycle import Policy
+from visit.quality import QualityPolicy
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +117,7 @@ def create_app(config: Config) -> web.Application:
                            rtx_packets_per_s=config.rtx_max_packets_per_s,
                            remb_floor_bps=config.remb_floor_bps),
         media_timeout_s=config.media_timeout_s,
+        media_idle_s=config.media_idle_s,
     )
     db = sqlite_store.connect(config.database)
     outbox = Outbox(db, enabled=bool(config.webhook_url))
@@ -146,7 +149,9 @@ def create_app(config: Config) -> web.Application:
     policy = Policy(early_entry_s=config.early_entry_s,
                     warnings_s=tuple(float(w) for w in config.warnings),
                     all_left_grace_s=config.all_left_grace_s,
-                    reconnect_grace_s=config.reconnect_grace_s)
+                    reconnect_grace_s=config.reconnect_grace_s,
+                    quality=QualityPolicy(interval_s=config.stats_interval_s))
+    QUALITY_ALERT_RATIO.set(config.quality_alert_percent / 100)
     rooms = Rooms(settings, config.max_visitors, policy, records, tap_factory=recordings.tap)
     keys = key_store(config)
     development = trusted_development_keys(config)

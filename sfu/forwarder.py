@@ -120,6 +120,12 @@ class TrackForwarder:
         # collection frees; the packets kept for retransmission need not wait for it.
         self._history.clear()
 
+    def received(self) -> tuple[int, int]:
+        """RTP packets (received, expected) from the publisher so far: its uplink's loss."""
+        streams = list(self._stats.values())
+        return (sum(s.packets_received for s in streams),
+                sum(s.packets_expected for s in streams if s.max_seq is not None))
+
     def flush_metrics(self) -> None:
         suspects = sum(check.suspects for check in self._sequences.values())
         if suspects != self._suspects_counted:

@@ -9,6 +9,7 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
 from sfu.aiortc_glue import guard
+from visit.quality import LEVELS
 
 FORWARDED_PACKETS = Counter(
     "visitbridge_forwarded_packets", "RTP packets forwarded to subscribers", ["kind"]
@@ -56,6 +57,21 @@ DROPS = Counter(
 RECONNECT_SECONDS = Histogram(
     "visitbridge_reconnect_seconds", "From a participant's dropped connection to its rejoin",
     buckets=(1, 2, 3, 5, 10, 20, 30, 60))
+QUALITY = Gauge(
+    "visitbridge_participant_quality",
+    "Participants by connection quality (good, weak, lost), as their tiles show it",
+    ["level"])
+for _level in LEVELS:
+    QUALITY.labels(_level)
+FROZEN_SECONDS = Counter(
+    "visitbridge_video_frozen_seconds",
+    "Seconds of frozen remote video that pages reported (summed over their tiles)")
+CONCEALED_SECONDS = Counter(
+    "visitbridge_audio_concealed_seconds",
+    "Seconds of remote audio that pages concealed (invented for lost packets)")
+QUALITY_ALERT_RATIO = Gauge(
+    "visitbridge_quality_alert_ratio",
+    "Configured share of participants weak or lost above which the quality alert fires")
 JOIN_SECONDS = Histogram(
     "visitbridge_join_seconds", "From the WebSocket join to the first media forwarded to them",
     buckets=(0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10))

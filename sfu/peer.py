@@ -59,6 +59,7 @@ class PeerSettings:
     candidates: CandidatePolicy = CandidatePolicy()
     limits: MediaLimits = DEFAULT_LIMITS
     media_timeout_s: float = 5.0  # a connected peer silent this long has lost its media
+    media_idle_s: float = 3.0  # a publisher sending no RTP this long stops counting time
 
 
 class Peer:
@@ -103,6 +104,12 @@ class Peer:
     def datagrams_received(self) -> int:
         """RTP, RTCP and DTLS datagrams received since the answer (the media watchdog)."""
         return 0 if self._fast is None else self._fast.received
+
+    @property
+    def rtp_received(self) -> tuple[int, int]:
+        """RTP packets (received, expected) from what this connection publishes."""
+        counts = [f.received() for f in self.forwarders.values()]
+        return sum(c[0] for c in counts), sum(c[1] for c in counts)
 
     async def offer(self) -> dict[str, object]:
         """Create the one offer of this connection, with the MIDs the page needs."""

@@ -20,12 +20,13 @@ from aiortc import RTCRtpCodecParameters
 from sfu import metrics
 from sfu.forwarder import TrackForwarder
 from sfu.peer import Peer, PeerSettings
-from sfu.watchdog import MediaWatch
+from sfu.watchdog import MediaWatch, RtpIdle
 from visit import actions as act
 from visit.actions import Action
 from visit.clock import STEADY
 from visit.lifecycle import Ending, MediaHeld, Policy, Started, State
 from visit.members import Member
+from visit.quality import LEVELS, Impairment, Report
 from visit.room import RoomCore, RoomObserver, VisitInfo
 from visit.roster import Identity
 from visit.tap import Tap, TapFactory, TappedPacket, TapRequest
@@ -63,6 +64,8 @@ class Room:
         self._joining = asyncio.Lock()  # one offer at a time: a rejoin replaces cleanly
         self._wakeup = asyncio.Event()
         self._watch = MediaWatch(settings.media_timeout_s)
+        self._idle = RtpIdle(settings.media_idle_s)
+        self._levels = dict.fromkeys(LEVELS, 0)  # this room's share of the quality gauge
         self._timer = asyncio.ensure_future(self._run_clock())
 
     @property
@@ -118,6 +121,12 @@ class Room:
     async def set_media(self, connection: Connection, audio: bool, video: bool) -> None:
         await self._carry_out(self.core.set_media(connection, audio, video))
 
+    async def report_stats(self, connection: Connection, report: Report) -> None:
+        """A page's statistics (``RosterError`` when refused), with its uplink's counts."""
+        peer = self._peers.get(connection)
+        uplink = peer.rtp_received if peer is not None else (0, 0)
+        await self._carry_out(self.core.report_stats(connection, report, uplink, self._clock()))
+
     async def leave(self, connection: Connection, cause: str) -> None:
         await self._carry_out(self.core.leave(connection, cause, self._clock()))
 
@@ -161,13 +170,22 @@ class Room:
             await self._carry_out(self.core.tick(now) + self._silent_members(now), wake=False)
 
     def _silent_members(self, now: float) -> list[Action]:
-        """Members whose media stopped arriving: dropped, their seats kept."""
+        """Members whose media stopped arriving: dropped, their seats kept, when nothing
+        arrives at all; paused (ledger and quality) when only their RTP stopped."""
         actions: list[Action] = []
         for conn, peer in list(self._peers.items()):
-            if conn in self._roles and self._watch.silent(
-                    conn, peer.datagrams_received, peer.state == "connected", now):
+            if conn not in self._roles:
+                continue
+            connected = peer.state == "connected"
+            if self._watch.silent(conn, peer.datagrams_received, connected, now):
                 log.info("media lost", extra={"visit": self.visit.id})
                 actions += self.core.leave(conn, "media_lost", now)
+                continue
+            flow = (self._idle.update(conn, peer.rtp_received[0], now)
+                    if connected and peer.forwarders else None)
+            if flow is not None:
+                log.info("media flow", extra={"visit": self.visit.id, "state": flow[0]})
+                actions += self.core.media_flow(conn, flow[0] == "resumed", flow[1])
         return actions
 
     def stop_clock(self) -> None:
@@ -186,6 +204,7 @@ class Room:
                 action.conn.close(action.code, action.message)  # type: ignore[attr-defined]
             elif isinstance(action, act.ClosePeer):
                 self._watch.forget(action.conn)
+                self._idle.forget(action.conn)
                 peer = self._peers.pop(action.conn, None)  # type: ignore[call-overload]
                 role = self._roles.pop(action.conn, None)  # type: ignore[call-overload]
                 if role is not None:
@@ -194,10 +213,22 @@ class Room:
                     closing.append(peer)
             else:
                 self._apply(action)
+        self._count_levels()
         if wake:
             self._wakeup.set()  # deadlines may have moved
         if closing:
             await asyncio.gather(*(peer.close() for peer in closing))
+
+    def _count_levels(self) -> None:
+        """Move this room's participants between the quality gauge's levels."""
+        now = dict.fromkeys(LEVELS, 0)
+        for member in self.core.members.values():
+            if member.lost_at is None:
+                now[member.quality.level] += 1
+        for level, count in now.items():
+            if count != self._levels[level]:
+                metrics.QUALITY.labels(level).inc(count - self._levels[level])
+        self._levels = now
 
     def _apply(self, action: Action) -> None:
         if isinstance(action, act.OpenPeer):
@@ -216,6 +247,9 @@ class Room:
             forwarder = self._forwarder(action.publisher, action.kind or "video")
             if forwarder is not None:
                 asyncio.ensure_future(forwarder.request_keyframe())
+        elif isinstance(action, Impairment):
+            metrics.FROZEN_SECONDS.inc(action.frozen_s)
+            metrics.CONCEALED_SECONDS.inc(action.concealed_s)
         elif isinstance(action, act.RefreshPictures):
             peer = self._peers.get(action.subscriber)  # type: ignore[call-overload]
             for sinks in peer.sinks if peer is not None else ():

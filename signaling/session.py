@@ -33,6 +33,7 @@ from sfu.rooms import Rooms
 from signaling.turn import Message, TurnConfig, offer_hook
 from visit.lifecycle import Refused
 from visit.messages import close_code
+from visit.quality import parse_report
 from visit.room import VisitInfo
 from visit.roster import Identity, RosterError
 
@@ -355,6 +356,8 @@ class Session:
                 elif kind == "media_state" and member:
                     await room.set_media(connection, bool(message.get("audio")),
                                          bool(message.get("video")))
+                elif kind == "stats" and member:
+                    await room.report_stats(connection, parse_report(message, len(msg.data)))
                 elif kind == "leave":
                     connection.close("left", "left")
                     return "left"

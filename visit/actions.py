@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from visit.lifecycle import Ending, MediaHeld, Started
 from visit.members import Conn, Member, Message
+from visit.quality import Impairment
 
 
 @dataclass(frozen=True)
@@ -126,4 +127,4 @@ class ParticipantBack:
 
 Action = (Send | Close | OpenPeer | ClosePeer | Feed | MediaHeld | Mute | Record
           | RequestKeyframe | RefreshPictures | Started | ParticipantJoined | ParticipantLeft
-          | ParticipantLost | ParticipantBack | Ending)
+          | ParticipantLost | ParticipantBack | Ending | Impairment)

@@ -7,7 +7,9 @@ and may rejoin at any time until the end; reconnecting never extends a visit.
 
 Every method returns the events the caller must act on (tell the pages, send webhooks,
 stop media). The connected-time ledger counts, per participant, only seconds in which
-they were connected while media was allowed to flow: what a fair bill or refund needs.
+they were connected while media was allowed to flow and theirs reached the server
+(``media_stopped`` pauses it, from when their media stopped until it resumes): what a
+fair bill or refund needs.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from visit.messages import Refusal
+from visit.quality import QualityPolicy
 
 END_CAUSES = ("slot_ended", "ended_by_officer", "cancelled", "recording_failed", "all_left",
               "server_shutdown")
@@ -38,6 +41,7 @@ class Policy:
     warnings_s: tuple[float, ...] = (300.0, 60.0)
     all_left_grace_s: float = 120.0
     reconnect_grace_s: float = 60.0  # a dropped participant's seat is kept this long
+    quality: QualityPolicy = field(default_factory=QualityPolicy)  # the tiles' indicator
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,7 @@ Event = Started | EndWarning | Ending | MediaHeld
 class _Presence:
     connected_since: float | None = None  # None: not connected now
     seconds: float = 0.0  # connected while media was allowed, closed intervals
+    paused: bool = False  # connected, but their media stopped reaching the server
 
 
 @dataclass
@@ -115,16 +120,32 @@ class VisitLifecycle:
         events = self.tick(now)
         p = self._people.setdefault(sub, _Presence())
         if p.connected_since is None:
-            p.connected_since = now
+            p.connected_since, p.paused = now, False
         self._empty_since = None
         return events
+
+    def media_stopped(self, sub: str, since: float) -> None:
+        """``sub`` is connected but no media of theirs has arrived since ``since``: their
+        connected time stops counting there (a report of the past, so ``since`` is not
+        later than now)."""
+        p = self._people.get(sub)
+        if p is None or p.connected_since is None or p.paused:
+            return
+        p.seconds += self._media_seconds(p.connected_since, since)
+        p.connected_since, p.paused = max(p.connected_since, since), True
+
+    def media_resumed(self, sub: str, now: float) -> None:
+        p = self._people.get(sub)
+        if p is not None and p.connected_since is not None and p.paused:
+            p.connected_since, p.paused = now, False
 
     def disconnected(self, sub: str, now: float) -> list[Event]:
         events = self.tick(now)
         p = self._people.get(sub)
         if p is not None and p.connected_since is not None:
-            p.seconds += self._media_seconds(p.connected_since, now)
-            p.connected_since = None
+            if not p.paused:
+                p.seconds += self._media_seconds(p.connected_since, now)
+            p.connected_since, p.paused = None, False
         if self.state in (State.WAITING, State.LIVE) and not self.present():
             self._empty_since = now
             events += self.tick(now)
@@ -179,7 +200,7 @@ class VisitLifecycle:
     def _end(self, state: State, cause: str, at: float, reason: str) -> list[Event]:
         was_live = self.state is State.LIVE
         for p in self._people.values():
-            if p.connected_since is not None:
+            if p.connected_since is not None and not p.paused:
                 p.seconds += self._media_seconds(p.connected_since, at)
                 p.connected_since = max(at, p.connected_since)  # media stopped at ``at``
         self.state = state
@@ -196,7 +217,7 @@ class VisitLifecycle:
         p = self._people.get(sub)
         if p is None:
             return 0.0
-        live = p.connected_since is not None and self.state is State.LIVE
+        live = p.connected_since is not None and not p.paused and self.state is State.LIVE
         return p.seconds + (self._media_seconds(p.connected_since, now) if live else 0.0)
 
     def ledger(self, now: float) -> dict[str, float]:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from visit.quality import QualityMeter, QualityPolicy
 from visit.roster import Identity
 
 Message = dict[str, Any]
@@ -27,12 +28,13 @@ class Member:
     # Its connection dropped (when, and why): the seat waits for it to come back.
     lost_at: float | None = None
     lost_cause: str = ""
+    quality: QualityMeter = field(default_factory=lambda: QualityMeter(QualityPolicy(), 1))
 
     def describe(self) -> Message:
         return {"id": self.who.sub, "name": self.who.name, "role": self.who.role,
                 "slot": self.slot, "audio": self.audio and not self.muted_by_officer,
                 "video": self.video, "muted_by_officer": self.muted_by_officer,
-                "reconnecting": self.lost_at is not None}
+                "reconnecting": self.lost_at is not None, "quality": self.quality.level}
 
 
 @dataclass

@@ -29,6 +29,7 @@ from visit.lifecycle import (
     VisitLifecycle,
 )
 from visit.members import Conn, Member, Message, Monitor
+from visit.quality import QualityMeter, Report
 from visit.roster import Identity, Roster, RosterError
 
 # Causes of a drop, not a departure: the page (or a new device) may come back to the seat.
@@ -111,9 +112,11 @@ class RoomCore:
         admission = self.roster.admit(who)
         actions: list[act.Action] = []
         old = self.members.get(who.sub)
-        member = Member(who, admission.slot, conn)
+        member = Member(who, admission.slot, conn,
+                        quality=QualityMeter(self.policy.quality, self.slots - 1))
         if admission.replaces and old is not None:
             member.muted_by_officer = old.muted_by_officer
+            member.quality = old.quality
             if old.lost_at is None:
                 actions += self._unseat(old, release=False)  # the new connection keeps it
                 actions.append(act.Close(old.conn, "connected_elsewhere",
@@ -134,7 +137,8 @@ class RoomCore:
         return [
             act.Send(conn, {"type": "joined", "you": member.describe(), "visit": self.describe(now),
                         "participants": [m.describe() for m in self.members.values()
-                                         if m is not member]}),
+                                         if m is not member],
+                        "stats_interval_s": self.policy.quality.interval_s}),
             act.Send(conn, {"type": "offer", **offer}),
             *self._broadcast({"type": "participant_joined", "participant": member.describe()},
                              skip=conn),
@@ -173,7 +177,41 @@ class RoomCore:
             events = self.lifecycle.connected(member.who.sub, now)
         except Refused:
             return []  # the visit ended meanwhile; its teardown closes this member
-        return [act.RefreshPictures(conn), *self._handle(events)]
+        return [act.RefreshPictures(conn), *self._handle(events),
+                *self.media_flow(conn, True, now)]  # a new connection starts flowing
+
+    def media_flow(self, conn: Conn, flowing: bool, at: float) -> list[act.Action]:
+        """The server's own measure: the member's media stopped arriving (since ``at``)
+        or came back (at ``at``). Stopped media is a ``lost`` quality, and connected time
+        that does not count."""
+        member = self.member_of(conn)
+        if member is None or member.lost_at is not None:
+            return []
+        before = member.quality.level
+        member.quality.media_stopped(not flowing)
+        if flowing:
+            self.lifecycle.media_resumed(member.who.sub, at)
+        else:
+            self.lifecycle.media_stopped(member.who.sub, at)
+        return self._quality_changed(member, before)
+
+    def report_stats(self, conn: Conn, report: Report, uplink: tuple[int, int],
+                     now: float) -> list[act.Action]:
+        """A page's statistics (``RosterError`` ``rate_limited`` when too frequent), with
+        the server's (received, expected) packet counts of what the member publishes."""
+        member = self.member_of(conn)
+        if member is None:
+            return []
+        before = member.quality.level
+        impairment = member.quality.report(report, uplink, now)
+        return [impairment, *self._quality_changed(member, before)]
+
+    def _quality_changed(self, member: Member, before: str) -> list[act.Action]:
+        level = member.quality.level
+        if level == before:
+            return []
+        return self._broadcast({"type": "quality", "participant": member.who.sub,
+                                "level": level})
 
     def set_media(self, conn: Conn, audio: bool, video: bool) -> list[act.Action]:
         member = self.member_of(conn)

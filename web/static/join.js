@@ -96,6 +96,7 @@ function renderPerson(p) {
   tile.querySelector(".name").textContent = label;
   tile.querySelector("video").setAttribute("aria-label", `Video of ${label}`);
   tile.querySelector(".state").textContent = personNotes(p);
+  showQuality(tile, p.quality);
   layoutTiles(people);
 }
 
@@ -281,6 +282,8 @@ async function handle(msg) {
       for (const p of msg.participants) renderPerson(p);
       layoutTiles(people);
       showOfficerMute(!!msg.you.muted_by_officer);
+      showLocalQuality(msg.you.quality, pc);
+      startQualityReports(msg.stats_interval_s, () => pc, send);
       if (!clockTimer) clockTimer = setInterval(updateClock, 1000);
       updateClock();
       break;
@@ -303,6 +306,10 @@ async function handle(msg) {
         recordingOn.add(msg.kind);
         if (recordingOn.size >= publishedKinds()) showRecording("Recording is on. This visit is recorded.");
       }
+      break;
+    case "quality":
+      if (msg.participant === you) showLocalQuality(msg.level, pc);
+      else if (people.has(msg.participant)) renderPerson({ ...people.get(msg.participant), quality: msg.level });
       break;
     case "visit_started":
       visit.state = "live";
