@@ -69,6 +69,15 @@ class RecordingError(Exception):
             reason = "io_error"
         return cls(reason, str(error))
 
+    @staticmethod
+    def reason_of(error: BaseException) -> str:
+        """The ``FAILURES`` reason for any error while recording."""
+        if isinstance(error, RecordingError):
+            return error.reason
+        if isinstance(error, OSError):
+            return RecordingError.from_os_error(error).reason
+        return "internal_error"
+
 
 @dataclass(frozen=True, slots=True)
 class SegmentInfo:

@@ -5,12 +5,10 @@ visit's timeline (epoch = the booked start, so a restart or a rejoin continues t
 timeline). When the visit ends the open segments are closed, each participant's final
 file is joined by stream copy, the manifest is sealed, and the seal goes into SQLite.
 
-The SFU asks for a tap from inside its UDP receive callback, at a track's first packet,
-so ``Recordings.tap`` returns at once: opening the manifest (reading and checking a
-continued one), creating the visit's folder and indexing the visit and the participant
-in SQLite run in the recorder's own thread, with its own database connection (a
-connection serves one thread). Until that is done the tap is not ready, so nothing is
-forwarded.
+The SFU asks for a tap from its UDP receive callback at a track's first packet, so
+``Recordings.tap`` returns at once: opening (or checking a continued) manifest, the folder
+and the index rows are done in the recorder's own thread and database connection. Until
+then the tap is not ready, so nothing is forwarded.
 """
 
 from __future__ import annotations
@@ -47,15 +45,6 @@ def visit_folder(recordings: Path, visit_id: str) -> Path:
     if folder is None:
         raise ValueError(f"visit id {visit_id!r} cannot name a recordings folder")
     return folder
-
-
-def failure_reason(error: BaseException) -> str:
-    """The ``FAILURES`` reason for an error while opening a recording."""
-    if isinstance(error, RecordingError):
-        return error.reason
-    if isinstance(error, OSError):
-        return RecordingError.from_os_error(error).reason
-    return "internal_error"
 
 
 class VisitRecording:
@@ -157,7 +146,7 @@ class Recordings:
             if error is not None:
                 log.error("recording cannot be opened: %s", error,
                           extra={"visit": request.visit_id})
-                on_failure(failure_reason(error))
+                on_failure(RecordingError.reason_of(error))
                 return
             tap.start(TrackRecorder(
                 rec.folder, track_name, request.kind, request.mime, request.clock_rate,

@@ -14,7 +14,7 @@ from tests.support.server import running_server
 SHARED_HEAD = {"charset": "utf-8", "viewport": "width=device-width, initial-scale=1",
                "referrer": "no-referrer", "stylesheet": "/static/style.css"}
 PAGES = {
-    "/join": ("Video visit", ["token", "rtc", "quality", "join"]),
+    "/join": ("Video visit", ["token", "rtc", "lobby", "stage", "quality", "join"]),
     "/officer": ("Officer console", ["token", "rtc", "console", "officer"]),
     "/compliance": ("Compliance console", ["token", "console", "compliance"]),
 }
