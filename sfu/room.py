@@ -19,6 +19,7 @@ from aiortc import RTCRtpCodecParameters
 
 from sfu import metrics
 from sfu.forwarder import TrackForwarder
+from sfu.layers import ALL_LAYERS, TemporalFilter
 from sfu.peer import Peer, PeerSettings
 from sfu.watchdog import MediaWatch
 from visit import actions as act
@@ -123,6 +124,18 @@ class Room:
 
     async def stop_monitor(self, connection: Connection) -> None:
         await self._carry_out(self.core.stop_monitor(connection))
+
+    def view(self, connection: Connection, listen: bool, full: bool) -> None:
+        """A watching officer's view of this visit: hear it or not, and full frame rate
+        (the visit opened) or temporal layer 0 only (a tile of the wall)."""
+        peer = self._peers.get(connection)
+        if peer is None or connection not in self.core.monitors:
+            return
+        for sinks in peer.sinks:
+            sinks["audio"].paused = not listen
+            layers = sinks["video"].layers
+            if layers is not None:
+                layers.target = ALL_LAYERS if full else 0
 
     async def remove(self, sub: str, code: str, message: str) -> bool:
         """Take a participant out at once (revocation); False if not present."""
@@ -258,6 +271,10 @@ class Room:
             for sinks in peer.sinks:
                 sinks["video"].on_first_packet = first_media
             peer.pc.on("connectionstatechange", lambda: self._state_changed(conn, peer))
+        else:  # a watching officer: silent and thinned until asked (``view``)
+            for sinks in peer.sinks:
+                sinks["audio"].paused = True
+                sinks["video"].layers = TemporalFilter(0)
 
     def _state_changed(self, conn: Connection, peer: Peer) -> None:
         log.info("peer state", extra={"visit": self.visit.id, "state": peer.state})
