@@ -15,6 +15,7 @@ import av
 import numpy as np
 
 PATTERN = (0, 2, 1, 2)
+SYNC = (False, True, True, False)  # frames 1 and 2 of the pattern refer to layer 0 only
 # ts_layering_mode=3 makes libvpx set each frame's reference flags for the pattern;
 # without it the layer ids are only labels and layer 0 still refers to every frame.
 TS_PARAMETERS = ("ts_layering_mode=3:ts_number_layers=3:ts_target_bitrate={0},{1},{2}"
@@ -55,15 +56,15 @@ def encode_l1t3(images: list[np.ndarray], fps: int = 30, bitrate_kbps: int = 600
     return frames
 
 
-def packetize(frame: bytes, picture_id: int, tl0picidx: int, tid: int,
+def packetize(frame: bytes, picture_id: int, tl0picidx: int, tid: int, sync: bool = False,
               max_payload: int = 1100) -> list[bytes]:
-    """RTP payloads of one frame: descriptor with X, I (15-bit), L and T set."""
-    sync = 1 if tid == 1 else 0  # a layer-1 frame refers to layer 0 only
+    """RTP payloads of one frame: descriptor with X, I (15-bit), L and T set; ``sync``
+    (Y) marks a frame that refers to layer 0 only, where a receiver can switch up."""
     payloads = []
     for pos in range(0, len(frame), max_payload):
         start = 0x10 if pos == 0 else 0x00
         descriptor = pack("!BBHBB", 0x80 | start, 0xE0, 0x8000 | (picture_id & 0x7FFF),
-                          tl0picidx & 0xFF, (tid << 6) | (sync << 5))
+                          tl0picidx & 0xFF, (tid << 6) | (int(sync) << 5))
         payloads.append(descriptor + frame[pos:pos + max_payload])
     return payloads
 
@@ -77,7 +78,8 @@ def layered_stream(frames: list[bytes], first_picture_id: int = 100
         tid = PATTERN[n % len(PATTERN)]
         if tid == 0 and n:
             tl0 += 1
-        out.append((tid, packetize(frame, first_picture_id + n, tl0, tid)))
+        out.append((tid, packetize(frame, first_picture_id + n, tl0, tid,
+                                   SYNC[n % len(PATTERN)])))
     return out
 
 
