@@ -1,9 +1,9 @@
 """An officer's wall: one real Chromium officer page watching N live visits.
 
 Each visit has one aiortc publisher sending a pre-encoded VP8 clip with three temporal
-layers (L1T3 from libvpx, tests/support/vp8_layers.py) and Opus. aiortc's own VP8
-packetizer writes only a picture ID, so ``layered_pack`` replaces it in this process
-with one that writes TL0PICIDX and TID as a browser sending L1T3 does.
+layers (L1T3 from libvpx) and Opus. aiortc's own VP8 packetizer writes only a picture ID,
+so ``tests.support.vp8_layers.layered_pack`` replaces it in this process with one that
+writes TL0PICIDX, TID and Y as a browser sending L1T3 does.
 
 Reported: the officer's downlink with every tile thinned to layer 0 (the wall) and with
 every visit at full rate (what the wall would cost without layers), the server's CPU per
@@ -24,39 +24,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import av
 from aiortc.codecs import vpx
 
-from benchmarks.media import VIDEO_CLOCK, EncodedClip, encode_opus
+from benchmarks.media import encode_opus
 from benchmarks.party import Party
-from tests.support.browser import chromium, open_page, until
+from tests.support.browser import chromium, open_page, open_to_full_rate_ms, until
 from tests.support.server import running_server, visit_now
-from tests.support.vp8_layers import PATTERN, SYNC, encode_l1t3, moving_frames, packetize
-
-FPS = 30
-LAYER_OF: dict[int, int] = {}  # id of a clip's av.Packet -> its place in PATTERN
-_plain_pack = vpx.Vp8Encoder.pack
-
-
-def layered_pack(self: vpx.Vp8Encoder, packet: av.Packet) -> tuple[list[bytes], int]:
-    place = LAYER_OF.get(id(packet))
-    if place is None:
-        return _plain_pack(self, packet)
-    tid = PATTERN[place]
-    tl0 = getattr(self, "tl0picidx", -1) + (1 if tid == 0 else 0)
-    self.tl0picidx = tl0  # type: ignore[attr-defined]
-    payloads = packetize(bytes(packet), self.picture_id, tl0, tid, SYNC[place])
-    self.picture_id = (self.picture_id + 1) % (1 << 15)
-    return payloads, vpx.convert_timebase(packet.pts, packet.time_base, vpx.VIDEO_TIME_BASE)
-
-
-def layered_clip(seconds: int = 4, keyframe_every: int = 60) -> EncodedClip:
-    frames = encode_l1t3(moving_frames(seconds * FPS), FPS, 600, keyframe_every)
-    packets = [av.Packet(f) for f in frames]
-    for n, packet in enumerate(packets):
-        LAYER_OF[id(packet)] = n % len(PATTERN)
-    keys = list(range(0, len(packets), keyframe_every))
-    return EncodedClip("video", packets, keys, VIDEO_CLOCK // FPS, VIDEO_CLOCK)
+from tests.support.vp8_layers import layered_clip, layered_pack
 
 
 def cpu_seconds(pid: int) -> float:
@@ -71,27 +45,6 @@ async def downlink_mbps(page: Any, seconds: float) -> float:
     before = await received()
     await asyncio.sleep(seconds)
     return (await received() - before) * 8 / seconds / 1e6
-
-
-# In the page: resolves to milliseconds from Open to the first frame decoded one full-rate
-# frame (3000 RTP ticks) after the previous one.
-FIRST_FULL_RATE = """async (visit) => {
-  const video = document.querySelector(`section.watch[data-visit="${visit}"] video`);
-  const opened = performance.now();
-  let last = null;
-  const done = new Promise((resolve) => {
-    const step = (now, meta) => {
-      if (last !== null && meta.rtpTimestamp - last > 0 && meta.rtpTimestamp - last <= 4500) {
-        resolve(now - opened); return;
-      }
-      last = meta.rtpTimestamp;
-      video.requestVideoFrameCallback(step);
-    };
-    video.requestVideoFrameCallback(step);
-  });
-  document.querySelector(`section.watch[data-visit="${visit}"] .panel-actions button`).click();
-  return await done;
-}"""
 
 
 async def run(visits: int, seconds: float) -> dict[str, Any]:
@@ -123,7 +76,7 @@ async def run(visits: int, seconds: float) -> dict[str, Any]:
                 cpu0, t0 = cpu_seconds(pid), time.monotonic()
                 wall = await downlink_mbps(page, seconds)
                 watched = (cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
-                first_full = await page.evaluate(FIRST_FULL_RATE, "visit-0")
+                first_full = await open_to_full_rate_ms(page, "visit-0")
                 await page.evaluate("""for (const e of watches.values()) {
                     e.open = true; sendView(e); }""")
                 await asyncio.sleep(2)

@@ -1,4 +1,5 @@
-"""The officer console under change: typing survives live updates; Listen plays one visit."""
+"""The officer console: typing survives live updates, Listen plays one visit, the wall's
+tiles are thinned to temporal layer 0 and the opened visit gets the full rate."""
 
 from __future__ import annotations
 
@@ -8,9 +9,21 @@ import time
 from pathlib import Path
 
 import aiohttp
+import pytest
+from aiortc.codecs import vpx
 
-from tests.support.browser import chromium, open_page, until
+from benchmarks.media import encode_opus
+from benchmarks.party import Party
+from tests.support.browser import (
+    chromium,
+    decoded,
+    open_page,
+    open_to_full_rate_ms,
+    until,
+    wait_decoding,
+)
 from tests.support.server import Participant, in_visit, inmate_and_family, running_server, visit_now
+from tests.support.vp8_layers import layered_clip, layered_pack
 
 REASON = "Contraband shown on camera; family warned twice, visit ended per rule 4.2"
 HEARD = 0.01  # RMS of a received 440 Hz tone is about 0.17; silence is 0
@@ -87,3 +100,31 @@ async def test_typing_survives_updates_and_listen_plays_one_visit(tmp_path: Path
                           ("listen_start", "visit-b")], listen
     assert ("listen_stop", "visit-b") in listen  # when the page went away
     assert time.time() - rows[0][4] < 300
+
+
+async def frame_rate(page, seconds: float = 2.0) -> float:  # type: ignore[no-untyped-def]
+    before = (await decoded(page))["frames"]
+    await asyncio.sleep(seconds)
+    return ((await decoded(page))["frames"] - before) / seconds
+
+
+async def test_wall_tiles_get_layer_zero_and_the_opened_visit_full_rate(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # An L1T3 publisher at 30 fps: layer 0 is every fourth frame.
+    monkeypatch.setattr(vpx.Vp8Encoder, "pack", layered_pack)
+    video, audio = layered_clip(2), encode_opus(2.0)
+    with running_server(tmp_path) as server:
+        publisher = Party("inmate-a", server.ws_url, server.token(
+            "inmate-a", "inmate", visit_now("visit-a")), video, audio)
+        officer_token = server.token("officer-7", "officer", None)
+        try:
+            await publisher.join()
+            async with chromium() as browser:
+                officer = await open_page(browser, f"{server.url}/officer#token={officer_token}")
+                await officer.get_by_role("button", name="Watch visit visit-a").click()
+                await wait_decoding(officer, 1, 15)
+                assert 4 <= await frame_rate(officer) <= 11  # the tile: about 7.5 fps
+                assert await open_to_full_rate_ms(officer, "visit-a") < 1000
+                assert await frame_rate(officer) >= 20  # opened: about 30 fps
+        finally:
+            await publisher.close()

@@ -13,11 +13,15 @@ from struct import pack
 
 import av
 import numpy as np
+from aiortc.codecs import vpx
+
+from benchmarks.media import VIDEO_CLOCK, EncodedClip
 
 PATTERN = (0, 2, 1, 2)
 SYNC = (False, True, True, False)  # frames 1 and 2 of the pattern refer to layer 0 only
 # ts_layering_mode=3 makes libvpx set each frame's reference flags for the pattern;
 # without it the layer ids are only labels and layer 0 still refers to every frame.
+FPS = 30
 TS_PARAMETERS = ("ts_layering_mode=3:ts_number_layers=3:ts_target_bitrate={0},{1},{2}"
                  ":ts_rate_decimator=4,2,1:ts_periodicity=4:ts_layer_id=0,2,1,2")
 
@@ -95,3 +99,31 @@ def decode_vp8(frames: list[bytes]) -> list[np.ndarray]:
         for frame in decoder.decode(av.Packet(data)):
             images.append(frame.to_ndarray(format="gray"))
     return images
+
+
+LAYER_OF: dict[int, int] = {}  # id of a clip's av.Packet -> its place in PATTERN
+_plain_pack = vpx.Vp8Encoder.pack
+
+
+def layered_pack(self: vpx.Vp8Encoder, packet: av.Packet) -> tuple[list[bytes], int]:
+    """``Vp8Encoder.pack`` for a ``layered_clip`` frame (others go to aiortc's own)."""
+    place = LAYER_OF.get(id(packet))
+    if place is None:
+        return _plain_pack(self, packet)
+    tid = PATTERN[place]
+    tl0 = getattr(self, "tl0picidx", -1) + (1 if tid == 0 else 0)
+    self.tl0picidx = tl0  # type: ignore[attr-defined]
+    payloads = packetize(bytes(packet), self.picture_id, tl0, tid, SYNC[place])
+    self.picture_id = (self.picture_id + 1) % (1 << 15)
+    return payloads, vpx.convert_timebase(packet.pts, packet.time_base, vpx.VIDEO_TIME_BASE)
+
+
+def layered_clip(seconds: int = 4, keyframe_every: int = 60) -> EncodedClip:
+    """A looping L1T3 clip for ``benchmarks.media.LoopingPacketTrack`` (keyframes on a
+    layer-0 frame, so a jump to one keeps the pattern)."""
+    frames = encode_l1t3(moving_frames(seconds * FPS), FPS, 600, keyframe_every)
+    packets = [av.Packet(f) for f in frames]
+    for n, packet in enumerate(packets):
+        LAYER_OF[id(packet)] = n % len(PATTERN)
+    keys = list(range(0, len(packets), keyframe_every))
+    return EncodedClip("video", packets, keys, VIDEO_CLOCK // FPS, VIDEO_CLOCK)
