@@ -59,6 +59,11 @@ class Api:
         visits = []
         for room in self._rooms:
             described = self._records.describe(room.visit.id, room.core) or {}
+            for person in described.get("participants", ()):
+                member = room.core.members.get(person["id"])
+                if member is not None:  # who is muted, by whom: what an officer acts on
+                    person.update(audio=member.audio and not member.muted_by_officer,
+                                  video=member.video, muted_by_officer=member.muted_by_officer)
             visits.append({**described, "time_left_s": max(0, round(room.visit.ends_at - now)),
                            "state": room.core.lifecycle.state.value})
         return web.json_response({"visits": visits, "server_time": now})

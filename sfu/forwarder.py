@@ -25,6 +25,7 @@ from sfu import glue_rtp, metrics
 from sfu.fastpath import FastTransport, InPacket, ntp_now
 from sfu.feedback import BitrateEstimates, KeyframeRequests
 from sfu.history import PacketHistory
+from sfu.layers import TemporalFilter
 from sfu.limits import DEFAULT_LIMITS, MediaLimits, MissingPackets
 from sfu.sequence import RESTART, SUSPECT, SequenceCheck
 from sfu.sink import Sink
@@ -37,6 +38,8 @@ from visit.tap import Tap
 Kept = tuple[int, int, int, int, int, bytes, int | None, str]
 
 log = logging.getLogger(__name__)
+
+VP8 = "video/vp8"  # the codec whose temporal layers a sink can thin (sfu.layers)
 
 
 class TrackForwarder:
@@ -87,8 +90,11 @@ class TrackForwarder:
         return self._clock()
 
     def attach(self, sink: Sink) -> None:
-        if sink.source is not None and sink.source is not self:
-            sink.source.detach(sink)
+        if sink.source is not self:
+            if sink.source is not None:
+                sink.source.detach(sink)
+            if sink.layers is not None:  # a new publisher's numbering starts afresh
+                sink.layers = TemporalFilter(sink.layers.target)
         sink.source = self
         if sink not in self.sinks:
             self.sinks.append(sink)
@@ -213,10 +219,13 @@ class TrackForwarder:
         ts = packet.timestamp
         sent = 0
         for sink in self.sinks:
-            if not sink.enabled:
+            if not sink.enabled or sink.paused:
                 continue
-            out = sink.rewriter.rewrite(self, seq, ts)
-            if out is not None and sink.send(packet, mime, out[0], out[1], ntp):
+            if sink.layers is None or mime != VP8:
+                out = sink.rewriter.rewrite(self, seq, ts)
+                if out is not None and sink.send(packet, mime, out[0], out[1], ntp):
+                    sent += 1
+            elif self._send_thinned(sink, packet, mime, ntp):
                 sent += 1
         if sent:
             self._pending_packets += sent
@@ -224,13 +233,36 @@ class TrackForwarder:
             if self._pending_packets >= self.FLUSH_PACKETS:
                 self.flush_metrics()
 
+    def _send_thinned(self, sink: Sink, packet: InPacket, mime: str, ntp: int | None,
+                      rtx: bool = False) -> bool:
+        """Send through the sink's temporal-layer filter (a watching officer's tile)."""
+        assert sink.layers is not None
+        kept = sink.layers.admit(packet.sequence_number, packet.payload)
+        if kept is None:
+            return False
+        out = sink.rewriter.rewrite(self, kept[0], packet.timestamp)
+        if out is None:
+            return False
+        if kept[1] is not packet.payload:
+            packet = InPacket(packet.payload_type, packet.marker, packet.sequence_number,
+                              packet.timestamp, packet.ssrc, kept[1], packet.audio_level)
+        return sink.send(packet, mime, out[0], out[1], ntp, rtx=rtx)
+
     async def retransmit(self, sink: Sink, out_seqs: list[int]) -> None:
         for out_seq in out_seqs:
-            entry = self._history.get(sink.rewriter.original_seq(out_seq))
+            original = sink.rewriter.original_seq(out_seq)
+            thinned = sink.layers is not None and self.kind == "video"
+            if thinned:
+                original = sink.layers.original(original)
+            entry = self._history.get(original)
             if entry is None:
                 continue
             *fields, mime = entry
             packet = InPacket(*fields)
+            if thinned and mime == VP8:
+                if self._send_thinned(sink, packet, mime, None, rtx=True):
+                    metrics.RETRANSMISSIONS.inc()
+                continue
             out = sink.rewriter.rewrite(self, packet.sequence_number, packet.timestamp)
             if out is not None and sink.send(packet, mime, out.sequence_number,
                                              out.timestamp, None, rtx=True):

@@ -32,6 +32,7 @@ from sfu.candidates import CandidateGate, CandidatePolicy
 from sfu.fastpath import AUDIO_LEVEL_URI, FastTransport, extension_ids
 from sfu.forwarder import TrackForwarder
 from sfu.glue_rtp import negotiated_codecs, negotiated_header_extensions, set_stream_id
+from sfu.layers import ALL_LAYERS, TemporalFilter
 from sfu.limits import DEFAULT_LIMITS, MediaLimits
 from sfu.sink import Sink
 
@@ -166,6 +167,16 @@ class Peer:
 
     def slot_sinks(self, slot: int) -> dict[str, Sink]:
         return self.sinks[slot]
+
+    def view(self, listen: bool, full: bool) -> None:
+        """A watching officer's view: hear the visit or not, and every temporal layer (the
+        visit opened) or layer 0 only (a tile of the wall, a quarter of the frame rate)."""
+        for sinks in self.sinks:
+            sinks["audio"].paused = not listen
+            layers = sinks["video"].layers
+            if layers is None:
+                layers = sinks["video"].layers = TemporalFilter(0)
+            layers.target = ALL_LAYERS if full else 0
 
     async def close(self) -> None:
         for forwarder in self.forwarders.values():

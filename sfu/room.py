@@ -133,6 +133,12 @@ class Room:
     async def stop_monitor(self, connection: Connection) -> None:
         await self._carry_out(self.core.stop_monitor(connection))
 
+    def view(self, connection: Connection, listen: bool, full: bool) -> None:
+        """A watching officer's view of this visit (``Peer.view``)."""
+        peer = self._peers.get(connection)
+        if peer is not None and connection in self.core.monitors:
+            peer.view(listen, full)
+
     async def remove(self, sub: str, code: str, message: str) -> bool:
         """Take a participant out at once (revocation); False if not present."""
         actions = self.core.remove(sub, code, message, self._clock())
@@ -292,6 +298,8 @@ class Room:
             for sinks in peer.sinks:
                 sinks["video"].on_first_packet = first_media
             peer.pc.on("connectionstatechange", lambda: self._state_changed(conn, peer))
+        else:  # a watching officer: silent and thinned until asked
+            peer.view(listen=False, full=False)
 
     def _state_changed(self, conn: Connection, peer: Peer) -> None:
         log.info("peer state", extra={"visit": self.visit.id, "state": peer.state})

@@ -31,6 +31,7 @@ from aiortc.rtp import (
 from sfu import glue_rtp, metrics
 from sfu.fastpath import RTP_HEADER, ExtensionWriter, FastTransport, InPacket
 from sfu.feedback import BitrateEstimates
+from sfu.layers import TemporalFilter
 from sfu.rewrite import StreamRewriter
 
 
@@ -67,7 +68,11 @@ class Sink:
             initial_ts=random.randrange(1 << 32),
         )
         self.source: Source | None = None
-        self.enabled = True
+        self.enabled = True  # the visit's media gate and the room's wiring
+        # A watching officer's view: audio only while listening, video thinned to
+        # temporal layer 0 unless the officer opened this visit (sfu.layers).
+        self.paused = False
+        self.layers: TemporalFilter | None = None
         self.payload_types: dict[str, int] = {}
         self.rtx_payload_type: int | None = None
         self._rtx_seq = 0

@@ -327,20 +327,37 @@ class Session:
                 await refuse(ws, exc.code, exc.message, exc.details)
                 return
             audit = self.records.audit
-            audit.record(action="monitor_start", actor=claims.sub, role=claims.role,
-                         visit=room.visit.id, now=time.time())
+
+            def record(action: str) -> None:
+                audit.record(action=action, actor=claims.sub, role=claims.role,
+                             visit=room.visit.id, now=time.time())
+
+            record("monitor_start")
+            listening = [False]
+
+            def view(message: dict[str, Any]) -> None:
+                """Listening is audited like watching: when it starts and when it stops."""
+                listen = message.get("listen") is True
+                room.view(connection, listen, message.get("full") is True)
+                if listen != listening[0]:
+                    listening[0] = listen
+                    record("listen_start" if listen else "listen_stop")
+
             try:
-                await self._serve(ws, room, connection, member=False)
+                await self._serve(ws, room, connection, member=False, on_view=view)
             finally:
                 await room.stop_monitor(connection)
-                audit.record(action="monitor_stop", actor=claims.sub, role=claims.role,
-                             visit=room.visit.id, now=time.time())
+                if listening[0]:
+                    record("listen_stop")
+                record("monitor_stop")
         finally:
             await connection.finish()
 
     async def _serve(self, ws: web.WebSocketResponse, room: Room, connection: WsConnection,
-                     member: bool) -> str:
-        """Handle messages until the peer leaves; return the cause."""
+                     member: bool,
+                     on_view: Callable[[dict[str, Any]], None] | None = None) -> str:
+        """Handle messages until the peer leaves; return the cause. ``on_view``: a
+        watching officer's ``view`` message (listen, full frame rate)."""
         async for msg in ws:
             if msg.type != WSMsgType.TEXT:
                 continue
@@ -358,6 +375,8 @@ class Session:
                                          bool(message.get("video")))
                 elif kind == "stats" and member:
                     await room.report_stats(connection, parse_report(message, len(msg.data)))
+                elif kind == "view" and on_view is not None:
+                    on_view(message)
                 elif kind == "leave":
                     connection.close("left", "left")
                     return "left"

@@ -157,3 +157,30 @@ async def open_recording(browser: Browser, server: Server, token: str, visit: st
     await page.get_by_role("button", name=f"Open recording of visit {visit}").click()
     await page.get_by_role("heading", name=f"Recording of visit {visit}").wait_for()
     return page
+
+
+# In the page: resolves to milliseconds from Open to the first frame decoded one full-rate
+# frame (3000 RTP ticks) after the previous one.
+FIRST_FULL_RATE = """async (visit) => {
+  const video = document.querySelector(`section.watch[data-visit="${visit}"] video`);
+  const opened = performance.now();
+  let last = null;
+  const done = new Promise((resolve) => {
+    const step = (now, meta) => {
+      if (last !== null && meta.rtpTimestamp - last > 0 && meta.rtpTimestamp - last <= 4500) {
+        resolve(now - opened); return;
+      }
+      last = meta.rtpTimestamp;
+      video.requestVideoFrameCallback(step);
+    };
+    video.requestVideoFrameCallback(step);
+  });
+  document.querySelector(`section.watch[data-visit="${visit}"] .panel-actions button`).click();
+  return await done;
+}"""
+
+
+async def open_to_full_rate_ms(page: Page, visit: str) -> float:
+    """Click Open on a watched visit of the officer wall; milliseconds until its first
+    frame at the full frame rate is decoded."""
+    return float(await page.evaluate(FIRST_FULL_RATE, visit))

@@ -1,60 +1,118 @@
-// Officer console: live visits, silent monitoring of several at once, mute, end with reason.
-// Monitoring is receive-only and never announced to the participants.
+// Officer console: the live visits table, mute, end with reason, confirmations.
+// The table is patched in place (rows keyed by visit, people by participant): a refresh
+// never rebuilds an element the officer is typing in or has focused. The wall of
+// watched visits is wall.js.
 "use strict";
 
-const watches = new Map();  // visit id -> {ws, pc, panel, people}
 let lastVisits = [];
+let renders = 0;  // read by tests: how many times the table was brought up to date
 
+function setText(el, text) { if (el.textContent !== text) el.textContent = text; }
+function setAttr(el, name, value) { if (el.getAttribute(name) !== value) el.setAttribute(name, value); }
 
-function renderVisits(visits) {
-  lastVisits = visits;
-  const body = $("visits");
-  body.replaceChildren();
-  $("none").hidden = visits.length > 0;
-  for (const v of visits) {
-    const row = document.createElement("tr");
-    row.dataset.visit = v.id;
-    const idCell = document.createElement("td");
-    idCell.textContent = v.privileged ? `${v.id} (privileged)` : v.id;
-    const people = document.createElement("td");
-    const list = document.createElement("ul");
-    for (const p of v.participants.filter((p) => p.connected)) {
-      const li = document.createElement("li");
-      li.textContent = `${describePerson({ name: p.name, role: p.role })} `;
+// A confirmation of something done: it stays until the officer dismisses it.
+function confirmDone(text) {
+  const item = document.createElement("li");
+  const words = document.createElement("span");
+  words.textContent = text;
+  item.append(words, button("Dismiss", () => item.remove(), `Dismiss: ${text}`));
+  $("confirmations").append(item);
+}
+
+function makeRow(visitId) {
+  const row = document.createElement("tr");
+  row.dataset.visit = visitId;
+  const idCell = document.createElement("td");
+  const people = document.createElement("td");
+  people.append(document.createElement("ul"));
+  const left = document.createElement("td");
+  const actions = document.createElement("td");
+  const watchButton = button("Watch", () => toggleWatch(visitId));
+  watchButton.className = "watch-toggle";
+  const listenButton = button("Listen", () => toggleListen(visitId));
+  listenButton.className = "listen-toggle";
+  const form = document.createElement("form");
+  form.className = "end-form";
+  const label = document.createElement("label");
+  label.textContent = "Reason";
+  const input = document.createElement("input");
+  input.name = "reason";
+  input.required = true;
+  input.id = `reason-${visitId}`;
+  label.htmlFor = input.id;
+  const hint = document.createElement("small");
+  hint.id = `reason-hint-${visitId}`;
+  hint.className = "hint";
+  hint.textContent = "Everyone in the visit will see this reason; it is kept in the audit log.";
+  input.setAttribute("aria-describedby", hint.id);
+  const end = document.createElement("button");
+  end.type = "submit";
+  end.className = "danger";
+  end.textContent = "End visit";
+  end.setAttribute("aria-label", `End visit ${visitId}`);
+  form.append(label, input, end, hint);
+  form.addEventListener("submit", (e) => { e.preventDefault(); endVisit(visitId, input.value); });
+  actions.append(watchButton, listenButton, form);
+  row.append(idCell, people, left, actions);
+  return row;
+}
+
+function patchPeople(list, v) {
+  const present = v.participants.filter((p) => p.connected);
+  const keep = new Set(present.map((p) => p.id));
+  for (const li of [...list.children]) if (!keep.has(li.dataset.participant)) li.remove();
+  for (const p of present) {
+    let li = [...list.children].find((e) => e.dataset.participant === p.id);
+    if (!li) {
+      li = document.createElement("li");
+      li.dataset.participant = p.id;
+      const name = document.createElement("span");
+      name.className = "name";
+      const state = document.createElement("span");
+      state.className = "state";
+      li.append(name, " ", state, " ");
       if (!v.privileged) {
-        li.append(button("Mute", () => mute(v.id, p.id, true), `Mute ${p.name} in visit ${v.id}`),
-          button("Unmute", () => mute(v.id, p.id, false), `Unmute ${p.name} in visit ${v.id}`));
+        li.append(button("Mute", () => mute(v.id, p.id, li.dataset.muted !== "true")));
       }
       list.append(li);
     }
-    people.append(list);
-    const left = document.createElement("td");
-    left.textContent = v.state === "waiting" ? "waiting room" : formatSeconds(v.time_left_s);
-    const actions = document.createElement("td");
-    const watching = watches.has(v.id);
-    actions.append(button(watching ? "Stop watching" : "Watch",
-      () => (watches.has(v.id) ? unwatch(v.id) : watch(v.id)),
-      `${watching ? "Stop watching" : "Watch"} visit ${v.id}`));
-    const form = document.createElement("form");
-    form.className = "end-form";
-    const label = document.createElement("label");
-    label.textContent = "Reason";
-    const input = document.createElement("input");
-    input.name = "reason";
-    input.required = true;
-    input.id = `reason-${v.id}`;
-    label.htmlFor = input.id;
-    const end = document.createElement("button");
-    end.type = "submit";
-    end.className = "danger";
-    end.textContent = "End visit";
-    end.setAttribute("aria-label", `End visit ${v.id}`);
-    form.append(label, input, end);
-    form.addEventListener("submit", (e) => { e.preventDefault(); endVisit(v.id, input.value); });
-    actions.append(form);
-    row.append(idCell, people, left, actions);
-    body.append(row);
+    setText(li.querySelector(".name"), describePerson(p));
+    setText(li.querySelector(".state"), personNotes(p) ? `(${personNotes(p)})` : "");
+    li.dataset.muted = String(!!p.muted_by_officer);
+    const toggle = li.querySelector("button");
+    if (toggle) {
+      setText(toggle, p.muted_by_officer ? "Unmute" : "Mute");
+      setAttr(toggle, "aria-label", `${p.muted_by_officer ? "Unmute" : "Mute"} ${p.name} in visit ${v.id}`);
+      setAttr(toggle, "aria-pressed", String(!!p.muted_by_officer));
+    }
   }
+}
+
+function renderVisits(visits) {
+  lastVisits = visits;
+  renders += 1;
+  const body = $("visits");
+  const rows = new Map([...body.children].map((r) => [r.dataset.visit, r]));
+  const live = new Set(visits.map((v) => v.id));
+  for (const [id, row] of rows) if (!live.has(id)) row.remove();
+  $("none").hidden = visits.length > 0;
+  visits.forEach((v, i) => {
+    const row = rows.get(v.id) || makeRow(v.id);
+    if (body.children[i] !== row) body.insertBefore(row, body.children[i] || null);
+    const [idCell, people, left] = row.children;
+    setText(idCell, v.privileged ? `${v.id} (privileged)` : v.id);
+    patchPeople(people.firstChild, v);
+    setText(left, v.state === "waiting" ? "waiting room" : formatSeconds(v.time_left_s));
+    const watching = watches.has(v.id);
+    const watchButton = row.querySelector(".watch-toggle");
+    setText(watchButton, watching ? "Stop watching" : "Watch");
+    setAttr(watchButton, "aria-label", `${watching ? "Stop watching" : "Watch"} visit ${v.id}`);
+    const listenButton = row.querySelector(".listen-toggle");
+    listenButton.hidden = !!v.privileged;
+    setText(listenButton, listening === v.id ? "Stop listening" : "Listen");
+    setAttr(listenButton, "aria-label", `${listening === v.id ? "Stop listening to" : "Listen to"} visit ${v.id}`);
+    setAttr(listenButton, "aria-pressed", String(listening === v.id));
+  });
 }
 
 async function refresh() {
@@ -70,91 +128,19 @@ async function refresh() {
 async function mute(visit, sub, muted) {
   try {
     await api("POST", `/api/visits/${encodeURIComponent(visit)}/participants/${encodeURIComponent(sub)}/mute`, { muted });
-    status(muted ? `Muted ${sub}.` : `Unmuted ${sub}.`);
+    confirmDone(muted ? `Muted ${sub} in visit ${visit}: nobody hears them until unmuted.`
+      : `Unmuted ${sub} in visit ${visit}.`);
+    refresh();
   } catch (err) { alertUser(err.message); }
 }
 
 async function endVisit(visit, reason) {
   try {
     await api("POST", `/api/visits/${encodeURIComponent(visit)}/end`, { reason });
-    status(`Visit ${visit} ended.`);
+    confirmDone(`Visit ${visit} ended. Everyone in it was shown the reason: “${reason}”.`);
     refresh();
   } catch (err) { alertUser(err.message); }
 }
-
-function watch(visitId) {
-  const panel = document.createElement("section");
-  panel.className = "watch";
-  panel.dataset.visit = visitId;
-  const title = document.createElement("h3");
-  title.textContent = `Visit ${visitId}`;
-  const note = document.createElement("p");
-  note.className = "state";
-  note.setAttribute("role", "status");
-  const list = document.createElement("ul");
-  list.className = "tiles";
-  panel.append(title, note, list);
-  $("watching").append(panel);
-  const entry = { ws: null, pc: null, panel, list, note, people: new Map() };
-  watches.set(visitId, entry);
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const ws = new WebSocket(`${scheme}://${location.host}/ws`);
-  entry.ws = ws;
-  const send = (m) => { if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(m)); };
-  const tile = (slot) => list.querySelector(`li[data-slot="${slot}"]`) || makeTile(list, slot, true);
-  const show = (p) => {
-    entry.people.set(p.id, p);
-    const t = tile(p.slot);
-    t.dataset.participant = p.id;
-    t.querySelector(".name").textContent = describePerson(p);
-    t.querySelector("video").setAttribute("aria-label", `Video of ${describePerson(p)} in visit ${visitId}`);
-    t.querySelector(".state").textContent = personNotes(p);
-    t.hidden = false;
-  };
-  ws.onopen = () => send({ type: "monitor", token, visit: visitId });
-  ws.onmessage = async (event) => {
-    const msg = JSON.parse(event.data);
-    if (msg.type === "monitoring") { msg.participants.forEach(show); note.textContent = "Watching silently."; }
-    else if (msg.type === "offer") {
-      entry.pc = await acceptOffer(msg, {
-        local: null, send,
-        onTrack: (slot, track) => {
-          tile(slot).querySelector(track.kind === "video" ? "video" : "audio").srcObject = new MediaStream([track]);
-        },
-        onState: () => {},
-      });
-    } else if (msg.type === "participant_joined" || msg.type === "participant_updated") show(msg.participant);
-    else if (msg.type === "participant_left") {
-      const p = entry.people.get(msg.id);
-      if (p) { const t = tile(p.slot); if (t.dataset.participant === msg.id) t.hidden = true; }
-    } else if (msg.type === "ended") note.textContent = `${END_CAUSES[msg.cause] || "Ended."} ${msg.reason || ""}`;
-    else if (msg.type === "error") {
-      note.textContent = msg.code === "privileged_visit"
-        ? "Privileged visits cannot be monitored." : `Cannot watch: ${msg.message}`;
-      panel.dataset.error = msg.code;
-    }
-  };
-  ws.onclose = () => { if (entry.pc) entry.pc.close(); };
-  renderVisits(lastVisits);
-}
-
-function unwatch(visitId) {
-  const entry = watches.get(visitId);
-  if (!entry) return;
-  watches.delete(visitId);
-  entry.ws.close();
-  entry.panel.remove();
-  renderVisits(lastVisits);
-}
-
-// Read-only hook for tests and diagnostics: statistics of every watched visit.
-window.visitStats = async () => {
-  const all = [];
-  for (const entry of watches.values()) {
-    if (entry.pc) all.push(...(await entry.pc.getStats()).values());
-  }
-  return all;
-};
 
 if (!token) {
   alertUser("This page needs an officer link with a token.");

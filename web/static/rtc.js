@@ -27,11 +27,26 @@ async function acceptOffer(offer, { local, send, onTrack, onState }) {
       tr.direction = "sendonly";
       await tr.sender.replaceTrack(track);
       tr.sender.setStreams(local);
+      if (kind === "video") await temporalLayers(tr.sender);
     }
   }
   await pc.setLocalDescription(await pc.createAnswer());
   send({ type: "answer", sdp: pc.localDescription.sdp });
   return pc;
+}
+
+// VP8 in three temporal layers (L1T3): the server can then send a watching officer's
+// wall a quarter of the frame rate without asking anything more of this browser. A
+// browser that cannot keeps sending one layer, which the server forwards whole.
+async function temporalLayers(sender) {
+  try {
+    const params = sender.getParameters();
+    if (!params.encodings || !params.encodings.length) params.encodings = [{}];
+    params.encodings[0].scalabilityMode = "L1T3";
+    await sender.setParameters(params);
+  } catch (err) {
+    console.info("temporal layers not available:", err.message);
+  }
 }
 
 // A tile for one slot: video, audio sink (remote audio is only decoded with a sink),
