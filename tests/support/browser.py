@@ -44,10 +44,14 @@ def chromium_path() -> str:
 
 
 @contextlib.asynccontextmanager
-async def chromium() -> AsyncIterator[Browser]:
+async def chromium(executable: str | None = None,
+                   origin: str | None = None) -> AsyncIterator[Browser]:
+    """A browser; ``executable`` runs one elsewhere (``netem.chromium_in``), and pages of
+    ``origin`` (plain HTTP on a test network) get the camera as a secure origin would."""
+    args = [*FLAGS, *([f"--unsafely-treat-insecure-origin-as-secure={origin}"] if origin else [])]
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=chromium_path(), args=FLAGS,
-                                           chromium_sandbox=False)
+        browser = await pw.chromium.launch(executable_path=executable or chromium_path(),
+                                           args=args, chromium_sandbox=False)
         try:
             yield browser
         finally:
