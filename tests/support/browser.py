@@ -106,6 +106,29 @@ async def join(page: Page) -> None:
     await page.get_by_role("button", name="Join the visit").click()
 
 
+def two_party_links(server: Server, visit_id: str, tag: str,
+                    seconds: int = 600) -> tuple[str, str]:
+    """Join links of an inmate (Alex) and a family member (Sam) of a visit live now."""
+    now = int(time.time())
+    inmate, family = (
+        f"{server.url}/join#token=" + cli_token(server, f"{role}-{tag}", role, name,
+                                               visit_id, now - 5, now + seconds)
+        for role, name in (("inmate", "Alex Inmate"), ("family", "Sam Family")))
+    return inmate, family
+
+
+async def joined_pair(inmate_browser: Browser, inmate_link: str, family_browser: Browser,
+                      family_link: str, timeout: float = 15) -> tuple[Page, Page]:
+    """Both pages joined, each decoding the other's video."""
+    inmate = await open_page(inmate_browser, inmate_link)
+    family = await open_page(family_browser, family_link)
+    await join(inmate)
+    await join(family)
+    await wait_decoding(inmate, 1, timeout)
+    await wait_decoding(family, 1, timeout)
+    return inmate, family
+
+
 async def wait_decoding(page: Page, streams: int, timeout: float) -> float:
     """Wait until video from ``streams`` others is being decoded; return seconds waited."""
     start = time.monotonic()

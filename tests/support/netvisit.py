@@ -8,21 +8,13 @@ RTCP, WebSocket) crosses the link. Both pages are joined and decoding when it yi
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from playwright.async_api import Page
 
-from tests.support.browser import (
-    chromium,
-    chromium_path,
-    cli_token,
-    join,
-    open_page,
-    wait_decoding,
-)
+from tests.support.browser import chromium, chromium_path, joined_pair, two_party_links
 from tests.support.netem import Link, chromium_in, namespace_link
 from tests.support.server import Server, start, stop
 
@@ -41,21 +33,12 @@ async def visit_behind_link(tmp_path: Path, visit_id: str,
     with namespace_link() as link:
         server = start(Server(tmp_path / "server", host=link.host_address, env=env))
         try:
-            now = int(time.time())
-            inmate_link, family_link = (
-                f"{server.url}/join#token=" + cli_token(server, sub, role, name, visit_id,
-                                                       now - 5, now + 900)
-                for sub, role, name in (("inmate-" + visit_id, "inmate", "Alex Inmate"),
-                                        ("family-" + visit_id, "family", "Sam Family")))
+            inmate_link, family_link = two_party_links(server, visit_id, visit_id, 900)
             launcher = chromium_in(link, tmp_path, chromium_path())
             async with chromium(origin=server.url) as host_browser, \
                     chromium(launcher, origin=server.url) as far_browser:
-                inmate = await open_page(host_browser, inmate_link)
-                family = await open_page(far_browser, family_link)
-                await join(inmate)
-                await join(family)
-                await wait_decoding(inmate, 1, 20)
-                await wait_decoding(family, 1, 20)
+                inmate, family = await joined_pair(host_browser, inmate_link, far_browser,
+                                                   family_link, 20)
                 yield NetVisit(link, server, inmate, family)
         finally:
             stop(server)
