@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-APT_PACKAGES := chromium prometheus coturn jq openssl nftables redis-server
+APT_PACKAGES := chromium prometheus coturn jq openssl nftables iproute2 redis-server
 
 .PHONY: run test lint bench system-packages
 

@@ -33,6 +33,11 @@ can prove the server never decoded or encoded media.
 ``CODECS`` table) so that browsers protect their audio with Opus in-band FEC; aiortc
 offers Opus with none, and a browser then sends no redundancy at all.
 
+``offer_transport_cc`` adds transport-wide congestion control to what aiortc offers (its
+``CODECS`` and ``HEADER_EXTENSIONS`` tables): the header extension that numbers a
+browser's packets across the connection and the ``transport-cc`` feedback type, so a
+publisher's browser estimates its uplink from the server's reports (``sfu.congestion``).
+
 ``install_lazy_bitrate_estimators`` makes each receiver's ``RemoteBitrateEstimator``
 lazy: aiortc builds one per video receiver (a thousand one-millisecond buckets, each a
 list), yet the forwarder takes the receiver's RTP before it and a slot's receiver gets
@@ -62,7 +67,13 @@ from aiortc import (
     RTCRtpSender,
     RTCRtpTransceiver,
 )
+from aiortc.codecs import is_rtx
 from aiortc.rate import RemoteBitrateEstimator
+from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpHeaderExtensionParameters
+
+from sfu.congestion import TRANSPORT_CC_URI
+
+TRANSPORT_CC = RTCRtcpFeedback(type="transport-cc")
 
 SUPPORTED_AIORTC = ("1.16.",)
 SUPPORTED_AIOICE = ("0.13.",)
@@ -240,6 +251,27 @@ def offer_opus_fec() -> None:
         raise RuntimeError("aiortc offers no Opus codec to configure; see sfu/aiortc_glue.py")
     for codec in opus:
         codec.parameters.update(OPUS_FMTP)
+
+
+# The extension's id: one no other offered extension uses (aiortc's ids are shared by
+# audio and video under BUNDLE).
+TRANSPORT_CC_ID = 5
+
+
+def offer_transport_cc() -> None:
+    """Offer the transport-wide sequence number on every m-line and ``transport-cc``
+    feedback for every codec, once (aiortc offers neither)."""
+    for kind in ("audio", "video"):
+        extensions = aiortc.codecs.HEADER_EXTENSIONS[kind]
+        if any(e.id == TRANSPORT_CC_ID and e.uri != TRANSPORT_CC_URI for e in extensions):
+            raise RuntimeError(f"aiortc offers another {kind} extension with id "
+                               f"{TRANSPORT_CC_ID}; see sfu/aiortc_glue.py")
+        if all(e.uri != TRANSPORT_CC_URI for e in extensions):
+            extensions.append(RTCRtpHeaderExtensionParameters(id=TRANSPORT_CC_ID,
+                                                              uri=TRANSPORT_CC_URI))
+        for codec in aiortc.codecs.CODECS[kind]:
+            if not is_rtx(codec) and TRANSPORT_CC not in codec.rtcpFeedback:
+                codec.rtcpFeedback.append(TRANSPORT_CC)
 
 
 def install_lazy_bitrate_estimators() -> None:

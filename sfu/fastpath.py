@@ -11,6 +11,10 @@ one per peer connection with max-bundle) instead:
   synchronously; RTCP, DTLS and anything unexpected still go through aiortc's queue;
 * protects and sends outgoing RTP synchronously with the UDP transport's ``sendto``.
 
+It also reports every packet's arrival to the publisher (``sfu.congestion``: transport
+feedback, every ``FEEDBACK_INTERVAL_S``), from which the browser's own estimator finds
+what its uplink carries.
+
 It also holds what bounds one participant's connection (``sfu.limits``): the SSRCs it
 may introduce (each new one is learnt and kept, with its receive statistics and a
 receiver report block, so a flood of them is dropped once ``max_ssrcs`` are known) and
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import struct
 import time
 from collections.abc import Callable
@@ -36,6 +41,7 @@ from aiortc.rtp import RtpPacket
 
 from sfu import glue_rtp, metrics
 from sfu.aiortc_glue import install_stun_demux
+from sfu.congestion import ArrivalLog
 from sfu.limits import DEFAULT_LIMITS, MediaLimits, RetransmitBudget
 
 log = logging.getLogger(__name__)
@@ -59,6 +65,7 @@ class InPacket:
     and the payload. ``audio_level`` is the raw byte of the audio-level header extension
     (V bit and level, as sent on the wire) or None. One is made per packet: the
     generated ``__init__`` only stores into slots, and a packet equals only itself.
+    ``transport_seq`` is the transport-wide sequence number (``sfu.congestion``) or None.
     """
 
     payload_type: int
@@ -68,6 +75,7 @@ class InPacket:
     ssrc: int
     payload: bytes
     audio_level: int | None = None
+    transport_seq: int | None = None
 
     @classmethod
     def from_rtp(cls, packet: RtpPacket) -> InPacket:
@@ -77,11 +85,12 @@ class InPacket:
                    None if level is None else ((0x80 if level[0] else 0) | (level[1] & 0x7F)))
 
 
-def parse_rtp(data: bytes, level_id: int = 0) -> InPacket | None:
+def parse_rtp(data: bytes, level_id: int = 0, seq_id: int = 0) -> InPacket | None:
     """Parse an unprotected RTP packet; None if malformed (as ``RtpPacket.parse`` raises).
 
-    Only the audio-level extension (``level_id``, 0 for none) is read from the header
-    extensions: nothing else of them is forwarded.
+    Only the audio-level extension (``level_id``, 0 for none) and the transport-wide
+    sequence number (``seq_id``) are read from the header extensions: nothing else of
+    them is forwarded or reported.
     """
     size = len(data)
     if size < 12:
@@ -90,7 +99,7 @@ def parse_rtp(data: bytes, level_id: int = 0) -> InPacket | None:
     if b0 >> 6 != 2:
         return None
     pos = 12 + 4 * (b0 & 0x0F)
-    level = None
+    level = transport_seq = None
     if b0 & 0x10:
         if size < pos + 4:
             return None
@@ -99,8 +108,8 @@ def parse_rtp(data: bytes, level_id: int = 0) -> InPacket | None:
         end = pos + 4 * words
         if size < end:
             return None
-        if level_id:
-            level = _find_level(data, pos, end, profile, level_id)
+        if level_id or seq_id:
+            level, transport_seq = _find_extensions(data, pos, end, profile, level_id, seq_id)
         pos = end
     if b0 & 0x20:
         pad = data[-1]
@@ -109,10 +118,13 @@ def parse_rtp(data: bytes, level_id: int = 0) -> InPacket | None:
         payload = data[pos:size - pad]
     else:
         payload = data[pos:] if pos < size else b""
-    return InPacket(m_pt & 0x7F, m_pt >> 7, seq, ts, ssrc, payload, level)
+    return InPacket(m_pt & 0x7F, m_pt >> 7, seq, ts, ssrc, payload, level, transport_seq)
 
 
-def _find_level(data: bytes, pos: int, end: int, profile: int, level_id: int) -> int | None:
+def _find_extensions(data: bytes, pos: int, end: int, profile: int, level_id: int,
+                     seq_id: int) -> tuple[int | None, int | None]:
+    """(audio level byte, transport-wide sequence number), each None when absent."""
+    level = seq = None
     if profile == 0xBEDE:  # one-byte header elements
         while pos < end:
             first = data[pos]
@@ -124,7 +136,9 @@ def _find_level(data: bytes, pos: int, end: int, profile: int, level_id: int) ->
                 break
             length = (first & 0x0F) + 1
             if x_id == level_id and pos + 1 < end:
-                return data[pos + 1]
+                level = data[pos + 1]
+            elif x_id == seq_id and length == 2 and pos + 2 < end:
+                seq = (data[pos + 1] << 8) | data[pos + 2]
             pos += 1 + length
     elif (profile & 0xFFF0) == 0x1000:  # two-byte header elements
         while pos + 1 < end:
@@ -134,9 +148,11 @@ def _find_level(data: bytes, pos: int, end: int, profile: int, level_id: int) ->
                 continue
             length = data[pos + 1]
             if x_id == level_id and length and pos + 2 < end:
-                return data[pos + 2]
+                level = data[pos + 2]
+            elif x_id == seq_id and length == 2 and pos + 3 < end:
+                seq = (data[pos + 2] << 8) | data[pos + 3]
             pos += 2 + length
-    return None
+    return level, seq
 
 
 def extension_ids(header_extensions: list[Any]) -> dict[str, int]:
@@ -198,6 +214,8 @@ RtpHandler = Callable[[InPacket], None]
 class FastTransport:
     """Synchronous RTP receive and send on one aiortc DTLS transport."""
 
+    FEEDBACK_INTERVAL_S = 0.1  # as often as Chrome sends its own transport feedback
+
     @classmethod
     def of(cls, dtls: RTCDtlsTransport) -> FastTransport:
         """The transport's fast path, created on first use (kept on the transport itself:
@@ -213,6 +231,11 @@ class FastTransport:
         self.dtls = dtls
         self.connection: aioice.Connection = glue_rtp.ice_connection(dtls)
         self.level_id = 0  # id of the audio-level extension on this transport's receive side
+        self.seq_id = 0  # id of the transport-wide sequence number extension (0: none)
+        self._arrivals = ArrivalLog()
+        self._feedback: asyncio.TimerHandle | None = None
+        self._feedback_ssrc = random.getrandbits(32)
+        self._media_ssrc = 0  # a publisher SSRC: Chrome takes feedback naming one of its own
         # receiver -> (handler, reads audio level); ssrc -> the same, learnt from aiortc
         self._handlers: dict[object, tuple[RtpHandler, bool]] = {}
         self._routes: dict[int, tuple[RtpHandler, bool]] = {}
@@ -229,10 +252,12 @@ class FastTransport:
         self.limits = DEFAULT_LIMITS
         self.rtx_budget = RetransmitBudget(self.limits.rtx_packets_per_s, time.monotonic())
 
-    def configure(self, limits: MediaLimits, level_id: int) -> None:
-        """The connection's limits and the id of its audio-level extension (0: none)."""
+    def configure(self, limits: MediaLimits, level_id: int, seq_id: int = 0) -> None:
+        """The connection's limits and the ids of its audio-level and transport-wide
+        sequence number extensions (0: none)."""
         self.limits = limits
         self.level_id = level_id
+        self.seq_id = seq_id
         self.rtx_budget = RetransmitBudget(limits.rtx_packets_per_s, time.monotonic())
 
     def register(self, receiver: object, handler: RtpHandler, audio: bool) -> None:
@@ -275,9 +300,30 @@ class FastTransport:
             if route is None:
                 return
         handler, audio = route
-        packet = parse_rtp(data, self.level_id if audio else 0)
+        packet = parse_rtp(data, self.level_id if audio else 0, self.seq_id)
         if packet is not None:
+            if packet.transport_seq is not None:
+                self._arrived(packet.transport_seq, ssrc)
             handler(packet)
+
+    def _arrived(self, transport_seq: int, ssrc: int) -> None:
+        self._arrivals.record(transport_seq, time.monotonic_ns() // 1000)
+        self._media_ssrc = ssrc
+        if self._feedback is None:
+            self._feedback = asyncio.get_running_loop().call_later(
+                self.FEEDBACK_INTERVAL_S, self._send_feedback)
+
+    def _send_feedback(self) -> None:
+        self._feedback = None
+        report = self._arrivals.feedback(self._feedback_ssrc, self._media_ssrc)
+        if report is not None:
+            self.send_rtcp(report)
+
+    def close(self) -> None:
+        """Stop reporting arrivals (the connection is gone)."""
+        if self._feedback is not None:
+            self._feedback.cancel()
+            self._feedback = None
 
     def _learn(self, data: bytes, ssrc: int) -> tuple[RtpHandler, bool] | None:
         """An SSRC seen for the first time: let aiortc's router decide (it learns it).
@@ -304,11 +350,18 @@ class FastTransport:
 
     def send_rtp(self, data: bytes) -> bool:
         """Protect and send one RTP packet; False if the transport cannot send."""
+        return self._send(data, rtcp=False)
+
+    def send_rtcp(self, data: bytes) -> bool:
+        """Protect and send one RTCP packet; False if the transport cannot send."""
+        return self._send(data, rtcp=True)
+
+    def _send(self, data: bytes, rtcp: bool) -> bool:
         srtp = glue_rtp.srtp_send(self.dtls)
         if srtp is None:
             return False
         try:
-            data = srtp.protect(data)
+            data = srtp.protect_rtcp(data) if rtcp else srtp.protect(data)
         except pylibsrtp.Error:
             return False
         pair = glue_rtp.nominated_pair(self.connection)

@@ -29,6 +29,7 @@ from aiortc.sdp import candidate_from_sdp
 
 from sfu.aiortc_glue import guard_receiver
 from sfu.candidates import CandidateGate, CandidatePolicy
+from sfu.congestion import TRANSPORT_CC_URI
 from sfu.fastpath import AUDIO_LEVEL_URI, FastTransport, extension_ids
 from sfu.forwarder import TrackForwarder
 from sfu.glue_rtp import negotiated_codecs, negotiated_header_extensions, set_stream_id
@@ -134,7 +135,8 @@ class Peer:
         ids = extension_ids([e for t in self.pc.getTransceivers()
                              for e in negotiated_header_extensions(t)])
         fast = self._fast = FastTransport.of(self.pc.getTransceivers()[0].sender.transport)
-        fast.configure(self._settings.limits, ids.get(AUDIO_LEVEL_URI, 0))
+        fast.configure(self._settings.limits, ids.get(AUDIO_LEVEL_URI, 0),
+                       ids.get(TRANSPORT_CC_URI, 0))
         for pair, sinks in zip(self._slot_transceivers, self.sinks, strict=True):
             for kind, t in pair.items():
                 sinks[kind].configure(negotiated_codecs(t), t.mid, ids)
@@ -185,4 +187,6 @@ class Peer:
             for sink in sinks.values():
                 if sink.source is not None:
                     sink.source.detach(sink)
+        if self._fast is not None:
+            self._fast.close()
         await self.pc.close()

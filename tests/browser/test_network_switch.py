@@ -14,15 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.support.browser import (
-    chromium,
-    cli_token,
-    decoded,
-    join,
-    open_page,
-    until,
-    wait_decoding,
-)
+from tests.support.browser import chromium, decoded, joined_pair, two_party_links, until
 from tests.support.netblock import udp_dropped
 from tests.support.server import running_server
 
@@ -37,19 +29,9 @@ async def path_ports(page: Any) -> list[int]:
 
 async def test_a_dead_media_path_is_rejoined_without_a_reload(tmp_path: Path) -> None:
     with running_server(tmp_path, VISITBRIDGE_MEDIA_TIMEOUT_S="0") as server:
-        now = int(time.time())
-        inmate_link, family_link = (
-            f"{server.url}/join#token=" + cli_token(server, sub, role, name, "switch-1",
-                                                   now - 5, now + 600)
-            for sub, role, name in (("inmate-n1", "inmate", "Alex Inmate"),
-                                    ("family-n1", "family", "Sam Family")))
+        inmate_link, family_link = two_party_links(server, "switch-1", "n1")
         async with chromium() as browser:
-            inmate = await open_page(browser, inmate_link)
-            family = await open_page(browser, family_link)
-            await join(inmate)
-            await join(family)
-            await wait_decoding(inmate, 1, 15)
-            await wait_decoding(family, 1, 15)
+            inmate, family = await joined_pair(browser, inmate_link, browser, family_link)
             await family.evaluate("window.sameDocument = true")  # gone if it reloads
             with udp_dropped(*await path_ports(family)):
                 cut = time.monotonic()

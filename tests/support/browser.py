@@ -44,10 +44,14 @@ def chromium_path() -> str:
 
 
 @contextlib.asynccontextmanager
-async def chromium() -> AsyncIterator[Browser]:
+async def chromium(executable: str | None = None,
+                   origin: str | None = None) -> AsyncIterator[Browser]:
+    """A browser; ``executable`` runs one elsewhere (``netem.chromium_in``), and pages of
+    ``origin`` (plain HTTP on a test network) get the camera as a secure origin would."""
+    args = [*FLAGS, *([f"--unsafely-treat-insecure-origin-as-secure={origin}"] if origin else [])]
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=chromium_path(), args=FLAGS,
-                                           chromium_sandbox=False)
+        browser = await pw.chromium.launch(executable_path=executable or chromium_path(),
+                                           args=args, chromium_sandbox=False)
         try:
             yield browser
         finally:
@@ -124,6 +128,29 @@ def cli_token(server: Server, sub: str, role: str, name: str, visit_id: str,
 
 async def join(page: Page) -> None:
     await page.get_by_role("button", name="Join the visit").click()
+
+
+def two_party_links(server: Server, visit_id: str, tag: str,
+                    seconds: int = 600) -> tuple[str, str]:
+    """Join links of an inmate (Alex) and a family member (Sam) of a visit live now."""
+    now = int(time.time())
+    inmate, family = (
+        f"{server.url}/join#token=" + cli_token(server, f"{role}-{tag}", role, name,
+                                               visit_id, now - 5, now + seconds)
+        for role, name in (("inmate", "Alex Inmate"), ("family", "Sam Family")))
+    return inmate, family
+
+
+async def joined_pair(inmate_browser: Browser, inmate_link: str, family_browser: Browser,
+                      family_link: str, timeout: float = 15) -> tuple[Page, Page]:
+    """Both pages joined, each decoding the other's video."""
+    inmate = await open_page(inmate_browser, inmate_link)
+    family = await open_page(family_browser, family_link)
+    await join(inmate)
+    await join(family)
+    await wait_decoding(inmate, 1, timeout)
+    await wait_decoding(family, 1, timeout)
+    return inmate, family
 
 
 async def wait_decoding(page: Page, streams: int, timeout: float) -> float:

@@ -36,14 +36,14 @@ def read_log(path: Path | None) -> str:
 
 
 def wait_listening(process: subprocess.Popen[bytes], port: int, timeout_s: float, what: str,
-                   log_text: Callable[[], str]) -> None:
+                   log_text: Callable[[], str], host: str = "127.0.0.1") -> None:
     """Return once ``port`` accepts TCP connections; raise with the child's log if it
     exits or ``timeout_s`` passes first."""
     deadline = time.monotonic() + timeout_s
     while True:
         if process.poll() is not None:
             raise RuntimeError(f"{what} exited {process.returncode} at start-up:\n{log_text()}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+        with contextlib.suppress(OSError), socket.create_connection((host, port), 0.2):
             return
         if time.monotonic() > deadline:
             raise RuntimeError(f"{what} did not start in {timeout_s:g} s:\n{log_text()}")

@@ -54,6 +54,7 @@ class Server:
     command: tuple[str, ...] = ("app.cli", "serve")  # run as ``python -m``
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    host: str = "127.0.0.1"  # where it listens (a test network's host end, for one)
 
     def __post_init__(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -63,6 +64,7 @@ class Server:
         self.env = {
             "VISITBRIDGE_DATA_DIR": str(self.data_dir),
             "VISITBRIDGE_PORT": str(self.port),
+            "VISITBRIDGE_HOST": self.host,
             "VISITBRIDGE_TOKEN_ISSUER": ISSUER,
             "VISITBRIDGE_TOKEN_AUDIENCE": AUDIENCE,
             "VISITBRIDGE_ICE_LOOPBACK": "1",
@@ -71,11 +73,11 @@ class Server:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
+        return f"ws://{self.host}:{self.port}/ws"
 
     def private_key(self) -> Any:
         return load_private_key(self.data_dir / "keys" / f"{KID}.private.pem")
@@ -100,7 +102,8 @@ def start(server: Server, timeout: float = 20.0) -> Server:
         server.process = subprocess.Popen(
             [sys.executable, "-m", *server.command],
             cwd=ROOT, env={**os.environ, **server.env}, stdout=log, stderr=subprocess.STDOUT)
-    wait_listening(server.process, server.port, timeout, "server", server.log_text)
+    wait_listening(server.process, server.port, timeout, "server", server.log_text,
+                   server.host)
     return server
 
 

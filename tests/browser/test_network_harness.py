@@ -1,0 +1,69 @@
+"""Each phase of the network harness does to real media what it claims.
+
+A live visit (real server, real Chromium on both sides) with the family's whole browser
+in a network namespace behind a veth link (``tests.support.netem``). What is asserted is
+what the family's browser itself reports through ``getStats()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from playwright.async_api import Page
+
+from tests.support.netvisit import visit_behind_link
+from tests.support.rtp_stats import totals, window
+
+
+async def frames_grow(page: Page, seconds: float) -> bool:
+    """Whether the page decodes any new video frame within ``seconds``."""
+    before = (await totals(page, "inbound-rtp", "video"))["framesDecoded"]
+    await asyncio.sleep(seconds)
+    return (await totals(page, "inbound-rtp", "video"))["framesDecoded"] > before
+
+
+async def seconds_until_frames(page: Page, timeout: float) -> float:
+    """Seconds until the page decodes video again (counters may restart on a rejoin)."""
+    start = time.monotonic()
+    while not await frames_grow(page, 0.5):
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"no video decoded within {timeout} s")
+    return time.monotonic() - start
+
+
+async def test_loss_and_a_rate_cap_show_in_the_far_browser(tmp_path: Path) -> None:
+    async with visit_behind_link(tmp_path, "net-loss") as visit:
+        clean = await window(visit.family, "inbound-rtp", "audio", 4)
+        assert clean.loss_percent() < 1.0, clean
+        visit.link.loss(10)
+        lossy = await window(visit.family, "inbound-rtp", "audio", 10)
+        # Audio is never retransmitted: its packetsLost is the link's own loss.
+        assert 5.0 < lossy.loss_percent() < 16.0, lossy.loss_percent()
+        visit.link.clean()
+        await asyncio.sleep(3)
+        uncapped = await window(visit.family, "inbound-rtp", "video", 4)
+        visit.link.cap(None, 300)
+        await asyncio.sleep(3)  # the 200 ms queue drains, what was in flight arrives
+        capped = await window(visit.family, "inbound-rtp", "video", 6)
+        assert uncapped.kbps("bytesReceived") > 350, uncapped.kbps("bytesReceived")
+        assert capped.kbps("bytesReceived") < 300, capped.kbps("bytesReceived")
+
+
+async def test_an_outage_and_a_new_address_are_recovered(tmp_path: Path) -> None:
+    async with visit_behind_link(tmp_path, "net-out") as visit:
+        visit.link.cut()
+        await asyncio.sleep(1)
+        assert not await frames_grow(visit.family, 2)
+        assert not await frames_grow(visit.inmate, 1)
+        visit.link.restore()
+        assert await seconds_until_frames(visit.family, 15) < 15
+        await seconds_until_frames(visit.inmate, 10)
+        old = visit.link.address
+        new = visit.link.readdress()
+        await seconds_until_frames(visit.family, 20)
+        await seconds_until_frames(visit.inmate, 10)
+        stats = await visit.family.evaluate("window.visitStats()")
+        local = {s.get("address") for s in stats if s.get("type") == "local-candidate"}
+        assert new in local and old not in local, local

@@ -1,0 +1,45 @@
+"""A family whose uplink is slow is told so, and its browser sends what the link carries.
+
+The family's whole Chromium sits behind a veth link whose uplink is capped at 300 kb/s
+(``tbf``, a 200 ms queue: a slow home connection). The server gives the publisher
+transport-wide congestion control feedback (``sfu.congestion``), from which Chrome's own
+estimator finds the link's rate: within 10 s its sent bitrate, as its ``getStats()``
+reports it, settles under the cap, and the inmate then sees under 5 % of video lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from playwright.async_api import Page
+
+from tests.support.netvisit import visit_behind_link
+from tests.support.rtp_stats import totals, window
+
+CAP_KBPS = 300
+
+
+async def sent_kbps(page: Page, seconds: float) -> float:
+    """Audio and video payload the page sent per second over ``seconds``."""
+    start = [await totals(page, "outbound-rtp", kind) for kind in ("audio", "video")]
+    await asyncio.sleep(seconds)
+    end = [await totals(page, "outbound-rtp", kind) for kind in ("audio", "video")]
+    sent = sum(e["bytesSent"] - s["bytesSent"] for s, e in zip(start, end, strict=True))
+    return sent * 8 / 1000 / (end[1]["at"] - start[1]["at"])
+
+
+async def test_a_slow_uplink_is_found_within_ten_seconds(tmp_path: Path) -> None:
+    async with visit_behind_link(tmp_path, "net-up") as visit:
+        await asyncio.sleep(6)  # Chrome ramps up past the cap on a clean link
+        before = await sent_kbps(visit.family, 2)
+        visit.link.cap(CAP_KBPS, None)
+        series = [await sent_kbps(visit.family, 1) for _ in range(16)]
+        print(f"before {before:.0f} kb/s; after the cap, per second: "
+              + " ".join(f"{r:.0f}" for r in series))
+        assert before > CAP_KBPS * 1.3, before  # the cap really binds
+        settled = series[9:]  # from 9-10 s after the cap on
+        assert max(settled) < CAP_KBPS, series
+        seen = await window(visit.inmate, "inbound-rtp", "video", 8)
+        print(f"inmate video loss {seen.loss_percent():.1f} %")
+        assert seen.loss_percent() < 5.0, seen.loss_percent()
