@@ -26,7 +26,8 @@ run: $(VENV)/.base
 # Debian packages the tests drive for real (Chromium for browser tests, Prometheus and
 # promtool for the monitoring files, coturn for TURN, jq and openssl for the export's
 # hand check, openssl also as the tests' RFC 3161 time-stamp authority, redis-server for
-# placement across nodes), without recommends.
+# placement across nodes, iproute2 and nftables for the network harness), without
+# recommends.
 system-packages:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
