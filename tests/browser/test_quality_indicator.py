@@ -47,7 +47,7 @@ async def test_a_lossy_network_shows_weak_then_good(tmp_path: Path) -> None:
             with udp_lossy(30, *await page_ports(family)):
                 await until(family, f"{SELF_LEVEL} === 'weak'", 10)
                 notice = await family.evaluate(f"{NOTICE}.textContent")
-                assert notice == "Your connection is weak: video paused, you can still talk."
+                assert notice == "Your connection is weak: video may freeze, you can still talk."
                 assert await family.locator("li.tile.self .quality").get_attribute(
                     "aria-label") == "Weak connection"
             await until(family, f"{SELF_LEVEL} === 'good'", 10)

@@ -282,7 +282,7 @@ async function handle(msg) {
       for (const p of msg.participants) renderPerson(p);
       layoutTiles(people);
       showOfficerMute(!!msg.you.muted_by_officer);
-      showLocalQuality(msg.you.quality, pc);
+      showLocalQuality(msg.you.quality);
       startQualityReports(msg.stats_interval_s, () => pc, send);
       if (!clockTimer) clockTimer = setInterval(updateClock, 1000);
       updateClock();
@@ -308,7 +308,7 @@ async function handle(msg) {
       }
       break;
     case "quality":
-      if (msg.participant === you) showLocalQuality(msg.level, pc);
+      if (msg.participant === you) showLocalQuality(msg.level);
       else if (people.has(msg.participant)) renderPerson({ ...people.get(msg.participant), quality: msg.level });
       break;
     case "visit_started":

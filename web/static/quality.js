@@ -2,13 +2,14 @@
 // statistics to the server (the "stats" message, at the rate the server asks in
 // "joined"), shows each participant's level on their tile (bars, with a text
 // alternative), and tells the local participant plainly when their connection is weak.
-// While it is weak the page pauses its own video so that the sound gets through.
+// The page never stops its own video for a weak connection: the others and the recording
+// keep the best it can send, and the server decides what each receiver's link carries.
 // See docs/protocol.md ("stats", "quality").
 "use strict";
 
 const QUALITY_LABELS = { good: "Good connection", weak: "Weak connection", lost: "Connection lost" };
 const QUALITY_NOTICES = {
-  weak: "Your connection is weak: video paused, you can still talk.",
+  weak: "Your connection is weak: video may freeze, you can still talk.",
   lost: "Your video and sound are not reaching the visit. Please check your connection.",
 };
 
@@ -28,10 +29,8 @@ function showQuality(tile, level) {
   icon.title = QUALITY_LABELS[level];
 }
 
-// Our own level: the self tile, the notice, and our outgoing video paused while weak.
-let localQuality = "good";
-function showLocalQuality(level, pc) {
-  localQuality = level;
+// Our own level: the self tile and the notice.
+function showLocalQuality(level) {
   showQuality(document.querySelector("li.tile.self"), level);
   let box = document.getElementById("quality-notice");
   if (!box) {
@@ -43,16 +42,6 @@ function showLocalQuality(level, pc) {
   }
   box.textContent = QUALITY_NOTICES[level] || "";
   box.hidden = !QUALITY_NOTICES[level];
-  pauseVideo(pc, level === "weak").catch(() => {});
-}
-
-async function pauseVideo(pc, paused) {
-  const sender = pc && pc.getSenders().find((s) => s.track && s.track.kind === "video");
-  if (!sender) return;
-  const params = sender.getParameters();
-  if (!params.encodings || !params.encodings.length || params.encodings[0].active === !paused) return;
-  params.encodings.forEach((e) => { e.active = !paused; });
-  await sender.setParameters(params);
 }
 
 // Cumulative counters since the peer connection started (the server takes differences).
@@ -95,7 +84,6 @@ function startQualityReports(intervalS, getPc, send) {
     if (!pc || pc.connectionState !== "connected") return;
     try {
       send(await collectStats(pc, last));
-      await pauseVideo(pc, localQuality === "weak");  // a new peer connection follows too
     } catch (err) { console.warn(err); }
   }, Math.max(1, intervalS || 5) * 1000);
 }
