@@ -28,7 +28,6 @@ import hmac
 import json
 import logging
 import random
-import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -37,6 +36,8 @@ from typing import Any
 
 import aiohttp
 from prometheus_client import Counter, Gauge
+
+from records.dialect import ERRORS, Connection
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ class Outbox:
     """The durable queue; each method commits before returning. Takes a connection from
     ``records.store.connect``, which creates the ``outbox`` table."""
 
-    def __init__(self, db: sqlite3.Connection, *, enabled: bool = True) -> None:
+    def __init__(self, db: Connection, *, enabled: bool = True) -> None:
         self._db = db
         self._enabled = enabled
         OUTBOX_DEPTH.set(self.depth())
@@ -224,7 +225,7 @@ class WebhookSender:
                 self._wakeup.clear()
                 try:
                     delay = await self.step(session)
-                except sqlite3.Error:
+                except ERRORS:
                     # A locked or busy database must not end delivery for good.
                     log.exception("webhook outbox unavailable")
                     delay = self._pacing.max_backoff_s
