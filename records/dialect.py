@@ -47,6 +47,7 @@ class Connection(Protocol):
     """What the records modules use of a connection; both backends provide it."""
 
     dialect: str
+    in_transaction: bool
 
     def execute(self, sql: str, args: Sequence[Any] = ..., /) -> Any: ...
     def commit(self) -> None: ...
@@ -207,15 +208,16 @@ class PgConnection:
             return self._conn.execute(sql)
         return self._conn.execute(postgres_placeholders(sql), tuple(args))
 
-    def _in_transaction(self) -> bool:
+    @property
+    def in_transaction(self) -> bool:
         return self._conn.info.transaction_status != pq.TransactionStatus.IDLE
 
     def commit(self) -> None:
-        if self._in_transaction():
+        if self.in_transaction:
             self._conn.execute("COMMIT")
 
     def rollback(self) -> None:
-        if self._in_transaction():
+        if self.in_transaction:
             self._conn.execute("ROLLBACK")
 
     def close(self) -> None:
