@@ -125,6 +125,15 @@ def tables(db: Connection) -> set[str]:
     return {row[0] for row in db.execute(sql)}
 
 
+def try_lock(db: Connection, key: int) -> bool:
+    """Take a lock held until the connection ends, if no other connection holds it. Only
+    PostgreSQL is shared by several servers; a SQLite file's processes coordinate
+    themselves (one of them runs the once-only jobs)."""
+    if dialect_of(db) != POSTGRESQL:
+        return True
+    return bool(db.execute(f"SELECT pg_try_advisory_lock({key})").fetchone()[0])
+
+
 def json_array(db: Connection, column: str, alias: str) -> str:
     """A FROM item with one row per element of the JSON array in text ``column``; each
     element is ``<alias>.value``."""
