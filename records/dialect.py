@@ -118,6 +118,14 @@ def open_database(target: str | Path, *, readonly: bool = False) -> Connection:
     return db  # type: ignore[return-value]
 
 
+def location(db: Connection) -> Path | str:
+    """What :func:`open_database` needs to open the same database again (another thread's
+    connection)."""
+    if dialect_of(db) == POSTGRESQL:
+        return db.url  # type: ignore[attr-defined, no-any-return]
+    return Path(db.execute("PRAGMA database_list").fetchone()["file"])
+
+
 def tables(db: Connection) -> set[str]:
     sql = pick(db, Variants(
         "SELECT name FROM sqlite_master WHERE type = 'table'",
@@ -203,6 +211,7 @@ class PgConnection:
     dialect = POSTGRESQL
 
     def __init__(self, url: str, *, readonly: bool = False) -> None:
+        self.url = url
         options = "-c default_transaction_read_only=on" if readonly else ""
         self._conn = psycopg.connect(url, autocommit=True, options=options,
                                      row_factory=_rows)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
@@ -18,9 +17,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from prometheus_client import REGISTRY
 
-from records.dialect import Connection
+from records.dialect import Connection, open_database
 from records.store import connect
 from records.webhooks import Outbox, Pacing, WebhookSender, verify_signature
+from tests.support.postgres import server_database
 from tests.support.server import in_visit, inmate_and_family, running_server, visit_now
 
 SECRET = b"records-system-shared-secret"
@@ -155,7 +155,7 @@ async def test_without_a_webhook_the_server_stores_no_events(tmp_path: Path) -> 
             await family.send({"type": "leave"})
             await inmate.wait_for(lambda: any(e["type"] == "participant_left"
                                               for e in inmate.events), 10)
-    db = sqlite3.connect(tmp_path / "server" / "visitbridge.db")
+    db = open_database(server_database(tmp_path / "server"), readonly=True)
     assert db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0
     assert db.execute("SELECT COUNT(*) FROM participants WHERE visit = 'no-hooks-1'"
                       ).fetchone()[0] == 2  # the visit itself was recorded

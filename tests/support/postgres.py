@@ -88,6 +88,7 @@ class Cluster:
 
 _cluster: Cluster | None = None
 _started = threading.Lock()
+_databases: dict[Path, str] = {}
 
 
 def cluster() -> Cluster:
@@ -98,3 +99,23 @@ def cluster() -> Cluster:
             _cluster = Cluster()
             atexit.register(_cluster.stop)
         return _cluster
+
+
+def database_env(data_dir: Path) -> dict[str, str]:
+    """A server's database setting under the chosen backend: on PostgreSQL, a database of
+    its own, the same one again for a server restarted on the same data directory."""
+    if backend() != "postgresql":
+        return {}
+    key = data_dir.resolve()
+    with _started:
+        known = _databases.get(key)
+    url = known or cluster().new_database()
+    with _started:
+        url = _databases.setdefault(key, url)
+    return {"VISITBRIDGE_DATABASE_URL": url}
+
+
+def server_database(data_dir: Path) -> Path | str:
+    """The database of the server whose data directory this is, under the chosen backend."""
+    env = database_env(data_dir)
+    return env.get("VISITBRIDGE_DATABASE_URL") or data_dir / "visitbridge.db"
