@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from records.dialect import open_database
+from tests.support.postgres import server_database
 from tests.support.server import (
     Participant,
     Server,
@@ -45,7 +47,7 @@ def go_silent(p: Participant) -> None:
 
 
 def audit(server: Server, visit: str) -> list[dict[str, Any]]:
-    db = sqlite3.connect(server.data_dir / "visitbridge.db")
+    db = open_database(server_database(server.data_dir))
     db.row_factory = sqlite3.Row
     try:
         return [{**dict(r), "detail": json.loads(r["detail"])} for r in db.execute(
