@@ -3,13 +3,13 @@ checkpoints (``records.anchoring``), read-only, with the keys and roots the oper
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
 from app.config import Config
 from recorder.signing import verify_with
 from records.anchoring import verify_anchors
+from records.dialect import ERRORS, open_database
 from records.timestamp import load_roots
 
 
@@ -19,14 +19,14 @@ class Outcome:
     text: str
 
 
-def check_anchors(path: Path, config: Config, tsa_ca: Path | None) -> Outcome:
+def check_anchors(path: Path | str, config: Config, tsa_ca: Path | None) -> Outcome:
     """Check the checkpoints of the database at ``path`` (its chain already verified)."""
-    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    db = open_database(path, readonly=True)
     try:
         try:
             count = db.execute("SELECT COUNT(*) FROM checkpoints").fetchone()[0]
             last_seq = db.execute("SELECT COALESCE(MAX(seq), 0) FROM audit").fetchone()[0]
-        except sqlite3.OperationalError:  # a database from before checkpoints
+        except ERRORS:  # a database from before checkpoints
             count, last_seq = 0, 0
         ca_file = tsa_ca or config.tsa_ca_file
         if not count:

@@ -174,18 +174,17 @@ def _audit_verify(args: argparse.Namespace) -> int:
 
 def _recording_files(config: Config, visit: str) -> tuple[Path, bytes, str | None]:
     """The visit's folder, the recording public key and the seal kept in the database."""
-    import sqlite3
-
     from recorder.session import visit_folder
+    from records.dialect import ERRORS, is_url, open_database
 
     folder = visit_folder(config.recordings_dir, visit)
     public = (config.data_dir / "keys" / "recording.public.pem").read_bytes()
     seal = None
-    if config.database.exists():
-        db = sqlite3.connect(f"file:{config.database}?mode=ro", uri=True)
+    if is_url(config.database) or Path(config.database).exists():
+        db = open_database(config.database, readonly=True)
         try:
             row = db.execute("SELECT seal FROM recordings WHERE visit = ?", (visit,)).fetchone()
-        except sqlite3.OperationalError:
+        except ERRORS:
             row = None
         db.close()
         seal = row[0] if row else None
@@ -308,7 +307,8 @@ def parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="the hash-chained audit log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     check = audit_sub.add_parser("verify", help="check the chain; exit 1 if tampered")
-    check.add_argument("--db", type=Path, help="default: <data_dir>/visitbridge.db")
+    check.add_argument("--db", type=Path,
+                       help="a SQLite file (default: the configured database)")
     check.add_argument("--tsa-ca", type=Path,
                        help="time-stamp authority root certificate(s) (default: tsa_ca_file)")
     check.set_defaults(func=_audit_verify)

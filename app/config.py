@@ -15,6 +15,7 @@ from typing import Any
 
 from app.cluster import NODE_ID
 from auth.keys import jwks_url_problem
+from records.dialect import is_url
 from records.refusals import networks
 
 
@@ -28,6 +29,7 @@ class Config:
     port: int = 8080
     public_url: str = ""  # how users reach the server; links are printed with it
     data_dir: Path = Path("data")
+    database_url: str = ""  # "" = SQLite in data_dir; postgresql://... selects PostgreSQL
     token_keys_dir: Path | None = None  # default: <data_dir>/keys/public
     token_jwks_url: str = ""
     token_issuer: str = "visitbridge-dev"
@@ -108,8 +110,9 @@ class Config:
         return self.data_dir / "keys" / "recording-data-keys"
 
     @property
-    def database(self) -> Path:
-        return self.data_dir / "visitbridge.db"
+    def database(self) -> Path | str:
+        """Where the records are: a PostgreSQL URL, or by default a SQLite file."""
+        return self.database_url or self.data_dir / "visitbridge.db"
 
     @property
     def base_url(self) -> str:
@@ -231,6 +234,9 @@ def _validate(c: Config) -> None:
         raise ConfigError("audit_refusal_field_chars: must be at least 16")
     if c.turn_ttl_s <= 0:
         raise ConfigError("turn_ttl_s: must be a positive number of seconds")
+    if c.database_url and not is_url(c.database_url):  # never echoed: it may hold a password
+        raise ConfigError("database_url: must be empty (SQLite in data_dir) or a "
+                          "postgresql:// URL")
     if c.tsa_url and not c.tsa_url.startswith(("http://", "https://")):
         raise ConfigError("tsa_url: must be an http:// or https:// URL")
     if c.tsa_url and c.tsa_ca_file is None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 from functools import partial
 
@@ -38,6 +37,7 @@ from records import store as sqlite_store
 from records.anchoring import Anchorer, AnchorPacing
 from records.archive import Archive
 from records.audit import AuditLog
+from records.dialect import Connection, is_url
 from records.refusals import RefusalAudit, RefusalLimits
 from records.timestamp import load_roots
 from records.visits import VisitRecords
@@ -123,9 +123,11 @@ def create_app(config: Config) -> web.Application:
     db = sqlite_store.connect(config.database)
     outbox = Outbox(db, enabled=bool(config.webhook_url))
     # With several workers, worker 0 alone delivers webhooks (and polls the shared outbox
-    # for the others' events), recovers recordings and runs retention.
+    # for the others' events), recovers recordings and runs retention. On PostgreSQL
+    # other servers add to the outbox too, and the one holding its lease delivers.
     first = config.worker_index == 0
-    pacing = Pacing(idle_poll_s=1.0 if config.workers > 1 or not first else None,
+    shared = config.workers > 1 or not first or is_url(config.database)
+    pacing = Pacing(idle_poll_s=1.0 if shared else None,
                     max_attempts=config.webhook_max_attempts,
                     keep_delivered_s=config.webhook_keep_delivered_days * 86400.0)
     sender = (WebhookSender(outbox, config.webhook_url, config.webhook_secret.encode(), pacing)
@@ -253,7 +255,7 @@ def create_app(config: Config) -> web.Application:
     return app
 
 
-def anchorer_for(config: Config, db: sqlite3.Connection, key: RecordingKey) -> Anchorer | None:
+def anchorer_for(config: Config, db: Connection, key: RecordingKey) -> Anchorer | None:
     """The job that time-stamps audit checkpoints; None when no authority is configured."""
     if not config.tsa_url or config.tsa_ca_file is None:
         return None

@@ -8,11 +8,11 @@ exact bytes, with the token and (when configured) the authority's root certifica
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
 
 from records.anchoring import CheckpointStore
+from records.dialect import Connection
 
 FOLDER = "anchors"
 CA_NAME = f"{FOLDER}/tsa-ca.pem"
@@ -52,7 +52,7 @@ def verifying_section(visit: str) -> str:
     return VERIFYING_SECTION.replace("{visit}", visit)
 
 
-def visit_anchors(db: sqlite3.Connection, visit: str,
+def visit_anchors(db: Connection, visit: str,
                   ca_file: Path | None) -> dict[str, bytes]:
     """The files under ``anchors/`` for one visit's export (empty when none)."""
     files: dict[str, bytes] = {}

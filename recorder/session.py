@@ -34,6 +34,7 @@ from recorder.track import BATCH_S, TrackRecorder
 from recorder.vault import Vault, encrypted_file
 from records.archive import Archive, recording_length
 from records.audit import AuditLog
+from records.dialect import location
 from records.store import Store, connect
 from visit.tap import TapRequest
 
@@ -109,7 +110,7 @@ class Recordings:
         # The recorder's thread: one, so its connection is only ever used by it, and the
         # work queued on it runs in order (a visit is indexed before its visitors).
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="recorder-open")
-        self._database = store.db.execute("PRAGMA database_list").fetchone()["file"]
+        self._database = location(store.db)
         self._thread_records: tuple[Store, Archive] | None = None
 
     # -- the SFU's TapFactory ------------------------------------------------------------
@@ -205,7 +206,7 @@ class Recordings:
     def _records(self) -> tuple[Store, Archive]:
         """The store and archive of the recorder's thread (only it calls this)."""
         if self._thread_records is None:
-            db = connect(Path(self._database))
+            db = connect(self._database)
             self._thread_records = Store(db), Archive(db)
         return self._thread_records
 

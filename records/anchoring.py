@@ -21,7 +21,6 @@ import asyncio
 import base64
 import logging
 import random
-import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from records import checkpoint as checkpoints
 from records import timestamp
 from records.chain import GENESIS
 from records.checkpoint import Checkpoint, Stored, Verdict
+from records.dialect import ERRORS, Connection
 from records.webhooks import backoff_s
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ LAST_ANCHOR = Gauge("visitbridge_audit_anchored_timestamp_seconds",
 class CheckpointStore:
     """Reads and appends checkpoints; a connection from ``records.store.connect``."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: Connection) -> None:
         self._db = db
 
     def last(self) -> Checkpoint | None:
@@ -82,8 +82,9 @@ class CheckpointStore:
                        "audit_seq, created_at) VALUES (?,?,?,?,?,?,?,?)",
                        (cp.n, cp.hash(), cp.data().decode(), sig,
                         base64.b64encode(token).decode(), token_time, cp.audit_seq, now))
-            db.executemany("INSERT OR IGNORE INTO checkpoint_seals (visit, seal, n) "
-                           "VALUES (?,?,?)", [(v, s, cp.n) for v, s in cp.seals.items()])
+            for visit, seal in cp.seals.items():
+                db.execute("INSERT INTO checkpoint_seals (visit, seal, n) VALUES (?,?,?) "
+                           "ON CONFLICT DO NOTHING", (visit, seal, cp.n))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -114,7 +115,7 @@ class AnchorPacing:
 class Anchorer:
     """Time-stamps checkpoints from a background task (one per database)."""
 
-    def __init__(self, db: sqlite3.Connection, url: str, roots: list[x509.Certificate],
+    def __init__(self, db: Connection, url: str, roots: list[x509.Certificate],
                  sign: Callable[[bytes], str], key_id: str,
                  pacing: AnchorPacing = AnchorPacing(), *,
                  clock: Callable[[], float] = time.time) -> None:
@@ -144,7 +145,7 @@ class Anchorer:
         async with aiohttp.ClientSession(timeout=timeout) as session:
             try:
                 await self._step(session)
-            except sqlite3.Error:
+            except ERRORS:
                 log.exception("audit anchoring: database unavailable at shutdown")
 
     async def _run(self) -> None:
@@ -216,7 +217,7 @@ class Anchorer:
         return ""
 
 
-def verify_anchors(db: sqlite3.Connection, roots: list[x509.Certificate],
+def verify_anchors(db: Connection, roots: list[x509.Certificate],
                    signature_ok: Callable[[bytes, str], bool]) -> Verdict:
     """Check the stored checkpoints, their signatures (``signature_ok(hash_text, sig)``)
     and tokens, and the audit chain against them (``records.checkpoint.judge``)."""

@@ -5,17 +5,17 @@ recording existed and when retention removed it) and one row per hold placed in
 ``holds`` (never deleted: a released hold keeps who released it and when). The media
 itself lives under ``<recordings>/<visit>/``; this module never touches files.
 
-Takes a connection from ``records.store.connect`` (autocommit, ``sqlite3.Row`` rows)
+Takes a connection from ``records.store.connect`` (autocommit, rows read by name)
 and is used from one thread, the event loop's. Times are unix seconds, passed in.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
+from records.dialect import Connection, json_array, json_text
 from records.store import dicts
 
 STATES = ("recording", "sealed", "recovered", "deleted")
@@ -59,7 +59,7 @@ def _like(text: str) -> str:
     return f"%{escaped}%"
 
 
-def _row(row: sqlite3.Row) -> dict[str, Any]:
+def _row(row: Any) -> dict[str, Any]:
     data = dict(row)
     data["visitors"] = json.loads(data.pop("visitors_json") or "[]")
     data["finals"] = json.loads(data.pop("finals_json") or "{}")
@@ -68,7 +68,7 @@ def _row(row: sqlite3.Row) -> dict[str, Any]:
 
 
 class Archive:
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: Connection) -> None:
         self.db = db
 
     # -- the recorder's side ------------------------------------------------------------
@@ -79,10 +79,10 @@ class Archive:
         self.db.execute(
             "INSERT INTO recordings (visit, inmate, inmate_name, starts_at, ends_at, state, "
             "created_at) VALUES (?,?,?,?,?,'recording',?) ON CONFLICT(visit) DO UPDATE SET "
-            "inmate = COALESCE(excluded.inmate, inmate), "
-            "inmate_name = COALESCE(excluded.inmate_name, inmate_name), "
-            "starts_at = COALESCE(excluded.starts_at, starts_at), "
-            "ends_at = COALESCE(excluded.ends_at, ends_at), state = 'recording', "
+            "inmate = COALESCE(excluded.inmate, recordings.inmate), "
+            "inmate_name = COALESCE(excluded.inmate_name, recordings.inmate_name), "
+            "starts_at = COALESCE(excluded.starts_at, recordings.starts_at), "
+            "ends_at = COALESCE(excluded.ends_at, recordings.ends_at), state = 'recording', "
             "deleted_at = NULL",
             (visit, inmate, inmate_name, starts_at, ends_at, now))
 
@@ -155,10 +155,10 @@ class Archive:
                          "OR lower(coalesce(r.inmate_name, '')) LIKE ? ESCAPE '\\')")
             args += [_like(inmate)] * 2
         if visitor:
-            where.append("EXISTS (SELECT 1 FROM json_each(r.visitors_json) v WHERE "
-                         "lower(coalesce(json_extract(v.value, '$.sub'), '')) "
+            where.append(f"EXISTS (SELECT 1 FROM {json_array(self.db, 'r.visitors_json', 'v')} "
+                         f"WHERE lower(coalesce({json_text(self.db, 'v.value', 'sub')}, '')) "
                          "LIKE ? ESCAPE '\\' OR "
-                         "lower(coalesce(json_extract(v.value, '$.name'), '')) "
+                         f"lower(coalesce({json_text(self.db, 'v.value', 'name')}, '')) "
                          "LIKE ? ESCAPE '\\')")
             args += [_like(visitor)] * 2
         if date_from is not None:
@@ -194,10 +194,9 @@ class Archive:
             raise UnknownRecording(visit)
         if row["state"] == "deleted":
             raise RecordingDeleted(visit)
-        cursor = self.db.execute(
-            "INSERT INTO holds (visit, placed_by, reason, placed_at) VALUES (?,?,?,?)",
-            (visit, by, reason, now))
-        return int(cursor.lastrowid or 0)
+        return int(self.db.execute(
+            "INSERT INTO holds (visit, placed_by, reason, placed_at) VALUES (?,?,?,?) "
+            "RETURNING id", (visit, by, reason, now)).fetchone()[0])
 
     def release(self, visit: str, hold: int, by: str, reason: str, now: float) -> None:
         """Release one hold, for a stated reason: each hold was placed for its own reason,

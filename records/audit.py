@@ -18,13 +18,13 @@ by an authority outside the server, which ``visitbridge audit verify`` also chec
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from records.chain import GENESIS, Chain, canonical
+from records.dialect import ERRORS, Connection, open_database
 
 COLUMNS = ("seq", "ts", "action", "actor", "role", "visit", "subject", "reason", "outcome",
            "detail", "prev_hash", "hash")
@@ -51,7 +51,7 @@ class AuditLog:
     """Writes entries to a connection from ``records.store.connect`` (which creates the
     tables); the caller uses it from one thread (the event loop's)."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: Connection) -> None:
         self._db = db
         # Only a brand-new log gets a genesis head; a missing head on a log with entries
         # is left missing so that verify reports it.
@@ -120,12 +120,12 @@ class Verification:
     problem: str
 
 
-def verify(db: sqlite3.Connection) -> Verification:
+def verify(db: Connection) -> Verification:
     """Re-walk the whole chain and compare its end with the stored head."""
     try:
         head = db.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
         rows = db.execute(f"SELECT {','.join(COLUMNS)} FROM audit ORDER BY seq")
-    except sqlite3.OperationalError as exc:
+    except ERRORS as exc:
         return Verification(False, 0, None, f"No audit log in this database ({exc}).")
     checked, expected, prev_hash = 0, 1, GENESIS
     for row in rows:
@@ -165,11 +165,11 @@ def verify(db: sqlite3.Connection) -> Verification:
     return Verification(True, checked, None, f"All {checked} entries verify.")
 
 
-def verify_file(path: Path) -> Verification:
-    """Verify a log file without any chance of writing to it (read-only URI)."""
-    if not path.is_file():
-        return Verification(False, 0, None, f"No database file at {path}.")
-    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+def verify_file(target: Path | str) -> Verification:
+    """Verify a log without any chance of writing to it (a read-only connection)."""
+    if isinstance(target, Path) and not target.is_file():
+        return Verification(False, 0, None, f"No database file at {target}.")
+    db = open_database(target, readonly=True)
     try:
         return verify(db)
     finally:

@@ -10,9 +10,10 @@ Adding a migration: append ``Migration(<last version + 1>, "<what and why>", (..
 to ``MIGRATIONS``, one SQL statement per string, plus a test that upgrades a database
 from the version before. Never edit, renumber or remove a migration that has shipped:
 databases in the field have applied it and will not run it again. Keep statements plain
-SQL (types TEXT, INTEGER, REAL; no SQLite-only syntax where a portable form exists), as
-a PostgreSQL backend is meant to apply this same list; the triggers of migrations 1 and
-3 are the exception and need a translation there.
+SQL (types TEXT, INTEGER, REAL; no SQLite-only syntax where a portable form exists):
+PostgreSQL applies this same list, with its own column types (``records.dialect``).
+Where no portable form exists (triggers, JSON functions) a statement is a
+``records.dialect.Variants`` pair, written once for each.
 
 Releases before this list had no migrations: each module ran ``CREATE ... IF NOT
 EXISTS`` for its own tables. Migration 1 is exactly those statements, so a database from
@@ -23,10 +24,11 @@ applying migration 1 to it creates only what is missing and keeps every row.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from records.dialect import Connection, Variants, ddl, tables
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,22 @@ log = logging.getLogger(__name__)
 class Migration:
     version: int
     description: str
-    statements: tuple[str, ...]
+    statements: tuple[str | Variants, ...]
+
+
+# PostgreSQL's triggers call a function; this one refuses the change with its argument.
+_REFUSE_FUNCTION = """CREATE OR REPLACE FUNCTION refuse_change() RETURNS trigger
+LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION '%', TG_ARGV[0]; END $$"""
+
+
+def _refuse(name: str, event: str, table: str, message: str) -> str:
+    """PostgreSQL's form of a SQLite trigger that refuses every ``event`` on ``table``
+    (an append-only table also refuses TRUNCATE, which has no SQLite counterpart)."""
+    truncate = (f";\nCREATE OR REPLACE TRIGGER {name}_truncate BEFORE TRUNCATE ON {table} "
+                f"FOR EACH STATEMENT EXECUTE FUNCTION refuse_change('{message}')"
+                if event == "DELETE" else "")
+    return (f"{_REFUSE_FUNCTION};\nCREATE OR REPLACE TRIGGER {name} BEFORE {event} ON {table} "
+            f"FOR EACH ROW EXECUTE FUNCTION refuse_change('{message}'){truncate}")
 
 
 VERSIONS_TABLE = """CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -77,21 +94,41 @@ MIGRATIONS: tuple[Migration, ...] = (
     hash TEXT NOT NULL
 )""",
         "CREATE INDEX IF NOT EXISTS audit_visit ON audit (visit, seq)",
-        """CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+        Variants(
+            """CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
 BEGIN SELECT RAISE(ABORT, 'audit log is append-only: UPDATE refused'); END""",
-        """CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+            _refuse("audit_no_update", "UPDATE", "audit",
+                    "audit log is append-only: UPDATE refused")),
+        Variants(
+            """CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'audit log is append-only: DELETE refused'); END""",
+            _refuse("audit_no_delete", "DELETE", "audit",
+                    "audit log is append-only: DELETE refused")),
         """CREATE TABLE IF NOT EXISTS audit_head (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     seq INTEGER NOT NULL,
     hash TEXT NOT NULL
 )""",
-        """CREATE TRIGGER IF NOT EXISTS audit_head_no_delete BEFORE DELETE ON audit_head
+        Variants(
+            """CREATE TRIGGER IF NOT EXISTS audit_head_no_delete BEFORE DELETE ON audit_head
 BEGIN SELECT RAISE(ABORT, 'audit head cannot be deleted'); END""",
-        """CREATE TRIGGER IF NOT EXISTS audit_head_forward_only BEFORE UPDATE ON audit_head
+            _refuse("audit_head_no_delete", "DELETE", "audit_head",
+                    "audit head cannot be deleted")),
+        Variants(
+            """CREATE TRIGGER IF NOT EXISTS audit_head_forward_only BEFORE UPDATE ON audit_head
 WHEN NEW.seq != OLD.seq + 1
   OR NEW.hash IS NOT (SELECT hash FROM audit WHERE seq = NEW.seq)
 BEGIN SELECT RAISE(ABORT, 'audit head only advances to the newest entry'); END""",
+            """CREATE OR REPLACE FUNCTION audit_head_forward_only() RETURNS trigger
+LANGUAGE plpgsql AS $$ BEGIN
+  IF NEW.seq != OLD.seq + 1
+     OR NEW.hash IS DISTINCT FROM (SELECT hash FROM audit WHERE seq = NEW.seq) THEN
+    RAISE EXCEPTION 'audit head only advances to the newest entry';
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE OR REPLACE TRIGGER audit_head_forward_only BEFORE UPDATE ON audit_head
+FOR EACH ROW EXECUTE FUNCTION audit_head_forward_only()"""),
         # The webhook outbox (records.webhooks).
         """CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -163,10 +200,16 @@ BEGIN SELECT RAISE(ABORT, 'audit head only advances to the newest entry'); END""
     n INTEGER NOT NULL REFERENCES checkpoints (n),
     PRIMARY KEY (visit, seal)
 )""",
-        """CREATE TRIGGER checkpoints_no_update BEFORE UPDATE ON checkpoints
+        Variants(
+            """CREATE TRIGGER checkpoints_no_update BEFORE UPDATE ON checkpoints
 BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only: UPDATE refused'); END""",
-        """CREATE TRIGGER checkpoints_no_delete BEFORE DELETE ON checkpoints
+            _refuse("checkpoints_no_update", "UPDATE", "checkpoints",
+                    "checkpoints are append-only: UPDATE refused")),
+        Variants(
+            """CREATE TRIGGER checkpoints_no_delete BEFORE DELETE ON checkpoints
 BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only: DELETE refused'); END""",
+            _refuse("checkpoints_no_delete", "DELETE", "checkpoints",
+                    "checkpoints are append-only: DELETE refused")),
     )),
     Migration(4, "recordings index repairs: the inmate of a recording that began before "
                  "they joined (earlier releases indexed the inmate only when their media "
@@ -180,11 +223,17 @@ BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only: DELETE refused'); END"""
                    AND p.role = 'inmate' ORDER BY p.first_joined_at LIMIT 1)
 WHERE inmate IS NULL AND EXISTS (SELECT 1 FROM participants p
                                  WHERE p.visit = recordings.visit AND p.role = 'inmate')""",
-        """UPDATE recordings SET seconds = seconds - (
+        Variants(
+            """UPDATE recordings SET seconds = seconds - (
     SELECT MIN(CASE WHEN f.type = 'object'
                THEN COALESCE(json_extract(f.value, '$.offset_s'), 0) ELSE 0 END)
     FROM json_each(recordings.finals_json) f)
 WHERE seconds IS NOT NULL AND finals_json NOT IN ('', '{}')""",
+            """UPDATE recordings SET seconds = seconds - (
+    SELECT MIN(CASE WHEN jsonb_typeof(f.value) = 'object'
+               THEN COALESCE((f.value ->> 'offset_s')::double precision, 0) ELSE 0 END)
+    FROM jsonb_each(recordings.finals_json::jsonb) f)
+WHERE seconds IS NOT NULL AND finals_json NOT IN ('', '{}')"""),
     )),
     Migration(5, "the reason a legal hold was released: each hold is released on its own, "
                  "for a stated reason (NULL for holds released before)", (
@@ -197,15 +246,15 @@ class SchemaTooNew(RuntimeError):
     """The database was migrated by a newer release; this one must not write to it."""
 
 
-def version(db: sqlite3.Connection) -> int:
+def version(db: Connection) -> int:
     """The last migration applied; 0 for an empty database or one from before migrations."""
-    if "schema_migrations" not in _tables(db):
+    if "schema_migrations" not in tables(db):
         return 0
     return int(db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
                .fetchone()[0])
 
 
-def migrate(db: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIONS) -> int:
+def migrate(db: Connection, migrations: Sequence[Migration] = MIGRATIONS) -> int:
     """Apply the migrations not yet applied, each in its own transaction; returns the
     version reached. ``db`` must not be inside a transaction."""
     if [m.version for m in migrations] != list(range(1, len(migrations) + 1)):
@@ -218,14 +267,14 @@ def migrate(db: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIONS
     for migration in migrations[current:]:
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.execute(VERSIONS_TABLE)
+            db.execute(ddl(db, VERSIONS_TABLE))
             current = version(db)  # again under the write lock: another worker may be done
             if current < migration.version:
-                if current == 0 and _tables(db) - {"schema_migrations", "sqlite_sequence"}:
+                if current == 0 and tables(db) - {"schema_migrations", "sqlite_sequence"}:
                     log.info("adopting a database from before schema migrations",
-                             extra={"tables": sorted(_tables(db))})
+                             extra={"tables": sorted(tables(db))})
                 for statement in migration.statements:
-                    db.execute(statement)
+                    db.execute(ddl(db, statement))
                 db.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
                            (migration.version, time.time()))
             db.execute("COMMIT")
@@ -234,6 +283,3 @@ def migrate(db: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIONS
             raise
     return version(db)
 
-
-def _tables(db: sqlite3.Connection) -> set[str]:
-    return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping
@@ -35,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from records.audit import AuditLog
+from records.dialect import ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +176,6 @@ class RefusalAudit:
         self._timer = None
         try:
             self._close_windows(self._clock())
-        except sqlite3.Error:
+        except ERRORS:
             log.exception("could not write refusals to the audit log")
         self._schedule()

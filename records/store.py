@@ -1,35 +1,31 @@
-"""What must outlive the process, in one SQLite file: visits seen, the ledger, revocations.
+"""What must outlive the process, in one database: visits seen, the ledger, revocations.
 
 The audit log, the webhook outbox and the recordings index keep their tables in the same
-file; :func:`connect` brings its schema up to date (``records.migrations``) before anyone
-uses it. SQLite in WAL mode: writes are small and local, so they run on the event loop's
-thread.
+database; :func:`connect` brings its schema up to date (``records.migrations``) before
+anyone uses it. The database is a SQLite file in WAL mode by default, or PostgreSQL
+(``records.dialect``); writes are small, so they run on the event loop's thread.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from records.dialect import Connection, open_database
 from records.migrations import migrate
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    """Open (creating if needed) the database, migrated to the latest schema."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, isolation_level=None)  # autocommit; explicit BEGIN where needed
-    db.row_factory = sqlite3.Row
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.execute("PRAGMA busy_timeout=5000")
+def connect(target: Path | str) -> Connection:
+    """Open the database (a SQLite file, created if needed, or a ``postgresql://`` URL),
+    migrated to the latest schema."""
+    db = open_database(target)
     migrate(db)
     return db
 
 
-def dicts(db: sqlite3.Connection, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
+def dicts(db: Connection, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
     """Every row of a query as a plain dict, ready to answer in JSON."""
     return [dict(row) for row in db.execute(sql, args).fetchall()]
 
@@ -48,7 +44,7 @@ class VisitRow:
 
 
 class Store:
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: Connection) -> None:
         self.db = db
 
     def visit(self, visit_id: str) -> VisitRow | None:
@@ -69,15 +65,16 @@ class Store:
             "INSERT INTO visits (id, starts_at, ends_at, privileged, state, cause, reason, "
             "started_at, ended_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?) "
             "ON CONFLICT(id) DO UPDATE SET "
-            "starts_at = COALESCE(excluded.starts_at, starts_at), "
-            "ends_at = COALESCE(excluded.ends_at, ends_at), "
-            "privileged = CASE WHEN ? IS NULL THEN privileged ELSE excluded.privileged END, "
-            "state = excluded.state, cause = COALESCE(excluded.cause, cause), "
-            "reason = CASE WHEN ? IS NULL THEN reason ELSE excluded.reason END, "
-            "started_at = COALESCE(started_at, excluded.started_at), "
-            "ended_at = COALESCE(excluded.ended_at, ended_at), updated_at = excluded.updated_at",
+            "starts_at = COALESCE(excluded.starts_at, visits.starts_at), "
+            "ends_at = COALESCE(excluded.ends_at, visits.ends_at), "
+            "privileged = CASE WHEN ? THEN visits.privileged ELSE excluded.privileged END, "
+            "state = excluded.state, cause = COALESCE(excluded.cause, visits.cause), "
+            "reason = CASE WHEN ? THEN visits.reason ELSE excluded.reason END, "
+            "started_at = COALESCE(visits.started_at, excluded.started_at), "
+            "ended_at = COALESCE(excluded.ended_at, visits.ended_at), "
+            "updated_at = excluded.updated_at",
             (visit_id, starts_at, ends_at, int(bool(privileged)), state, cause, reason or "",
-             started_at, ended_at, now, privileged, reason))
+             started_at, ended_at, now, privileged is None, reason is None))
 
     def open_visits(self) -> list[VisitRow]:
         ids = [r["id"] for r in self.db.execute(
@@ -101,8 +98,8 @@ class Store:
                      "WHERE visit = ? ORDER BY first_joined_at", (visit_id,))
 
     def revoke(self, visit_id: str, sub: str, by: str, now: float) -> None:
-        self.db.execute("INSERT OR IGNORE INTO revocations (visit, sub, at, by) VALUES (?,?,?,?)",
-                        (visit_id, sub, now, by))
+        self.db.execute("INSERT INTO revocations (visit, sub, at, by) VALUES (?,?,?,?) "
+                        "ON CONFLICT DO NOTHING", (visit_id, sub, now, by))
 
     def revoked(self, visit_id: str, sub: str) -> bool:
         return self.db.execute("SELECT 1 FROM revocations WHERE visit = ? AND sub = ?",

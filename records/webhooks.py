@@ -6,7 +6,9 @@ oldest undelivered event is retried (with backoff) until the receiver answers 2x
 nothing newer overtakes it, because the records system must see ``visit.ended`` after
 ``visit.started``. Delivery is at least once: if the receiver's answer is lost the event
 is sent again with the same ``Visitbridge-Event-Id``, which receivers must use to ignore
-repeats. Run one sender per outbox.
+repeats. One sender delivers at a time: on SQLite the one process that runs the once-only
+jobs; on PostgreSQL, which several servers share, the one holding the delivery lock
+(``Outbox.lease``) until its connection ends; the others wait to take over.
 
 An event the receiver rejects for good (a 4xx other than 408 and 429), or keeps failing
 (``Pacing.max_attempts`` failed answers), is dead-lettered: kept in the outbox, marked
@@ -28,7 +30,6 @@ import hmac
 import json
 import logging
 import random
-import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -37,6 +38,8 @@ from typing import Any
 
 import aiohttp
 from prometheus_client import Counter, Gauge
+
+from records.dialect import DELIVERY_LOCK, ERRORS, Connection, try_lock
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +69,17 @@ class Outbox:
     """The durable queue; each method commits before returning. Takes a connection from
     ``records.store.connect``, which creates the ``outbox`` table."""
 
-    def __init__(self, db: sqlite3.Connection, *, enabled: bool = True) -> None:
+    def __init__(self, db: Connection, *, enabled: bool = True) -> None:
         self._db = db
         self._enabled = enabled
+        self._leased = False
         OUTBOX_DEPTH.set(self.depth())
+
+    def lease(self) -> bool:
+        """Whether this process is the outbox's one deliverer (taking the role if it is
+        free); a sender delivers nothing without it, so no event overtakes another."""
+        self._leased = self._leased or try_lock(self._db, DELIVERY_LOCK)
+        return self._leased
 
     def add(self, event_type: str, data: Mapping[str, Any], now: float) -> str | None:
         """Queue an event; returns its id, or None when no webhook is configured."""
@@ -169,6 +179,7 @@ class Pacing:
     max_backoff_s: float = 60.0
     timeout_s: float = 10.0
     idle_poll_s: float | None = None
+    lease_poll_s: float = 1.0  # how often a sender without the delivery lease asks again
     max_attempts: int = 20
     keep_delivered_s: float = 7 * 86400.0
 
@@ -210,7 +221,7 @@ class WebhookSender:
         deadline = loop.time() + drain_s
         timeout = aiohttp.ClientTimeout(total=min(self._pacing.timeout_s, drain_s or 1.0))
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            while loop.time() < deadline:
+            while loop.time() < deadline and self._outbox.lease():
                 event = self._outbox.next_pending()
                 if event is None or event.next_attempt_at > self._clock():
                     break
@@ -224,7 +235,7 @@ class WebhookSender:
                 self._wakeup.clear()
                 try:
                     delay = await self.step(session)
-                except sqlite3.Error:
+                except ERRORS:
                     # A locked or busy database must not end delivery for good.
                     log.exception("webhook outbox unavailable")
                     delay = self._pacing.max_backoff_s
@@ -235,6 +246,8 @@ class WebhookSender:
         """One pass of the delivery loop: prune if it is time, deliver the head event if
         due; returns how long to wait (an idle sender wakes to prune). Public so a whole
         outage can be replayed under a simulated clock."""
+        if not self._outbox.lease():
+            return self._pacing.lease_poll_s  # another process delivers
         now = self._clock()
         if now - self._pruned_at >= self._pacing.prune_every_s:
             self._pruned_at = now

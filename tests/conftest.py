@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from records import store as sqlite_store
+from records.dialect import Connection
 from tests.support.compliance import Recording, fabricate
+from tests.support.databases import BACKENDS, fresh
 from tests.support.server import Server, running_server
 
 
@@ -30,11 +31,17 @@ def small_volume(tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    """A fresh visitbridge database, schema applied."""
-    connection = sqlite_store.connect(tmp_path / "visitbridge.db")
+def db(database: Path | str) -> Iterator[Connection]:
+    """A fresh visitbridge database, schema applied, on each backend."""
+    connection = sqlite_store.connect(database)
     yield connection
     connection.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Where a fresh, empty visitbridge database is, on SQLite and again on PostgreSQL."""
+    return fresh(request.param, tmp_path)
 
 
 @pytest.fixture(scope="module")

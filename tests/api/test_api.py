@@ -12,7 +12,9 @@ import aiohttp
 import pytest
 
 from auth.tokens import VisitClaim
+from records.dialect import open_database
 from tests.support import server as support
+from tests.support.postgres import server_database
 from tests.support.server import (
     Participant,
     Server,
@@ -251,7 +253,7 @@ async def test_every_endpoint_refuses_missing_wrong_role_expired_and_garbage_tok
 
 
 def audit_rows(server: Server, action: str) -> list[dict[str, Any]]:
-    db = sqlite3.connect(server.data_dir / "visitbridge.db")
+    db = open_database(server_database(server.data_dir))
     db.row_factory = sqlite3.Row
     try:
         rows = db.execute("SELECT * FROM audit WHERE action = ? ORDER BY seq", (action,))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import sqlite3
 import time
 import zipfile
 
@@ -15,6 +14,7 @@ import pytest
 from api.replay import TICKET_COOKIE
 from auth.tokens import VisitClaim
 from records.audit import verify as verify_audit
+from records.dialect import open_database
 from tests.support.compliance import (
     VISIT,
     Recording,
@@ -24,6 +24,7 @@ from tests.support.compliance import (
     last_seq,
     media_cookie,
 )
+from tests.support.postgres import server_database
 from tests.support.server import Server
 
 Session = tuple[Server, Recording, str, int]
@@ -321,7 +322,7 @@ async def test_every_compliance_action_is_in_a_valid_audit_chain(
     expected = {"recording_search", "recording_replay", "recording_hold", "recording_release",
                 "recording_verify", "recording_export"}
     assert expected <= actions
-    db = sqlite3.connect(recording.data_dir / "visitbridge.db")
+    db = open_database(server_database(recording.data_dir))
     try:
         assert verify_audit(db).ok
     finally:

@@ -31,6 +31,7 @@ from records.archive import Archive
 from records.audit import AuditLog
 from records.refusals import RefusalAudit
 from tests.support.archive import DAY, T0, add
+from tests.support.postgres import server_database
 from tests.support.server import AUDIENCE, ISSUER
 
 
@@ -101,7 +102,7 @@ async def in_process(tmp_path: Path) -> AsyncIterator[InProcess]:
     write_keypair("k1", keys / "public", keys / "k1.private.pem")
     clock = [time.time()]
     key = RecordingKey.generate()
-    db = sqlite_store.connect(tmp_path / "visitbridge.db")
+    db = sqlite_store.connect(server_database(tmp_path))
     try:
         archive, audit = Archive(db), AuditLog(db)
         verifier = TokenVerifier(PemDirKeyStore(keys / "public"), ISSUER, AUDIENCE)

@@ -15,7 +15,9 @@ from typing import Any
 import av
 
 from auth.tokens import VisitClaim
+from records.dialect import open_database
 from tests.support.compliance import call, compliance_token
+from tests.support.postgres import server_database
 from tests.support.recording import wait_sealed
 from tests.support.server import Participant, Server, participants, running_server
 
@@ -23,7 +25,7 @@ VISIT = "inmate-late"
 
 
 def index_row(server: Server) -> dict[str, Any] | None:
-    db = sqlite3.connect(server.data_dir / "visitbridge.db")
+    db = open_database(server_database(server.data_dir))
     db.row_factory = sqlite3.Row
     try:
         row = db.execute("SELECT * FROM recordings WHERE visit = ?", (VISIT,)).fetchone()

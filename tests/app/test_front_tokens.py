@@ -4,7 +4,6 @@ first message it cannot use without falling over."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -14,6 +13,8 @@ import aiohttp
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from records.dialect import open_database
+from tests.support.postgres import server_database
 from tests.support.server import (
     AUDIENCE,
     ISSUER,
@@ -49,7 +50,7 @@ async def first_reply(server: Server, data: str | bytes) -> tuple[dict[str, Any]
 
 
 def refused_joins(server: Server) -> int:
-    with sqlite3.connect(server.data_dir / "visitbridge.db") as db:
+    with open_database(server_database(server.data_dir)) as db:
         return db.execute("SELECT count(*) FROM audit WHERE action = 'join'"
                           " AND outcome = 'refused'").fetchone()[0]
 
@@ -122,7 +123,8 @@ async def test_unusable_first_messages_are_refused_and_the_front_stays_up(
             assert (await late.join())["code"] == "server_full"
             assert late.close_code == 4014
             assert await metric(server, "visitbridge_front_placements") == 1
-        with sqlite3.connect(server.data_dir / "visitbridge.db") as db:
-            assert db.execute("SELECT actor, visit FROM audit WHERE action = 'join' AND "
-                              "reason = 'server_full'").fetchall() == [("inmate-c", "v-c")]
+        with open_database(server_database(server.data_dir)) as db:
+            assert [tuple(r) for r in db.execute(
+                "SELECT actor, visit FROM audit WHERE action = 'join' AND "
+                "reason = 'server_full'")] == [("inmate-c", "v-c")]
         assert "Traceback" not in server.log_text()

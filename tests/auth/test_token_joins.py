@@ -5,11 +5,12 @@ issue-time limits are applied as configured."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from pathlib import Path
 
 from auth.tokens import VisitClaim
+from records.dialect import open_database
+from tests.support.postgres import server_database
 from tests.support.recording import wait_sealed
 from tests.support.server import (
     Participant,
@@ -25,7 +26,7 @@ UNSAFE_SUBS = {"../x": "bad_id", "a/b": "bad_id", "..": "bad_id", "": "bad_id",
 
 def refusals(data_dir: Path) -> list[tuple[str, str]]:
     """One (action, reason) per refusal: an anonymous refusal's row stands for ``count``."""
-    db = sqlite3.connect(data_dir / "visitbridge.db")
+    db = open_database(server_database(data_dir))
     rows = db.execute("SELECT action, reason, detail FROM audit WHERE outcome = 'refused'")
     return [(action, reason) for action, reason, detail in rows
             for _ in range(json.loads(detail or "{}").get("count", 1))]

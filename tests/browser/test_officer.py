@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from pathlib import Path
 
+from records.dialect import open_database
 from tests.support.browser import chromium, cli_token, decoded, join, open_page, wait_decoding
+from tests.support.postgres import server_database
 from tests.support.server import Participant, participants, running_server, visit_now
 
 
@@ -70,7 +71,7 @@ async def test_officer_monitors_two_visits_and_ends_one(tmp_path: Path) -> None:
             await asyncio.sleep(1.0)
             assert (await decoded(pages["family-visit-b"]))["frames"] > before
 
-    db = sqlite3.connect(tmp_path / "visitbridge.db")
+    db = open_database(server_database(tmp_path))
     rows = db.execute("SELECT action, actor, visit, outcome, reason FROM audit").fetchall()
     assert ("monitor_start", "officer-7", "visit-a", "ok", "") in rows
     assert ("monitor_start", "officer-7", "visit-b", "ok", "") in rows

@@ -8,7 +8,6 @@ import asyncio
 import hashlib
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import time
@@ -21,8 +20,10 @@ import pytest
 
 from recorder.envelope import MAGIC
 from recorder.export_keys import decrypt_export
+from records.dialect import open_database
 from tests.support.compliance import compliance_token
 from tests.support.exports import check_every_flip_fails
+from tests.support.postgres import server_database
 from tests.support.recording import cancel, cli, wait_sealed
 from tests.support.server import (
     ROOT,
@@ -69,7 +70,7 @@ def digests(folder: Path) -> dict[str, str]:
 
 
 def audit(data_dir: Path, action: str) -> list[dict]:
-    db = sqlite3.connect(data_dir / "visitbridge.db")
+    db = open_database(server_database(data_dir))
     rows = db.execute("SELECT detail FROM audit WHERE action = ?", (action,)).fetchall()
     db.close()
     return [json.loads(r[0]) for r in rows]
@@ -144,7 +145,7 @@ async def test_encrypted_recording_replays_only_with_its_key(tmp_path: Path) -> 
         assert status == 409 and json.loads(body)["error"] == "replay_file_altered"
         final.write_bytes(intact)
 
-    db = sqlite3.connect(tmp_path / "visitbridge.db")  # the visit ended two days ago
+    db = open_database(server_database(tmp_path))  # the visit ended two days ago
     with db:
         db.execute("UPDATE recordings SET ends_at = ? WHERE visit = ?",
                    (time.time() - 2 * 86400, VISIT))

@@ -8,7 +8,6 @@ import math
 import os
 import random
 import signal
-import sqlite3
 import time
 from pathlib import Path
 
@@ -16,6 +15,8 @@ import av
 
 from auth.tokens import VisitClaim
 from recorder.track import BATCH_S
+from records.dialect import open_database
+from tests.support.postgres import server_database
 from tests.support.recording import cancel, cli, wait_sealed
 from tests.support.server import (
     BLUE,
@@ -199,7 +200,7 @@ async def test_new_visits_refused_while_the_recordings_volume_is_low(tmp_path: P
             assert family.close_code == 4012
             # A privileged visit is never recorded, so it does not need the volume.
             assert (await attorney.join())["type"] == "joined"
-    db = sqlite3.connect(tmp_path / "visitbridge.db")
+    db = open_database(server_database(tmp_path))
     rows = db.execute("SELECT action, visit, outcome, reason FROM audit").fetchall()
     assert ("join", "rec-low", "refused", "recording_unavailable") in rows
     skipped = [r for r in rows if r[0] == "recording_skipped"]
@@ -229,10 +230,10 @@ async def test_privileged_visit_carries_media_both_ways_and_writes_nothing(
         assert media == [], media
         recordings = tmp_path / "recordings"
         assert not recordings.exists() or not any(recordings.iterdir())
-        db = sqlite3.connect(tmp_path / "visitbridge.db")
-        assert db.execute("SELECT COUNT(*) FROM recordings").fetchone() == (0,)
+        db = open_database(server_database(tmp_path))
+        assert db.execute("SELECT COUNT(*) FROM recordings").fetchone()[0] == 0
         assert db.execute("SELECT COUNT(*) FROM audit WHERE action = 'recording_skipped' "
-                          "AND visit = 'rec-priv-media'").fetchone() == (1,)
+                          "AND visit = 'rec-priv-media'").fetchone()[0] == 1
         db.close()
 
 

@@ -18,12 +18,14 @@ from pathlib import Path
 import aiohttp
 
 from auth.tokens import VisitClaim
+from records.dialect import open_database
+from tests.support.postgres import server_database
 from tests.support.recording import cli, wait_sealed
 from tests.support.server import in_visit, inmate_and_family, make_server, start, stop
 
 
 def audit_rows(data_dir: Path, action: str) -> list[dict[str, object]]:
-    db = sqlite3.connect(data_dir / "visitbridge.db")
+    db = open_database(server_database(data_dir))
     db.row_factory = sqlite3.Row
     try:
         return [dict(r) for r in db.execute("SELECT * FROM audit WHERE action = ?", (action,))]

@@ -47,8 +47,8 @@ async def step(job: Anchorer) -> float:
 
 
 async def test_checkpoints_get_tokens_that_verify_with_rfc3161_client_and_openssl(
-        tmp_path: Path, authority: Authority) -> None:
-    db = connect(tmp_path / "vb.db")
+        tmp_path: Path, database: Path | str, authority: Authority) -> None:
+    db = connect(database)
     audit, key, now = AuditLog(db), RecordingKey.generate(), [T0]
     job = anchorer(db, authority, key, now)
     for i in range(3):
@@ -87,8 +87,8 @@ async def test_checkpoints_get_tokens_that_verify_with_rfc3161_client_and_openss
 
 
 async def test_an_authority_that_is_down_delays_anchoring_and_nothing_else(
-        tmp_path: Path, authority: Authority, caplog: pytest.LogCaptureFixture) -> None:
-    db = connect(tmp_path / "vb.db")
+        database: Path | str, authority: Authority, caplog: pytest.LogCaptureFixture) -> None:
+    db = connect(database)
     audit, key, now = AuditLog(db), RecordingKey.generate(), [T0]
     job = anchorer(db, authority, key, now)
     audit.record(action="mute", actor="officer-a", role="officer", now=T0)
@@ -121,8 +121,8 @@ async def test_an_authority_that_is_down_delays_anchoring_and_nothing_else(
 
 
 async def test_an_export_carries_the_checkpoint_of_its_seal_and_it_checks_by_hand(
-        tmp_path: Path, authority: Authority) -> None:
-    db = connect(tmp_path / "vb.db")
+        tmp_path: Path, database: Path | str, authority: Authority) -> None:
+    db = connect(database)
     audit, key, now = AuditLog(db), RecordingKey.generate(), [T0]
     archive = Archive(db)
     archive.started("visit-7", "inmate-a", "Alex", T0, T0 + 60, T0)

@@ -1,4 +1,5 @@
-"""The audit log: entries chain, SQL edits are refused, and tampering with the file shows."""
+"""The audit log: entries chain, SQL edits are refused, and tampering with the database
+shows (on SQLite and on PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,16 @@ from pathlib import Path
 import pytest
 
 from records.audit import AuditLog, entry_hash, verify, verify_file
+from records.dialect import ERRORS, Variants, open_database, pick
 from records.store import connect
 
 T0 = 1_760_000_000.0
 
 
 @pytest.fixture
-def log_path(tmp_path: Path) -> Iterator[Path]:
-    """A log file with five entries, written the way the server would."""
-    path = tmp_path / "visitbridge.sqlite3"
+def log_path(database: Path | str) -> Iterator[Path | str]:
+    """A log with five entries, written the way the server would."""
+    path = database
     db = connect(path)
     log = AuditLog(db)
     log.record(action="visit.monitor.start", actor="officer-7", role="officer", now=T0,
@@ -35,23 +37,25 @@ def log_path(tmp_path: Path) -> Iterator[Path]:
     yield path
 
 
-def tamper(path: Path, *statements: str) -> None:
-    """What someone with write access to the file can do: drop the triggers, then edit."""
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute("DROP TRIGGER audit_no_update")
-    db.execute("DROP TRIGGER audit_no_delete")
+def tamper(path: Path | str, *statements: str) -> None:
+    """What someone with write access to the database can do: drop the triggers, then
+    edit."""
+    db = open_database(path)
+    for trigger in ("audit_no_update", "audit_no_delete"):
+        db.execute(pick(db, Variants(f"DROP TRIGGER {trigger}",
+                                     f"DROP TRIGGER {trigger} ON audit")))
     for sql in statements:
         db.execute(sql)
     db.close()
 
 
-def test_a_chain_of_entries_verifies_and_reads_back_in_order(log_path: Path) -> None:
+def test_a_chain_of_entries_verifies_and_reads_back_in_order(log_path: Path | str) -> None:
     result = verify_file(log_path)
     assert result.ok, result.problem
     assert result.checked == 5
     assert result.first_bad_seq is None
 
-    db = sqlite3.connect(log_path)
+    db = open_database(log_path)
     entries = AuditLog(db).entries(visit="v-1")
     assert [e["seq"] for e in entries] == [1, 2, 3, 4, 5]
     assert entries[1]["subject"] == "family-3"
@@ -62,17 +66,17 @@ def test_a_chain_of_entries_verifies_and_reads_back_in_order(log_path: Path) -> 
     assert all(b["prev_hash"] == a["hash"] for a, b in zip(entries, entries[1:], strict=False))
 
 
-def test_entries_filter_by_action_and_keep_the_newest_when_limited(log_path: Path) -> None:
-    db = sqlite3.connect(log_path)
-    db.row_factory = sqlite3.Row  # as records.store.connect sets it
+def test_entries_filter_by_action_and_keep_the_newest_when_limited(
+        log_path: Path | str) -> None:
+    db = open_database(log_path)
     log = AuditLog(db)
     assert [e["action"] for e in log.entries(action="join.refused")] == ["join.refused"]
     assert [e["seq"] for e in log.entries(limit=2)] == [4, 5]
     assert log.entries(visit="v-other") == []
 
 
-def test_appending_after_reopening_continues_the_chain(log_path: Path) -> None:
-    db = sqlite3.connect(log_path)
+def test_appending_after_reopening_continues_the_chain(log_path: Path | str) -> None:
+    db = open_database(log_path)
     seq = AuditLog(db).record(action="recording.delete", actor="compliance-2",
                               role="compliance", now=T0 + 7200, visit="v-1",
                               reason="retention period over")
@@ -82,19 +86,19 @@ def test_appending_after_reopening_continues_the_chain(log_path: Path) -> None:
     assert result.ok and result.checked == 6
 
 
-def test_update_and_delete_through_sql_are_refused(log_path: Path) -> None:
-    db = sqlite3.connect(log_path, isolation_level=None)
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+def test_update_and_delete_through_sql_are_refused(log_path: Path | str) -> None:
+    db = open_database(log_path)
+    with pytest.raises(ERRORS, match="append-only"):
         db.execute("UPDATE audit SET reason = 'nothing to see' WHERE seq = 2")
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+    with pytest.raises(ERRORS, match="append-only"):
         db.execute("DELETE FROM audit WHERE seq = 5")
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(ERRORS, match="only advances"):
         db.execute("UPDATE audit_head SET seq = 4")
     db.close()
     assert verify_file(log_path).ok
 
 
-def test_an_edited_reason_is_detected(log_path: Path) -> None:
+def test_an_edited_reason_is_detected(log_path: Path | str) -> None:
     tamper(log_path, "UPDATE audit SET reason = 'routine' WHERE seq = 2")
     result = verify_file(log_path)
     assert not result.ok
@@ -105,7 +109,7 @@ def test_an_edited_reason_is_detected(log_path: Path) -> None:
 # The last entry's deletion (a truncated tail) is found through the head.
 @pytest.mark.parametrize(("seq", "problem"), [(3, "Entry 3 is missing"), (5, "removed")],
                          ids=["middle", "tail"])
-def test_a_deleted_entry_is_detected(log_path: Path, seq: int, problem: str) -> None:
+def test_a_deleted_entry_is_detected(log_path: Path | str, seq: int, problem: str) -> None:
     tamper(log_path, f"DELETE FROM audit WHERE seq = {seq}")
     result = verify_file(log_path)
     assert not result.ok
@@ -114,7 +118,8 @@ def test_a_deleted_entry_is_detected(log_path: Path, seq: int, problem: str) -> 
     assert problem in result.problem
 
 
-def test_a_deleted_middle_entry_with_later_seqs_renumbered_is_detected(log_path: Path) -> None:
+def test_a_deleted_middle_entry_with_later_seqs_renumbered_is_detected(
+        log_path: Path | str) -> None:
     tamper(log_path, "DELETE FROM audit WHERE seq = 3",
            "UPDATE audit SET seq = seq - 1 WHERE seq > 3")
     result = verify_file(log_path)
@@ -122,7 +127,7 @@ def test_a_deleted_middle_entry_with_later_seqs_renumbered_is_detected(log_path:
     assert result.first_bad_seq == 3
 
 
-def test_two_swapped_entries_are_detected(log_path: Path) -> None:
+def test_two_swapped_entries_are_detected(log_path: Path | str) -> None:
     columns = "ts, action, actor, role, visit, subject, reason, outcome, detail, prev_hash, hash"
     tamper(log_path,
            f"CREATE TEMP TABLE keep AS SELECT {columns} FROM audit WHERE seq = 2",
@@ -135,9 +140,8 @@ def test_two_swapped_entries_are_detected(log_path: Path) -> None:
 
 
 def test_a_row_with_a_forged_prev_hash_and_a_recomputed_hash_is_detected(
-        log_path: Path) -> None:
-    db = sqlite3.connect(log_path, isolation_level=None)
-    db.row_factory = sqlite3.Row
+        log_path: Path | str) -> None:
+    db = open_database(log_path)
     row = dict(db.execute("SELECT * FROM audit WHERE seq = 3").fetchone())
     db.close()
     row["prev_hash"] = "f" * 64
@@ -150,8 +154,8 @@ def test_a_row_with_a_forged_prev_hash_and_a_recomputed_hash_is_detected(
     assert "does not follow entry 2" in result.problem
 
 
-def test_a_fresh_empty_log_verifies(tmp_path: Path) -> None:
-    path = tmp_path / "empty.sqlite3"
+def test_a_fresh_empty_log_verifies(database: Path | str) -> None:
+    path = database
     db = connect(path)
     AuditLog(db)
     assert verify(db).ok
@@ -172,8 +176,8 @@ def test_a_database_without_an_audit_log_does_not_verify(tmp_path: Path) -> None
     {"request": {"access_token": "eyJ..."}},
 ])
 def test_a_detail_carrying_a_token_is_refused_and_nothing_is_written(
-        tmp_path: Path, detail: dict[str, object]) -> None:
-    db = connect(tmp_path / "a.sqlite3")
+        database: Path | str, detail: dict[str, object]) -> None:
+    db = connect(database)
     log = AuditLog(db)
     with pytest.raises(ValueError, match="token"):
         log.record(action="join.refused", actor="family-9", role="family", now=T0,

@@ -11,9 +11,11 @@ import pytest
 
 from records.archive import Archive
 from records.audit import AuditLog, verify
+from records.dialect import ERRORS, open_database, tables
 from records.migrations import MIGRATIONS, Migration, SchemaTooNew, migrate, version
 from records.store import Store, connect
 from records.webhooks import Outbox
+from tests.support.databases import schema
 
 T0 = 1_760_000_000.0
 TABLES = {"visits", "participants", "revocations", "audit", "audit_head", "outbox",
@@ -21,23 +23,17 @@ TABLES = {"visits", "participants", "revocations", "audit", "audit_head", "outbo
 
 # A database written by the release before migrations (its own code made the tables and
 # the rows: a visit, a participant, a revocation, two audit entries, a webhook in the
-# outbox, a recording on hold), in rollback-journal mode.
+# outbox, a recording on hold), in rollback-journal mode. Releases before migrations
+# knew only SQLite, so the tests of adopting such a database are SQLite's alone.
 PREVIOUS_RELEASE = Path(__file__).parent / "previous_release.db"
-
-
-def schema(db: sqlite3.Connection) -> dict[str, str]:
-    """Every table, index and trigger of the application, by name, with its SQL."""
-    return {name: sql for name, sql in db.execute(
-        "SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL "
-        "AND name != 'schema_migrations'")}
 
 
 def previous_release_database(path: Path) -> None:
     shutil.copyfile(PREVIOUS_RELEASE, path)
 
 
-def test_a_new_database_gets_every_table_at_the_latest_version(tmp_path: Path) -> None:
-    db = connect(tmp_path / "new.db")
+def test_a_new_database_gets_every_table_at_the_latest_version(database: Path | str) -> None:
+    db = connect(database)
     assert TABLES <= set(schema(db))
     assert version(db) == MIGRATIONS[-1].version
     applied = db.execute("SELECT version, applied_at FROM schema_migrations").fetchall()
@@ -90,8 +86,8 @@ def test_a_previous_release_database_is_adopted_keeping_its_rows(tmp_path: Path)
 
 
 def test_migration_2_keeps_pending_webhooks_and_lets_them_be_dead_lettered(
-        tmp_path: Path) -> None:
-    db = sqlite3.connect(tmp_path / "v1.db", isolation_level=None)
+        database: Path | str) -> None:
+    db = open_database(database)
     migrate(db, MIGRATIONS[:1])
     db.execute("INSERT INTO outbox (id, type, created_at, body, next_attempt_at) "
                "VALUES ('e1', 'visit.started', ?, '{}', ?), ('e2', 'visit.ended', ?, '{}', ?)",
@@ -106,16 +102,16 @@ def test_migration_2_keeps_pending_webhooks_and_lets_them_be_dead_lettered(
 
 
 def test_migrations_4_and_5_repair_the_recordings_index_of_a_version_2_database(
-        tmp_path: Path) -> None:
-    db = sqlite3.connect(tmp_path / "v2.db", isolation_level=None)
+        database: Path | str) -> None:
+    db = open_database(database)
     migrate(db, MIGRATIONS[:2])
     # As version 2 left them: the family's media opened both recordings, so neither
     # knows its inmate; lengths counted from the booked start (the first media 95 s in).
-    db.executemany("INSERT INTO participants (visit, sub, name, role, first_joined_at) "
-                   "VALUES (?,?,?,?,?)", [
-                       ("v-late", "family-9", "Casey Reyes", "family", T0 + 90),
-                       ("v-late", "inmate-41", "Jordan Reyes", "inmate", T0 + 120),
-                       ("v-alone", "family-3", "Ana Silva", "family", T0)])
+    for participant in [("v-late", "family-9", "Casey Reyes", "family", T0 + 90),
+                        ("v-late", "inmate-41", "Jordan Reyes", "inmate", T0 + 120),
+                        ("v-alone", "family-3", "Ana Silva", "family", T0)]:
+        db.execute("INSERT INTO participants (visit, sub, name, role, first_joined_at) "
+                   "VALUES (?,?,?,?,?)", participant)
     finals = json.dumps({"family-9": {"path": "final/family-9.webm", "offset_s": 95.0},
                          "inmate-41": {"path": "final/inmate-41.webm", "offset_s": 121.5}})
     db.execute("INSERT INTO recordings (visit, visitors_json, starts_at, state, seconds, "
@@ -128,7 +124,6 @@ def test_migrations_4_and_5_repair_the_recordings_index_of_a_version_2_database(
                "released_at) VALUES ('v-late', 'c-1', 'case 9', ?, 'c-1', ?)", (T0, T0 + 9))
 
     assert migrate(db) == MIGRATIONS[-1].version
-    db.row_factory = sqlite3.Row
     archive = Archive(db)
     assert [r["visit"] for r in archive.search(inmate="jordan")] == ["v-late"]
     late, alone = archive.get("v-late"), archive.get("v-alone")
@@ -154,22 +149,28 @@ def test_a_partial_previous_release_database_gets_its_missing_tables(tmp_path: P
     assert verify(db).ok and verify(db).checked == 2
 
 
-def test_migrating_twice_changes_nothing(tmp_path: Path) -> None:
-    db = connect(tmp_path / "vb.db")
+def test_migrating_twice_changes_nothing(database: Path | str) -> None:
+    db = connect(database)
     applied = db.execute("SELECT * FROM schema_migrations").fetchall()
+    before = schema(db)
+    assert migrate(db) == MIGRATIONS[-1].version
+    assert db.execute("SELECT * FROM schema_migrations").fetchall() == applied
+    assert schema(db) == before
+    db.close()
+    assert version(connect(database)) == MIGRATIONS[-1].version
+
+
+def test_migrating_twice_writes_nothing(tmp_path: Path) -> None:
+    db = connect(tmp_path / "vb.db")
     statements: list[str] = []
-    db.set_trace_callback(statements.append)
+    db.set_trace_callback(statements.append)  # SQLite's statement trace
     assert migrate(db) == MIGRATIONS[-1].version
     db.set_trace_callback(None)
     assert not [s for s in statements if not s.lstrip().upper().startswith("SELECT")]
-    assert db.execute("SELECT * FROM schema_migrations").fetchall() == applied
-    db.close()
-    assert version(connect(tmp_path / "vb.db")) == MIGRATIONS[-1].version
 
 
-def test_a_failing_migration_rolls_back_and_keeps_the_version(tmp_path: Path) -> None:
-    path = tmp_path / "vb.db"
-    db = connect(path)
+def test_a_failing_migration_rolls_back_and_keeps_the_version(database: Path | str) -> None:
+    db = connect(database)
     Store(db).save_visit("v-1", T0, state="waiting")
     before = schema(db)
     broken = (*MIGRATIONS, Migration(len(MIGRATIONS) + 1, "half right", (
@@ -177,7 +178,7 @@ def test_a_failing_migration_rolls_back_and_keeps_the_version(tmp_path: Path) ->
         "UPDATE visits SET room = 'A'",
         "ALTER TABLE no_such_table ADD COLUMN x TEXT",
     )))
-    with pytest.raises(sqlite3.OperationalError, match="no_such_table"):
+    with pytest.raises(ERRORS, match="no_such_table"):
         migrate(db, broken)
     assert not db.in_transaction
     assert version(db) == MIGRATIONS[-1].version
@@ -192,17 +193,18 @@ def test_a_failing_migration_rolls_back_and_keeps_the_version(tmp_path: Path) ->
     assert [tuple(row) for row in db.execute("SELECT room FROM visits")] == [("A",)]
 
 
-def test_a_first_migration_that_fails_leaves_an_empty_database(tmp_path: Path) -> None:
-    db = sqlite3.connect(tmp_path / "vb.db", isolation_level=None)
+def test_a_first_migration_that_fails_leaves_an_empty_database(database: Path | str) -> None:
+    db = open_database(database)
     broken = (Migration(1, "broken", ("CREATE TABLE t (x INTEGER)", "SELECT * FROM nowhere")),)
-    with pytest.raises(sqlite3.OperationalError):
+    with pytest.raises(ERRORS):
         migrate(db, broken)
     assert version(db) == 0
-    assert db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0
+    assert tables(db) == set()
 
 
-def test_a_database_from_a_newer_release_is_refused(tmp_path: Path) -> None:
-    db = connect(tmp_path / "vb.db")
+def test_a_database_from_a_newer_release_is_refused(database: Path | str) -> None:
+    db = connect(database)
     db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (len(MIGRATIONS) + 1, T0))
     with pytest.raises(SchemaTooNew):
         migrate(db)
+

@@ -20,8 +20,8 @@ def test_forwarded_for_is_believed_only_from_a_trusted_proxy() -> None:
     assert client_source(None, "", LOOPBACK) == "invalid"
 
 
-def test_windows_count_and_sources_beyond_the_bound_share_one(tmp_path: Path) -> None:
-    db = connect(tmp_path / "vb.db")
+def test_windows_count_and_sources_beyond_the_bound_share_one(database: Path | str) -> None:
+    db = connect(database)
     audit = AuditLog(db)
     now = [1000.0]
     refusals = RefusalAudit(audit, RefusalLimits(window_s=10, max_sources=2,

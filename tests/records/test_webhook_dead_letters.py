@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
@@ -18,8 +17,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from prometheus_client import REGISTRY
 
+from records.dialect import Connection, open_database
 from records.store import connect
 from records.webhooks import Outbox, Pacing, WebhookSender, verify_signature
+from tests.support.postgres import server_database
 from tests.support.server import in_visit, inmate_and_family, running_server, visit_now
 
 SECRET = b"records-system-shared-secret"
@@ -67,16 +68,15 @@ def dead_letters(reason: str) -> float:
                                      {"reason": reason}) or 0.0
 
 
-def rows(db: sqlite3.Connection) -> list[dict[str, Any]]:
-    db.row_factory = sqlite3.Row
+def rows(db: Connection) -> list[dict[str, Any]]:
     return [{**dict(r), "n": json.loads(r["body"])["data"]["n"]} for r in db.execute(
         "SELECT body, attempts, last_error, delivered_at, dead_at FROM outbox ORDER BY seq")]
 
 
-async def deliver(tmp_path: Path, receiver: Receiver, count: int, pacing: Pacing = FAST,
-                  settle_s: float = 0.0) -> sqlite3.Connection:
+async def deliver(database: Path | str, receiver: Receiver, count: int,
+                  pacing: Pacing = FAST, settle_s: float = 0.0) -> Connection:
     """Queue events 1..count, run a sender until none is pending (then ``settle_s``)."""
-    db = connect(tmp_path / "vb.db")
+    db = connect(database)
     outbox = Outbox(db)
     sender = WebhookSender(outbox, receiver.url, SECRET, pacing)
     sender.start()
@@ -94,10 +94,10 @@ async def deliver(tmp_path: Path, receiver: Receiver, count: int, pacing: Pacing
 
 @pytest.mark.parametrize("status", [400, 404, 410, 422])
 async def test_an_event_refused_for_good_is_set_aside_and_the_rest_arrive_in_order(
-        tmp_path: Path, receiver: Receiver, status: int) -> None:
+        database: Path | str, receiver: Receiver, status: int) -> None:
     receiver.answers = {2: status}
     before = dead_letters("rejected")
-    db = await deliver(tmp_path, receiver, 4)
+    db = await deliver(database, receiver, 4)
     assert receiver.accepted == [1, 3, 4]
     assert receiver.seen == [1, 2, 3, 4]  # one try: a 4xx will not change its mind
     assert dead_letters("rejected") - before == 1
@@ -107,10 +107,10 @@ async def test_an_event_refused_for_good_is_set_aside_and_the_rest_arrive_in_ord
 
 
 async def test_an_event_that_keeps_failing_is_set_aside_after_max_attempts(
-        tmp_path: Path, receiver: Receiver) -> None:
+        database: Path | str, receiver: Receiver) -> None:
     receiver.answers = {1: 500, 3: 429}  # 429 is "slow down", never a reason to give up
     before = dead_letters("attempts")
-    db = connect(tmp_path / "vb.db")
+    db = connect(database)
     outbox = Outbox(db)
     sender = WebhookSender(outbox, receiver.url, SECRET, FAST)
     sender.start()
@@ -131,17 +131,17 @@ async def test_an_event_that_keeps_failing_is_set_aside_after_max_attempts(
 
 
 async def test_an_unavailable_receiver_makes_events_wait_never_dead_letters(
-        tmp_path: Path, receiver: Receiver) -> None:
+        database: Path | str, receiver: Receiver) -> None:
     receiver.unavailable = 8  # more than max_attempts: 503 says nothing about the event
-    db = await deliver(tmp_path, receiver, 3)
+    db = await deliver(database, receiver, 3)
     assert receiver.accepted == [1, 2, 3]
     assert all(r["dead_at"] is None for r in rows(db))
 
 
 async def test_delivered_events_are_pruned_and_dead_letters_kept(
-        tmp_path: Path, receiver: Receiver) -> None:
+        database: Path | str, receiver: Receiver) -> None:
     receiver.answers = {2: 400}
-    db = await deliver(tmp_path, receiver, 3, replace(FAST, keep_delivered_s=0.3),
+    db = await deliver(database, receiver, 3, replace(FAST, keep_delivered_s=0.3),
                        settle_s=1.0)  # the idle sender wakes to prune
     assert receiver.accepted == [1, 3]
     assert [(r["n"], r["dead_at"] is not None) for r in rows(db)] == [(2, True)]
@@ -155,7 +155,7 @@ async def test_without_a_webhook_the_server_stores_no_events(tmp_path: Path) -> 
             await family.send({"type": "leave"})
             await inmate.wait_for(lambda: any(e["type"] == "participant_left"
                                               for e in inmate.events), 10)
-    db = sqlite3.connect(tmp_path / "server" / "visitbridge.db")
+    db = open_database(server_database(tmp_path / "server"), readonly=True)
     assert db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0
     assert db.execute("SELECT COUNT(*) FROM participants WHERE visit = 'no-hooks-1'"
                       ).fetchone()[0] == 2  # the visit itself was recorded

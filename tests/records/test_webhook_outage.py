@@ -85,9 +85,9 @@ async def run_until(sender: WebhookSender, session: aiohttp.ClientSession,
 
 
 async def test_an_hour_long_outage_keeps_the_outbox_bounded_and_backoff_capped(
-        tmp_path: Path, receiver: Receiver) -> None:
+        database: Path | str, receiver: Receiver) -> None:
     clock = receiver.clock
-    db = connect(tmp_path / "vb.db")
+    db = connect(database)
     outbox = Outbox(db)
     sender = WebhookSender(outbox, receiver.url, SECRET, PACING, clock=clock)
     queued: list[int] = []

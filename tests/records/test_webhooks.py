@@ -134,9 +134,9 @@ def test_backoff_doubles_within_bounds_with_jitter() -> None:
     assert backoff_s(10_000, 0.5, 60.0, 0.999) == pytest.approx(60.0, abs=0.1)
 
 
-async def test_events_arrive_signed_and_in_order(tmp_path: Path, receiver: Receiver) -> None:
+async def test_events_arrive_signed_and_in_order(database: Path | str, receiver: Receiver) -> None:
     port = await receiver.start()
-    outbox = Outbox(connect(tmp_path / "vb.sqlite3"))
+    outbox = Outbox(connect(database))
     sender = WebhookSender(outbox, f"http://127.0.0.1:{port}/hooks", SECRET, FAST)
     sender.start()
     ids = add_visit_events(outbox, sender, "v-1")
@@ -152,9 +152,9 @@ async def test_events_arrive_signed_and_in_order(tmp_path: Path, receiver: Recei
 
 
 async def test_events_queued_while_the_receiver_is_down_arrive_once_in_order(
-        tmp_path: Path, receiver: Receiver) -> None:
+        database: Path | str, receiver: Receiver) -> None:
     port = free_port()  # nothing listens here yet
-    outbox = Outbox(connect(tmp_path / "vb.sqlite3"))
+    outbox = Outbox(connect(database))
     sender = WebhookSender(outbox, f"http://127.0.0.1:{port}/hooks", SECRET, FAST)
     sender.start()
     failed_before = deliveries("failed")
@@ -171,10 +171,10 @@ async def test_events_queued_while_the_receiver_is_down_arrive_once_in_order(
 
 
 async def test_a_failing_receiver_gets_the_same_event_again_until_it_accepts(
-        tmp_path: Path, receiver: Receiver) -> None:
+        database: Path | str, receiver: Receiver) -> None:
     receiver.script = [500, 500]
     port = await receiver.start()
-    outbox = Outbox(connect(tmp_path / "vb.sqlite3"))
+    outbox = Outbox(connect(database))
     sender = WebhookSender(outbox, f"http://127.0.0.1:{port}/hooks", SECRET, FAST)
     sender.start()
     failed_before, delivered_before = deliveries("failed"), deliveries("delivered")
@@ -190,10 +190,10 @@ async def test_a_failing_receiver_gets_the_same_event_again_until_it_accepts(
 
 
 async def test_a_receiver_that_does_not_answer_in_time_gets_the_event_again(
-        tmp_path: Path, receiver: Receiver) -> None:
+        database: Path | str, receiver: Receiver) -> None:
     receiver.script = ["hang"]
     port = await receiver.start()
-    outbox = Outbox(connect(tmp_path / "vb.sqlite3"))
+    outbox = Outbox(connect(database))
     sender = WebhookSender(outbox, f"http://127.0.0.1:{port}/hooks", SECRET,
                            replace(FAST, timeout_s=0.3))
     sender.start()
@@ -206,8 +206,8 @@ async def test_a_receiver_that_does_not_answer_in_time_gets_the_event_again(
 
 
 async def test_pending_events_survive_a_restart_and_arrive_once(
-        tmp_path: Path, receiver: Receiver) -> None:
-    path = tmp_path / "vb.sqlite3"
+        database: Path | str, receiver: Receiver) -> None:
+    path = database
     port = await receiver.start()
     url = f"http://127.0.0.1:{port}/hooks"
 
@@ -234,8 +234,8 @@ async def test_pending_events_survive_a_restart_and_arrive_once(
     assert receiver.ids == before + after
 
 
-async def test_a_restart_keeps_the_retry_schedule(tmp_path: Path, receiver: Receiver) -> None:
-    path = tmp_path / "vb.sqlite3"
+async def test_a_restart_keeps_the_retry_schedule(database: Path | str, receiver: Receiver) -> None:
+    path = database
     db = connect(path)
     outbox = Outbox(db)
     event_id = outbox.add("visit.ended", {"visit": "v-6"}, time.time())

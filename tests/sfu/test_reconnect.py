@@ -10,10 +10,11 @@ into the same slot, media flows both ways again, and the gap is audited.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from typing import Any
 
+from records.dialect import open_database
+from tests.support.postgres import server_database
 from tests.support.server import (
     Participant,
     Server,
@@ -36,8 +37,7 @@ def go_silent(p: Participant) -> None:
 
 
 def audit(server: Server, visit: str) -> list[dict[str, Any]]:
-    db = sqlite3.connect(server.data_dir / "visitbridge.db")
-    db.row_factory = sqlite3.Row
+    db = open_database(server_database(server.data_dir))
     try:
         return [{**dict(r), "detail": json.loads(r["detail"])} for r in db.execute(
             "SELECT * FROM audit WHERE visit = ? ORDER BY seq", (visit,))]

@@ -6,10 +6,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
-import sqlite3
 import time
 from pathlib import Path
 
+from records.dialect import open_database
+from tests.support.postgres import server_database
 from tests.support.server import (
     Participant,
     Server,
@@ -28,7 +29,7 @@ def segments(folder: Path) -> dict[Path, int]:
 
 
 def stored(server: Server, visit: str) -> tuple[int, str]:
-    db = sqlite3.connect(server.data_dir / "visitbridge.db")
+    db = open_database(server_database(server.data_dir))
     try:
         privileged, state = db.execute("SELECT privileged, state FROM visits WHERE id = ?",
                                        (visit,)).fetchone()

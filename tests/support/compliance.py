@@ -21,7 +21,9 @@ from recorder.replay_files import FINALS_KEY, seal_entries
 from recorder.signing import load_or_create
 from records import store as sqlite_store
 from records.archive import Archive
+from records.dialect import open_database
 from tests.support.archive import DAY, T0
+from tests.support.postgres import server_database
 from tests.support.server import Server
 
 VISIT = "rec-api-1"
@@ -83,7 +85,7 @@ def fabricate(data_dir: Path) -> Recording:
                                  "last_pts": (SECONDS * 30 - 1) * 3000,
                                  "time_base": "1/90000"})
     seal = manifest.seal({FINALS_KEY: seal_entries(finals.values())})
-    db = sqlite_store.connect(data_dir / "visitbridge.db")
+    db = sqlite_store.connect(server_database(data_dir))
     archive = Archive(db)
     archive.started(VISIT, "inmate-41", "Jordan Reyes", T0, T0 + 1800, now=T0)
     archive.add_visitor(VISIT, "family-9", "Casey Reyes")
@@ -137,7 +139,7 @@ def media_cookie(headers: dict[str, str], visit: str) -> str:
 
 
 def audit_rows(recording: Recording, since: int = 0) -> list[dict[str, Any]]:
-    db = sqlite3.connect(recording.data_dir / "visitbridge.db")
+    db = open_database(server_database(recording.data_dir))
     db.row_factory = sqlite3.Row
     try:
         rows = db.execute("SELECT * FROM audit WHERE seq > ? ORDER BY seq", (since,)).fetchall()

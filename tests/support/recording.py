@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sqlite3
 import subprocess
 import sys
 import time
 
 import aiohttp
 
+from records.dialect import open_database
+from tests.support.postgres import server_database
 from tests.support.server import (
     ROOT,
     Server,
@@ -23,7 +24,7 @@ def cli(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def seal_of(server: Server, visit: str) -> str | None:
-    db = sqlite3.connect(server.data_dir / "visitbridge.db")
+    db = open_database(server_database(server.data_dir))
     row = db.execute("SELECT seal FROM recordings WHERE visit = ?", (visit,)).fetchone()
     return row[0] if row else None
 

@@ -31,6 +31,7 @@ from aiortc.mediastreams import MediaStreamError
 from auth.issuer import issue_token
 from auth.keys import load_private_key, write_keypair
 from auth.tokens import VisitClaim
+from tests.support.postgres import database_env
 from tests.support.process import ROOT, free_port, read_log, stop_process, wait_listening
 
 ISSUER = "test-records"
@@ -68,6 +69,7 @@ class Server:
             "VISITBRIDGE_TOKEN_ISSUER": ISSUER,
             "VISITBRIDGE_TOKEN_AUDIENCE": AUDIENCE,
             "VISITBRIDGE_ICE_LOOPBACK": "1",
+            **database_env(self.data_dir),
             **self.env,
         }
 

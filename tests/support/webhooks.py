@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +16,9 @@ from typing import Any
 
 from aiohttp import web
 
+from records.dialect import open_database
 from records.webhooks import verify_signature
+from tests.support.postgres import server_database
 
 SECRET = "records-system-webhook-secret"
 
@@ -73,8 +74,7 @@ async def until(condition: Callable[[], bool], timeout_s: float, what: str) -> N
 
 
 def outbox_rows(data_dir: Path) -> list[dict[str, Any]]:
-    db = sqlite3.connect(f"{(data_dir / 'visitbridge.db').resolve().as_uri()}?mode=ro", uri=True)
-    db.row_factory = sqlite3.Row
+    db = open_database(server_database(data_dir), readonly=True)
     try:
         return [dict(r) for r in db.execute(
             "SELECT seq, id, type, created_at, attempts, next_attempt_at, delivered_at "
