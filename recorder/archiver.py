@@ -152,9 +152,12 @@ class ArchiveJob:
         return archived
 
     def _failed(self, action: str, visit: str, outcome: str, reason: str) -> None:
-        """Log every failure; audit it once per visit and process, not once per run."""
-        log.error("%s of %s: %s", action, visit, reason)
-        if (action, visit) not in self._reported:
+        """Log and audit a failure once per visit and process, not once per run (it is
+        tried again each run, and logged at debug level from then on)."""
+        if (action, visit) in self._reported:
+            log.debug("%s of %s: %s", action, visit, reason)
+        else:
+            log.error("%s of %s: %s", action, visit, reason)
             self._reported.add((action, visit))
             self._audit_record(action=action, actor="archive", role="system", visit=visit,
                                outcome=outcome, reason=reason[:300], now=self._clock())

@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from recorder.bucket import Bucket, BucketError, BucketRefused
-from tests.support.s3 import SeaweedS3, seaweed
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
-    with seaweed(tmp_path_factory.mktemp("weed")) as server:
-        yield server
+from tests.support.s3 import SeaweedS3
 
 
 def _put(bucket: Bucket, tmp_path: Path, seconds: float, hold: bool = False) -> str:

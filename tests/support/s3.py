@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import random
 import socket
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -105,3 +108,31 @@ def _until_ready(server: SeaweedS3, process: subprocess.Popen[bytes], log_path: 
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"weed did not get ready:\n{read_log(log_path)}") from None
             time.sleep(0.5)
+
+
+async def wait_archived(data_dir: Path, visit: str, timeout: float = 40) -> dict[str, Any]:
+    """The index's record of the visit's archive, once the server has written it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        db = sqlite3.connect(data_dir / "visitbridge.db")
+        try:
+            row = db.execute("SELECT bucket_json FROM recordings WHERE visit = ?",
+                             (visit,)).fetchone()
+        finally:
+            db.close()
+        if row and row[0]:
+            return dict(json.loads(row[0]))
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{visit} was not archived in {timeout:g} s")
+        await asyncio.sleep(0.5)
+
+
+def repoint(data_dir: Path, visit: str, rel: str, version: str) -> None:
+    """Make the index name another version of one object, behind the server's back."""
+    db = sqlite3.connect(data_dir / "visitbridge.db")
+    try:
+        db.execute("UPDATE recordings SET bucket_json = json_set(bucket_json, ?, ?) "
+                   "WHERE visit = ?", (f'$.objects."{rel}".version', version, visit))
+        db.commit()
+    finally:
+        db.close()
