@@ -28,7 +28,6 @@ deletion is retried on later runs, until the objects' own retention date lets it
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import shutil
 import tempfile
@@ -41,6 +40,7 @@ from typing import Any
 from recorder.archive_plan import bucket_record, object_key, retain_until, versions
 from recorder.bucket import Bucket, BucketError, BucketRefused
 from recorder.manifest import file_digest
+from recorder.periodic import Periodic
 from recorder.retention import visit_folder
 from recorder.verify import verify_visit
 from records.archive import Archive
@@ -110,33 +110,23 @@ def purge(bucket: Bucket, visit: str, record: Mapping[str, Any]) -> None:
         bucket.delete(object_key(visit, rel), version)
 
 
-class ArchiveJob:
+class ArchiveJob(Periodic):
     """Archives sealed recordings and purges deleted ones, now and every ``interval_s``."""
+
+    what = "archive"
 
     def __init__(self, archive: Archive, recordings_dir: Path, bucket: Bucket,
                  public_pem: bytes, retention_days: int, audit_record: Callable[..., int], *,
                  interval_s: float = 60.0, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(interval_s)
         self._archive = archive
         self._recordings_dir = Path(recordings_dir)
         self._bucket = bucket
         self._public_pem = public_pem
         self._retention_days = retention_days
         self._audit_record = audit_record
-        self._interval_s = interval_s
         self._clock = clock
         self._reported: set[tuple[str, str]] = set()  # (action, visit) audited as failing
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.ensure_future(self._loop())
-
-    async def close(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     async def run_once(self) -> list[str]:
         """Archive what is sealed, purge what retention deleted; the visits archived."""
@@ -206,13 +196,3 @@ class ArchiveJob:
                            visit=visit, now=self._clock(),
                            detail={"bucket": self._bucket.name,
                                    "objects": len(versions(record))})
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # keep the job alive; the next run tries again
-                log.exception("archive run failed")
-            await asyncio.sleep(self._interval_s)

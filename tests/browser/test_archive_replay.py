@@ -10,7 +10,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.support.browser import chromium, open_recording, until
+from tests.support.browser import chromium, open_recording, plays_all_parties
 from tests.support.recording import cancel, cli, wait_sealed
 from tests.support.s3 import SeaweedS3, wait_archived
 from tests.support.server import Participant, in_visit, running_server, visit_now
@@ -38,16 +38,7 @@ async def test_an_archived_visit_replays_and_exports_from_the_bucket(
         token = server.token("compliance-1", "compliance", None, name="Compliance One")
         async with chromium() as browser:
             page = await open_recording(browser, server, token, "rec-bucket")
-            await until(page, "document.querySelectorAll('#players video').length === 2",
-                        timeout=15)
-            await until(page, "[...document.querySelectorAll('#players video')]"
-                              ".every(v => v.readyState === 4)", timeout=20)
-            await page.get_by_role("button", name="Play all parties").click()
-            start = await page.evaluate("window.replayState().times")
-            await asyncio.sleep(1.5)
-            later = await page.evaluate("window.replayState().times")
-            assert all(b > a + 0.5 for a, b in zip(start, later, strict=True)), (start, later)
-            assert (await page.locator("#integrity").text_content()).startswith("Intact")
+            await plays_all_parties(page)
 
         async with aiohttp.ClientSession() as http:
             async with http.get(f"{server.url}/api/recordings/rec-bucket/export",

@@ -133,3 +133,18 @@ async def open_recording(browser: Browser, server: Server, token: str, visit: st
     await page.get_by_role("button", name=f"Open recording of visit {visit}").click()
     await page.get_by_role("heading", name=f"Recording of visit {visit}").wait_for()
     return page
+
+
+async def plays_all_parties(page: Page, parties: int = 2) -> None:
+    """The open recording's replay files are all fully playable (HAVE_ENOUGH_DATA), play
+    together when asked, and the integrity line says the recording is intact."""
+    await until(page, f"document.querySelectorAll('#players video').length === {parties}",
+                timeout=15)
+    await until(page, "[...document.querySelectorAll('#players video')]"
+                      ".every(v => v.readyState === 4)", timeout=20)
+    await page.get_by_role("button", name="Play all parties").click()
+    start = await page.evaluate("window.replayState().times")
+    await asyncio.sleep(1.5)
+    later = await page.evaluate("window.replayState().times")
+    assert all(b > a + 0.5 for a, b in zip(start, later, strict=True)), (start, later)
+    assert (await page.locator("#integrity").text_content() or "").startswith("Intact")
