@@ -36,7 +36,6 @@ from api.bearer import Bearer
 from api.errors import error, http_error
 from api.records import json_body
 from api.replay import (
-    MEDIA_TYPES,
     TICKET_COOKIE,
     TICKET_TTL_S,
     MediaTickets,
@@ -44,16 +43,16 @@ from api.replay import (
     final_files,
     from_start,
     media_path,
-    plaintext_response,
     set_ticket_cookie,
 )
 from api.search import BadQuery, SearchQuery, people, summary
+from api.stored import Stored
 from auth.tokens import Claims, TokenVerifier
-from recorder.envelope import EnvelopeError
+from recorder.bucket import Bucket, BucketError
 from recorder.manifest import file_digest
 from recorder.retention import visit_folder
 from recorder.signing import RecordingKey
-from recorder.vault import KeyUnavailable, Vault, encrypted_file
+from recorder.vault import Vault
 from records.archive import Archive, HoldReleased, RecordingDeleted, UnknownHold, UnknownRecording
 from records.audit import AuditLog
 from records.refusals import RefusalAudit
@@ -62,17 +61,13 @@ ROLES = ("compliance",)
 _dumps = partial(json.dumps, default=str)
 
 
-def _report(report: Any) -> dict[str, Any]:
-    """A verify report (``recorder.verify.Report``) as JSON-ready data."""
-    return json.loads(_dumps(dataclasses.asdict(report)))
-
-
 class Compliance:
     def __init__(self, verifier: TokenVerifier, archive: Archive, audit: AuditLog,
                  recordings_dir: Path, recording_key: RecordingKey, *,
                  refusals: RefusalAudit, clock: Callable[[], float] = time.time,
                  ticket_ttl_s: float = TICKET_TTL_S, vault: Vault | None = None,
-                 anchors: Callable[[str], Mapping[str, bytes]] = lambda visit: {}) -> None:
+                 anchors: Callable[[str], Mapping[str, bytes]] = lambda visit: {},
+                 bucket: Bucket | None = None) -> None:
         self._vault = vault or Vault()
         self._bearer = Bearer(verifier, refusals, subject="participant", clock=clock)
         self._archive = archive
@@ -82,7 +77,9 @@ class Compliance:
         self._clock = clock
         self._anchors = anchors  # time-stamped checkpoints holding a visit's seal
         self._tickets = MediaTickets(clock=clock, ttl_s=ticket_ttl_s)
-        self._checks = ReplayChecks()
+        # Local files, or the write-once archive bucket when one is configured.
+        self._stored = Stored(self._recordings_dir, recording_key.public_pem, self._vault,
+                              bucket)
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -133,19 +130,10 @@ class Compliance:
             raise http_error(410, "recording_deleted", "this recording was deleted")
         return claims, visit, row
 
-    def _folder(self, visit: str) -> Path:
-        folder = visit_folder(self._recordings_dir, visit)
-        assert folder is not None  # checked by _recording
-        return folder
-
-    def _finals(self, visit: str, row: dict[str, Any]) -> dict[str, tuple[Path, float]]:
-        """Participant id -> (final file, offset on the timeline); none once deleted."""
-        return {} if row["state"] == "deleted" else final_files(self._folder(visit), row)
-
-    async def _check(self, visit: str, row: dict[str, Any], path: Path) -> str | None:
-        """Why a final file must not be played or exported; None if it is the sealed one."""
-        return await asyncio.to_thread(self._checks.problem, self._folder(visit), path,
-                                       self._key.public_pem, row.get("seal"))
+    def _finals(self, visit: str, row: dict[str, Any]) -> dict[str, tuple[str, float, int]]:
+        """Participant id -> (final file in the visit folder, offset on the timeline,
+        bytes), from the local folder or the archive bucket; none once deleted."""
+        return {} if row["state"] == "deleted" else self._stored.finals(visit, row)
 
     async def _issue(self, claims: Claims, visit: str, row: dict[str, Any]
                      ) -> tuple[list[dict[str, Any]], str]:
@@ -159,10 +147,10 @@ class Compliance:
         finals = []
         for participant in ordered:
             person = names.get(participant, {"name": participant, "role": "participant"})
-            path, offset = files[participant]
+            rel, offset, size = files[participant]
             shown = {"participant": participant, "name": person["name"],
                      "role": person["role"], "offset_s": offset}
-            problem = await self._check(visit, row, path)
+            problem = await self._stored.problem(visit, row, rel)
             if problem is not None:
                 self._audit(claims, "recording_replay", visit, subject=participant,
                             outcome="refused", reason=problem[:300])
@@ -173,7 +161,7 @@ class Compliance:
                         detail={"ticket_expires_at": expires_at})
             finals.append({
                 **shown, "url": media_path(visit, participant),
-                "expires_at": expires_at, "bytes": path.stat().st_size,
+                "expires_at": expires_at, "bytes": size,
             })
         return finals, self._tickets.ticket(visit, expires_at)
 
@@ -192,9 +180,13 @@ class Compliance:
             return {"ok": None, "unavailable": "integrity checking is not installed"}
         # A recording still running has no seal yet, and its newest segment is open.
         live = {"allow_unsealed": True} if row["state"] == "recording" else {}
-        report = await asyncio.to_thread(verify_visit, self._folder(visit), self._key.public_pem,
-                                         expected_seal=row.get("seal"), **live)
-        return _report(report)
+        try:
+            async with self._stored.folder(visit, row) as folder:
+                report = await asyncio.to_thread(verify_visit, folder, self._key.public_pem,
+                                                 expected_seal=row.get("seal"), **live)
+        except BucketError as exc:
+            return {"ok": None, "unavailable": f"the archive bucket cannot be read: {exc}"}
+        return json.loads(_dumps(dataclasses.asdict(report)))  # JSON-ready data
 
     # -- handlers -----------------------------------------------------------------------
 
@@ -255,8 +247,8 @@ class Compliance:
         final = self._finals(visit, row).get(participant)
         if final is None:
             return error(404, "no_media", "there is no replay file for this participant")
-        path = final[0]
-        problem = await self._check(visit, row, path)
+        rel = final[0]
+        problem = await self._stored.problem(visit, row, rel)
         if problem is not None:
             self._audit(claims, "recording_replay", visit, subject=participant,
                         outcome="refused", reason=problem[:300])
@@ -267,16 +259,7 @@ class Compliance:
             # A header-authorized player: audit each play from the start, not each range.
             self._audit(claims, "recording_replay", visit, subject=participant,
                         detail={"via": "bearer"})
-        headers = {"Content-Type": MEDIA_TYPES[path.suffix], "Cache-Control": "no-store"}
-        if not await asyncio.to_thread(encrypted_file, path):
-            return web.FileResponse(path, headers=headers)
-        try:
-            return await plaintext_response(
-                request, partial(self._vault.open, visit, path), headers)
-        except KeyUnavailable as exc:
-            return error(503, "key_unavailable", f"this recording cannot be decrypted: {exc}")
-        except EnvelopeError as exc:
-            return error(500, "media_damaged", f"this replay file fails its check: {exc}")
+        return await self._stored.serve(request, visit, row, rel)
 
     async def verify(self, request: web.Request) -> web.Response:
         claims, visit, row = await self._call(request, kept=True)
@@ -301,9 +284,23 @@ class Compliance:
             if exc.name != "recorder.export":
                 raise
             return error(503, "export_unavailable", "export is not installed")
-        files = self._finals(visit, row)
+        try:
+            async with self._stored.folder(visit, row) as folder:
+                return await self._export(request, claims, visit, row, folder, export_visit)
+        except BucketError as exc:
+            self._audit(claims, "recording_export", visit, outcome="error",
+                        reason=str(exc)[:300])
+            return error(502, "bucket_unavailable", f"the archive bucket cannot be read: {exc}")
+
+    async def _export(self, request: web.Request, claims: Claims, visit: str,
+                      row: dict[str, Any], folder: Path,
+                      export_visit: Callable[..., Path]) -> web.StreamResponse:
+        """Check the replay files in ``folder`` against the seal, then export from it."""
+        files, checks = final_files(folder, row), ReplayChecks()
         for participant, (path, _) in files.items():
-            if (problem := await self._check(visit, row, path)) is not None:
+            problem = await asyncio.to_thread(checks.problem, folder, path,
+                                              self._key.public_pem, row.get("seal"))
+            if problem is not None:
                 self._audit(claims, "recording_export", visit, subject=participant,
                             outcome="refused", reason=problem[:300])
                 return error(409, "replay_file_altered", "The export was refused: a replay "
@@ -316,7 +313,7 @@ class Compliance:
         workdir = Path(tempfile.mkdtemp(prefix="visitbridge-export-"))
         try:
             try:
-                out = await asyncio.to_thread(export_visit, self._folder(visit), self._key,
+                out = await asyncio.to_thread(export_visit, folder, self._key,
                                               workdir / name, custody, row.get("seal"), finals,
                                               self._anchors(visit), self._vault)
                 digest, size = await asyncio.to_thread(file_digest, Path(out))
@@ -352,6 +349,8 @@ class Compliance:
         except RecordingDeleted:
             return error(409, "recording_deleted", "this recording was already deleted")
         self._audit(claims, "recording_hold", visit, reason=reason, detail={"hold": hold_id})
+        if (failed := await self._bucket_hold(claims, visit)) is not None:
+            return failed
         return web.json_response({"visit": visit, "on_hold": True,
                                   "holds": self._archive.holds(visit)})
 
@@ -373,8 +372,25 @@ class Compliance:
             return error(409, "hold_released", "this hold was already released")
         self._audit(claims, "recording_release", visit, reason=reason,
                     detail={"hold": int(hold)})
+        if (failed := await self._bucket_hold(claims, visit)) is not None:
+            return failed
         return web.json_response({"visit": visit, "on_hold": self._archive.on_hold(visit),
                                   "holds": self._archive.holds(visit)})
+
+
+    async def _bucket_hold(self, claims: Claims, visit: str) -> web.Response | None:
+        """The error to answer if the archive bucket's legal hold cannot follow the
+        index (the hold or release itself is already recorded here)."""
+        row = self._archive.get(visit) or {}
+        try:
+            await self._stored.follow_hold(visit, row)
+        except BucketError as exc:
+            self._audit(claims, "recording_hold" if row["on_hold"] else "recording_release",
+                        visit, outcome="error", reason=str(exc)[:300])
+            return error(502, "bucket_hold_failed", "Recorded here, but the archive bucket's "
+                         f"legal hold could not be set {'ON' if row['on_hold'] else 'OFF'}: "
+                         f"{exc}. Try again.")
+        return None
 
 
 async def _reason(request: web.Request) -> str:

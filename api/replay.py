@@ -91,23 +91,30 @@ async def plaintext_response(request: web.Request, open_plain: Callable[[], Bina
         file.close()
 
 
-def final_files(folder: Path, row: dict[str, Any]) -> dict[str, tuple[Path, float]]:
-    """Participant id -> (final file inside the visit's folder, offset on the timeline).
-
-    The index row maps each participant to the file's path relative to the visit folder,
-    or to ``{"path": ..., "offset_s": ...}`` when the file does not start at the visit's
-    time zero. Without an index entry, ``final/*.webm|mkv`` is used. A path that leads
-    out of the folder is never served, whatever the index says.
-    """
-    base = folder.resolve()
-    named: dict[str, tuple[Path, float]] = {}
+def final_refs(row: dict[str, Any]) -> dict[str, tuple[str, float]]:
+    """Participant id -> (final file's path inside the visit folder, offset on the
+    timeline), as the index row names them: a path, or ``{"path": ..., "offset_s": ...}``
+    when the file does not start at the visit's time zero."""
+    named = {}
     for participant, entry in (row.get("finals") or {}).items():
         if isinstance(entry, dict):
             rel, offset = str(entry.get("path", "")), float(entry.get("offset_s") or 0)
         else:
             rel, offset = str(entry), 0.0
         if rel:
-            named[str(participant)] = (folder / rel, offset)
+            named[str(participant)] = (rel, offset)
+    return named
+
+
+def final_files(folder: Path, row: dict[str, Any]) -> dict[str, tuple[Path, float]]:
+    """Participant id -> (final file inside the visit's folder, offset on the timeline).
+
+    The files the index row names (``final_refs``); without an index entry,
+    ``final/*.webm|mkv``. A path that leads out of the folder is never served, whatever
+    the index says.
+    """
+    base = folder.resolve()
+    named = {p: (folder / rel, offset) for p, (rel, offset) in final_refs(row).items()}
     if not named and (folder / "final").is_dir():
         named = {p.stem: (p, 0.0) for p in sorted((folder / "final").iterdir())
                  if p.suffix in MEDIA_TYPES}

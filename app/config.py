@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from app.cluster import NODE_ID
 from auth.keys import jwks_url_problem
@@ -90,6 +91,12 @@ class Config:
     tsa_ca_file: Path | None = None  # the authority's root certificate(s), PEM
     anchor_interval_s: int = 3600  # a checkpoint at least this often while the log moves
     tsa_max_backoff_s: int = 300  # longest wait between attempts while the authority fails
+    # The write-once archive (S3 Object Lock); off while s3_bucket is "" (local files only)
+    s3_endpoint: str = ""  # e.g. https://s3.example.org (no credentials in it)
+    s3_bucket: str = ""  # a bucket created with Object Lock enabled
+    s3_region: str = "us-east-1"
+    s3_credentials_file: Path | None = None  # INI [default] aws_access_key_id/_secret_access_key
+    s3_archive_interval_s: int = 60  # how often sealed recordings are archived
 
     @property
     def keys_dir(self) -> Path:
@@ -251,5 +258,24 @@ def _validate(c: Config) -> None:
         raise ConfigError("redis_url: run one node per process (workers = 1) with Redis")
     if c.node_capacity < 1 or c.node_ttl_s < 1 or c.lease_ttl_s < 1:
         raise ConfigError("node_capacity, node_ttl_s and lease_ttl_s: must be at least 1")
+    if c.s3_bucket and (problem := _bucket_problem(c)):
+        raise ConfigError(problem)
     if c.anchor_interval_s < 1 or c.tsa_max_backoff_s < 1:
         raise ConfigError("anchor_interval_s and tsa_max_backoff_s: must be at least 1")
+
+
+def _bucket_problem(c: Config) -> str | None:
+    """What is wrong with the archive bucket's settings, naming the key; None if usable."""
+    url = urlsplit(c.s3_endpoint)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        return "s3_endpoint: must be an http:// or https:// URL when s3_bucket is set"
+    if url.username or url.password or url.query:
+        return ("s3_endpoint: must not carry credentials or a query; put the keys in "
+                "s3_credentials_file")
+    if not 3 <= len(c.s3_bucket) <= 63:
+        return "s3_bucket: a bucket name has 3 to 63 characters"
+    if c.s3_credentials_file is None:
+        return "s3_credentials_file: must be set when s3_bucket is set"
+    if c.s3_archive_interval_s < 1:
+        return "s3_archive_interval_s: must be at least 1"
+    return None

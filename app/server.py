@@ -15,7 +15,7 @@ from api.compliance import Compliance
 from api.records import Api
 from app import health
 from app.atrest import open_vault
-from app.config import Config
+from app.config import Config, ConfigError
 from app.node import NodeGate
 from app.pages import add_pages
 from app.redis_cluster import RedisCluster
@@ -29,6 +29,8 @@ from auth.keys import (
 )
 from auth.tokens import KeyStore, TokenVerifier
 from recorder.anchored import visit_anchors
+from recorder.archiver import ArchiveJob
+from recorder.bucket import Bucket, BucketError, BucketSettings
 from recorder.keystore import shred as shred_data_keys
 from recorder.retention import RetentionJob
 from recorder.session import Recordings
@@ -146,6 +148,11 @@ def create_app(config: Config) -> web.Application:
                             segment_s=config.segment_s, vault=vault,
                             served_by=lambda visit: gate.served_by(visit) if gate else None)
     records = VisitRecords(store, audit, outbox, sender, on_ended=recordings.visit_ended)
+    bucket = archive_bucket(config)
+    archive_job = ArchiveJob(archive, config.recordings_dir, bucket, recording_key.public_pem,
+                             config.retention_days, audit.record,
+                             interval_s=config.s3_archive_interval_s) \
+        if bucket is not None and first else None
     retention_job = RetentionJob(archive, config.recordings_dir, config.retention_days,
                                  audit.record, interval_s=3600,
                                  shred=partial(shred_data_keys, config.data_keys_dir))
@@ -209,6 +216,8 @@ def create_app(config: Config) -> web.Application:
                 log.warning("recordings recovered after a crash", extra={"visits": recovered})
             records.close_stale(now)
             retention_job.start()
+            if archive_job is not None:
+                archive_job.start()
             if anchorer is not None:
                 anchorer.start()
         if sender is not None:
@@ -227,6 +236,8 @@ def create_app(config: Config) -> web.Application:
         if close is not None:
             await close()
         await retention_job.close()
+        if archive_job is not None:
+            await archive_job.close()
         await recordings.close()
         if anchorer is not None:  # after the last seals
             await anchorer.close(drain_s=SHUTDOWN_DRAIN_S)
@@ -245,7 +256,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_routes(Api(verifier, rooms, records, refusals).routes())
     app.router.add_routes(Compliance(verifier, archive, audit, config.recordings_dir,
                                      recording_key,
-                                     refusals=refusals, vault=vault,
+                                     refusals=refusals, vault=vault, bucket=bucket,
                                      anchors=lambda visit: visit_anchors(
                                          db, visit, config.tsa_ca_file)).routes())
     app.router.add_get("/ws", session.run)
@@ -253,6 +264,18 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     return app
+
+
+def archive_bucket(config: Config) -> Bucket | None:
+    """The write-once archive's bucket; None when none is configured (local files only)."""
+    if not config.s3_bucket:
+        return None
+    assert config.s3_credentials_file is not None  # app.config checks it
+    try:
+        return Bucket(BucketSettings(config.s3_endpoint, config.s3_bucket, config.s3_region,
+                                     config.s3_credentials_file))
+    except BucketError as exc:
+        raise ConfigError(f"s3_credentials_file: {exc}") from None
 
 
 def anchorer_for(config: Config, db: Connection, key: RecordingKey) -> Anchorer | None:

@@ -69,15 +69,24 @@ def file_problem(path: Path, label: str, entry: Mapping[str, Any] | None,
     """Why the replay file at ``path`` is not the one sealed (``entry``), or None.
     ``decrypted``: the file is an export's decrypted copy of one encrypted at rest."""
     if entry is None:
-        return (f"{label} is not covered by the seal: it was added or replaced after the "
-                "visit.")
-    prefix = "plain_" if decrypted and "plain_sha256" in entry else ""
+        return digest_problem(label, entry, "", 0)
     try:
         sha256, size = file_digest(path)
     except FileNotFoundError:
         return f"{label} is missing."
     except OSError as exc:
         return f"{label} cannot be read: {exc.strerror}."
+    return digest_problem(label, entry, sha256, size, decrypted)
+
+
+def digest_problem(label: str, entry: Mapping[str, Any] | None, sha256: str, size: int,
+                   decrypted: bool = False) -> str | None:
+    """Why a replay file with this SHA-256 and size is not the one sealed, or None: the
+    one test for a file on disk and for an object read back from the archive bucket."""
+    if entry is None:
+        return (f"{label} is not covered by the seal: it was added or replaced after the "
+                "visit.")
+    prefix = "plain_" if decrypted and "plain_sha256" in entry else ""
     if size != entry[prefix + "bytes"]:
         return (f"{label} has {size} bytes but the seal says {entry[prefix + 'bytes']}: the "
                 "replay file was altered after the visit.")
@@ -110,9 +119,19 @@ def sealed_entries(visit_dir: Path, public_pem: bytes,
     (The whole manifest is ``recorder.verify``'s business; the seal line vouches for the
     replay files on its own.)"""
     try:
-        lines = (visit_dir / MANIFEST_NAME).read_bytes().splitlines()
+        data = (visit_dir / MANIFEST_NAME).read_bytes()
+    except OSError as exc:
+        raise ValueError(f"the manifest cannot be read ({exc})") from None
+    return manifest_entries(data, public_pem, expected_seal)
+
+
+def manifest_entries(data: bytes, public_pem: bytes,
+                     expected_seal: str | None) -> dict[str, dict[str, Any]]:
+    """``sealed_entries`` of a manifest's bytes (read from disk or from the bucket)."""
+    try:
+        lines = data.splitlines()
         seal = json.loads(lines[-1]) if lines else None
-    except (OSError, ValueError) as exc:
+    except ValueError as exc:
         raise ValueError(f"the manifest cannot be read ({exc})") from None
     if not isinstance(seal, dict) or seal.get("type") != "seal":
         raise ValueError("the recording is not sealed")

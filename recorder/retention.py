@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from recorder.periodic import Periodic
 from records.archive import Archive
 
 log = logging.getLogger(__name__)
@@ -109,33 +110,23 @@ async def _empty_trash(trash: Path) -> None:
                 leftover.unlink()
 
 
-class RetentionJob:
+class RetentionJob(Periodic):
     """Runs ``run_retention`` now and then every ``interval_s`` seconds in the background."""
+
+    what = "retention"
 
     def __init__(self, archive: Archive, recordings_dir: Path, retention_days: int,
                  audit_record: Callable[..., int], *, interval_s: float = 3600.0,
                  clock: Callable[[], float] | None = None,
                  shred: Callable[[str], int] | None = None) -> None:
+        super().__init__(interval_s)
         self._archive = archive
         self._recordings_dir = Path(recordings_dir)
         self._retention_days = retention_days
         self._audit_record = audit_record
-        self._interval_s = interval_s
         self._clock = clock or time.time
         self._shred = shred
-        self._task: asyncio.Task[None] | None = None
         self.runs = 0
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.ensure_future(self._loop())
-
-    async def close(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     async def run_once(self) -> list[str]:
         deleted = await run_retention(self._archive, self._recordings_dir,
@@ -143,13 +134,3 @@ class RetentionJob:
                                       self._shred)
         self.runs += 1
         return deleted
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # keep the job alive; the next run tries again
-                log.exception("retention run failed")
-            await asyncio.sleep(self._interval_s)

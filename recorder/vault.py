@@ -90,6 +90,15 @@ class Vault:
             file.close()
             raise
 
+    def open_reader(self, visit: str, file: BinaryIO) -> BinaryIO:
+        """The plaintext of a seekable file object already open (an object read from the
+        archive bucket), decrypted chunk by chunk if it is encrypted."""
+        header = file.read(HEADER_BYTES)
+        file.seek(0)
+        if not is_encrypted(header):
+            return file
+        return DecryptedReader(file, self.data_key(visit, file_id(header)))  # type: ignore[return-value]
+
     def media_input(self, visit: str, path: Path, *, salvage: bool = False) -> str | BinaryIO:
         """What ``av.open`` should read: a plain file by its name (libavformat reads it
         itself, far cheaper than through Python), an encrypted one decrypted."""

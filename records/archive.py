@@ -3,7 +3,9 @@
 One row per visit in ``recordings`` (kept after deletion, so the index still shows that a
 recording existed and when retention removed it) and one row per hold placed in
 ``holds`` (never deleted: a released hold keeps who released it and when). The media
-itself lives under ``<recordings>/<visit>/``; this module never touches files.
+itself lives under ``<recordings>/<visit>/``, or, once archived, in the write-once bucket
+(``bucket``: the objects and their versions, see ``recorder.archiver``); this module
+never touches files.
 
 Takes a connection from ``records.store.connect`` (autocommit, rows read by name)
 and is used from one thread, the event loop's. Times are unix seconds, passed in.
@@ -64,6 +66,7 @@ def _row(row: Any) -> dict[str, Any]:
     data["visitors"] = json.loads(data.pop("visitors_json") or "[]")
     data["finals"] = json.loads(data.pop("finals_json") or "{}")
     data["on_hold"] = bool(data.pop("on_hold", 0))
+    data["bucket"] = json.loads(data.pop("bucket_json", None) or "null")
     return data
 
 
@@ -134,6 +137,39 @@ class Archive:
              json.dumps(finals, ensure_ascii=False, sort_keys=True), now, visit))
         if cursor.rowcount == 0:
             raise UnknownRecording(visit)
+
+    # -- the archive's side -------------------------------------------------------------
+
+    def unarchived(self) -> list[dict[str, Any]]:
+        """Finished recordings still on local disk only, oldest first."""
+        rows = self.db.execute(
+            f"SELECT r.*, EXISTS ({_ACTIVE_HOLD}) AS on_hold FROM recordings r "
+            "WHERE r.state IN ('sealed', 'recovered') AND r.bucket_json IS NULL "
+            "ORDER BY r.sealed_at, r.visit").fetchall()
+        return [_row(r) for r in rows]
+
+    def archived(self, visit: str, bucket: dict[str, Any]) -> None:
+        """The recording's objects were written to the bucket and read back intact."""
+        cursor = self.db.execute(
+            "UPDATE recordings SET bucket_json = ? WHERE visit = ? AND state != 'deleted'",
+            (json.dumps(bucket, sort_keys=True), visit))
+        if cursor.rowcount == 0:
+            raise UnknownRecording(visit)
+
+    def unpurged(self) -> list[dict[str, Any]]:
+        """Deleted recordings whose objects are still in the bucket."""
+        rows = self.db.execute(
+            "SELECT r.*, 0 AS on_hold FROM recordings r WHERE r.state = 'deleted' AND "
+            "r.bucket_json IS NOT NULL ORDER BY r.deleted_at, r.visit").fetchall()
+        return [row for row in map(_row, rows) if "purged_at" not in row["bucket"]]
+
+    def purged(self, visit: str, now: float) -> None:
+        """Every object version of the deleted recording was deleted from the bucket."""
+        row = self.db.execute("SELECT bucket_json FROM recordings WHERE visit = ?",
+                              (visit,)).fetchone()
+        bucket = {**json.loads(row[0] or "{}"), "purged_at": now} if row else None
+        self.db.execute("UPDATE recordings SET bucket_json = ? WHERE visit = ?",
+                        (json.dumps(bucket, sort_keys=True), visit))
 
     # -- the compliance side ------------------------------------------------------------
 

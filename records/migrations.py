@@ -239,6 +239,10 @@ WHERE seconds IS NOT NULL AND finals_json NOT IN ('', '{}')"""),
                  "for a stated reason (NULL for holds released before)", (
         "ALTER TABLE holds ADD COLUMN release_reason TEXT",
     )),
+    Migration(6, "where a recording was archived in the write-once bucket: its objects and "
+                 "their versions (NULL while it is on local disk only)", (
+        "ALTER TABLE recordings ADD COLUMN bucket_json TEXT",
+    )),
 )
 
 

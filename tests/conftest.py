@@ -12,6 +12,7 @@ from records import store as sqlite_store
 from records.dialect import Connection
 from tests.support.compliance import Recording, fabricate
 from tests.support.databases import BACKENDS, fresh
+from tests.support.s3 import SeaweedS3, seaweed
 from tests.support.server import Server, running_server
 
 
@@ -51,3 +52,11 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server,
     recording = fabricate(data_dir)
     with running_server(data_dir) as server:
         yield server, recording
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """A real S3 server with Object Lock (SeaweedFS), started once for the whole run;
+    each test makes its own bucket."""
+    with seaweed(Path(tmp_path_factory.mktemp("weed"))) as server:
+        yield server

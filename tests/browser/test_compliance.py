@@ -9,7 +9,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.support.browser import chromium, open_page, until
+from tests.support.browser import chromium, open_page, plays_all_parties
 from tests.support.recording import cli, wait_sealed
 from tests.support.server import Participant, in_visit, running_server, visit_now
 
@@ -36,17 +36,7 @@ async def test_compliance_replays_a_real_recording_and_its_export_verifies(
             await page.get_by_label("Visit ID").fill("rec-replay")
             await page.get_by_role("button", name="Search").click()
             await page.get_by_role("button", name="Open recording of visit rec-replay").click()
-            await until(page, "document.querySelectorAll('#players video').length === 2",
-                        timeout=15)
-            # Both parties' files are fully playable (HAVE_ENOUGH_DATA) and play.
-            await until(page, "[...document.querySelectorAll('#players video')]"
-                              ".every(v => v.readyState === 4)", timeout=15)
-            await page.get_by_role("button", name="Play all parties").click()
-            start = await page.evaluate("window.replayState().times")
-            await asyncio.sleep(1.5)
-            later = await page.evaluate("window.replayState().times")
-            assert all(b > a + 0.5 for a, b in zip(start, later, strict=True)), (start, later)
-            assert (await page.locator("#integrity").text_content()).startswith("Intact")
+            await plays_all_parties(page)
 
         # The export verifies offline, with the CLI, without the server's database.
         async with aiohttp.ClientSession() as http:

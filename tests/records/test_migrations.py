@@ -62,8 +62,9 @@ def test_a_previous_release_database_is_adopted_keeping_its_rows(tmp_path: Path)
     db = connect(path)
     assert version(db) == MIGRATIONS[-1].version
     assert db.execute("SELECT MIN(version) FROM schema_migrations").fetchone()[0] == 1
-    # By migration 2 (webhook dead letters) and 4 (the reason a hold was released).
-    changed_later = {"outbox", "outbox_pending", "holds"}
+    # By migration 2 (webhook dead letters), 5 (the reason a hold was released) and 6
+    # (where a recording was archived).
+    changed_later = {"outbox", "outbox_pending", "holds", "recordings"}
     assert {k: v for k, v in schema(db).items() if k in old_schema.keys() - changed_later} \
         == {k: v for k, v in old_schema.items() if k not in changed_later}
     store = Store(db)
@@ -78,6 +79,7 @@ def test_a_previous_release_database_is_adopted_keeping_its_rows(tmp_path: Path)
     archive = Archive(db)
     recording = archive.get("v-1")
     assert recording is not None and recording["inmate_name"] == "Inmate One"
+    assert recording["bucket"] is None  # on local disk, as before the archive existed
     assert archive.on_hold("v-1")
     # And the log continues where it stopped.
     assert AuditLog(db).record(action="recording.replay", actor="compliance-2",

@@ -211,3 +211,18 @@ async def open_to_full_rate_ms(page: Page, visit: str) -> float:
     """Click Open on a watched visit of the officer wall; milliseconds until its first
     frame at the full frame rate is decoded."""
     return float(await page.evaluate(FIRST_FULL_RATE, visit))
+
+
+async def plays_all_parties(page: Page, parties: int = 2) -> None:
+    """The open recording's replay files are all fully playable (HAVE_ENOUGH_DATA), play
+    together when asked, and the integrity line says the recording is intact."""
+    await until(page, f"document.querySelectorAll('#players video').length === {parties}",
+                timeout=15)
+    await until(page, "[...document.querySelectorAll('#players video')]"
+                      ".every(v => v.readyState === 4)", timeout=20)
+    await page.get_by_role("button", name="Play all parties").click()
+    start = await page.evaluate("window.replayState().times")
+    await asyncio.sleep(1.5)
+    later = await page.evaluate("window.replayState().times")
+    assert all(b > a + 0.5 for a, b in zip(start, later, strict=True)), (start, later)
+    assert (await page.locator("#integrity").text_content() or "").startswith("Intact")
