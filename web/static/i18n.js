@@ -82,6 +82,7 @@ function say(el, key, params = {}, attribute = null) {
 // as it is when the language changes.
 function sayRaw(el, text) {
   el.removeAttribute("data-i18n");
+  el.removeAttribute("data-i18n-params");
   el.textContent = text;
 }
 

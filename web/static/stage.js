@@ -82,7 +82,8 @@ const ROLES = new Set(["inmate", "family", "attorney"]);
 
 // A person's name and role, as a text spec for say().
 function personLabel(p) {
-  return { key: "person.label", params: { name: p.name, role: ROLES.has(p.role) ? { key: `role.${p.role}` } : p.role } };
+  const role = ROLES.has(p.role) ? { key: `role.${p.role}` } : p.role;
+  return { key: "person.label", params: { name: p.name, role } };
 }
 
 function personNotes(p) {
