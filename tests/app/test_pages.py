@@ -14,7 +14,7 @@ from tests.support.server import running_server
 SHARED_HEAD = {"charset": "utf-8", "viewport": "width=device-width, initial-scale=1",
                "referrer": "no-referrer", "stylesheet": "/static/style.css"}
 PAGES = {
-    "/join": ("Video visit", ["token", "rtc", "lobby", "stage", "quality", "join"]),
+    "/join": ("Video visit", ["token", "i18n", "rtc", "lobby", "stage", "quality", "join"]),
     "/officer": ("Officer console", ["token", "rtc", "console", "officer"]),
     "/compliance": ("Compliance console", ["token", "console", "compliance"]),
 }
@@ -81,3 +81,7 @@ async def test_every_page_has_the_shared_head_and_its_own_title_and_scripts(
                 for src in outline.scripts:
                     async with http.get(server.url + src) as resp:
                         assert resp.status == 200, src
+            for code in ("en", "zh-CN", "es"):  # the join page's catalogues
+                async with http.get(f"{server.url}/static/i18n/{code}.json") as resp:
+                    assert resp.status == 200, code
+                    assert "page.title" in await resp.json(content_type=None), code

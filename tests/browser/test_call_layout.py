@@ -8,13 +8,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import aiohttp
 from playwright.async_api import Page
 
 from tests.support.browser import (
     camera_tracks,
     chromium,
+    end_visit,
     join,
+    officer_call,
     open_page,
     until,
     wait_decoding,
@@ -30,18 +31,6 @@ def link(server: Server, sub: str, visit: VisitClaim, query: str = "") -> str:
     token = server.token(sub, "family", visit, name=f"Sam {sub}",
                          now=min(time.time(), visit.ends_at - 60))
     return f"{server.url}/join{query}#token={token}"
-
-
-async def officer_call(server: Server, path: str, body: dict[str, object]) -> None:
-    officer = server.token("officer-lay", "officer", None)
-    async with aiohttp.ClientSession() as http, http.post(
-            f"{server.url}/api/visits/{path}", json=body,
-            headers={"Authorization": f"Bearer {officer}"}) as resp:
-        assert resp.status == 200, await resp.text()
-
-
-async def end_visit(server: Server, visit: str) -> None:
-    await officer_call(server, f"{visit}/end", {"reason": "test"})
 
 
 async def lobby_then_call(page: Page, sub: str, remotes: int) -> None:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from playwright.async_api import Browser, Page, async_playwright
 
 from tests.support.server import AUDIENCE, ISSUER, KID, ROOT, Server
@@ -74,11 +75,11 @@ TRACK_SPY = """(() => {
 
 
 async def open_page(browser: Browser, url: str, width: int = 1024, height: int = 768,
-                    mobile: bool = False) -> Page:
+                    mobile: bool = False, locale: str | None = None) -> Page:
     """A page in its own context: like a separate home with its own browser (a phone:
-    ``mobile``, with touch)."""
+    ``mobile``, with touch; ``locale``: the browser's language)."""
     context = await browser.new_context(viewport={"width": width, "height": height},
-                                        is_mobile=mobile, has_touch=mobile)
+                                        is_mobile=mobile, has_touch=mobile, locale=locale)
     await context.add_init_script(TRACK_SPY)
     page = await context.new_page()
     await page.goto(url)
@@ -124,6 +125,19 @@ def cli_token(server: Server, sub: str, role: str, name: str, visit_id: str,
          "--ends-at", str(ends_at)],
         cwd=ROOT, capture_output=True, text=True, check=True)
     return out.stdout.strip()
+
+
+async def officer_call(server: Server, path: str, body: dict[str, object]) -> None:
+    """An officer's call to the visits API (mute, end) that must succeed."""
+    officer = server.token("officer-lay", "officer", None)
+    async with aiohttp.ClientSession() as http, http.post(
+            f"{server.url}/api/visits/{path}", json=body,
+            headers={"Authorization": f"Bearer {officer}"}) as resp:
+        assert resp.status == 200, await resp.text()
+
+
+async def end_visit(server: Server, visit: str) -> None:
+    await officer_call(server, f"{visit}/end", {"reason": "test"})
 
 
 async def join(page: Page) -> None:

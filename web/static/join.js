@@ -2,38 +2,6 @@
 // The token (token.js, from the URL fragment) is sent to the server only over /ws.
 "use strict";
 
-const MESSAGES = {
-  no_token: "This page needs your visit link. Please open the link from your booking confirmation.",
-  expired: "This visit link has expired. The booked time is over or the link is old. Please check your booking confirmation.",
-  not_yet_valid: "This visit link cannot be used yet. Please come back closer to the start of your visit.",
-  bad_signature: "This visit link is not valid. Please use the exact link from your booking confirmation, or contact the facility.",
-  unknown_key: "This visit link is not valid. Please use the exact link from your booking confirmation, or contact the facility.",
-  wrong_audience: "This visit link is for a different visiting service. Please contact the facility.",
-  wrong_issuer: "This visit link was not issued by this facility. Please contact the facility.",
-  unsupported_algorithm: "This visit link is not valid. Please use the exact link from your booking confirmation, or contact the facility.",
-  malformed: "This visit link is damaged. Please copy the whole link from your booking confirmation and try again.",
-  missing_claim: "This visit link is incomplete. Please contact the facility for a new link.",
-  wrong_role: "This link cannot be used to join a visit.",
-  wrong_visit: "This link belongs to a different visit.",
-  issued_in_future: "This visit link is not valid yet because of a clock problem. Please check that this device shows the right time, or contact the facility.",
-  lifetime_too_long: "This visit link is not valid. Please contact the facility for a new link.",
-  bad_id: "This visit link is not valid. Please contact the facility for a new link.",
-  token_reused: "This visit link is not valid. Please contact the facility for a new link.",
-  visit_full: "This visit already has the most people allowed. Please contact the facility.",
-  visit_mismatch: "The booking for this visit has changed. Please use the newest link from the facility.",
-  connected_elsewhere: "You opened this visit on another device or browser tab. The visit continues there.",
-  bad_message: "Something went wrong with the connection. Please open your visit link again.",
-  server_shutdown: "The visit server is restarting. Reconnecting…",
-  camera: "We could not use your camera or microphone. You can still see and hear the visit. To be seen and heard, allow camera and microphone access, then open your visit link again.",
-  connection_lost: "The connection was lost. Reconnecting…",
-  media_lost: "Your connection was interrupted. Reconnecting…",
-  revoked: "Your access to this visit was withdrawn by the facility.",
-  visit_ended: "This visit has ended.",
-  too_early: "The waiting room for this visit is not open yet. Please come back closer to the start time.",
-  cancelled: "The facility cancelled this visit.",
-  server_full: "The visit service is at capacity right now. Please try again in a few minutes, or contact the facility.",
-  recording_unavailable: "The visit cannot start because the recording system is not available. This is not your fault. Please contact the facility.",
-};
 // Errors after which the page must not reconnect on its own.
 const FATAL = new Set(["expired", "not_yet_valid", "bad_signature", "unknown_key",
   "wrong_audience", "wrong_issuer", "unsupported_algorithm", "malformed", "missing_claim",
@@ -72,15 +40,20 @@ const kiosk = new URLSearchParams(location.search).has("kiosk");
 // A kiosk goes back to its ready screen this long after a visit (?kiosk&reset=SECONDS).
 const KIOSK_RESET_S = Number(new URLSearchParams(location.search).get("reset")) || 30;
 
-function status(text) { $("status").textContent = text; }
+function status(key, params) { say($("status"), key, params); }
 
+// A refusal or notice by its code; a code this page does not know shows the server's
+// words (in English), else the generic connection problem.
 function alertUser(code, fallback) {
   const box = $("alert");
-  box.textContent = MESSAGES[code] || fallback || MESSAGES.bad_message;
+  const key = `refusal.${code}`;
+  if (hasText(key)) say(box, key);
+  else if (fallback) sayRaw(box, fallback);
+  else say(box, "refusal.bad_message");
   box.hidden = false;
 }
 
-function clearAlert() { $("alert").hidden = true; $("alert").textContent = ""; }
+function clearAlert() { $("alert").hidden = true; sayRaw($("alert"), ""); }
 
 function tileFor(slot) {
   return document.querySelector(`li[data-slot="${slot}"]`) || makeTile($("tiles"), slot, false);
@@ -92,10 +65,10 @@ function renderPerson(p) {
   const tile = tileFor(p.slot);
   tile.dataset.participant = p.id;
   tile.classList.toggle("reconnecting", !!p.reconnecting);
-  const label = describePerson(p);
-  tile.querySelector(".name").textContent = label;
-  tile.querySelector("video").setAttribute("aria-label", `Video of ${label}`);
-  tile.querySelector(".state").textContent = personNotes(p);
+  const label = personLabel(p);
+  say(tile.querySelector(".name"), label.key, label.params);
+  say(tile.querySelector("video"), "person.video", { person: label }, "aria-label");
+  say(tile.querySelector(".state"), "note.list", { notes: personNotes(p) });
   showQuality(tile, p.quality);
   layoutTiles(people);
 }
@@ -115,41 +88,40 @@ function updateClock() {
   const now = Date.now() / 1000 + clockOffset;
   const el = $("clock");
   if (ended) {
-    el.textContent = "Visit ended";
+    say(el, "clock.ended");
   } else if (opensAt !== null) {
-    el.textContent = `Waiting room opens in ${formatSeconds(opensAt - now)}`;
+    say(el, "clock.opens_in", { duration: formatSeconds(opensAt - now) });
     if (now >= opensAt) { opensAt = null; connect(); }
   } else if (now < visit.starts_at) {
-    el.textContent = `Visit starts in ${formatSeconds(visit.starts_at - now)}`;
+    say(el, "clock.starts_in", { duration: formatSeconds(visit.starts_at - now) });
   } else {
     const left = Math.max(0, visit.ends_at - now);
-    el.textContent = `Time left: ${formatSeconds(left)}`;
+    say(el, "clock.left", { duration: formatSeconds(left) });
     el.classList.toggle("warn", left <= 300);
-    if (warned) $("notice").textContent = timeLeftText(left);
+    if (warned) sayTimeLeft($("notice"), left);
   }
 }
 
-function waitingText() {
-  const at = new Date(visit.starts_at * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-  return `You are in the waiting room. The visit starts at ${at}.`;
+function waitingStatus() {
+  status("status.waiting_room", { time: { time: visit.starts_at } });
 }
 
 function publishedKinds() {
   return local ? local.getTracks().length : 0;
 }
 
-function showRecording(text) {
+function showRecording(key) {
   const el = $("recording");
-  el.textContent = text;
+  say(el, key);
   el.hidden = false;
 }
 
 function showWarning(remaining) {
   warned = true;
   const box = $("notice");
-  box.textContent = timeLeftText(remaining);
+  sayTimeLeft(box, remaining);
   box.hidden = false;
-  announceWarning(box.textContent);
+  announceWarning(remaining);
 }
 
 async function startCamera() {
@@ -160,11 +132,11 @@ async function startCamera() {
     });
     $("preview").srcObject = local;
     stopMeter = startLevelMeter(local, $("mic-level"));
-    status("Your camera is ready.");
+    status("status.camera_ready");
   } catch (err) {
     local = null;
     alertUser("camera");
-    status("Camera and microphone are not available.");
+    status("status.camera_unavailable");
   }
 }
 
@@ -183,7 +155,7 @@ function send(message) {
 
 function connect() {
   clearAlert();
-  status("Connecting to the visit…");
+  status("status.connecting");
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   ws = new WebSocket(`${scheme}://${location.host}/ws`);
   const socket = ws;
@@ -209,7 +181,7 @@ function reconnect(code) {
   clearPeople();
   if (stopped) return;
   alertUser(code);
-  status("Reconnecting…");
+  status("status.reconnecting");
   setTimeout(connect, retryDelay);
   retryDelay = Math.min(retryDelay * 2, 4000);
 }
@@ -224,7 +196,8 @@ function onPeerState(state) {
   if (state === "connected") {
     clearTimeout(iceTimer);
     iceTimer = null;
-    status(visit && visit.state === "waiting" ? waitingText() : "Connected to the visit.");
+    if (visit && visit.state === "waiting") waitingStatus();
+    else status("status.connected");
   } else if (state === "failed") {
     reconnect("connection_lost");
   } else if (state === "disconnected" && !iceTimer) {
@@ -270,14 +243,14 @@ async function handle(msg) {
       document.body.dataset.phase = "call";
       visit = msg.visit;
       clockOffset = msg.visit.server_time - Date.now() / 1000;
-      $("self-name").textContent = msg.you.name;
+      sayRaw($("self-name"), msg.you.name);
       you = msg.you.id;
       recordingOn.clear();
-      if (visit.recorded) showRecording("This visit is recorded. Starting recording…");
-      $("title").textContent = "Video visit";
+      if (visit.recorded) showRecording("recording.starting");
       $("lobby").hidden = true;
       $("controls").hidden = false;
-      status(visit.state === "waiting" ? waitingText() : "Connected. Waiting for the video to start…");
+      if (visit.state === "waiting") waitingStatus();
+      else status("status.connected_waiting_video");
       expectBooked(msg.you);
       for (const p of msg.participants) renderPerson(p);
       layoutTiles(people);
@@ -293,18 +266,18 @@ async function handle(msg) {
     case "participant_joined":
     case "participant_updated":
       renderPerson(msg.participant);
-      if (msg.type === "participant_joined") status(`${msg.participant.name} joined the visit.`);
+      if (msg.type === "participant_joined") status("status.joined", { name: msg.participant.name });
       break;
     case "participant_left": {
       const p = people.get(msg.id);
       removePerson(msg.id, msg.cause === "revoked");
-      if (p) status(`${p.name} left the visit.`);
+      if (p) status("status.left", { name: p.name });
       break;
     }
     case "recording":
       if (msg.participant === you) {
         recordingOn.add(msg.kind);
-        if (recordingOn.size >= publishedKinds()) showRecording("Recording is on. This visit is recorded.");
+        if (recordingOn.size >= publishedKinds()) showRecording("recording.on");
       }
       break;
     case "quality":
@@ -313,25 +286,25 @@ async function handle(msg) {
       break;
     case "visit_started":
       visit.state = "live";
-      status("The visit has started.");
+      status("status.started");
       break;
     case "warning":
       showWarning(msg.remaining_s);
       break;
     case "muted":
       showOfficerMute(msg.muted);
-      $("self-state").textContent = msg.muted ? "An officer muted your microphone." : "An officer unmuted your microphone.";
-      status(msg.muted ? "An officer muted your microphone. The others cannot hear you." : "An officer unmuted your microphone.");
+      say($("self-state"), msg.muted ? "status.self_muted" : "status.officer_unmuted");
+      status(msg.muted ? "status.officer_muted" : "status.officer_unmuted");
       break;
     case "ended":
       ended = true;
       stopped = true;
-      $("ended").textContent = `${END_CAUSES[msg.cause] || "The visit has ended."}${msg.reason && msg.cause !== "slot_ended" ? ` Reason: ${msg.reason}` : ""}`;
+      sayEnd($("ended"), msg.cause, msg.reason);
       $("ended").hidden = false;
       $("ended").dataset.cause = msg.cause;
       $("notice").hidden = true;
       warned = false;
-      status("The visit has ended.");
+      status("status.ended");
       showEnded();
       updateClock();
       resetKioskLater();
@@ -342,7 +315,7 @@ async function handle(msg) {
       alertUser(msg.code, msg.message);
       if (FATAL.has(msg.code)) {
         stopped = true;
-        status("You are not connected to the visit.");
+        status("status.not_connected");
         showEnded();
         resetKioskLater();
       }
@@ -369,7 +342,7 @@ function waitForOpening(msg) {
   if (socket) { socket.onclose = null; socket.onmessage = null; socket.close(); }
   if (typeof msg.server_time === "number") clockOffset = msg.server_time - Date.now() / 1000;
   opensAt = msg.opens_at;
-  status(`The waiting room is not open yet. It opens at ${clockText(opensAt)}, and this page enters by itself then.`);
+  status("status.too_early", { time: { time: opensAt } });
   if (!clockTimer) clockTimer = setInterval(updateClock, 1000);
   updateClock();
 }
@@ -382,7 +355,7 @@ function showOfficerMute(muted) {
   const track = local && local.getAudioTracks()[0];
   const off = muted || (track && !track.enabled);
   button.setAttribute("aria-pressed", String(!!off));
-  button.textContent = muted ? "Muted by an officer" : (off ? "Unmute microphone" : "Mute microphone");
+  say(button, muted ? "controls.muted_by_officer" : (off ? "controls.unmute" : "controls.mute"));
 }
 
 // A kiosk serves one visit after another: back to its ready screen (a fresh page,
@@ -417,11 +390,11 @@ function toggle(kind, button, onText, offText) {
   if (!track) return;
   track.enabled = !track.enabled;
   button.setAttribute("aria-pressed", String(!track.enabled));
-  button.textContent = track.enabled ? onText : offText;
-  $("self-state").textContent = [
-    local.getAudioTracks().some((t) => !t.enabled) ? "microphone muted" : "",
-    local.getVideoTracks().some((t) => !t.enabled) ? "camera off" : "",
-  ].filter(Boolean).join(", ");
+  say(button, track.enabled ? onText : offText);
+  say($("self-state"), "note.list", { notes: [
+    local.getAudioTracks().some((t) => !t.enabled) ? { key: "note.mic_muted" } : null,
+    local.getVideoTracks().some((t) => !t.enabled) ? { key: "note.camera_off" } : null,
+  ].filter(Boolean) });
   sendMediaState();
 }
 
@@ -435,9 +408,9 @@ function leave() {
   const canRejoin = !!visit && now < visit.ends_at;
   $("left").hidden = false;
   $("rejoin").hidden = !canRejoin;
-  $("left-text").textContent = canRejoin
-    ? `You can rejoin until ${clockText(visit.ends_at)}.` : "The visit time is over.";
-  status("You left the visit.");
+  if (canRejoin) say($("left-text"), "left.rejoin_until", { time: { time: visit.ends_at } });
+  else say($("left-text"), "end.slot_ended");
+  status("status.you_left");
   if (canRejoin) $("rejoin").focus();
   resetKioskLater();
 }
@@ -451,18 +424,19 @@ async function rejoin() {
 }
 
 async function main() {
+  await languageReady;
   document.body.dataset.phase = "lobby";
   if (kiosk) document.body.classList.add("kiosk");
   if (!token) {
     document.body.dataset.phase = "ready";
     $("lobby").hidden = true;
     if (kiosk) {
-      $("ended").textContent = "This kiosk is ready for the next visit.";
+      say($("ended"), "kiosk.ready");
       $("ended").hidden = false;
-      status("This page needs your visit link. The facility opens it here when your visit is due.");
+      status("status.kiosk_waiting");
     } else {
       alertUser("no_token");
-      status("No visit link.");
+      status("status.no_link");
     }
     return;
   }
@@ -473,22 +447,20 @@ async function main() {
     document.body.dataset.phase = "over";
     alertUser(over);
     $("lobby").hidden = true;
-    status("You are not connected to the visit.");
+    status("status.not_connected");
     resetKioskLater();
     return;
   }
   if (claims) {
-    const texts = lobbyTexts(claims);
-    $("lobby-who").textContent = texts.who;
-    $("lobby-when").textContent = texts.when;
+    showBooking(claims);
     $("lobby-recorded").hidden = !!claims.visit.privileged;
     visit = { starts_at: claims.visit.starts_at, ends_at: claims.visit.ends_at, state: "booked" };
     clockTimer = setInterval(updateClock, 1000);
     updateClock();
   }
   await startCamera();
-  $("mic").addEventListener("click", (e) => toggle("audio", e.currentTarget, "Mute microphone", "Unmute microphone"));
-  $("cam").addEventListener("click", (e) => toggle("video", e.currentTarget, "Turn camera off", "Turn camera on"));
+  $("mic").addEventListener("click", (e) => toggle("audio", e.currentTarget, "controls.mute", "controls.unmute"));
+  $("cam").addEventListener("click", (e) => toggle("video", e.currentTarget, "controls.camera_off", "controls.camera_on"));
   $("leave").addEventListener("click", () => {
     $("confirm-leave").returnValue = "";  // Escape keeps the last value
     $("confirm-leave").showModal();

@@ -30,18 +30,13 @@ async function serverClockOffset() {
   }
 }
 
-function clockText(unixSeconds) {
-  return new Date(unixSeconds * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-}
-
-// What the lobby says about the booking.
-function lobbyTexts(claims) {
+// What the lobby says about the booking: whom it greets, and when, in the viewer's time
+// zone and language.
+function showBooking(claims) {
   const v = claims.visit;
-  const day = new Date(v.starts_at * 1000).toLocaleDateString([], { weekday: "long", day: "numeric", month: "long" });
-  return {
-    who: `Welcome, ${claims.name}.`,
-    when: `Your visit is on ${day}, from ${clockText(v.starts_at)} to ${clockText(v.ends_at)}.`,
-  };
+  say(document.getElementById("lobby-who"), "lobby.welcome", { name: claims.name });
+  say(document.getElementById("lobby-when"), "lobby.when",
+    { day: { day: v.starts_at }, start: { time: v.starts_at }, end: { time: v.ends_at } });
 }
 
 // Why a link cannot be used any more, judged by the booked times alone (the server has

@@ -10,6 +10,31 @@ let renders = 0;  // read by tests: how many times the table was brought up to d
 function setText(el, text) { if (el.textContent !== text) el.textContent = text; }
 function setAttr(el, name, value) { if (el.getAttribute(name) !== value) el.setAttribute(name, value); }
 
+// The console speaks English, as staff do; the join page has its own words (stage.js).
+const ROLE_LABELS = { inmate: "resident", family: "family", attorney: "attorney" };
+
+function describePerson(p) {
+  return `${p.name} (${ROLE_LABELS[p.role] || p.role})`;
+}
+
+function personNotes(p) {
+  const notes = p.reconnecting ? ["Reconnecting…"] : [];
+  if (p.muted_by_officer) notes.push("muted by an officer");
+  else if (p.audio === false) notes.push("microphone muted");
+  if (p.video === false) notes.push("camera off");
+  return notes.join(", ");
+}
+
+const END_CAUSES = {
+  slot_ended: "The visit time is over.",
+  ended_by_officer: "An officer ended the visit.",
+  cancelled: "The facility cancelled this visit.",
+  recording_failed: "The visit had to stop because the recording system failed. This is not your fault. Please contact the facility.",
+  all_left: "Everyone left, so the visit ended.",
+  server_shutdown: "The visit server was restarted, so the visit ended. Please contact the facility.",
+};
+
+
 // A confirmation of something done: it stays until the officer dismisses it.
 function confirmDone(text) {
   const item = document.createElement("li");

@@ -7,11 +7,9 @@
 // See docs/protocol.md ("stats", "quality").
 "use strict";
 
-const QUALITY_LABELS = { good: "Good connection", weak: "Weak connection", lost: "Connection lost" };
-const QUALITY_NOTICES = {
-  weak: "Your connection is weak: video may freeze, you can still talk.",
-  lost: "Your video and sound are not reaching the visit. Please check your connection.",
-};
+// Catalogue keys (i18n.js) for each level's label and the local notice.
+const QUALITY_LABELS = { good: "quality.good", weak: "quality.weak", lost: "quality.lost" };
+const QUALITY_NOTICES = { weak: "quality.notice_weak", lost: "quality.notice_lost" };
 
 // The level indicator of a tile: three bars, as many lit as the level deserves.
 function showQuality(tile, level) {
@@ -22,11 +20,11 @@ function showQuality(tile, level) {
     icon.className = "quality";
     icon.setAttribute("role", "img");
     for (let i = 0; i < 3; i += 1) icon.append(document.createElement("span"));
-    tile.querySelector(".name").append(" ", icon);
+    tile.append(icon);
   }
   icon.dataset.level = level;
-  icon.setAttribute("aria-label", QUALITY_LABELS[level]);
-  icon.title = QUALITY_LABELS[level];
+  say(icon, QUALITY_LABELS[level], {}, "aria-label");
+  say(icon, QUALITY_LABELS[level], {}, "title");
 }
 
 // Our own level: the self tile and the notice.
@@ -40,7 +38,7 @@ function showLocalQuality(level) {
     box.setAttribute("role", "status");
     document.getElementById("status").after(box);
   }
-  box.textContent = QUALITY_NOTICES[level] || "";
+  if (QUALITY_NOTICES[level]) say(box, QUALITY_NOTICES[level]);
   box.hidden = !QUALITY_NOTICES[level];
 }
 

@@ -73,31 +73,8 @@ function makeTile(list, slot, muted) {
   return tile;
 }
 
-const ROLE_LABELS = { inmate: "resident", family: "family", attorney: "attorney" };
-
-function describePerson(p) {
-  return `${p.name} (${ROLE_LABELS[p.role] || p.role})`;
-}
-
-function personNotes(p) {
-  const notes = p.reconnecting ? ["Reconnecting…"] : [];
-  if (p.muted_by_officer) notes.push("muted by an officer");
-  else if (p.audio === false) notes.push("microphone muted");
-  if (p.video === false) notes.push("camera off");
-  return notes.join(", ");
-}
-
 function formatSeconds(s) {
   s = Math.max(0, Math.ceil(s));
   const m = Math.floor(s / 60);
   return `${m}:${String(s % 60).padStart(2, "0")}`;
 }
-
-const END_CAUSES = {
-  slot_ended: "The visit time is over.",
-  ended_by_officer: "An officer ended the visit.",
-  cancelled: "The facility cancelled this visit.",
-  recording_failed: "The visit had to stop because the recording system failed. This is not your fault. Please contact the facility.",
-  all_left: "Everyone left, so the visit ended.",
-  server_shutdown: "The visit server was restarted, so the visit ended. Please contact the facility.",
-};

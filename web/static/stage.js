@@ -3,8 +3,9 @@
 // the time-left notice, which stays current and is announced once per warning.
 "use strict";
 
-// slot -> who is expected there: { name, anyone } (anyone: shown only while nobody at
-// all is here, for "your visitors", whose slots are not known in advance).
+// slot -> who is expected there: { name, anyone } (name: a person's name, or a text
+// spec for say(); anyone: shown only while nobody at all is here, for "your visitors",
+// whose slots are not known in advance).
 const expected = new Map();
 
 function expectPerson(slot, name, anyone = false) {
@@ -26,9 +27,9 @@ function layoutTiles(people) {
       delete tile.dataset.participant;
       tile.classList.remove("reconnecting");
       for (const media of tile.querySelectorAll("video, audio")) media.srcObject = null;
-      tile.querySelector(".name").textContent = "";
-      tile.querySelector(".state").textContent = `Waiting for ${wanted.name}…`;
-      tile.querySelector("video").setAttribute("aria-label", `Waiting for ${wanted.name}`);
+      sayRaw(tile.querySelector(".name"), "");
+      say(tile.querySelector(".state"), "stage.waiting_for", { name: wanted.name });
+      say(tile.querySelector("video"), "stage.waiting_for_label", { name: wanted.name }, "aria-label");
     }
     tile.hidden = !(here.has(slot) || waiting);
     if (!tile.hidden) shown += 1;
@@ -40,9 +41,9 @@ function layoutTiles(people) {
 // resident.
 function expectBooked(me) {
   if (me.slot === 0) {
-    if (!expected.has(1)) expectPerson(1, "your visitors", true);
+    if (!expected.has(1)) expectPerson(1, { key: "stage.your_visitors" }, true);
   } else if (!expected.has(0)) {
-    expectPerson(0, "the resident");
+    expectPerson(0, { key: "stage.the_resident" });
   }
 }
 
@@ -52,18 +53,15 @@ function forgetExpected() {
 
 // The time-left notice: its words follow the clock, so a warning never goes stale (a
 // "5 minutes left" shown four minutes ago, or kept across a reconnect).
-function timeLeftText(remaining) {
+function sayTimeLeft(el, remaining) {
   const s = Math.max(0, Math.ceil(remaining));
-  if (s >= 60) {
-    const minutes = Math.ceil(s / 60);
-    return `${minutes} minute${minutes === 1 ? "" : "s"} left in this visit.`;
-  }
-  return `${s} second${s === 1 ? "" : "s"} left in this visit.`;
+  if (s >= 60) say(el, "time_left.minutes", { count: Math.ceil(s / 60) });
+  else say(el, "time_left.seconds", { count: s });
 }
 
 // A warning arrived: announce it once (screen readers), chime if asked for (?chime).
-function announceWarning(text) {
-  $("announce").textContent = text;
+function announceWarning(remaining) {
+  sayTimeLeft($("announce"), remaining);
   if (new URLSearchParams(location.search).has("chime")) chime();
 }
 
@@ -78,4 +76,27 @@ function chime() {
   tone.start();
   tone.stop(context.currentTime + 0.3);
   tone.onended = () => context.close().catch(() => {});
+}
+
+const ROLES = new Set(["inmate", "family", "attorney"]);
+
+// A person's name and role, as a text spec for say().
+function personLabel(p) {
+  const role = ROLES.has(p.role) ? { key: `role.${p.role}` } : p.role;
+  return { key: "person.label", params: { name: p.name, role } };
+}
+
+function personNotes(p) {
+  const notes = p.reconnecting ? [{ key: "note.reconnecting" }] : [];
+  if (p.muted_by_officer) notes.push({ key: "note.muted_by_officer" });
+  else if (p.audio === false) notes.push({ key: "note.mic_muted" });
+  if (p.video === false) notes.push({ key: "note.camera_off" });
+  return notes;
+}
+
+// Why the visit ended, with the officer's reason in their own words (a booked end has none).
+function sayEnd(el, cause, reason) {
+  const why = hasText(`end.${cause}`) ? `end.${cause}` : "status.ended";
+  if (reason && cause !== "slot_ended") say(el, "end.with_reason", { cause: { key: why }, reason });
+  else say(el, why);
 }
