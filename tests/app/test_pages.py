@@ -15,7 +15,7 @@ SHARED_HEAD = {"charset": "utf-8", "viewport": "width=device-width, initial-scal
                "referrer": "no-referrer", "stylesheet": "/static/style.css"}
 PAGES = {
     "/join": ("Video visit", ["token", "i18n", "rtc", "lobby", "stage", "quality", "join"]),
-    "/officer": ("Officer console", ["token", "rtc", "console", "officer"]),
+    "/officer": ("Officer console", ["token", "rtc", "console", "wall", "officer"]),
     "/compliance": ("Compliance console", ["token", "console", "compliance"]),
 }
 
