@@ -20,7 +20,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import pq
@@ -84,16 +83,6 @@ def ddl(db: Connection, statement: str | Variants) -> str:
 
 def is_url(target: str | Path) -> bool:
     return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
-
-
-def redact(url: str) -> str:
-    """A database URL safe to log or show: the password replaced."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class SqliteConnection(sqlite3.Connection):
@@ -184,14 +173,14 @@ def postgres_placeholders(sql: str) -> str:
 class Row(tuple):  # type: ignore[type-arg]
     """A row read by index or by column name, and ``dict(row)``, like ``sqlite3.Row``."""
 
-    _names: tuple[str, ...] = ()
+    columns: tuple[str, ...] = ()
 
     def keys(self) -> list[str]:
-        return list(self._names)
+        return list(self.columns)
 
     def __getitem__(self, key: Any) -> Any:
         if isinstance(key, str):
-            return tuple.__getitem__(self, self._names.index(key))
+            return tuple.__getitem__(self, self.columns.index(key))
         return tuple.__getitem__(self, key)
 
 
@@ -200,7 +189,7 @@ def _rows(cursor: Any) -> Any:
 
     def make(values: Sequence[Any]) -> Row:
         row = Row(values)
-        row._names = names
+        row.columns = names
         return row
     return make
 

@@ -72,7 +72,7 @@ async def test_officer_monitors_two_visits_and_ends_one(tmp_path: Path) -> None:
             assert (await decoded(pages["family-visit-b"]))["frames"] > before
 
     db = open_database(server_database(tmp_path))
-    rows = db.execute("SELECT action, actor, visit, outcome, reason FROM audit").fetchall()
+    rows = [tuple(r) for r in db.execute("SELECT action, actor, visit, outcome, reason FROM audit")]
     assert ("monitor_start", "officer-7", "visit-a", "ok", "") in rows
     assert ("monitor_start", "officer-7", "visit-b", "ok", "") in rows
     assert ("monitor_start", "officer-7", "visit-c", "refused", "privileged_visit") in rows

@@ -22,6 +22,7 @@ from tests.support.browser import (
     until,
     wait_decoding,
 )
+from tests.support.call_layout import assert_accessible
 from tests.support.server import Participant, in_visit, inmate_and_family, running_server, visit_now
 from tests.support.vp8_layers import layered_clip, layered_pack
 
@@ -80,6 +81,8 @@ async def test_typing_survives_updates_and_listen_plays_one_visit(tmp_path: Path
             await officer.locator("tr[data-visit='visit-a']").wait_for(state="detached")
             await asyncio.sleep(2.5)  # a refresh or more later, the confirmation is still there
             assert await done.count() == 1
+            # The wall, a listened visit's panel and a confirmation: nothing for axe to fix.
+            await assert_accessible(officer, "officer wall")
             await done.get_by_role("button", name="Dismiss").click()
             assert await done.count() == 0
 

@@ -201,7 +201,7 @@ async def test_new_visits_refused_while_the_recordings_volume_is_low(tmp_path: P
             # A privileged visit is never recorded, so it does not need the volume.
             assert (await attorney.join())["type"] == "joined"
     db = open_database(server_database(tmp_path))
-    rows = db.execute("SELECT action, visit, outcome, reason FROM audit").fetchall()
+    rows = [tuple(r) for r in db.execute("SELECT action, visit, outcome, reason FROM audit")]
     assert ("join", "rec-low", "refused", "recording_unavailable") in rows
     skipped = [r for r in rows if r[0] == "recording_skipped"]
     assert skipped and skipped[0][1] == "rec-priv" and "not recorded" in skipped[0][3]
