@@ -31,8 +31,12 @@ async def sent_kbps(page: Page, seconds: float) -> float:
 
 async def test_a_slow_uplink_is_found_within_ten_seconds(tmp_path: Path) -> None:
     async with visit_behind_link(tmp_path, "net-up") as visit:
-        await asyncio.sleep(6)  # Chrome ramps up past the cap on a clean link
-        before = await sent_kbps(visit.family, 2)
+        # Chrome ramps up past the cap on a clean link (slower on a busy machine).
+        before = 0.0
+        for _ in range(10):
+            before = await sent_kbps(visit.family, 2)
+            if before > CAP_KBPS * 1.3:
+                break
         visit.link.cap(CAP_KBPS, None)
         series = [await sent_kbps(visit.family, 1) for _ in range(16)]
         print(f"before {before:.0f} kb/s; after the cap, per second: "
