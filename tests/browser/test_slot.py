@@ -33,9 +33,9 @@ async def collect_notices(page, seen: list[tuple[float, str, str]],  # type: ign
 
 
 async def test_slot_warnings_and_hard_stop(tmp_path: Path) -> None:
-    with running_server(tmp_path, VISITBRIDGE_WARNINGS="12,6") as server:
+    with running_server(tmp_path, VISITBRIDGE_WARNINGS="10,5") as server:
         starts = int(time.time()) + 8
-        ends = starts + 20
+        ends = starts + 15
         links = [f"{server.url}/join#token="
                  + cli_token(server, sub, role, name, "slot-1", starts, ends)
                  for sub, role, name in (("inmate-s1", "inmate", "Alex Inmate"),
@@ -76,8 +76,8 @@ async def test_slot_warnings_and_hard_stop(tmp_path: Path) -> None:
                 # never shows a time that has passed.
                 said = [s for _, _, s in seen]
                 assert sorted(set(said), key=said.index) == [
-                    "12 seconds left in this visit.", "6 seconds left in this visit."], seen
-                assert len({text for _, text, _ in seen}) >= 8, seen
+                    "10 seconds left in this visit.", "5 seconds left in this visit."], seen
+                assert len({text for _, text, _ in seen}) >= 7, seen
                 for at, text, _ in seen:
                     shown = int(re.match(r"(\d+) seconds? left", text).group(1))
                     assert -0.5 <= shown - (ends - at) <= 2.0, (at, text, ends)

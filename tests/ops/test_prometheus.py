@@ -49,12 +49,10 @@ OPERATIONS = ROOT / "docs" / "operations.md"
 
 # Grafana's variables, as they would be expanded for a 1 s scrape interval. $instance is
 # the dashboard's "All" value.
-GRAFANA_VARS = {"__rate_interval": "15s", "__interval": "1s", "__range": "5m",
+GRAFANA_VARS = {"__rate_interval": "6s", "__interval": "1s", "__range": "5m",
                 "instance": ".*"}
 
 METRIC = re.compile(r"\b((?:visitbridge|process)_[a-z0-9_]+)")
-
-
 
 
 def dashboard() -> dict[str, Any]:
@@ -159,15 +157,6 @@ def test_operations_doc_lists_every_metric_the_deploy_files_use() -> None:
 
 
 # -- a real Prometheus scraping a real visit ---------------------------------------------------
-
-
-
-
-
-
-
-
-
 
 
 def exposed(text: str) -> tuple[set[str], set[str]]:

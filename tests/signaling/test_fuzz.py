@@ -65,7 +65,7 @@ async def send_frames(ws: aiohttp.ClientWebSocketResponse, data: list[str | byte
             await ws.send_str(frame)
 
 
-async def replies(ws: aiohttp.ClientWebSocketResponse, wait_s: float = 0.3) -> list[Any]:
+async def replies(ws: aiohttp.ClientWebSocketResponse, wait_s: float = 0.1) -> list[Any]:
     """Every text message until the socket is quiet for ``wait_s`` (or closes)."""
     got = []
     while True:
