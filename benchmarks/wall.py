@@ -66,7 +66,8 @@ def clip_layers(clip: EncodedClip) -> dict[str, float]:
 
 async def run(visits: int, seconds: float, keyframe_s: int = 2) -> dict[str, Any]:
     vpx.Vp8Encoder.pack = layered_pack  # type: ignore[method-assign]
-    video = layered_clip(max(4, keyframe_s), keyframe_s * FPS)
+    # At least 4 s of clip, a whole number of keyframe intervals (the loop starts on one).
+    video = layered_clip(keyframe_s * -(-4 // keyframe_s), keyframe_s * FPS)
     audio = encode_opus(4.0)
     with tempfile.TemporaryDirectory() as tmp, running_server(Path(tmp)) as server:
         assert server.process is not None
