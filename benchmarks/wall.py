@@ -9,7 +9,10 @@ Reported: the officer's downlink with every tile thinned to layer 0 (the wall) a
 every visit at full rate (what the wall would cost without layers), the server's CPU per
 watched visit (the server process, wall minus publishers alone), and the time from
 clicking Open on a tile to the first decoded frame at the full rate (consecutive frames
-one 30 fps frame apart in RTP time, from ``requestVideoFrameCallback``).
+one 30 fps frame apart in RTP time, from ``requestVideoFrameCallback``). Each downlink
+comes with what it is made of, per tile (``benchmarks.downlink``), and the publisher's
+clip with its own split (all layers, layer 0, keyframes): the clip has a keyframe every
+``--keyframe-s`` seconds besides those the subscribers ask for.
 
     python -m benchmarks.wall --visits 16 --seconds 10
 """
@@ -26,11 +29,12 @@ from typing import Any
 
 from aiortc.codecs import vpx
 
-from benchmarks.media import encode_opus
+from benchmarks.downlink import breakdown
+from benchmarks.media import EncodedClip, encode_opus
 from benchmarks.party import Party
 from tests.support.browser import chromium, open_page, open_to_full_rate_ms, until
 from tests.support.server import running_server, visit_now
-from tests.support.vp8_layers import layered_clip, layered_pack
+from tests.support.vp8_layers import FPS, LAYER_OF, PATTERN, layered_clip, layered_pack
 
 
 def cpu_seconds(pid: int) -> float:
@@ -38,18 +42,33 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in clock ticks
 
 
-async def downlink_mbps(page: Any, seconds: float) -> float:
-    async def received() -> int:
-        stats = await page.evaluate("window.visitStats()")
-        return sum(s.get("bytesReceived", 0) for s in stats if s.get("type") == "transport")
-    before = await received()
+async def downlink(page: Any, seconds: float, tiles: int) -> dict[str, Any]:
+    """The officer's downlink over ``seconds`` (Mb/s) and what it is made of, per tile."""
+    before = await page.evaluate("window.visitStats()")
+    t0 = time.monotonic()
     await asyncio.sleep(seconds)
-    return (await received() - before) * 8 / seconds / 1e6
+    after = await page.evaluate("window.visitStats()")
+    parts = breakdown(before, after, time.monotonic() - t0, tiles)
+    return {"mbps": round(parts["kbps_per_tile"]["total"] * tiles / 1000, 2), **parts}
 
 
-async def run(visits: int, seconds: float) -> dict[str, Any]:
+def clip_layers(clip: EncodedClip) -> dict[str, float]:
+    """What the publisher sends, from the clip itself: all of it, temporal layer 0, and
+    the keyframes (all in layer 0), in kb/s."""
+    seconds = len(clip.packets) * clip.frame_seconds
+    layer0 = [p for p in clip.packets if PATTERN[LAYER_OF[id(p)]] == 0]
+    keys = [clip.packets[k] for k in clip.keyframes]
+    return {"all_kbps": round(clip.bitrate_bps / 1000),
+            "layer0_kbps": round(sum(p.size for p in layer0) * 8 / seconds / 1000),
+            "keyframes_kbps": round(sum(p.size for p in keys) * 8 / seconds / 1000),
+            "keyframe_interval_s": round(seconds / len(keys), 2)}
+
+
+async def run(visits: int, seconds: float, keyframe_s: int = 2) -> dict[str, Any]:
     vpx.Vp8Encoder.pack = layered_pack  # type: ignore[method-assign]
-    video, audio = layered_clip(), encode_opus(4.0)
+    # At least 4 s of clip, a whole number of keyframe intervals (the loop starts on one).
+    video = layered_clip(keyframe_s * -(-4 // keyframe_s), keyframe_s * FPS)
+    audio = encode_opus(4.0)
     with tempfile.TemporaryDirectory() as tmp, running_server(Path(tmp)) as server:
         assert server.process is not None
         pid = server.process.pid
@@ -74,20 +93,20 @@ async def run(visits: int, seconds: float) -> dict[str, Any]:
                     ).length >= {visits})""", 60)
                 await asyncio.sleep(2)
                 cpu0, t0 = cpu_seconds(pid), time.monotonic()
-                wall = await downlink_mbps(page, seconds)
+                wall = await downlink(page, seconds, visits)
                 watched = (cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
                 first_full = await open_to_full_rate_ms(page, "visit-0")
                 await page.evaluate("""for (const e of watches.values()) {
                     e.open = true; sendView(e); }""")
                 await asyncio.sleep(2)
-                full = await downlink_mbps(page, seconds)
+                full = await downlink(page, seconds, visits)
         finally:
             for party in parties:
                 await party.close()
-    return {"visits": visits, "seconds": seconds, "publisher_kbps": round(
-                video.bitrate_bps / 1000),
-            "officer_downlink_mbps_wall": round(wall, 2),
-            "officer_downlink_mbps_all_full_rate": round(full, 2),
+    return {"visits": visits, "seconds": seconds, "publisher": clip_layers(video),
+            "officer_downlink_mbps_wall": wall.pop("mbps"),
+            "officer_downlink_mbps_all_full_rate": full.pop("mbps"),
+            "wall_breakdown": wall, "full_rate_breakdown": full,
             "server_cpu_percent_publishers_only": round(alone * 100, 1),
             "server_cpu_percent_with_wall": round(watched * 100, 1),
             "server_cpu_percent_per_watched_visit": round((watched - alone) * 100 / visits, 2),
@@ -98,8 +117,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--visits", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--keyframe-s", type=int, default=2, help=(
+        "the publishers' keyframe interval besides the keyframes subscribers ask for"))
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args.visits, args.seconds))))
+    print(json.dumps(asyncio.run(run(args.visits, args.seconds, args.keyframe_s))))
 
 
 if __name__ == "__main__":
