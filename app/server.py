@@ -283,7 +283,7 @@ def anchorer_for(config: Config, db: Connection, key: RecordingKey) -> Anchorer 
     if not config.tsa_url or config.tsa_ca_file is None:
         return None
     roots = load_roots(config.tsa_ca_file.read_bytes())
-    return Anchorer(db, config.tsa_url, roots, key.sign, key.key_id,
+    return Anchorer(db, config.tsa_url, roots, key,
                     AnchorPacing(interval_s=config.anchor_interval_s,
                                  max_backoff_s=config.tsa_max_backoff_s))
 

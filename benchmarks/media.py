@@ -150,12 +150,12 @@ def encode_opus(seconds: float = 10.0, bitrate_bps: int = 32_000) -> EncodedClip
 
 @dataclass
 class SendStats:
-    """What a publishing track did; ``late`` counts frames sent > 50 ms behind schedule."""
+    """What a publishing track did."""
 
     frames: int = 0
-    late: int = 0
-    resyncs: int = 0
-    keyframe_requests: int = 0
+    late: int = 0  # frames sent more than LoopingPacketTrack.LATE_S behind schedule
+    resyncs: int = 0  # times it fell RESYNC_S behind and skipped ahead (no burst)
+    keyframe_requests: int = 0  # PLIs and FIRs that reached it
 
 
 class LoopingPacketTrack(MediaStreamTrack):

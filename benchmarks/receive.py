@@ -94,10 +94,10 @@ class SeqTracker:
 
 @dataclass
 class TapTotals:
-    packets: int = 0
-    octets: int = 0
-    frames: int = 0
-    retransmissions: int = 0
+    packets: int = 0  # media packets, retransmissions not counted
+    octets: int = 0  # their payload bytes
+    frames: int = 0  # audio packets, and video packets that end a frame (marker bit)
+    retransmissions: int = 0  # RTX packets
     received: int = 0  # unique media packets (after RTX), for loss
     lost: int = 0
     duplicates: int = 0

@@ -120,7 +120,7 @@ class ArchiveJob(Periodic):
                  interval_s: float = 60.0, clock: Callable[[], float] = time.time) -> None:
         super().__init__(interval_s)
         self._archive = archive
-        self._recordings_dir = Path(recordings_dir)
+        self._recordings_dir = recordings_dir
         self._bucket = bucket
         self._public_pem = public_pem
         self._retention_days = retention_days

@@ -24,7 +24,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from cryptography import x509
@@ -112,18 +112,25 @@ class AnchorPacing:
     timeout_s: float = 10.0  # one request to the authority
 
 
+class Signer(Protocol):
+    """The key that signs checkpoints (the recording key): its id goes into each one."""
+
+    @property
+    def key_id(self) -> str: ...
+
+    def sign(self, data: bytes) -> str: ...
+
+
 class Anchorer:
     """Time-stamps checkpoints from a background task (one per database)."""
 
     def __init__(self, db: Connection, url: str, roots: list[x509.Certificate],
-                 sign: Callable[[bytes], str], key_id: str,
-                 pacing: AnchorPacing = AnchorPacing(), *,
+                 signer: Signer, pacing: AnchorPacing = AnchorPacing(), *,
                  clock: Callable[[], float] = time.time) -> None:
         self._store = CheckpointStore(db)
         self._url = url
         self._roots = roots
-        self._sign = sign
-        self._key_id = key_id
+        self._signer = signer
         self._pacing = pacing
         self._clock = clock
         self._failures = 0
@@ -176,7 +183,7 @@ class Anchorer:
             return self._pacing.poll_s
         ANCHOR_PENDING.set(1)
         cp = checkpoints.following(previous, head=head, seals=seals, now=now,
-                                   key_id=self._key_id)
+                                   key_id=self._signer.key_id)
         problem = await self._stamp(session, cp, now)
         if problem:
             self._failures += 1
@@ -210,7 +217,7 @@ class Anchorer:
         result = timestamp.check(body, data, self._roots, sent)
         if result.problem:
             return f"the token does not verify: {result.problem}"
-        self._store.add(cp, self._sign(cp.hash().encode("ascii")), body, result.time, now)
+        self._store.add(cp, self._signer.sign(cp.hash().encode("ascii")), body, result.time, now)
         log.info("audit checkpoint anchored", extra={
             "checkpoint": cp.n, "hash": cp.hash(), "audit_seq": cp.audit_seq,
             "audit_hash": cp.audit_hash, "seals": len(cp.seals), "tsa_time": result.time})

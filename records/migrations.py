@@ -45,14 +45,21 @@ _REFUSE_FUNCTION = """CREATE OR REPLACE FUNCTION refuse_change() RETURNS trigger
 LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION '%', TG_ARGV[0]; END $$"""
 
 
-def _refuse(name: str, event: str, table: str, message: str) -> str:
-    """PostgreSQL's form of a SQLite trigger that refuses every ``event`` on ``table``
-    (an append-only table also refuses TRUNCATE, which has no SQLite counterpart)."""
+def _refusing(name: str, event: str, table: str, message: str, *,
+              if_not_exists: bool = True) -> Variants:
+    """A trigger that refuses every ``event`` on ``table`` with ``message``, in both
+    dialects (in PostgreSQL an append-only table also refuses TRUNCATE, which has no
+    SQLite counterpart). ``if_not_exists``: as migration 1 wrote it, for the tables of
+    releases before migrations."""
+    guard = "IF NOT EXISTS " if if_not_exists else ""
+    sqlite = (f"CREATE TRIGGER {guard}{name} BEFORE {event} ON {table}\n"
+              f"BEGIN SELECT RAISE(ABORT, '{message}'); END")
     truncate = (f";\nCREATE OR REPLACE TRIGGER {name}_truncate BEFORE TRUNCATE ON {table} "
                 f"FOR EACH STATEMENT EXECUTE FUNCTION refuse_change('{message}')"
                 if event == "DELETE" else "")
-    return (f"{_REFUSE_FUNCTION};\nCREATE OR REPLACE TRIGGER {name} BEFORE {event} ON {table} "
-            f"FOR EACH ROW EXECUTE FUNCTION refuse_change('{message}'){truncate}")
+    return Variants(sqlite, (
+        f"{_REFUSE_FUNCTION};\nCREATE OR REPLACE TRIGGER {name} BEFORE {event} ON {table} "
+        f"FOR EACH ROW EXECUTE FUNCTION refuse_change('{message}'){truncate}"))
 
 
 VERSIONS_TABLE = """CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -94,26 +101,14 @@ MIGRATIONS: tuple[Migration, ...] = (
     hash TEXT NOT NULL
 )""",
         "CREATE INDEX IF NOT EXISTS audit_visit ON audit (visit, seq)",
-        Variants(
-            """CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
-BEGIN SELECT RAISE(ABORT, 'audit log is append-only: UPDATE refused'); END""",
-            _refuse("audit_no_update", "UPDATE", "audit",
-                    "audit log is append-only: UPDATE refused")),
-        Variants(
-            """CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
-BEGIN SELECT RAISE(ABORT, 'audit log is append-only: DELETE refused'); END""",
-            _refuse("audit_no_delete", "DELETE", "audit",
-                    "audit log is append-only: DELETE refused")),
+        _refusing("audit_no_update", "UPDATE", "audit", "audit log is append-only: UPDATE refused"),
+        _refusing("audit_no_delete", "DELETE", "audit", "audit log is append-only: DELETE refused"),
         """CREATE TABLE IF NOT EXISTS audit_head (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     seq INTEGER NOT NULL,
     hash TEXT NOT NULL
 )""",
-        Variants(
-            """CREATE TRIGGER IF NOT EXISTS audit_head_no_delete BEFORE DELETE ON audit_head
-BEGIN SELECT RAISE(ABORT, 'audit head cannot be deleted'); END""",
-            _refuse("audit_head_no_delete", "DELETE", "audit_head",
-                    "audit head cannot be deleted")),
+        _refusing("audit_head_no_delete", "DELETE", "audit_head", "audit head cannot be deleted"),
         Variants(
             """CREATE TRIGGER IF NOT EXISTS audit_head_forward_only BEFORE UPDATE ON audit_head
 WHEN NEW.seq != OLD.seq + 1
@@ -200,16 +195,10 @@ FOR EACH ROW EXECUTE FUNCTION audit_head_forward_only()"""),
     n INTEGER NOT NULL REFERENCES checkpoints (n),
     PRIMARY KEY (visit, seal)
 )""",
-        Variants(
-            """CREATE TRIGGER checkpoints_no_update BEFORE UPDATE ON checkpoints
-BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only: UPDATE refused'); END""",
-            _refuse("checkpoints_no_update", "UPDATE", "checkpoints",
-                    "checkpoints are append-only: UPDATE refused")),
-        Variants(
-            """CREATE TRIGGER checkpoints_no_delete BEFORE DELETE ON checkpoints
-BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only: DELETE refused'); END""",
-            _refuse("checkpoints_no_delete", "DELETE", "checkpoints",
-                    "checkpoints are append-only: DELETE refused")),
+        _refusing("checkpoints_no_update", "UPDATE", "checkpoints",
+                  "checkpoints are append-only: UPDATE refused", if_not_exists=False),
+        _refusing("checkpoints_no_delete", "DELETE", "checkpoints",
+                  "checkpoints are append-only: DELETE refused", if_not_exists=False),
     )),
     Migration(4, "recordings index repairs: the inmate of a recording that began before "
                  "they joined (earlier releases indexed the inmate only when their media "

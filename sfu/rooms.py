@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 from sfu import metrics
 from sfu.peer import PeerSettings
@@ -14,15 +15,16 @@ from visit.roster import RosterError
 from visit.tap import TapFactory
 
 
+@dataclass(eq=False)
 class Rooms:
-    def __init__(self, settings: PeerSettings, max_visitors: int, policy: Policy,
-                 observer: RoomObserver, tap_factory: TapFactory | None = None) -> None:
-        self._settings = settings
-        self._tap_factory = tap_factory
-        self._max_visitors = max_visitors
-        self._policy = policy
-        self._observer = observer
-        self._rooms: dict[str, Room] = {}
+    """The live rooms, and what every new one is made with."""
+
+    settings: PeerSettings
+    max_visitors: int
+    policy: Policy
+    observer: RoomObserver
+    tap_factory: TapFactory | None = None
+    _rooms: dict[str, Room] = field(default_factory=dict, init=False, repr=False)
 
     def get(self, visit_id: str) -> Room | None:
         return self._rooms.get(visit_id)
@@ -43,12 +45,12 @@ class Rooms:
                               "the token's booking differs from the visit's booking")
         if room is None:
             # Refuse before creating anything: a refused token must leave no room behind.
-            VisitLifecycle(visit.starts_at, visit.ends_at, self._policy).check_join(time.time())
-            room = Room(visit, self._max_visitors, self._settings, self._policy,
-                        self._observer, self._closed, self._tap_factory)
+            VisitLifecycle(visit.starts_at, visit.ends_at, self.policy).check_join(time.time())
+            room = Room(visit, self.max_visitors, self.settings, self.policy,
+                        self.observer, self._closed, self.tap_factory)
             self._rooms[visit.id] = room
             metrics.VISITS.set(len(self._rooms))
-            self._observer.visit_opened(room.core, time.time())
+            self.observer.visit_opened(room.core, time.time())
         return room
 
     def _closed(self, room: Room) -> None:

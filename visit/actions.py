@@ -6,14 +6,13 @@ Each is a plain value, so a test reads them as it would read what a page was sen
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from visit.lifecycle import Ending, MediaHeld, Started
 from visit.members import Conn, Member, Message
 from visit.quality import Impairment
+from visit.value import value
 
 
-@dataclass(frozen=True)
+@value
 class Send:
     """Queue a message to a connection (a page or a monitor)."""
 
@@ -21,7 +20,7 @@ class Send:
     message: Message
 
 
-@dataclass(frozen=True)
+@value
 class Close:
     """Close a connection with a refusal or end code (after what was sent before it)."""
 
@@ -30,7 +29,7 @@ class Close:
     message: str
 
 
-@dataclass(frozen=True)
+@value
 class OpenPeer:
     """Create the connection's peer: publishing for a member, receive-only for a monitor."""
 
@@ -38,14 +37,14 @@ class OpenPeer:
     publish: bool
 
 
-@dataclass(frozen=True)
+@value
 class ClosePeer:
     """Close the connection's peer: its forwarders stop and its slots detach."""
 
     conn: Conn
 
 
-@dataclass(frozen=True)
+@value
 class Feed:
     """Forward ``publisher``'s tracks into slot ``slot`` of ``subscriber``'s peer."""
 
@@ -55,7 +54,7 @@ class Feed:
     enabled: bool
 
 
-@dataclass(frozen=True)
+@value
 class Mute:
     """An officer's mute: the server stops forwarding (and recording) the member's audio."""
 
@@ -63,7 +62,7 @@ class Mute:
     muted: bool
 
 
-@dataclass(frozen=True)
+@value
 class Record:
     """Start the member's recorder taps (the answer arrived in a recorded visit)."""
 
@@ -71,7 +70,7 @@ class Record:
     live: bool
 
 
-@dataclass(frozen=True)
+@value
 class RequestKeyframe:
     """Ask the publisher for a keyframe (``kind`` None: every video it publishes)."""
 
@@ -79,7 +78,7 @@ class RequestKeyframe:
     kind: str | None = None
 
 
-@dataclass(frozen=True)
+@value
 class RefreshPictures:
     """A subscriber's media just connected: its publishers send it a keyframe."""
 
@@ -90,7 +89,7 @@ class RefreshPictures:
 # latter once every connection of the visit is closed), and these.
 
 
-@dataclass(frozen=True)
+@value
 class ParticipantJoined:
     """A member was welcomed into the visit."""
 
@@ -98,7 +97,7 @@ class ParticipantJoined:
     at: float
 
 
-@dataclass(frozen=True)
+@value
 class ParticipantLeft:
     """A member left, was removed or was closed when the visit ended."""
 
@@ -107,7 +106,7 @@ class ParticipantLeft:
     at: float
 
 
-@dataclass(frozen=True)
+@value
 class ParticipantLost:
     """A member's connection dropped without a leave: its seat waits for a rejoin."""
 
@@ -116,7 +115,7 @@ class ParticipantLost:
     at: float
 
 
-@dataclass(frozen=True)
+@value
 class ParticipantBack:
     """A member whose connection dropped joined again; ``gap_s`` without media."""
 

@@ -19,6 +19,7 @@ from enum import StrEnum
 
 from visit.messages import Refusal
 from visit.quality import QualityPolicy
+from visit.value import value
 
 END_CAUSES = ("slot_ended", "ended_by_officer", "cancelled", "recording_failed", "all_left",
               "server_shutdown")
@@ -35,7 +36,7 @@ class Refused(Refusal):
     """A join the booking does not allow (too early, ended, cancelled, revoked)."""
 
 
-@dataclass(frozen=True)
+@value
 class Policy:
     early_entry_s: float = 15 * 60
     warnings_s: tuple[float, ...] = (300.0, 60.0)
@@ -44,24 +45,24 @@ class Policy:
     quality: QualityPolicy = field(default_factory=QualityPolicy)  # the tiles' indicator
 
 
-@dataclass(frozen=True)
+@value
 class Started:
     at: float
 
 
-@dataclass(frozen=True)
+@value
 class EndWarning:
     remaining_s: int
 
 
-@dataclass(frozen=True)
+@value
 class Ending:
     cause: str
     reason: str
     at: float
 
 
-@dataclass(frozen=True)
+@value
 class MediaHeld:
     """The media gate changed: ``held`` True stops forwarding between participants."""
 

@@ -12,10 +12,10 @@ reports in a row under the (lower) good thresholds, so a tile does not flicker.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from visit.roster import RosterError
+from visit.value import value
 
 LEVELS = ("good", "weak", "lost")
 MAX_STATS_BYTES = 1024  # a stats message is a dozen numbers
@@ -25,7 +25,7 @@ _COUNT_MAX = 2**53  # counters beyond this are not real
 _SECONDS_MAX = 86_400.0
 
 
-@dataclass(frozen=True)
+@value
 class QualityPolicy:
     interval_s: float = 5.0  # pages report this often
     weak_loss: float = 0.05  # fraction of packets lost
@@ -37,7 +37,7 @@ class QualityPolicy:
     good_reports: int = 2  # reports in a row under the good thresholds to leave weak
 
 
-@dataclass(frozen=True)
+@value
 class Report:
     """One page's statistics: cumulative counters since its peer connection started."""
 
@@ -76,7 +76,7 @@ def parse_report(message: dict[str, Any], size: int) -> Report:
     return Report(**counts, **seconds, rtt_s=rtt_s)
 
 
-@dataclass(frozen=True)
+@value
 class Impairment:
     """What a report adds to the server's counters: seconds of frozen video and of
     concealed (invented) audio the page saw since its previous report."""

@@ -31,12 +31,13 @@ from visit.lifecycle import (
 from visit.members import Conn, Member, Message, Monitor
 from visit.quality import QualityMeter, Report
 from visit.roster import Identity, Roster, RosterError
+from visit.value import value
 
 # Causes of a drop, not a departure: the page (or a new device) may come back to the seat.
 RECONNECTABLE = frozenset({"disconnected", "stopped_reading", "media_lost"})
 
 
-@dataclass(frozen=True)
+@value
 class VisitInfo:
     id: str
     starts_at: int

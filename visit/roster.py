@@ -7,9 +7,8 @@ A second connection with the same identity replaces the first instead of taking 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from visit.messages import Refusal
+from visit.value import value
 
 VISITOR_ROLES = frozenset({"family", "attorney"})
 
@@ -18,14 +17,14 @@ class RosterError(Refusal):
     """A join or message the roster does not allow (full visit, wrong role, stray answer)."""
 
 
-@dataclass(frozen=True)
+@value
 class Identity:
     sub: str
     name: str
     role: str
 
 
-@dataclass(frozen=True)
+@value
 class Admission:
     slot: int
     replaces: bool  # an earlier connection of the same identity must be closed

@@ -10,8 +10,9 @@ the visit ends).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
+
+from visit.value import value
 
 
 class TappedPacket(Protocol):
@@ -33,7 +34,7 @@ class Tap(Protocol):
     def close(self) -> None: ...
 
 
-@dataclass(frozen=True)
+@value
 class TapRequest:
     visit_id: str
     participant: str

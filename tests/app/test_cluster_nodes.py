@@ -32,6 +32,7 @@ from tests.support.server import (
     KID,
     Participant,
     Server,
+    family_visit,
     in_visit,
     inmate_and_family,
     running_server,
@@ -140,7 +141,7 @@ async def test_an_owner_that_lost_its_lease_stops_serving_the_visit(
         nodes: tuple[Server, Server], redis_server: RedisServer) -> None:
     a, _ = nodes
     visit = visit_now("fence-1")
-    async with in_visit(*inmate_and_family(a, visit, "f")) as (inmate, family):
+    async with family_visit(a, visit, "f") as (inmate, family):
         owner = (await lease(redis_server, visit.id) or "").split(":")[0]
         async with Redis.from_url(redis_server.url, decode_responses=True) as r:
             await r.set(f"visit:{visit.id}", "elsewhere:99", px=60_000)  # another owner

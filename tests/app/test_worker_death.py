@@ -16,8 +16,8 @@ import aiohttp
 from benchmarks.server import child_pids
 from tests.support.server import (
     Participant,
+    family_visit,
     in_visit,
-    inmate_and_family,
     metric,
     running_server,
     visit_now,
@@ -36,7 +36,7 @@ async def test_a_dead_workers_visit_is_placed_again_and_new_visits_avoid_it(
         tmp_path: Path) -> None:
     with running_server(tmp_path, VISITBRIDGE_WORKERS="2") as server:
         visit = visit_now("wd-1")
-        async with in_visit(*inmate_and_family(server, visit, "wd")) as (inmate, family):
+        async with family_visit(server, visit, "wd") as (inmate, family):
             await family.wait_for(lambda: family.video_from(0).frames >= 10, 20)
             loads = [await metric(server, "visitbridge_worker_participants", f'index="{i}"')
                      for i in range(2)]
@@ -49,7 +49,7 @@ async def test_a_dead_workers_visit_is_placed_again_and_new_visits_avoid_it(
                 assert p.close_code == 4011
 
         # The pages rejoin with their links: the visit is placed on the live worker.
-        async with in_visit(*inmate_and_family(server, visit, "wd")) as (inmate, family):
+        async with family_visit(server, visit, "wd") as (inmate, family):
             await family.wait_for(lambda: family.video_from(0).frames >= 10, 20)
             await inmate.wait_for(lambda: inmate.video_from(1).frames >= 10, 20)
             # Recording goes on: every track is recorded again, and the visit lives on.

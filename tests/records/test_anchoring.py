@@ -36,8 +36,8 @@ def authority(tmp_path: Path) -> Iterator[Authority]:
 
 
 def anchorer(db: object, tsa: Authority, key: RecordingKey, now: list[float]) -> Anchorer:
-    return Anchorer(db, tsa.url, load_roots(tsa.ca.read_bytes()), key.sign,  # type: ignore[arg-type]
-                    key.key_id, AnchorPacing(interval_s=60, max_backoff_s=8),
+    return Anchorer(db, tsa.url, load_roots(tsa.ca.read_bytes()), key,  # type: ignore[arg-type]
+                    AnchorPacing(interval_s=60, max_backoff_s=8),
                     clock=lambda: now[0])
 
 

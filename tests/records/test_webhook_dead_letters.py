@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 from prometheus_client import REGISTRY
 
 from records.dialect import Connection, open_database
 from records.store import connect
-from records.webhooks import Outbox, Pacing, WebhookSender, verify_signature
+from records.webhooks import Outbox, Pacing, WebhookSender
 from tests.support.postgres import server_database
 from tests.support.server import in_visit, inmate_and_family, running_server, visit_now
+from tests.support.webhooks import serving, signed_body
 
 SECRET = b"records-system-shared-secret"
 FAST = Pacing(min_backoff_s=0.02, max_backoff_s=0.1, timeout_s=2.0, max_attempts=3)
@@ -39,10 +39,7 @@ class Receiver:
     url: str = ""
 
     async def handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        assert verify_signature(SECRET, request.headers["Visitbridge-Signature"], body,
-                                time.time())
-        n = json.loads(body)["data"]["n"]
+        n = json.loads(await signed_body(request, SECRET, time.time()))["data"]["n"]
         self.seen.append(n)
         if self.unavailable:
             self.unavailable -= 1
@@ -56,10 +53,8 @@ class Receiver:
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
     r = Receiver()
-    app = web.Application()
-    app.router.add_post("/hooks", r.handle)
-    async with TestServer(app, host="127.0.0.1") as server:
-        r.url = str(server.make_url("/hooks"))
+    async with serving(r.handle) as url:
+        r.url = url
         yield r
 
 

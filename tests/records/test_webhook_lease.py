@@ -21,10 +21,10 @@ from tests.support.webhooks import Receiver, until
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
-    receiver, port = Receiver(), free_port(0)
-    await receiver.start(port)
-    yield receiver, f"http://127.0.0.1:{port}/hooks"
+async def receiver() -> AsyncIterator[Receiver]:
+    receiver = Receiver()
+    await receiver.start(free_port(0))
+    yield receiver
     assert receiver.runner is not None
     await receiver.runner.cleanup()
 
@@ -35,14 +35,18 @@ def database() -> str:
 
 
 @pytest.fixture
-def deliverers(database: str, receiver: tuple[Receiver, str]
-               ) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
+def outbox(database: str) -> Outbox:
+    return Outbox(connect(database))
+
+
+@pytest.fixture
+def deliverers(database: str, receiver: Receiver) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
     """Two deliverer processes on the one database, told apart by application name."""
     connect(database).close()  # migrated before either starts
     processes = {}
     for name in ("deliverer-a", "deliverer-b"):
         process = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.deliverer", database, receiver[1]],
+            [sys.executable, "-m", "tests.support.deliverer", database, receiver.url],
             cwd=ROOT, env={**os.environ, "PGAPPNAME": name}, stdout=subprocess.PIPE)
         assert process.stdout is not None and process.stdout.readline() == b"ready\n"
         processes[name] = process
@@ -71,25 +75,21 @@ def numbers(receiver: Receiver) -> list[int]:
 
 
 async def test_two_deliverers_send_every_event_once_in_order(
-        database: str, receiver: tuple[Receiver, str],
+        database: str, receiver: Receiver, outbox: Outbox,
         deliverers: dict[str, subprocess.Popen[bytes]]) -> None:
-    hooks, _ = receiver
-    outbox = Outbox(connect(database))
     await add_events(outbox, range(1, 201))
-    await until(lambda: len(hooks.events) >= 200 and outbox.depth() == 0, 20,
+    await until(lambda: len(receiver.events) >= 200 and outbox.depth() == 0, 20,
                 "every event delivered")
     await asyncio.sleep(0.3)  # a second deliverer would send repeats by now
-    assert numbers(hooks) == list(range(1, 201))
+    assert numbers(receiver) == list(range(1, 201))
     assert holder(database) in deliverers
 
 
 async def test_when_the_deliverer_dies_the_other_takes_over_in_order(
-        database: str, receiver: tuple[Receiver, str],
+        database: str, receiver: Receiver, outbox: Outbox,
         deliverers: dict[str, subprocess.Popen[bytes]]) -> None:
-    hooks, _ = receiver
-    outbox = Outbox(connect(database))
     await add_events(outbox, range(1, 51))
-    await until(lambda: len(hooks.events) >= 50, 20, "the first events")
+    await until(lambda: len(receiver.events) >= 50, 20, "the first events")
     first = holder(database)
     assert first in deliverers
     deliverers[first].kill()  # no goodbye: its session ends with the process
@@ -99,6 +99,6 @@ async def test_when_the_deliverer_dies_the_other_takes_over_in_order(
     assert holder(database) not in (first, None)
     # Delivery is at least once: an event in flight when the holder died may come again,
     # under its own id, but nothing is lost and nothing overtakes.
-    once = list(dict.fromkeys(numbers(hooks)))
+    once = list(dict.fromkeys(numbers(receiver)))
     assert once == list(range(1, 101))
-    assert len(hooks.events) - len(once) <= 1
+    assert len(receiver.events) - len(once) <= 1

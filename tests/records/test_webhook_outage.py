@@ -15,10 +15,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from records.store import connect
-from records.webhooks import Outbox, Pacing, WebhookSender, verify_signature
+from records.webhooks import Outbox, Pacing, WebhookSender
+from tests.support.webhooks import serving, signed_body
 
 SECRET = b"records-system-shared-secret"
 PACING = Pacing(min_backoff_s=0.5, max_backoff_s=60.0, timeout_s=2.0, max_attempts=20,
@@ -45,9 +45,7 @@ class Receiver:
     url: str = ""
 
     async def handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        assert verify_signature(SECRET, request.headers["Visitbridge-Signature"], body,
-                                self.clock())
+        body = await signed_body(request, SECRET, self.clock())
         self.attempts_at.append(self.clock())
         if self.down:
             return web.Response(status=503)
@@ -58,10 +56,8 @@ class Receiver:
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
     r = Receiver(SimulatedClock())
-    app = web.Application()
-    app.router.add_post("/hooks", r.handle)
-    async with TestServer(app, host="127.0.0.1") as server:
-        r.url = str(server.make_url("/hooks"))
+    async with serving(r.handle) as url:
+        r.url = url
         yield r
 
 

@@ -11,8 +11,7 @@ from tests.support.server import (
     RED,
     Participant,
     Server,
-    in_visit,
-    inmate_and_family,
+    family_visit,
     metric,
     module_server,
     participants,
@@ -31,8 +30,7 @@ def close_to(colour: tuple[float, float, float] | None, rgb: tuple[int, int, int
 
 async def test_two_parties_see_each_other_and_server_never_decodes(server: Server) -> None:
     visit = visit_now("fwd-1")
-    inmate, family = inmate_and_family(server, visit, "1")
-    async with in_visit(inmate, family):
+    async with family_visit(server, visit, "1") as (inmate, family):
         await inmate.wait_for(lambda: inmate.video_from(1).frames >= 30, 15)
         await family.wait_for(lambda: family.video_from(0).frames >= 30, 15)
         await family.wait_for(lambda: family.audio.get(0) and family.audio[0].frames >= 50, 5)
@@ -56,8 +54,7 @@ async def test_two_parties_see_each_other_and_server_never_decodes(server: Serve
 
 async def test_rejoin_after_drop_and_second_device_replaces_first(server: Server) -> None:
     visit = visit_now("fwd-2")
-    inmate, family = inmate_and_family(server, visit, "2")
-    async with in_visit(inmate, family):
+    async with family_visit(server, visit, "2") as (inmate, family):
         await inmate.wait_for(lambda: inmate.video_from(1).frames >= 10, 15)
 
         # The family's connection drops; the inmate sees it reconnecting, its seat kept.
@@ -109,9 +106,9 @@ async def test_visit_full_and_bad_messages(server: Server) -> None:
 async def test_officer_mute_stops_forwarding_audio_and_the_participant_is_told(
         server: Server) -> None:
     visit = visit_now("fwd-4")
-    inmate, family = inmate_and_family(server, visit, "4")
     officer = server.token("officer-4", "officer", None)
-    async with in_visit(inmate, family), aiohttp.ClientSession() as http:
+    async with family_visit(server, visit, "4") as (inmate, family), \
+            aiohttp.ClientSession() as http:
         await family.wait_for(lambda: family.audio.get(0) and family.audio[0].frames >= 25, 10)
 
         async def mute(muted: bool) -> None:
@@ -139,8 +136,7 @@ async def test_officer_mute_stops_forwarding_audio_and_the_participant_is_told(
 
 async def test_h264_only_browsers_are_forwarded_h264(server: Server) -> None:
     visit = visit_now("fwd-5")
-    inmate, family = inmate_and_family(server, visit, "5", video_codec="H264")
-    async with in_visit(inmate, family):
+    async with family_visit(server, visit, "5", video_codec="H264") as (inmate, family):
         await family.wait_for(lambda: family.video_from(0).frames >= 15, 15)
         await inmate.wait_for(lambda: inmate.video_from(1).frames >= 15, 15)
         assert close_to(family.video_from(0).colour, RED)

@@ -19,8 +19,8 @@ from auth.tokens import VisitClaim
 from tests.support.server import (
     Participant,
     Server,
+    family_visit,
     in_visit,
-    inmate_and_family,
     running_server,
     visit_now,
 )
@@ -63,7 +63,7 @@ async def test_revoke_and_officer_end_do_not_wait_for_a_page_that_stopped_readin
         tmp_path: Path) -> None:
     with running_server(tmp_path) as server:
         visit = visit_now("stall-1")
-        async with in_visit(*inmate_and_family(server, visit, "s1")) as (inmate, family):
+        async with family_visit(server, visit, "s1") as (inmate, family):
             stalled = await stalled_page(server, visit)
             await seen(inmate, lambda e: e["type"] == "participant_joined"
                        and e["participant"]["id"] == "family-stalled", 10)

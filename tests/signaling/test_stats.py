@@ -9,8 +9,7 @@ from typing import Any
 
 from tests.support.server import (
     Participant,
-    in_visit,
-    inmate_and_family,
+    family_visit,
     metric,
     running_server,
     visit_now,
@@ -36,8 +35,7 @@ async def test_stats_become_a_level_for_every_page_and_bad_ones_are_refused(
     with running_server(tmp_path / "server", VISITBRIDGE_STATS_INTERVAL_S="1",
                         VISITBRIDGE_MEDIA_TIMEOUT_S="0") as server:
         visit = visit_now("stats-1")
-        inmate, family = inmate_and_family(server, visit, "st", publish=False)
-        async with in_visit(inmate, family):
+        async with family_visit(server, visit, "st", publish=False) as (inmate, family):
             joined = next(e for e in family.events if e["type"] == "joined")
             assert joined["stats_interval_s"] == 1 and joined["you"]["quality"] == "good"
 

@@ -132,11 +132,11 @@ class Publisher:
 class Network:
     """Delivers packets with a delay, optional seeded loss and occasional duplicates."""
 
-    delay: float = 0.03
-    loss: float = 0.0
-    duplicate: float = 0.0
-    seed: int = 1
-    lost: int = 0
+    delay: float = 0.03  # seconds from sending a frame's first packet to its arrival
+    loss: float = 0.0  # the chance that a packet is dropped
+    duplicate: float = 0.0  # the chance that a delivered packet arrives again 20 ms later
+    seed: int = 1  # of the loss and duplicate draws, so a run can be repeated
+    lost: int = field(default=0, init=False)  # packets dropped so far
     rng: random.Random = field(init=False)
 
     def __post_init__(self) -> None:

@@ -378,3 +378,11 @@ async def in_visit(*people: Participant) -> AsyncIterator[tuple[Participant, ...
             answer = await p.join()
             assert answer["type"] == "joined", answer
         yield people
+
+
+@contextlib.asynccontextmanager
+async def family_visit(server: Server, visit: VisitClaim, tag: str, **kwargs: Any
+                       ) -> AsyncIterator[tuple[Participant, Participant]]:
+    """``inmate_and_family``, both joined: the visit most tests need."""
+    async with in_visit(*inmate_and_family(server, visit, tag, **kwargs)) as (inmate, family):
+        yield inmate, family

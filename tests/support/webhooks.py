@@ -7,14 +7,16 @@ signature with ``records.webhooks.verify_signature`` before it believes a body.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from records.dialect import open_database
 from records.webhooks import verify_signature
@@ -32,6 +34,7 @@ class Receiver:
     header_types: list[str] = field(default_factory=list)
     bad_signatures: int = 0
     runner: web.AppRunner | None = None
+    url: str = ""  # where it listens, once started
     delay_s: float = 0.0  # a slow records system takes this long to answer each event
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -52,6 +55,7 @@ class Receiver:
         self.runner = web.AppRunner(app, shutdown_timeout=0.1)
         await self.runner.setup()
         await web.TCPSite(self.runner, "127.0.0.1", port).start()
+        self.url = f"http://127.0.0.1:{port}/hooks"
 
     @property
     def types(self) -> list[str]:
@@ -59,6 +63,23 @@ class Receiver:
 
     def of_type(self, kind: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e["type"] == kind]
+
+
+async def signed_body(request: web.Request, secret: bytes, now: float) -> bytes:
+    """The body of a webhook request, once its signature is checked as of ``now``."""
+    body = await request.read()
+    assert verify_signature(secret, request.headers["Visitbridge-Signature"], body, now)
+    return body
+
+
+@contextlib.asynccontextmanager
+async def serving(handle: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                  ) -> AsyncIterator[str]:
+    """Serve ``handle`` as a records system's webhook endpoint; yields its URL."""
+    app = web.Application()
+    app.router.add_post("/hooks", handle)
+    async with TestServer(app, host="127.0.0.1") as server:
+        yield str(server.make_url("/hooks"))
 
 
 def webhook_env(port: int) -> dict[str, str]:
