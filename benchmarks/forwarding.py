@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .load import run_load
+from .load import add_load_arguments, run_load
 from .measure import append_result, run_info
 from .media import EncodedClip, encode_opus, encode_vp8
 from .receive import disable_decoding
@@ -44,10 +44,7 @@ BASELINES = ("mediarelay",)
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.forwarding",
                                 description=__doc__.split("\n", 1)[0])
-    p.add_argument("--visits", type=int, required=True, help="concurrent two-party visits")
-    p.add_argument("--seconds", type=float, required=True, help="length of the measured window")
-    p.add_argument("--warmup", type=float, default=5.0,
-                   help="seconds between all media flowing and the window (default 5)")
+    add_load_arguments(p)
     p.add_argument("--results", type=Path, default=RESULTS,
                    help="JSON-lines file to append to "
                         "(default benchmarks/results/forwarding.jsonl)")

@@ -12,6 +12,7 @@ parties join at its entry points in turn, as a load balancer spreads pages.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import time
@@ -48,6 +49,15 @@ class LoadTarget(Protocol):
     async def metrics(self, http: aiohttp.ClientSession) -> dict[str, float]: ...
     def alive(self) -> bool: ...
     def log_tail(self, lines: int = 30) -> str: ...
+
+
+def add_load_arguments(p: argparse.ArgumentParser) -> None:
+    """The load's options, the same in every benchmark that runs it."""
+    p.add_argument("--visits", type=int, required=True, help="concurrent two-party visits")
+    p.add_argument("--seconds", type=float, required=True,
+                   help="length of each measured window")
+    p.add_argument("--warmup", type=float, default=5.0,
+                   help="seconds between all media flowing and the window (default 5)")
 
 
 @dataclass

@@ -38,7 +38,7 @@ from auth.tokens import VisitClaim
 from tests.support.redis import running_redis
 
 from .forwarding import install_loop
-from .load import LoadTarget, run_load
+from .load import LoadTarget, add_load_arguments, run_load
 from .measure import append_result, distribution_ms, run_info
 from .media import EncodedClip, encode_opus, encode_vp8
 from .party import Party
@@ -255,10 +255,7 @@ def verdict(rounds: list[dict[str, Any]], joins: dict[str, Any]) -> dict[str, An
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.nodes",
                                 description=__doc__.split("\n", 1)[0])
-    p.add_argument("--visits", type=int, required=True, help="concurrent two-party visits")
-    p.add_argument("--seconds", type=float, required=True, help="length of each measured window")
-    p.add_argument("--warmup", type=float, default=5.0,
-                   help="seconds between all media flowing and the window (default 5)")
+    add_load_arguments(p)
     p.add_argument("--rounds", type=int, default=3, help="one node, then two (default 3)")
     p.add_argument("--joins", type=int, default=12,
                    help="timed joins at the owner, and as many through the other node")
