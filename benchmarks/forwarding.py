@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .load import add_load_arguments, run_load
-from .measure import append_result, run_info
+from .measure import add_results_argument, append_result, run_info
 from .media import EncodedClip, encode_opus, encode_vp8
 from .receive import disable_decoding
 from .server import ServerProcess
@@ -45,9 +45,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.forwarding",
                                 description=__doc__.split("\n", 1)[0])
     add_load_arguments(p)
-    p.add_argument("--results", type=Path, default=RESULTS,
-                   help="JSON-lines file to append to "
-                        "(default benchmarks/results/forwarding.jsonl)")
+    add_results_argument(p, RESULTS)
     p.add_argument("--workers", type=int, default=1,
                    help="SFU worker processes (serve --workers N)")
     p.add_argument("--worker-max-participants", type=int, default=40,

@@ -6,8 +6,8 @@ video (or MEDIA_TIMEOUT_S passes), let the load settle for the warm-up, then mea
 window of ``seconds``. Only differences over the window are reported, so start-up work
 (ICE, DTLS, first keyframes) never dilutes or inflates the steady-state cost.
 
-The target is one server process or several nodes measured as one (``LoadTarget``);
-parties join at its entry points in turn, as a load balancer spreads pages.
+The target is one server process or several measured as one (``LoadTarget``), which
+says where each party joins.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import os
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -41,8 +40,10 @@ class LoadTarget(Protocol):
     """What the load needs of the server side: tokens, where pages connect, and its
     CPU, memory and metrics summed over every process that serves."""
 
-    @property
-    def ws_urls(self) -> Sequence[str]: ...
+    def entry(self, visit: int, party: int) -> str:
+        """The WebSocket URL a party of a visit joins at."""
+        ...
+
     def token(self, sub: str, role: str, visit: VisitClaim | None) -> str: ...
     def cpu_seconds(self) -> float: ...
     def rss_mb(self) -> float | None: ...
@@ -81,17 +82,14 @@ class Snapshot:
 def _visits(server: LoadTarget, count: int, video: EncodedClip, audio: EncodedClip,
             lifetime_s: float, record: bool) -> list[list[Party]]:
     """Visits to run; without ``record`` they are privileged, which the server never
-    records (recording is mandatory for every other visit). Each party joins at the next
-    entry point in turn: with two nodes, one party of every visit joins where it runs
-    and the other at the other node."""
+    records (recording is mandatory for every other visit)."""
     now = int(time.time())
-    urls = server.ws_urls
     visits = []
     for i in range(count):
         claim = VisitClaim(id=f"bench-{now}-{i}", starts_at=now - 5,
                            ends_at=now + int(lifetime_s) + 600, privileged=not record)
         visits.append([
-            Party(f"{role}-{i}", urls[(2 * i + k) % len(urls)],
+            Party(f"{role}-{i}", server.entry(i, k),
                   server.token(f"{role}-{i}", role, claim), video, audio)
             for k, role in enumerate(("inmate", "family"))])
     return visits

@@ -39,7 +39,7 @@ from tests.support.redis import running_redis
 
 from .forwarding import install_loop
 from .load import LoadTarget, add_load_arguments, run_load
-from .measure import append_result, distribution_ms, run_info
+from .measure import add_results_argument, append_result, distribution_ms, run_info
 from .media import EncodedClip, encode_opus, encode_vp8
 from .party import Party
 from .receive import disable_decoding
@@ -55,17 +55,24 @@ PICTURE_TIMEOUT_S = 10.0
 
 @dataclass
 class Nodes:
-    """Several nodes measured as one server: CPU, memory and metrics summed over them."""
+    """Several servers measured as one: CPU, memory and metrics summed over them. Nodes
+    sharing a Redis (``shared``) take any party anywhere: each visit's inmate joins at
+    the first and its family member at the second. Independent servers each take whole
+    visits, in turn."""
 
     members: list[ServerProcess]
+    shared: bool
 
     @property
     def ids(self) -> list[str]:
-        return [m.env["VISITBRIDGE_NODE_ID"] for m in self.members]
+        return [m.env.get("VISITBRIDGE_NODE_ID", str(m.port)) for m in self.members]
 
     @property
     def ws_urls(self) -> list[str]:
         return [m.ws_url for m in self.members]
+
+    def entry(self, visit: int, party: int) -> str:
+        return self.ws_urls[(party if self.shared else visit) % len(self.members)]
 
     def token(self, sub: str, role: str, visit: VisitClaim | None) -> str:
         return self.members[0].token(sub, role, visit)  # every node trusts its key
@@ -93,18 +100,19 @@ class Nodes:
 
 
 @contextlib.contextmanager
-def running_nodes(folder: Path, count: int, redis_url: str) -> Iterator[Nodes]:
-    """``count`` nodes on loopback sharing one Redis and the first node's token key."""
+def running_nodes(folder: Path, count: int, redis_url: str | None) -> Iterator[Nodes]:
+    """``count`` servers on loopback trusting the first one's token key: nodes sharing
+    the Redis at ``redis_url``, or with None independent servers."""
     members: list[ServerProcess] = []
     try:
         for i in range(count):
-            env = {"VISITBRIDGE_REDIS_URL": redis_url, "VISITBRIDGE_NODE_ID": f"node-{i}",
-                   "VISITBRIDGE_NODE_CAPACITY": str(CAPACITY)}
+            env = ({"VISITBRIDGE_REDIS_URL": redis_url, "VISITBRIDGE_NODE_ID": f"node-{i}",
+                    "VISITBRIDGE_NODE_CAPACITY": str(CAPACITY)} if redis_url else {})
             if members:
                 env["VISITBRIDGE_TOKEN_KEYS_DIR"] = str(members[0].data_dir / "keys" / "public")
             members.append(ServerProcess(folder / f"node-{i}", env=env))
             members[-1].start()
-        yield Nodes(members)
+        yield Nodes(members, shared=redis_url is not None)
     finally:
         for member in members:
             member.stop()
@@ -148,12 +156,23 @@ def _two_nodes(folder: Path, args: argparse.Namespace, video: EncodedClip,
         return asyncio.run(load(nodes, redis.url))
 
 
+def _two_apart(folder: Path, args: argparse.Namespace, video: EncodedClip,
+               audio: EncodedClip) -> dict[str, Any]:
+    """The control: two independent servers, each given half the visits, without Redis.
+    Against it, two nodes show what placement itself costs; against one node, what
+    splitting the same load over two processes costs."""
+    with running_nodes(folder, 2, None) as servers:
+        return asyncio.run(run_load(servers, args.visits, args.seconds, args.warmup,
+                                    video, audio))
+
+
 def _round(index: int, args: argparse.Namespace, video: EncodedClip,
            audio: EncodedClip) -> dict[str, Any]:
-    """One node and two nodes under the same load, one after the other; odd rounds run
-    the two nodes first, so a drift of the shared machine falls on both alike."""
-    runs = {"one": _one_node, "two": _two_nodes}
-    order = ["one", "two"] if index % 2 == 0 else ["two", "one"]
+    """One node, two nodes and the control under the same load, one after the other;
+    odd rounds run them in the reverse order, so a drift of the shared machine falls on
+    all alike."""
+    runs = {"one": _one_node, "two": _two_nodes, "apart": _two_apart}
+    order = list(runs) if index % 2 == 0 else list(reversed(runs))
     result: dict[str, Any] = {"order": order}
     for name in order:
         with tempfile.TemporaryDirectory(prefix="visitbridge-nodes-") as tmp:
@@ -161,8 +180,9 @@ def _round(index: int, args: argparse.Namespace, video: EncodedClip,
         result[f"{name}_packets_per_cpu_s"] = packets_per_cpu_s(result[name])
         print(f"round {index + 1} {name}: {result[f'{name}_packets_per_cpu_s']} packets per "
               f"CPU-second, join failures {result[name]['join_failures']}", file=sys.stderr)
-    one, two = result["one_packets_per_cpu_s"], result["two_packets_per_cpu_s"]
-    result["two_over_one"] = round(two / one, 3) if one and two else None
+    for top, bottom in (("two", "one"), ("apart", "one"), ("two", "apart")):
+        above, below = result[f"{top}_packets_per_cpu_s"], result[f"{bottom}_packets_per_cpu_s"]
+        result[f"{top}_over_{bottom}"] = round(above / below, 3) if above and below else None
     return result
 
 
@@ -241,12 +261,17 @@ def _join_phase(args: argparse.Namespace, video: EncodedClip,
 def verdict(rounds: list[dict[str, Any]], joins: dict[str, Any]) -> dict[str, Any]:
     """The median of the rounds' ratios against the throughput goal, and the relayed
     joins' median and p95 against the join goal."""
-    ratios = [r["two_over_one"] for r in rounds if r["two_over_one"] is not None]
-    median = round(statistics.median(ratios), 3) if ratios else None
+    def median_of(ratio: str) -> float | None:
+        values = [r[ratio] for r in rounds if r[ratio] is not None]
+        return round(statistics.median(values), 3) if values else None
+
+    median = median_of("two_over_one")
     later = joins["relayed_minus_direct_picture_ms"]
     pictures = all(joins[k]["without_picture"] == 0 for k in ("direct", "relayed"))
     return {
         "two_over_one_median": median,
+        "apart_over_one_median": median_of("apart_over_one"),
+        "two_over_apart_median": median_of("two_over_apart"),
         "throughput_goal_met": median is not None and median >= 1 - THROUGHPUT_TOLERANCE,
         "join_goal_met": pictures and all(
             v is not None and v <= JOIN_TOLERANCE_MS for v in later.values())}
@@ -256,11 +281,11 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.nodes",
                                 description=__doc__.split("\n", 1)[0])
     add_load_arguments(p)
-    p.add_argument("--rounds", type=int, default=3, help="one node, then two (default 3)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="one node, two nodes, two independent servers (default 3)")
     p.add_argument("--joins", type=int, default=12,
                    help="timed joins at the owner, and as many through the other node")
-    p.add_argument("--results", type=Path, default=RESULTS,
-                   help="JSON-lines file to append to (default benchmarks/results/nodes.jsonl)")
+    add_results_argument(p, RESULTS)
     return p
 
 

@@ -76,10 +76,9 @@ class ServerProcess(Server):
     def stop(self) -> None:
         stop_server(self)
 
-    @property
-    def ws_urls(self) -> list[str]:
-        """Where pages connect: its one WebSocket."""
-        return [self.ws_url]
+    def entry(self, visit: int, party: int) -> str:
+        """Every page connects to its one WebSocket."""
+        return self.ws_url
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
