@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .load import run_load
-from .measure import append_result, run_info
+from .load import add_load_arguments, run_load
+from .measure import add_results_argument, append_result, run_info
 from .media import EncodedClip, encode_opus, encode_vp8
 from .receive import disable_decoding
 from .server import ServerProcess
@@ -44,13 +44,8 @@ BASELINES = ("mediarelay",)
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.forwarding",
                                 description=__doc__.split("\n", 1)[0])
-    p.add_argument("--visits", type=int, required=True, help="concurrent two-party visits")
-    p.add_argument("--seconds", type=float, required=True, help="length of the measured window")
-    p.add_argument("--warmup", type=float, default=5.0,
-                   help="seconds between all media flowing and the window (default 5)")
-    p.add_argument("--results", type=Path, default=RESULTS,
-                   help="JSON-lines file to append to "
-                        "(default benchmarks/results/forwarding.jsonl)")
+    add_load_arguments(p)
+    add_results_argument(p, RESULTS)
     p.add_argument("--workers", type=int, default=1,
                    help="SFU worker processes (serve --workers N)")
     p.add_argument("--worker-max-participants", type=int, default=40,

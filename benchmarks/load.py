@@ -5,15 +5,19 @@ visit at once, as when a booked visit opens), wait until every party sees forwar
 video (or MEDIA_TIMEOUT_S passes), let the load settle for the warm-up, then measure a
 window of ``seconds``. Only differences over the window are reported, so start-up work
 (ICE, DTLS, first keyframes) never dilutes or inflates the steady-state cost.
+
+The target is one server process or several measured as one (``LoadTarget``), which
+says where each party joins.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -23,13 +27,38 @@ from .measure import LoopLag, distribution_ms
 from .media import EncodedClip
 from .party import Party
 from .receive import TapTotals
-from .server import ServerProcess, process_cpu_seconds, process_rss_mb
+from .server import process_cpu_seconds
 
 VISIT_STAGGER_S = 0.05
 MEDIA_TIMEOUT_S = 20.0
 FORWARDED = "visitbridge_forwarded_packets_total"
 FORWARDED_BYTES = "visitbridge_forwarded_bytes_total"
 CODEC_INSTANCES = "visitbridge_codec_instances_total"
+
+
+class LoadTarget(Protocol):
+    """What the load needs of the server side: tokens, where pages connect, and its
+    CPU, memory and metrics summed over every process that serves."""
+
+    def entry(self, visit: int, party: int) -> str:
+        """The WebSocket URL a party of a visit joins at."""
+        ...
+
+    def token(self, sub: str, role: str, visit: VisitClaim | None) -> str: ...
+    def cpu_seconds(self) -> float: ...
+    def rss_mb(self) -> float | None: ...
+    async def metrics(self, http: aiohttp.ClientSession) -> dict[str, float]: ...
+    def alive(self) -> bool: ...
+    def log_tail(self, lines: int = 30) -> str: ...
+
+
+def add_load_arguments(p: argparse.ArgumentParser) -> None:
+    """The load's options, the same in every benchmark that runs it."""
+    p.add_argument("--visits", type=int, required=True, help="concurrent two-party visits")
+    p.add_argument("--seconds", type=float, required=True,
+                   help="length of each measured window")
+    p.add_argument("--warmup", type=float, default=5.0,
+                   help="seconds between all media flowing and the window (default 5)")
 
 
 @dataclass
@@ -50,7 +79,7 @@ class Snapshot:
         return self.metrics.get(name, 0.0)
 
 
-def _visits(server: ServerProcess, count: int, video: EncodedClip, audio: EncodedClip,
+def _visits(server: LoadTarget, count: int, video: EncodedClip, audio: EncodedClip,
             lifetime_s: float, record: bool) -> list[list[Party]]:
     """Visits to run; without ``record`` they are privileged, which the server never
     records (recording is mandatory for every other visit)."""
@@ -60,9 +89,9 @@ def _visits(server: ServerProcess, count: int, video: EncodedClip, audio: Encode
         claim = VisitClaim(id=f"bench-{now}-{i}", starts_at=now - 5,
                            ends_at=now + int(lifetime_s) + 600, privileged=not record)
         visits.append([
-            Party(f"{role}-{i}", server.ws_url, server.token(f"{role}-{i}", role, claim),
-                  video, audio)
-            for role in ("inmate", "family")])
+            Party(f"{role}-{i}", server.entry(i, k),
+                  server.token(f"{role}-{i}", role, claim), video, audio)
+            for k, role in enumerate(("inmate", "family"))])
     return visits
 
 
@@ -84,7 +113,7 @@ async def _wait_for_media(parties: list[Party]) -> None:
         await asyncio.sleep(0.1)
 
 
-async def _snapshot(server: ServerProcess, http: aiohttp.ClientSession,
+async def _snapshot(server: LoadTarget, http: aiohttp.ClientSession,
                     parties: list[Party]) -> Snapshot:
     metrics = await server.metrics(http)
     received = {"audio": TapTotals(), "video": TapTotals()}
@@ -98,7 +127,7 @@ async def _snapshot(server: ServerProcess, http: aiohttp.ClientSession,
             keyframe_requests += stats.keyframe_requests
     return Snapshot(time.monotonic(), server.cpu_seconds(), process_cpu_seconds(os.getpid()),
                     metrics, received, sent, late, keyframe_requests,
-                    process_rss_mb(server.pid))
+                    server.rss_mb())
 
 
 def _summarize(start: Snapshot, end: Snapshot, parties: list[Party], join_errors: list[str],
@@ -152,7 +181,7 @@ def _summarize(start: Snapshot, end: Snapshot, parties: list[Party], join_errors
     }
 
 
-async def run_load(server: ServerProcess, visit_count: int, seconds: float, warmup: float,
+async def run_load(server: LoadTarget, visit_count: int, seconds: float, warmup: float,
                    video: EncodedClip, audio: EncodedClip, record: bool = False,
                    together: asyncio.Barrier | None = None) -> dict[str, Any]:
     """Run the visits against ``server`` (already started) and return the summary.

@@ -6,6 +6,7 @@ commit, the versions, the core count and the arguments that produced it.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -139,6 +140,11 @@ def run_info(args: dict[str, Any], client_loop: str) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "client_loop": client_loop,
     }
+
+
+def add_results_argument(p: argparse.ArgumentParser, default: Path) -> None:
+    p.add_argument("--results", type=Path, default=default,
+                   help=f"JSON-lines file to append to (default {default.relative_to(ROOT)})")
 
 
 def append_result(path: Path, record: dict[str, Any]) -> None:

@@ -59,7 +59,7 @@ from recorder.verify import verify_visit
 from tests.support.clock import FakeClock
 from tests.support.media import decode
 
-from .measure import append_result, run_info
+from .measure import add_results_argument, append_result, run_info
 from .media import encode_opus, encode_vp8
 from .transcoding import run_baseline
 from .visit_packets import Track, make_visit
@@ -220,8 +220,7 @@ def parser() -> argparse.ArgumentParser:
                    help="seconds of media per track (default 120)")
     p.add_argument("--rounds", type=int, default=5,
                    help="plain and encrypted runs each, alternating; medians (default 5)")
-    p.add_argument("--results", type=Path, default=RESULTS,
-                   help="JSON-lines file to append to (default benchmarks/results/recorder.jsonl)")
+    add_results_argument(p, RESULTS)
     return p
 
 

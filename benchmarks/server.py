@@ -76,6 +76,10 @@ class ServerProcess(Server):
     def stop(self) -> None:
         stop_server(self)
 
+    def entry(self, visit: int, party: int) -> str:
+        """Every page connects to its one WebSocket."""
+        return self.ws_url
+
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
@@ -85,6 +89,9 @@ class ServerProcess(Server):
     def cpu_seconds(self) -> float:
         """The server's CPU: its own process and, with --workers, its worker processes."""
         return sum(process_cpu_seconds(pid) for pid in [self.pid, *child_pids(self.pid)])
+
+    def rss_mb(self) -> float | None:
+        return process_rss_mb(self.pid)
 
     async def metrics(self, http: aiohttp.ClientSession) -> dict[str, float]:
         """Every sample of /metrics, summed over labels: {metric name: value}."""
