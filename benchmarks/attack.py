@@ -46,8 +46,8 @@ from aiortc.rtp import (
 
 from sfu import glue_rtp
 
-from .load import _join_all, _visits, _wait_for_media
-from .measure import append_result, percentile, run_info
+from .load import _visits, _wait_for_media, join_all
+from .measure import append_result, benchmark_parser, percentile, run_info
 from .media import encode_opus, encode_vp8
 from .party import Party
 from .receive import TapTotals, disable_decoding
@@ -62,8 +62,7 @@ RECOVER_S = 15.0
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.attack",
-                                description=__doc__.split("\n", 1)[0])
+    p = benchmark_parser("benchmarks.attack", __doc__)
     p.add_argument("--window", type=float, default=4.0, help="seconds per attack (default 4)")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds before the first window")
     p.add_argument("--rate", type=int, default=500,
@@ -249,7 +248,7 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         visits = _visits(server, 2, video, audio, 600, record=False)
         parties = [p for v in visits for p in v]
         try:
-            errors = await _join_all(visits)
+            errors = await join_all(visits)
             if errors:
                 raise RuntimeError(f"joins failed: {errors}")
             await _wait_for_media(parties)

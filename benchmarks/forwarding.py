@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .load import add_load_arguments, run_load
-from .measure import add_results_argument, append_result, run_info
+from .measure import add_results_argument, append_result, benchmark_parser, run_info
 from .media import EncodedClip, encode_opus, encode_vp8
 from .receive import disable_decoding
 from .server import ServerProcess
@@ -42,8 +42,7 @@ BASELINES = ("mediarelay",)
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.forwarding",
-                                description=__doc__.split("\n", 1)[0])
+    p = benchmark_parser("benchmarks.forwarding", __doc__)
     add_load_arguments(p)
     add_results_argument(p, RESULTS)
     p.add_argument("--workers", type=int, default=1,

@@ -142,6 +142,12 @@ def run_info(args: dict[str, Any], client_loop: str) -> dict[str, Any]:
     }
 
 
+def benchmark_parser(module: str, doc: str | None) -> argparse.ArgumentParser:
+    """The options parser of ``python -m <module>``, described by its docstring's first line."""
+    return argparse.ArgumentParser(prog=f"python -m {module}",
+                                   description=(doc or "").split("\n", 1)[0])
+
+
 def add_results_argument(p: argparse.ArgumentParser, default: Path) -> None:
     p.add_argument("--results", type=Path, default=default,
                    help=f"JSON-lines file to append to (default {default.relative_to(ROOT)})")

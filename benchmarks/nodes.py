@@ -39,7 +39,13 @@ from tests.support.redis import running_redis
 
 from .forwarding import install_loop
 from .load import LoadTarget, add_load_arguments, run_load
-from .measure import add_results_argument, append_result, distribution_ms, run_info
+from .measure import (
+    add_results_argument,
+    append_result,
+    benchmark_parser,
+    distribution_ms,
+    run_info,
+)
 from .media import EncodedClip, encode_opus, encode_vp8
 from .party import Party
 from .receive import disable_decoding
@@ -278,14 +284,13 @@ def verdict(rounds: list[dict[str, Any]], joins: dict[str, Any]) -> dict[str, An
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.nodes",
-                                description=__doc__.split("\n", 1)[0])
-    add_load_arguments(p)
+    p = benchmark_parser("benchmarks.nodes", __doc__)
+    add_results_argument(p, RESULTS)
     p.add_argument("--rounds", type=int, default=3,
                    help="one node, two nodes, two independent servers (default 3)")
     p.add_argument("--joins", type=int, default=12,
                    help="timed joins at the owner, and as many through the other node")
-    add_results_argument(p, RESULTS)
+    add_load_arguments(p)
     return p
 
 

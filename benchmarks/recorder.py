@@ -59,7 +59,7 @@ from recorder.verify import verify_visit
 from tests.support.clock import FakeClock
 from tests.support.media import decode
 
-from .measure import add_results_argument, append_result, run_info
+from .measure import add_results_argument, append_result, benchmark_parser, run_info
 from .media import encode_opus, encode_vp8
 from .transcoding import run_baseline
 from .visit_packets import Track, make_visit
@@ -212,8 +212,7 @@ def check_encrypted(tracks: list[Track], rec: dict[str, Any], visit_dir: Path,
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.recorder",
-                                description=__doc__.split("\n", 1)[0])
+    p = benchmark_parser("benchmarks.recorder", __doc__)
     p.add_argument("--parties", type=int, default=2,
                    help="parties in the visit, each with VP8 video and Opus audio (default 2)")
     p.add_argument("--seconds", type=float, default=120.0,
