@@ -101,10 +101,6 @@ def test_an_existing_recording_is_never_overwritten(tmp_path: Path) -> None:
     assert path.read_bytes() == b"evidence"
 
 
-
-
-
-
 @pytest.mark.parametrize(("error", "reason"), [
     (errno.ENOSPC, "disk_full"), (errno.EDQUOT, "disk_full"), (errno.EIO, "io_error"),
     (errno.EROFS, "permission")])

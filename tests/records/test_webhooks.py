@@ -79,8 +79,6 @@ async def receiver() -> AsyncIterator[Receiver]:
         await r.stop()
 
 
-
-
 def deliveries(result: str) -> float:
     return REGISTRY.get_sample_value("visitbridge_webhook_deliveries_total",
                                      {"result": result}) or 0.0

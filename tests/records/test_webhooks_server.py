@@ -36,10 +36,6 @@ async def receiver() -> AsyncIterator[Receiver]:
         await r.runner.cleanup()
 
 
-
-
-
-
 def connected(p: Participant) -> bool:
     return p.pc is not None and p.pc.connectionState == "connected"
 
@@ -53,8 +49,6 @@ async def family_leaves_after(inmate: Participant, family: Participant, seconds:
     await inmate.wait_for(lambda: any(e["type"] == "participant_left"
                                       for e in inmate.events), 10)
     await asyncio.sleep(0.5)
-
-
 
 
 async def test_a_cancelled_visit_reaches_the_records_system_signed_and_in_order(
