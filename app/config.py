@@ -68,8 +68,8 @@ class Config:
     node_id: str = ""  # this node's name in Redis (letters, digits, . _ -)
     node_url: str = ""  # where other nodes relay signaling to this one (default: base_url)
     node_capacity: int = 40  # participants this node takes before refusing new visits
-    node_ttl_s: int = 10  # a node that stops refreshing leaves the registry after this
-    lease_ttl_s: int = 15  # a visit's lease lapses this long after its owner stops renewing
+    node_ttl_s: int = 6  # a node that stops refreshing leaves the registry after this
+    lease_ttl_s: int = 8  # a visit's lease lapses this long after its owner stops renewing
     drain: bool = False  # start drained: take no new visits (running ones finish)
     recordings_path: Path | None = None  # default: <data_dir>/recordings (its own volume)
     recordings_min_free_mb: int = 1024  # below this, new visits are refused

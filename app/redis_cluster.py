@@ -96,6 +96,10 @@ class RedisCluster:
     async def owner(self, visit_id: str) -> Lease | None:
         return Lease.parse(await self.redis.get(f"visit:{visit_id}"))
 
+    async def leased(self) -> set[str]:
+        """Every visit some node holds now."""
+        return {key.removeprefix("visit:") async for key in self.redis.scan_iter("visit:*")}
+
     async def acquire(self, visit_id: str, node_id: str, ttl_ms: int) -> Lease:
         """Place the visit on ``node_id`` with the next epoch, unless it is held already:
         then the lease that holds it (a join elsewhere won the race)."""

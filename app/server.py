@@ -211,7 +211,10 @@ def create_app(config: Config) -> web.Application:
     async def start_background(app: web.Application) -> None:
         now = time.time()
         if first:
-            recovered = recordings.recover(now)  # before serving: blocking is fine here
+            # Before serving: blocking is fine here. Visits other nodes hold on a shared
+            # volume are theirs: their open segments are not orphans.
+            running = await gate.cluster.leased() if gate else set()
+            recovered = recordings.recover(now, running)
             if recovered:
                 log.warning("recordings recovered after a crash", extra={"visits": recovered})
             records.close_stale(now)

@@ -32,12 +32,14 @@ appends from forking the chain.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -114,13 +116,17 @@ class Manifest:
         self.segments = 0
         self.sealed = False
         self.media_end_s = 0.0  # latest end of recorded media, in seconds of the timeline
+        self.epoch: int | None = None  # the lease epoch this writer holds, when fenced
+        self.placed_epoch = 0  # the newest lease epoch any writer signed into the chain
+        self._end = 0  # where this writer's last line ended: anything after is another's
         self._last_number: dict[str, int] = {}
         self._files: set[str] = set()
         for entry in entries:
             self._account(entry)
 
     @classmethod
-    def open(cls, visit_dir: Path, key: RecordingKey, clock: Callable[[], float]) -> Manifest:
+    def open(cls, visit_dir: Path, key: RecordingKey, clock: Callable[[], float],
+             served_by: Mapping[str, Any] | None = None) -> Manifest:
         """Open (creating if needed) ``<visit_dir>/manifest.jsonl`` for appending.
 
         An existing manifest is read and checked first (each line parses, seq, prev, hash,
@@ -128,19 +134,38 @@ class Manifest:
         forking it. Refuses (ManifestError) a sealed manifest, one signed by another key
         and one with a damaged or incomplete line: appending to those would produce a
         manifest that can never verify, and repairing one would destroy evidence.
+
+        ``served_by`` (the node and lease epoch this recorder holds the visit under, when
+        nodes share the recordings volume) is appended at once as a policy line, and fences
+        the manifest: opening under an epoch older than one already in it is refused, and
+        so is every later append of this writer once a writer with a newer epoch appended
+        (appends take an exclusive ``flock`` and check that nobody wrote in between).
         """
         visit_dir = Path(visit_dir)
         visit_dir.mkdir(parents=True, exist_ok=True)
         path = visit_dir / MANIFEST_NAME
-        entries = _read_for_append(path, key) if path.exists() else []
-        if entries and entries[-1]["type"] == "seal":
-            raise ManifestError(f"{path} is already sealed (seq {entries[-1]['seq']}); "
-                                "a sealed recording cannot be continued")
         created = not path.exists()
         file = open(path, "ab")  # held open for the visit; close() or seal() closes it
-        if created:
-            fsync_dir(visit_dir)
-        return cls(visit_dir, key, clock, file, entries)
+        try:
+            with _exclusive(file):
+                entries = _read_for_append(path, key)
+                if entries and entries[-1]["type"] == "seal":
+                    raise ManifestError(f"{path} is already sealed (seq {entries[-1]['seq']}); "
+                                        "a sealed recording cannot be continued")
+                if created:
+                    fsync_dir(visit_dir)
+                manifest = cls(visit_dir, key, clock, file, entries)
+                manifest._end = os.fstat(file.fileno()).st_size
+                if served_by is not None:
+                    manifest.epoch = int(served_by["epoch"])
+                    if manifest.placed_epoch > manifest.epoch:
+                        raise ManifestError(manifest._fenced(manifest.placed_epoch))
+                    manifest._append({"type": "policy", "detail": {"served_by": dict(served_by)}},
+                                     locked=True)
+        except BaseException:
+            file.close()
+            raise
+        return manifest
 
     @property
     def tracks(self) -> list[str]:
@@ -232,7 +257,7 @@ class Manifest:
 
     # -- internals ---------------------------------------------------------------------
 
-    def _append(self, fields: dict[str, Any]) -> dict[str, Any]:
+    def _append(self, fields: dict[str, Any], locked: bool = False) -> dict[str, Any]:
         if self._failed is not None:
             raise ManifestError(f"{self.path}: an earlier write failed ({self._failed}); "
                                 "the manifest must be checked before it is continued")
@@ -249,21 +274,42 @@ class Manifest:
         entry["sig"] = self._key.sign(signed_bytes(entry["hash"]))
         line = canonical(entry) + b"\n"
         file = self._file
-        start = file.tell()
-        try:
-            file.write(line)
-            file.flush()
-            os.fsync(file.fileno())
-        except BaseException as exc:
-            # Take back a partial line so the file stays a valid chain for a restart.
-            self._failed = exc
+        with contextlib.nullcontext() if locked else _exclusive(file):
+            start = os.fstat(file.fileno()).st_size
+            if start != self._end:  # another writer continued the chain: ours is stale
+                self._failed = ManifestError(self._fenced(self._newest_epoch_after()))
+                raise self._failed
             try:
-                os.ftruncate(file.fileno(), start)
-            except OSError:
-                pass
-            raise
+                file.write(line)
+                file.flush()
+                os.fsync(file.fileno())
+            except BaseException as exc:
+                # Take back a partial line so the file stays a valid chain for a restart.
+                self._failed = exc
+                try:
+                    os.ftruncate(file.fileno(), start)
+                except OSError:
+                    pass
+                raise
+            self._end = start + len(line)
         self._account(entry)
         return entry
+
+    def _newest_epoch_after(self) -> int:
+        """The newest lease epoch in the lines another writer appended after ours."""
+        with open(self.path, "rb") as file:
+            file.seek(self._end)
+            tail = file.read()
+        newest = 0
+        for raw in tail.splitlines():
+            with contextlib.suppress(ValueError, TypeError, AttributeError, KeyError):
+                newest = max(newest, int(json.loads(raw)["detail"]["served_by"]["epoch"]))
+        return newest
+
+    def _fenced(self, newest: int) -> str:
+        by = f"under lease epoch {newest}" if newest else "by another writer"
+        return (f"{self.path} is continued {by}; this writer (lease epoch {self.epoch}) "
+                "is fenced off")
 
     def _account(self, entry: Mapping[str, Any]) -> None:
         self.seq = int(entry["seq"])
@@ -279,6 +325,9 @@ class Manifest:
                 self.media_end_s = max(self.media_end_s, float(entry["last_pts"] * rate))
         elif entry["type"] == "seal":
             self.sealed = True
+        served = entry.get("detail", {}).get("served_by") if entry["type"] == "policy" else None
+        if isinstance(served, dict) and isinstance(served.get("epoch"), int):
+            self.placed_epoch = max(self.placed_epoch, served["epoch"])
 
     def _relative(self, path: Path) -> str:
         if not path.is_absolute() and (self.visit_dir / path).is_file():
@@ -292,6 +341,16 @@ class Manifest:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+@contextlib.contextmanager
+def _exclusive(file: BinaryIO) -> Iterator[None]:
+    """Hold the manifest's ``flock``: nodes sharing the volume append one at a time."""
+    fcntl.flock(file.fileno(), fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(file.fileno(), fcntl.LOCK_UN)
 
 
 def _read_for_append(path: Path, key: RecordingKey) -> list[dict[str, Any]]:

@@ -106,28 +106,30 @@ def remux(path: Path, vault: Vault) -> tuple[int, int | None, int | None, str]:
 def recover_visit(visit_dir: Path, key: RecordingKey, clock,  # type: ignore[no-untyped-def]
                   vault: Vault) -> list[Recovered]:
     """Salvage every orphan segment of one visit into its manifest (not sealed here)."""
-    found = orphans(visit_dir)
-    if not found:
+    if not orphans(visit_dir):
         return []
-    manifest = Manifest.open(visit_dir, key, clock)
+    with Manifest.open(visit_dir, key, clock) as manifest:
+        return salvage(manifest, vault)
+
+
+def salvage(manifest: Manifest, vault: Vault) -> list[Recovered]:
+    """Append every orphan segment of the manifest's visit to it, as found: after a crash
+    here, or when a node takes over a visit whose node died (a shared volume)."""
     done = []
-    try:
-        for path in found:
-            sha, size = file_digest(path)
-            try:
-                packets, first, last, time_base = remux(path, vault)
-            except (av.error.FFmpegError, EnvelopeError):
-                packets, first, last, time_base = 0, None, None, "1/1000"
-            if packets == 0:
-                # Nothing playable (killed before the first cluster): keep it as found.
-                note = f"found after a crash, not playable: sha256 {sha}, {size} bytes"
-            else:
-                note = (f"found after a crash: sha256 {sha}, {size} bytes; remuxed by stream "
-                        f"copy, {packets} packets kept")
-            manifest.append_segment({"track": path.parent.name, "path": path,
-                                     "first_pts": first, "last_pts": last,
-                                     "time_base": time_base}, recovered=True, note=note)
-            done.append(Recovered(f"{path.parent.name}/{path.name}", sha, size, packets))
-    finally:
-        manifest.close()
+    for path in orphans(manifest.visit_dir):
+        sha, size = file_digest(path)
+        try:
+            packets, first, last, time_base = remux(path, vault)
+        except (av.error.FFmpegError, EnvelopeError):
+            packets, first, last, time_base = 0, None, None, "1/1000"
+        if packets == 0:
+            # Nothing playable (killed before the first cluster): keep it as found.
+            note = f"found after a crash, not playable: sha256 {sha}, {size} bytes"
+        else:
+            note = (f"found after a crash: sha256 {sha}, {size} bytes; remuxed by stream "
+                    f"copy, {packets} packets kept")
+        manifest.append_segment({"track": path.parent.name, "path": path,
+                                 "first_pts": first, "last_pts": last,
+                                 "time_base": time_base}, recovered=True, note=note)
+        done.append(Recovered(f"{path.parent.name}/{path.name}", sha, size, packets))
     return done

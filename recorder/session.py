@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Container, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from recorder import retention
 from recorder.finalize import FinalFile, finalize_visit
 from recorder.manifest import Manifest, ManifestError
 from recorder.metrics import BYTES, FAILURES, GAP_SECONDS, SEGMENTS
-from recorder.recovery import is_sealed, recover_visit
+from recorder.recovery import is_sealed, recover_visit, salvage
 from recorder.replay_files import FINALS_KEY, seal_entries
 from recorder.segments import RecordingError, SegmentInfo, sync_segment
 from recorder.signing import RecordingKey
@@ -214,13 +214,12 @@ class Recordings:
                         served: dict[str, Any] | None) -> tuple[Manifest, float]:
         store, archive = self._records()
         row = store.visit(visit_id)
-        manifest = Manifest.open(folder, self.key, time.time)
-        if served is not None:
-            manifest.append_policy({"served_by": served})
+        manifest = Manifest.open(folder, self.key, time.time, served_by=served)
         epoch = float(row.starts_at) if row and row.starts_at else time.time()
         inmate = next((p for p in store.participants(visit_id) if p["role"] == "inmate"),
                       None)
         try:
+            salvage(manifest, self.vault)  # what a node that died in this visit left open
             archive.started(visit_id, inmate["sub"] if inmate else None,
                             inmate["name"] if inmate else None,
                             row.starts_at if row else None, row.ends_at if row else None,
@@ -358,13 +357,14 @@ class Recordings:
 
     # -- start-up -----------------------------------------------------------------------
 
-    def recover(self, now: float) -> list[str]:
-        """Salvage visits a crash left unsealed; seal those whose booked slot is over."""
+    def recover(self, now: float, running: Container[str] = ()) -> list[str]:
+        """Salvage visits a crash left unsealed; seal those whose booked slot is over. The
+        ``running`` ones (held by another node on a shared volume) are left to their owner."""
         if not self.dir.exists():
             return []
         recovered = []
-        for folder in sorted(p for p in self.dir.iterdir()
-                             if p.is_dir() and not p.name.startswith(".")):
+        for folder in sorted(p for p in self.dir.iterdir() if p.is_dir()
+                             and not p.name.startswith(".") and p.name not in running):
             if is_sealed(folder) or not (folder / "manifest.jsonl").exists() and not any(
                     folder.iterdir()):
                 continue

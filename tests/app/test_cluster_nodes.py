@@ -8,7 +8,6 @@ killed with SIGKILL leaves, and its visits' leases lapse, within seconds.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -24,6 +23,8 @@ from redis.asyncio import Redis
 
 from auth.issuer import issue_token
 from auth.keys import load_private_key, write_keypair
+from tests.support.nodes import lease, until
+from tests.support.nodes import node_env as nodes_env
 from tests.support.process import ROOT
 from tests.support.redis import RedisServer, running_redis
 from tests.support.server import (
@@ -43,9 +44,7 @@ TTL_S = 3
 
 
 def node_env(redis: RedisServer, node_id: str, keys: Path | None) -> dict[str, str]:
-    env = {"VISITBRIDGE_REDIS_URL": redis.url, "VISITBRIDGE_NODE_ID": node_id,
-           "VISITBRIDGE_NODE_TTL_S": str(TTL_S), "VISITBRIDGE_LEASE_TTL_S": str(TTL_S)}
-    return {**env, "VISITBRIDGE_TOKEN_KEYS_DIR": str(keys)} if keys else env
+    return nodes_env(redis, node_id, keys, TTL_S, TTL_S)
 
 
 @pytest.fixture(scope="module")
@@ -64,21 +63,9 @@ def nodes(redis_server: RedisServer,
             yield a, b
 
 
-async def lease(redis: RedisServer, visit_id: str) -> str | None:
-    async with Redis.from_url(redis.url, decode_responses=True) as r:
-        return await r.get(f"visit:{visit_id}")
-
-
 async def registered(redis: RedisServer) -> dict[str, dict[str, str]]:
     async with Redis.from_url(redis.url, decode_responses=True) as r:
         return {key[5:]: await r.hgetall(key) async for key in r.scan_iter("node:*")}
-
-
-async def until(check: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.1)
 
 
 def at(server: Server, token: str, **kwargs: object) -> Participant:

@@ -241,6 +241,12 @@ class Participant:
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self.joined_at: float | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    @property
+    def disconnected(self) -> bool:
+        """Joined once, and its WebSocket has closed since (a page would reconnect)."""
+        return self._reader is not None and self._reader.done()
 
     async def join(self) -> dict[str, Any]:
         """Join; return the ``joined`` message (or the ``error``)."""
@@ -257,7 +263,8 @@ class Participant:
         offer = await self._next()
         assert offer["type"] == "offer", offer
         await self._answer(offer)
-        self._tasks.append(asyncio.ensure_future(self._read_events()))
+        self._reader = asyncio.ensure_future(self._read_events())
+        self._tasks.append(self._reader)
         return first
 
     async def _next(self) -> dict[str, Any]:
