@@ -14,10 +14,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.support.browser import chromium, decoded, joined_pair, two_party_links, until
 from tests.support.netblock import udp_dropped
 from tests.support.server import running_server
 
+# The test networks one after another (one worker of a parallel run takes them all): two
+# impaired links at once would share the CPU their rate and loss figures depend on.
+pytestmark = pytest.mark.xdist_group("network")
 
 async def path_ports(page: Any) -> list[int]:
     """Every UDP port of the page's ICE candidates and of the server's: with any pair

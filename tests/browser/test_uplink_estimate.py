@@ -12,10 +12,15 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from playwright.async_api import Page
 
 from tests.support.netvisit import visit_behind_link
 from tests.support.rtp_stats import totals, window
+
+# The test networks one after another (one worker of a parallel run takes them all): two
+# impaired links at once would share the CPU their rate and loss figures depend on.
+pytestmark = pytest.mark.xdist_group("network")
 
 CAP_KBPS = 300
 
