@@ -1,10 +1,11 @@
-# The two commands: `make run` and `make test` (see README.md).
+# The two commands: `make run` and `make test` (see README.md); `make test-postgresql`
+# runs the same suite with every test server's records in PostgreSQL.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-APT_PACKAGES := chromium prometheus coturn jq openssl nftables iproute2 redis-server
+APT_PACKAGES := chromium prometheus coturn jq openssl nftables iproute2 redis-server postgresql
 
-.PHONY: run test lint bench system-packages
+.PHONY: run test test-postgresql lint bench system-packages
 
 $(VENV)/.base: pyproject.toml
 	python3 -m venv $(VENV)
@@ -26,7 +27,8 @@ run: $(VENV)/.base
 # Debian packages the tests drive for real (Chromium for browser tests, Prometheus and
 # promtool for the monitoring files, coturn for TURN, jq and openssl for the export's
 # hand check, openssl also as the tests' RFC 3161 time-stamp authority, redis-server for
-# placement across nodes, iproute2 and nftables for the network harness), without
+# placement across nodes, iproute2 and nftables for the network harness, PostgreSQL's
+# server binaries for the records tests, which start a throwaway cluster), without
 # recommends.
 system-packages:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -40,6 +42,9 @@ lint: $(VENV)/.test
 
 test: $(VENV)/.test system-packages lint
 	$(PY) -m pytest
+
+test-postgresql: $(VENV)/.test system-packages lint
+	VISITBRIDGE_TEST_DATABASE=postgresql $(PY) -m pytest
 
 bench: $(VENV)/.bench
 	$(PY) -m benchmarks.forwarding --visits 10 --seconds 30

@@ -20,6 +20,13 @@ from auth.issuer import issue_token
 from auth.keys import DEV_KID, load_private_key, write_keypair
 from auth.tokens import ALGORITHMS, ROLES, VISIT_ROLES, VisitClaim
 from records.audit import verify_file
+from records.dialect import is_url
+
+
+def _database(text: str) -> Path | str:
+    """A database named on the command line: a ``postgresql://`` URL kept as it is (a
+    path would fold its ``//``), anything else a SQLite file."""
+    return text if is_url(text) else Path(text)
 
 
 def _when(text: str) -> int:
@@ -307,8 +314,9 @@ def parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="the hash-chained audit log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     check = audit_sub.add_parser("verify", help="check the chain; exit 1 if tampered")
-    check.add_argument("--db", type=Path,
-                       help="a SQLite file (default: the configured database)")
+    check.add_argument("--db", type=_database,
+                       help="a SQLite file or a postgresql:// URL (default: the configured "
+                            "database)")
     check.add_argument("--tsa-ca", type=Path,
                        help="time-stamp authority root certificate(s) (default: tsa_ca_file)")
     check.set_defaults(func=_audit_verify)

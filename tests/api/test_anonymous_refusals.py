@@ -11,9 +11,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -28,7 +25,8 @@ from tests.support.compliance import (
     fabricate,
     last_seq,
 )
-from tests.support.server import ROOT, Server, metric, running_server
+from tests.support.server import Server, metric, running_server
+from tests.support.server_records import audit_verify
 
 ROUNDS = 100  # three refused requests each
 # One row when a (source, action, code) first fails, one when its window closes.
@@ -92,10 +90,7 @@ async def test_an_anonymous_flood_adds_a_few_rows_and_none_to_the_visit(
     join = next(r for r in refused if r["action"] == "join")
     assert join["detail"]["visit"] == VISIT
 
-    verified = subprocess.run(
-        [sys.executable, "-m", "app.cli", "audit", "verify"], cwd=ROOT,
-        env={**os.environ, "VISITBRIDGE_DATA_DIR": str(recording.data_dir)},
-        capture_output=True, text=True, timeout=30)
+    verified = audit_verify(recording.data_dir)
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import time
 from typing import Any
 
@@ -12,9 +11,7 @@ import aiohttp
 import pytest
 
 from auth.tokens import VisitClaim
-from records.dialect import open_database
 from tests.support import server as support
-from tests.support.postgres import server_database
 from tests.support.server import (
     Participant,
     Server,
@@ -24,6 +21,7 @@ from tests.support.server import (
     participants,
     visit_now,
 )
+from tests.support.server_records import server_rows
 
 server = module_server("api")
 
@@ -253,13 +251,9 @@ async def test_every_endpoint_refuses_missing_wrong_role_expired_and_garbage_tok
 
 
 def audit_rows(server: Server, action: str) -> list[dict[str, Any]]:
-    db = open_database(server_database(server.data_dir))
-    db.row_factory = sqlite3.Row
-    try:
-        rows = db.execute("SELECT * FROM audit WHERE action = ? ORDER BY seq", (action,))
-        return [{**dict(r), "detail": json.loads(r["detail"])} for r in rows]
-    finally:
-        db.close()
+    rows = server_rows(server.data_dir, "SELECT * FROM audit WHERE action = ? ORDER BY seq",
+                       (action,))
+    return [{**dict(r), "detail": json.loads(r["detail"])} for r in rows]
 
 
 async def test_a_refused_bearer_token_is_counted_and_audited(server: Server) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import sqlite3
 import time
 import zipfile
 from pathlib import Path
@@ -15,6 +14,7 @@ from tests.support.compliance import VISIT, call, compliance_token, fabricate
 from tests.support.exports import check_every_flip_fails, check_intact, kinds
 from tests.support.recording import cli
 from tests.support.server import running_server
+from tests.support.server_records import server_rows
 from tests.support.tsa import Authority
 
 KINDS = {"segments", "media", "manifest.jsonl", "seal.txt", "recording-public-key.pem",
@@ -23,16 +23,11 @@ KINDS = {"segments", "media", "manifest.jsonl", "seal.txt", "recording-public-ke
          "anchors/tsa-ca.pem"}
 
 
-async def wait_anchored(db_path: Path, visit: str, timeout: float = 20) -> None:
+async def wait_anchored(data_dir: Path, visit: str, timeout: float = 20) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
-        db = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            if db.execute("SELECT 1 FROM checkpoint_seals WHERE visit = ?",
-                          (visit,)).fetchone():
-                return
-        finally:
-            db.close()
+        if server_rows(data_dir, "SELECT 1 FROM checkpoint_seals WHERE visit = ?", (visit,)):
+            return
         await asyncio.sleep(0.2)
     raise TimeoutError(f"the seal of {visit} was not time-stamped")
 
@@ -43,7 +38,7 @@ async def test_a_flipped_byte_in_any_file_of_a_real_export_fails(tmp_path: Path)
     try:
         with running_server(recording.data_dir, VISITBRIDGE_TSA_URL=authority.url,
                             VISITBRIDGE_TSA_CA_FILE=str(authority.ca)) as server:
-            await wait_anchored(recording.data_dir / "visitbridge.db", VISIT)
+            await wait_anchored(recording.data_dir, VISIT)
             status, data, _ = await call(server, "GET", f"/api/recordings/{VISIT}/export",
                                          compliance_token(server))
             assert status == 200, data

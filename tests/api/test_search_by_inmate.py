@@ -7,7 +7,6 @@ before the inmate has joined, which is when the index used to miss the inmate.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -15,23 +14,17 @@ from typing import Any
 import av
 
 from auth.tokens import VisitClaim
-from records.dialect import open_database
 from tests.support.compliance import call, compliance_token
-from tests.support.postgres import server_database
 from tests.support.recording import wait_sealed
 from tests.support.server import Participant, Server, participants, running_server
+from tests.support.server_records import server_rows
 
 VISIT = "inmate-late"
 
 
 def index_row(server: Server) -> dict[str, Any] | None:
-    db = open_database(server_database(server.data_dir))
-    db.row_factory = sqlite3.Row
-    try:
-        row = db.execute("SELECT * FROM recordings WHERE visit = ?", (VISIT,)).fetchone()
-        return None if row is None else dict(row)
-    finally:
-        db.close()
+    rows = server_rows(server.data_dir, "SELECT * FROM recordings WHERE visit = ?", (VISIT,))
+    return dict(rows[0]) if rows else None
 
 
 async def until(condition: Any, timeout: float, what: str) -> None:

@@ -4,39 +4,35 @@ audit log at a real RFC 3161 authority, and a root user's consistent rewrite is 
 from __future__ import annotations
 
 import asyncio
-import os
-import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import aiohttp
 
 from records.audit import COLUMNS, entry_hash, verify_file
-from tests.support.server import ROOT, Server, make_server, start, stop
+from records.dialect import open_database
+from tests.support.databases import drop_trigger
+from tests.support.postgres import server_database
+from tests.support.server import Server, make_server, start, stop
+from tests.support.server_records import audit_verify as verify_command
+from tests.support.server_records import server_rows
 from tests.support.tsa import Authority
 
 
 def audit_verify(data_dir: Path, authority: Authority,
                  *extra: str) -> subprocess.CompletedProcess[str]:
     """The command as the operator runs it, configured like the server."""
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", "audit", "verify", *extra], cwd=ROOT,
-        env={**os.environ, "VISITBRIDGE_DATA_DIR": str(data_dir),
-             "VISITBRIDGE_TSA_URL": authority.url,
-             "VISITBRIDGE_TSA_CA_FILE": str(authority.ca)},
-        capture_output=True, text=True, timeout=60)
+    return verify_command(data_dir, *extra, VISITBRIDGE_TSA_URL=authority.url,
+                          VISITBRIDGE_TSA_CA_FILE=str(authority.ca))
 
 
-def anchored_up_to(db_path: Path) -> tuple[int, int]:
+def anchored_up_to(data_dir: Path) -> tuple[int, int]:
     """(newest entry a checkpoint covers, newest entry)."""
-    db = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        return (db.execute("SELECT COALESCE(MAX(audit_seq), 0) FROM checkpoints").fetchone()[0],
-                db.execute("SELECT COALESCE(MAX(seq), 0) FROM audit").fetchone()[0])
-    finally:
-        db.close()
+    covered, newest = server_rows(
+        data_dir, "SELECT (SELECT COALESCE(MAX(audit_seq), 0) FROM checkpoints), "
+                  "(SELECT COALESCE(MAX(seq), 0) FROM audit)")[0]
+    return covered, newest
 
 
 async def cancel(server: Server, visit: str, reason: str) -> None:
@@ -47,13 +43,13 @@ async def cancel(server: Server, visit: str, reason: str) -> None:
         assert resp.status == 200, await resp.text()
 
 
-def rewrite_tail(db_path: Path, count: int, reason: str) -> None:
-    """What a root user does with sqlite3: drop the triggers, rewrite the last entries
-    with their hashes and links recomputed, and move the head to match."""
-    db = sqlite3.connect(db_path, isolation_level=None)
+def rewrite_tail(database: Path | str, count: int, reason: str) -> None:
+    """What a root user does with the database's own client: drop the triggers, rewrite
+    the last entries with their hashes and links recomputed, and move the head to match."""
+    db = open_database(database)
     try:
-        for trigger in ("audit_no_update", "audit_head_forward_only"):
-            db.execute(f"DROP TRIGGER {trigger}")
+        drop_trigger(db, "audit_no_update", "audit")
+        drop_trigger(db, "audit_head_forward_only", "audit_head")
         rows = [dict(zip(COLUMNS, r, strict=True)) for r in db.execute(
             f"SELECT {','.join(COLUMNS)} FROM audit ORDER BY seq")]
         prev = rows[-count - 1]["hash"]
@@ -71,14 +67,13 @@ async def test_a_consistent_rewrite_of_the_tail_and_head_is_caught_by_the_anchor
         tmp_path: Path) -> None:
     authority = Authority(tmp_path / "tsa").start()
     data_dir = tmp_path / "server"
-    db_path = data_dir / "visitbridge.db"
     server = start(make_server(data_dir, VISITBRIDGE_TSA_URL=authority.url,
                                VISITBRIDGE_TSA_CA_FILE=str(authority.ca)))
     try:
         for i in range(4):
             await cancel(server, f"anchor-{i}", "booking withdrawn by the family")
         deadline = time.time() + 20
-        while (covered := anchored_up_to(db_path))[0] < covered[1] and time.time() < deadline:
+        while (covered := anchored_up_to(data_dir))[0] < covered[1] and time.time() < deadline:
             await asyncio.sleep(0.2)  # a visit ended: the job anchors within seconds
         assert covered[0] == covered[1] >= 4, covered
     finally:
@@ -92,8 +87,9 @@ async def test_a_consistent_rewrite_of_the_tail_and_head_is_caught_by_the_anchor
     assert lines[0] == f"audit log intact: {covered[1]} entries verified"
     assert lines[1].startswith(f"anchored: entries 1 to {covered[1]} are covered by ")
 
-    rewrite_tail(db_path, 2, "routine check")
-    assert verify_file(db_path).ok  # the chain and its head alone no longer tell
+    database = server_database(data_dir)
+    rewrite_tail(database, 2, "routine check")
+    assert verify_file(database).ok  # the chain and its head alone no longer tell
     tampered = audit_verify(data_dir, authority)
     assert tampered.returncode == 1, (tampered.stdout, tampered.stderr)
     assert tampered.stdout == ""

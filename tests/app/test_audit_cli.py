@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,10 +14,12 @@ from auth.issuer import issue_token
 from auth.keys import load_private_key, write_keypair
 from auth.tokens import VisitClaim
 from records.audit import COLUMNS
+from records.dialect import ERRORS, open_database
+from tests.support.databases import drop_trigger, triggers
+from tests.support.postgres import server_database
 from tests.support.server import (
     AUDIENCE,
     ISSUER,
-    ROOT,
     Participant,
     Server,
     make_server,
@@ -30,22 +28,12 @@ from tests.support.server import (
     stop,
     visit_now,
 )
+from tests.support.server_records import audit_verify, server_rows, stored_bytes
 
 
-def audit_verify(data_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", "audit", "verify", *extra], cwd=ROOT,
-        env={**os.environ, "VISITBRIDGE_DATA_DIR": str(data_dir)},
-        capture_output=True, text=True, timeout=30)
-
-
-def audit_rows(db_path: Path) -> list[dict[str, Any]]:
-    db = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        return [dict(zip(COLUMNS, tuple(r), strict=True))
-                for r in db.execute(f"SELECT {','.join(COLUMNS)} FROM audit ORDER BY seq")]
-    finally:
-        db.close()
+def audit_rows(data_dir: Path) -> list[dict[str, Any]]:
+    return [dict(zip(COLUMNS, tuple(r), strict=True)) for r in server_rows(
+        data_dir, f"SELECT {','.join(COLUMNS)} FROM audit ORDER BY seq")]
 
 
 async def post(server: Server, path: str, token: str, body: dict[str, Any]) -> tuple[int, Any]:
@@ -109,10 +97,10 @@ async def test_the_audit_log_of_a_real_run_verifies_and_tampering_is_named(
         tokens = await run_a_visit(server, tmp_path)
     finally:
         await asyncio.to_thread(stop, server)
-    db_path = data_dir / "visitbridge.db"
+    database = server_database(data_dir)
 
     result = audit_verify(data_dir)
-    rows = audit_rows(db_path)
+    rows = audit_rows(data_dir)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"audit log intact: {len(rows)} entries verified"
     assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1))
@@ -142,32 +130,29 @@ async def test_the_audit_log_of_a_real_run_verifies_and_tampering_is_named(
 
     # No token, nor the signature part of one, is in the audit log or the server log.
     audit_text = repr(rows)
-    db_bytes = b"".join(p.read_bytes() for p in data_dir.glob("visitbridge.db*"))
+    db_bytes = stored_bytes(data_dir)
     log_text = server.log_text()
     assert "join refused" in log_text  # the log is the right one, and it has content
     for name, token in tokens.items():
         for piece in {token, token.rsplit(".", 1)[-1]}:
             assert piece not in audit_text, name
             assert piece not in log_text, name
-            assert piece.encode() not in db_bytes, name  # nor anywhere else in the file
+            assert piece.encode() not in db_bytes, name  # nor anywhere else stored
 
     # Someone with write access edits the mute's reason: the trigger stops a plain UPDATE,
     # so they drop it first. The chain still catches the edit, and names the entry.
-    db = sqlite3.connect(db_path, isolation_level=None)
+    db = open_database(database)
     try:
-        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        with pytest.raises(ERRORS, match="append-only"):
             db.execute("UPDATE audit SET reason = 'routine check' WHERE seq = ?",
                        (mute["seq"],))
-        triggers = [name for (name,) in db.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit' "
-            "AND sql LIKE '%BEFORE UPDATE%'")]
-        assert triggers == ["audit_no_update"]
-        db.execute(f'DROP TRIGGER "{triggers[0]}"')
+        assert triggers(db, "audit", "UPDATE") == ["audit_no_update"]
+        drop_trigger(db, "audit_no_update", "audit")
         db.execute("UPDATE audit SET reason = 'routine check' WHERE seq = ?", (mute["seq"],))
     finally:
         db.close()
 
-    for extra in ((), ("--db", str(db_path))):
+    for extra in ((), ("--db", str(database))):
         result = audit_verify(data_dir, *extra)
         assert result.returncode == 1, (result.stdout, result.stderr)
         assert "AUDIT LOG TAMPERED" in result.stderr

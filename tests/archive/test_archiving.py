@@ -19,6 +19,7 @@ from records import store as sqlite_store
 from records.archive import Archive
 from records.audit import AuditLog
 from tests.support.compliance import VISIT, Recording, fabricate, flip_byte
+from tests.support.postgres import server_database
 from tests.support.s3 import SeaweedS3
 
 
@@ -36,7 +37,7 @@ class CorruptingBucket(Bucket):
 
 
 def _job(recording: Recording, bucket: Bucket) -> tuple[ArchiveJob, Archive, AuditLog]:
-    db = sqlite_store.connect(recording.data_dir / "visitbridge.db")
+    db = sqlite_store.connect(server_database(recording.data_dir))
     key = load_or_create(recording.data_dir / "keys" / "recording.private.pem",
                          recording.data_dir / "keys" / "recording.public.pem")
     archive, audit = Archive(db), AuditLog(db)

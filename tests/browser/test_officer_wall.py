@@ -4,7 +4,6 @@ tiles are thinned to temporal layer 0 and the opened visit gets the full rate.""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from tests.support.browser import (
 )
 from tests.support.call_layout import assert_accessible
 from tests.support.server import Participant, in_visit, inmate_and_family, running_server, visit_now
+from tests.support.server_records import server_rows
 from tests.support.vp8_layers import layered_clip, layered_pack
 
 REASON = "Contraband shown on camera; family warned twice, visit ended per rule 4.2"
@@ -92,9 +92,8 @@ async def test_typing_survives_updates_and_listen_plays_one_visit(tmp_path: Path
                 headers={"Authorization": f"Bearer {records}"}) as resp:
             assert (await resp.json())["reason"] == REASON
 
-    rows = sqlite3.connect(tmp_path / "visitbridge.db").execute(
-        "SELECT action, actor, visit, reason, ts FROM audit WHERE actor = 'officer-7'"
-        " ORDER BY seq").fetchall()
+    rows = server_rows(tmp_path, "SELECT action, actor, visit, reason, ts FROM audit "
+                       "WHERE actor = 'officer-7' ORDER BY seq")
     actions = [(action, visit) for action, _, visit, _, _ in rows]
     assert ("end_visit", "visit-a") in actions
     assert next(r[3] for r in rows if r[0] == "end_visit") == REASON

@@ -11,26 +11,20 @@ import asyncio
 import json
 import os
 import signal
-import sqlite3
 import time
 from pathlib import Path
 
 import aiohttp
 
 from auth.tokens import VisitClaim
-from records.dialect import open_database
-from tests.support.postgres import server_database
 from tests.support.recording import cli, wait_sealed
 from tests.support.server import in_visit, inmate_and_family, make_server, start, stop
+from tests.support.server_records import server_rows
 
 
 def audit_rows(data_dir: Path, action: str) -> list[dict[str, object]]:
-    db = open_database(server_database(data_dir))
-    db.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in db.execute("SELECT * FROM audit WHERE action = ?", (action,))]
-    finally:
-        db.close()
+    return [dict(r) for r in server_rows(data_dir, "SELECT * FROM audit WHERE action = ?",
+                                         (action,))]
 
 
 async def test_rejoin_after_a_crash_continues_the_same_chain_with_the_gap_audited(

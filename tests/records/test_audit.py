@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from records.audit import AuditLog, entry_hash, verify, verify_file
-from records.dialect import ERRORS, Variants, open_database, pick
+from records.dialect import ERRORS, open_database
 from records.store import connect
+from tests.support.databases import drop_trigger
 
 T0 = 1_760_000_000.0
 
@@ -42,8 +43,7 @@ def tamper(path: Path | str, *statements: str) -> None:
     edit."""
     db = open_database(path)
     for trigger in ("audit_no_update", "audit_no_delete"):
-        db.execute(pick(db, Variants(f"DROP TRIGGER {trigger}",
-                                     f"DROP TRIGGER {trigger} ON audit")))
+        drop_trigger(db, trigger, "audit")
     for sql in statements:
         db.execute(sql)
     db.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fractions
 import json
-import sqlite3
 import time
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
@@ -21,10 +20,10 @@ from recorder.replay_files import FINALS_KEY, seal_entries
 from recorder.signing import load_or_create
 from records import store as sqlite_store
 from records.archive import Archive
-from records.dialect import open_database
 from tests.support.archive import DAY, T0
 from tests.support.postgres import server_database
 from tests.support.server import Server
+from tests.support.server_records import server_rows
 
 VISIT = "rec-api-1"
 PARTIES = {"inmate-41": ("Jordan Reyes", (200, 40, 40)),
@@ -139,13 +138,9 @@ def media_cookie(headers: dict[str, str], visit: str) -> str:
 
 
 def audit_rows(recording: Recording, since: int = 0) -> list[dict[str, Any]]:
-    db = open_database(server_database(recording.data_dir))
-    db.row_factory = sqlite3.Row
-    try:
-        rows = db.execute("SELECT * FROM audit WHERE seq > ? ORDER BY seq", (since,)).fetchall()
-        return [{**dict(r), "detail": json.loads(r["detail"])} for r in rows]
-    finally:
-        db.close()
+    rows = server_rows(recording.data_dir, "SELECT * FROM audit WHERE seq > ? ORDER BY seq",
+                       (since,))
+    return [{**dict(r), "detail": json.loads(r["detail"])} for r in rows]
 
 
 def last_seq(recording: Recording) -> int:

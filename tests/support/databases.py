@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from records.dialect import Connection, dialect_of
+from records.dialect import Connection, Variants, dialect_of, pick
 from tests.support.postgres import cluster
 
 BACKENDS = ("sqlite", "postgresql")
@@ -39,3 +39,20 @@ def schema(db: Connection) -> dict[str, str]:
             "SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger WHERE NOT tgisinternal"):
         found[name] = definition
     return found
+
+
+def drop_trigger(db: Connection, name: str, table: str) -> None:
+    """What someone with write access to the database can do before editing a table its
+    triggers protect."""
+    db.execute(pick(db, Variants(f'DROP TRIGGER "{name}"', f'DROP TRIGGER "{name}" ON {table}')))
+
+
+def triggers(db: Connection, table: str, event: str) -> list[str]:
+    """The names of the triggers that run before ``event`` (``UPDATE``, ``DELETE``) on
+    ``table``."""
+    sql = pick(db, Variants(
+        "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ? "
+        "AND sql LIKE ?",
+        "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND tgrelid = ?::regclass "
+        "AND pg_get_triggerdef(oid) LIKE ? ORDER BY tgname"))
+    return [row[0] for row in db.execute(sql, (table, f"%BEFORE {event}%"))]

@@ -119,3 +119,9 @@ def server_database(data_dir: Path) -> Path | str:
     """The database of the server whose data directory this is, under the chosen backend."""
     env = database_env(data_dir)
     return env.get("VISITBRIDGE_DATABASE_URL") or data_dir / "visitbridge.db"
+
+
+def dump(url: str) -> bytes:
+    """Everything a database holds, as ``pg_dump`` writes it (schema and rows as text)."""
+    return subprocess.run([_binary("pg_dump"), "--dbname", url], capture_output=True,
+                          check=True).stdout

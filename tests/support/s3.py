@@ -7,7 +7,6 @@ import contextlib
 import json
 import random
 import socket
-import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,8 +18,11 @@ import boto3
 from botocore.client import Config as ClientConfig
 
 from recorder.bucket import Bucket, BucketSettings
+from records.dialect import open_database
 from tests.support.binaries import need_binary
+from tests.support.postgres import server_database
 from tests.support.process import read_log, stop_process, wait_listening
+from tests.support.server_records import server_rows
 
 ACCESS, SECRET = "test-access", "test-secret-not-real"
 REGION = "us-east-1"
@@ -114,14 +116,10 @@ async def wait_archived(data_dir: Path, visit: str, timeout: float = 40) -> dict
     """The index's record of the visit's archive, once the server has written it."""
     deadline = time.monotonic() + timeout
     while True:
-        db = sqlite3.connect(data_dir / "visitbridge.db")
-        try:
-            row = db.execute("SELECT bucket_json FROM recordings WHERE visit = ?",
-                             (visit,)).fetchone()
-        finally:
-            db.close()
-        if row and row[0]:
-            return dict(json.loads(row[0]))
+        rows = server_rows(data_dir, "SELECT bucket_json FROM recordings WHERE visit = ?",
+                           (visit,))
+        if rows and rows[0][0]:
+            return dict(json.loads(rows[0][0]))
         if time.monotonic() > deadline:
             raise AssertionError(f"{visit} was not archived in {timeout:g} s")
         await asyncio.sleep(0.5)
@@ -129,10 +127,13 @@ async def wait_archived(data_dir: Path, visit: str, timeout: float = 40) -> dict
 
 def repoint(data_dir: Path, visit: str, rel: str, version: str) -> None:
     """Make the index name another version of one object, behind the server's back."""
-    db = sqlite3.connect(data_dir / "visitbridge.db")
+    db = open_database(server_database(data_dir))
     try:
-        db.execute("UPDATE recordings SET bucket_json = json_set(bucket_json, ?, ?) "
-                   "WHERE visit = ?", (f'$.objects."{rel}".version', version, visit))
-        db.commit()
+        (text,), = db.execute("SELECT bucket_json FROM recordings WHERE visit = ?",
+                              (visit,)).fetchall()
+        index = json.loads(text)
+        index["objects"][rel]["version"] = version
+        db.execute("UPDATE recordings SET bucket_json = ? WHERE visit = ?",
+                   (json.dumps(index, separators=(",", ":")), visit))
     finally:
         db.close()
