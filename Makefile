@@ -41,10 +41,10 @@ lint: $(VENV)/.test
 	$(VENV)/bin/ruff check .
 
 test: $(VENV)/.test system-packages lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadgroup
 
 test-postgresql: $(VENV)/.test system-packages lint
-	VISITBRIDGE_TEST_DATABASE=postgresql $(PY) -m pytest
+	VISITBRIDGE_TEST_DATABASE=postgresql $(PY) -m pytest -n 2 --dist loadgroup
 
 bench: $(VENV)/.bench
 	$(PY) -m benchmarks.forwarding --visits 10 --seconds 30

@@ -118,7 +118,8 @@ class Manifest:
         self.media_end_s = 0.0  # latest end of recorded media, in seconds of the timeline
         self.epoch: int | None = None  # the lease epoch this writer holds, when fenced
         self.placed_epoch = 0  # the newest lease epoch any writer signed into the chain
-        self._end = 0  # where this writer's last line ended: anything after is another's
+        # where this writer's last line ended: anything after it is another writer's
+        self._end = os.fstat(file.fileno()).st_size
         self._last_number: dict[str, int] = {}
         self._files: set[str] = set()
         for entry in entries:
@@ -155,17 +156,20 @@ class Manifest:
                 if created:
                     fsync_dir(visit_dir)
                 manifest = cls(visit_dir, key, clock, file, entries)
-                manifest._end = os.fstat(file.fileno()).st_size
                 if served_by is not None:
-                    manifest.epoch = int(served_by["epoch"])
-                    if manifest.placed_epoch > manifest.epoch:
-                        raise ManifestError(manifest._fenced(manifest.placed_epoch))
-                    manifest._append({"type": "policy", "detail": {"served_by": dict(served_by)}},
-                                     locked=True)
+                    manifest.claim(served_by)
         except BaseException:
             file.close()
             raise
         return manifest
+
+    def claim(self, served_by: Mapping[str, Any]) -> None:
+        """Sign the node and lease epoch this writer holds the visit under into the chain,
+        under the caller's ``flock``; refused if a newer epoch is already in it."""
+        self.epoch = int(served_by["epoch"])
+        if self.placed_epoch > self.epoch:
+            raise ManifestError(self._fenced(self.placed_epoch))
+        self._append({"type": "policy", "detail": {"served_by": dict(served_by)}}, locked=True)
 
     @property
     def tracks(self) -> list[str]:

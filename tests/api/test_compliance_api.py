@@ -223,6 +223,8 @@ async def test_export_streams_a_zip_whose_custody_includes_this_export(
         recorded: tuple[Server, Recording]) -> None:
     server, recording = recorded
     token = compliance_token(server, "compliance-2")
+    status, _, _ = await call(server, "GET", f"/api/recordings/{VISIT}/media/inmate-41", token)
+    assert status == 200  # a replay before the export: custody must carry both
     since = last_seq(recording)
     status, data, headers = await call(server, "GET", f"/api/recordings/{VISIT}/export", token)
     assert status == 200, data
