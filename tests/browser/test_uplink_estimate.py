@@ -9,29 +9,18 @@ reports it, settles under the cap, and the inmate then sees under 5 % of video l
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Page
 
 from tests.support.netvisit import visit_behind_link
-from tests.support.rtp_stats import totals, window
+from tests.support.rtp_stats import sent_kbps, window
 
 # The test networks one after another (one worker of a parallel run takes them all): two
 # impaired links at once would share the CPU their rate and loss figures depend on.
 pytestmark = pytest.mark.xdist_group("network")
 
 CAP_KBPS = 300
-
-
-async def sent_kbps(page: Page, seconds: float) -> float:
-    """Audio and video payload the page sent per second over ``seconds``."""
-    start = [await totals(page, "outbound-rtp", kind) for kind in ("audio", "video")]
-    await asyncio.sleep(seconds)
-    end = [await totals(page, "outbound-rtp", kind) for kind in ("audio", "video")]
-    sent = sum(e["bytesSent"] - s["bytesSent"] for s, e in zip(start, end, strict=True))
-    return sent * 8 / 1000 / (end[1]["at"] - start[1]["at"])
 
 
 async def test_a_slow_uplink_is_found_within_ten_seconds(tmp_path: Path) -> None:

@@ -9,12 +9,10 @@ into the same slot, media flows both ways again, and the gap is audited.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
-from records.dialect import open_database
-from tests.support.postgres import server_database
+from tests.support.audit import audit
 from tests.support.server import (
     Participant,
     Server,
@@ -34,15 +32,6 @@ def go_silent(p: Participant) -> None:
     connection = p.pc.getTransceivers()[0].sender.transport.transport._connection
     for protocol in connection._protocols:
         protocol.transport.sendto = lambda *args, **kwargs: None
-
-
-def audit(server: Server, visit: str) -> list[dict[str, Any]]:
-    db = open_database(server_database(server.data_dir))
-    try:
-        return [{**dict(r), "detail": json.loads(r["detail"])} for r in db.execute(
-            "SELECT * FROM audit WHERE visit = ? ORDER BY seq", (visit,))]
-    finally:
-        db.close()
 
 
 def updates_of(p: Participant, sub: str) -> list[dict[str, Any]]:

@@ -53,8 +53,26 @@ class Window:
         expected = lost + self.delta("packetsReceived")
         return 100.0 * lost / expected if expected else 0.0
 
+    def concealed_percent(self) -> float:
+        """Audio samples played that were invented for lost packets, in percent."""
+        played = self.delta("totalSamplesReceived")
+        return 100.0 * self.delta("concealedSamples") / played if played else 0.0
+
+    def frozen_percent(self) -> float:
+        """Share of the window the video stood frozen (freezes that ended), in percent."""
+        return 100.0 * self.delta("totalFreezesDuration") / self.seconds
+
 
 async def window(page: Page, stat_type: str, kind: str, seconds: float) -> Window:
     start = await totals(page, stat_type, kind)
     await asyncio.sleep(seconds)
     return Window(start, await totals(page, stat_type, kind))
+
+
+async def sent_kbps(page: Page, seconds: float) -> float:
+    """Audio and video payload the page sent per second over ``seconds``."""
+    start = [await totals(page, "outbound-rtp", kind) for kind in ("audio", "video")]
+    await asyncio.sleep(seconds)
+    end = [await totals(page, "outbound-rtp", kind) for kind in ("audio", "video")]
+    sent = sum(e["bytesSent"] - s["bytesSent"] for s, e in zip(start, end, strict=True))
+    return sent * 8 / 1000 / (end[1]["at"] - start[1]["at"])
