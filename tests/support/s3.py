@@ -21,7 +21,7 @@ from recorder.bucket import Bucket, BucketSettings
 from records.dialect import open_database
 from tests.support.binaries import need_binary
 from tests.support.postgres import server_database
-from tests.support.process import free_port, read_log, stop_process, wait_listening
+from tests.support.process import read_log, stop_process, wait_listening
 from tests.support.server_records import server_rows
 
 ACCESS, SECRET = "test-access", "test-secret-not-real"
@@ -68,8 +68,8 @@ def seaweed(folder: Path) -> Iterator[SeaweedS3]:
             [weed, "server", f"-dir={folder}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
              "-s3", f"-s3.port={ports[0]}", f"-master.port={ports[1]}",
              f"-volume.port={ports[2]}", f"-filer.port={ports[3]}",
-             # its Iceberg catalog listens too (8181 by default: two runs would collide)
-             f"-s3.port.iceberg={free_port(0)}",
+             # its Iceberg and Lance catalogs, on fixed ports by default, are not used
+             "-s3.port.iceberg=0", "-s3.port.lance=0",
              # every bucket is a collection with volumes of its own: many small ones
              "-volume.max=200", "-master.volumeSizeLimitMB=16"],
             stdout=log, stderr=subprocess.STDOUT)
