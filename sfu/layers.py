@@ -78,6 +78,13 @@ def parse(payload: bytes) -> Vp8Descriptor | None:
     return Vp8Descriptor(start, picture_id, picture_id_at, long_id, tl0_at, tid, keyframe)
 
 
+def keyframe_start(payload: bytes) -> bool:
+    """Whether a VP8 payload is the first packet of a keyframe (a receiver can switch to
+    this stream there)."""
+    d = parse(payload)
+    return d is not None and d.keyframe
+
+
 class TemporalFilter:
     """Keeps the temporal layers up to a target for one subscriber's stream.
 

@@ -1,0 +1,49 @@
+"""Simulcast's pure parts: the offer's lines, which encoding a packet carries, which
+encoding a watching officer's sink wants, and where a switch may happen."""
+
+from __future__ import annotations
+
+from sfu.layers import keyframe_start
+from sfu.simulcast import choose_encoding, encoding_of, offer_simulcast
+from tests.support.vp8_layers import packetize
+
+OFFER = "\r\n".join([
+    "v=0", "o=- 1 1 IN IP4 0.0.0.0", "s=-", "t=0 0", "a=group:BUNDLE 0 1 2",
+    "m=audio 9 UDP/TLS/RTP/SAVPF 96", "a=mid:0", "a=recvonly",
+    "m=video 9 UDP/TLS/RTP/SAVPF 97", "a=mid:1", "a=recvonly", "a=rtpmap:97 VP8/90000",
+    "m=video 9 UDP/TLS/RTP/SAVPF 97", "a=mid:2", "a=sendonly", "a=ssrc:1 cname:x",
+]) + "\r\n"
+
+
+def test_the_offer_asks_the_publish_video_line_for_two_encodings() -> None:
+    sdp = offer_simulcast(OFFER, "1")
+    sections = sdp.split("m=")
+    assert sections[2].endswith("a=rtpmap:97 VP8/90000\r\na=rid:f recv\r\na=rid:q recv\r\n"
+                                "a=simulcast:recv f;q\r\n")
+    # Nothing else changes: the audio line, the slots' lines, the line endings.
+    assert sdp.replace("a=rid:f recv\r\na=rid:q recv\r\na=simulcast:recv f;q\r\n", "") == OFFER
+    assert offer_simulcast(OFFER, "2").endswith("a=ssrc:1 cname:x\r\na=rid:f recv\r\n"
+                                                "a=rid:q recv\r\na=simulcast:recv f;q\r\n")
+
+
+def test_a_packet_belongs_to_the_encoding_it_or_the_one_it_repairs_names() -> None:
+    assert encoding_of("q", None) == "q"
+    assert encoding_of("f", None) == "f"
+    assert encoding_of(None, "q") == "q"  # RTX of the low encoding
+    assert encoding_of(None, None) is None  # not simulcast, or a later packet
+    assert encoding_of("h", None) is None  # a stream we never asked for
+
+
+def test_tiles_take_the_low_encoding_only_while_it_comes() -> None:
+    assert choose_encoding(full=False, low_live=True) == "q"
+    assert choose_encoding(full=False, low_live=False) == "f"  # fallback: layer 0 of f
+    assert choose_encoding(full=True, low_live=True) == "f"
+
+
+def test_a_switch_waits_for_the_first_packet_of_a_keyframe() -> None:
+    key = b"\x10\x00\x00\x9d\x01\x2a"  # P bit 0: a keyframe
+    delta = b"\x11\x00\x00"
+    assert keyframe_start(packetize(key, 1, 0, 0, sync=True)[0])
+    assert not keyframe_start(packetize(delta, 2, 0, 0)[0])
+    assert not keyframe_start(packetize(key * 400, 3, 0, 0, sync=True)[1])  # a later packet
+    assert not keyframe_start(b"")
