@@ -233,15 +233,14 @@ class TrackForwarder:
             mime = codec.mimeType.lower()
         ssrc = packet.ssrc
         if self.media_ssrc != ssrc:
+            if self.media_ssrc is None and self.full is not self:
+                # The low encoding has come: the tiles fed the full one move to it.
+                self.waiting += [sink for sink in self.full.sinks
+                                 if sink.layers is not None and sink.layers.target == 0]
+                self._keyframe_pending = self._keyframe_pending or bool(self.waiting)
             if self.media_ssrc is None and self._keyframe_pending:
                 self._keyframe_pending = False
                 self.media_ssrc = ssrc
-                asyncio.ensure_future(self.request_keyframe())
-            if self.media_ssrc is None and self.full is not self:
-                # The low encoding has come: the tiles fed the full one move to it.
-                for sink in self.full.sinks:
-                    if sink.layers is not None and sink.layers.target == 0:
-                        self.waiting.append(sink)
                 asyncio.ensure_future(self.request_keyframe())
             self.media_ssrc = ssrc
         nacks = self._nacks

@@ -1,5 +1,6 @@
 """The officer console: typing survives live updates, Listen plays one visit, the wall's
-tiles are thinned to temporal layer 0 and the opened visit gets the full rate."""
+tiles are thinned to temporal layer 0 of the publisher's low-resolution copy and the
+opened visit gets the full rate at full size."""
 
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ from benchmarks.party import Party
 from tests.support.browser import (
     chromium,
     decoded,
+    join,
     open_page,
     open_to_full_rate_ms,
+    two_party_links,
     until,
     wait_decoding,
 )
@@ -131,3 +134,33 @@ async def test_wall_tiles_get_layer_zero_and_the_opened_visit_full_rate(
                 assert await frame_rate(officer) >= 20  # opened: about 30 fps
         finally:
             await publisher.close()
+
+
+VIDEO_SIZES = """(stats) => stats.filter((s) => s.kind === 'video' && s.type === '{0}'
+    && s.frameWidth).map((s) => [s.rid || '', s.frameWidth])"""
+
+
+async def test_a_tile_gets_the_publishers_low_copy_and_the_opened_visit_full_size(
+        tmp_path: Path) -> None:
+    with running_server(tmp_path) as server:
+        inmate_link, _ = two_party_links(server, "visit-s", "s")
+        officer_token = server.token("officer-7", "officer", None)
+        async with chromium() as browser:
+            inmate = await open_page(browser, inmate_link)
+            await join(inmate)
+            # The browser answers the offer with two encodings: full size and half the width.
+            await until(inmate, f"window.visitStats().then({VIDEO_SIZES.format('outbound-rtp')})"
+                                ".then((s) => s.length === 2)", 15)
+            sent = dict(await inmate.evaluate(
+                f"window.visitStats().then({VIDEO_SIZES.format('outbound-rtp')})"))
+            assert sent["q"] * 2 == sent["f"], sent
+            officer = await open_page(browser, f"{server.url}/officer#token={officer_token}")
+            await officer.get_by_role("button", name="Watch visit visit-s").click()
+            received = f"window.visitStats().then({VIDEO_SIZES.format('inbound-rtp')})"
+            await until(officer, f"{received}.then((s) => s.length && s[0][1] === {sent['q']})",
+                        15)
+            assert await open_to_full_rate_ms(officer, "visit-s") < 1000
+            await until(officer, f"{received}.then((s) => s[0][1] === {sent['f']})", 5)
+            # Closed again: back to the low copy.
+            await officer.evaluate("toggleOpen('visit-s')")
+            await until(officer, f"{received}.then((s) => s[0][1] === {sent['q']})", 10)
