@@ -136,8 +136,22 @@ async def test_wall_tiles_get_layer_zero_and_the_opened_visit_full_rate(
             await publisher.close()
 
 
-VIDEO_SIZES = """(stats) => stats.filter((s) => s.kind === 'video' && s.type === '{0}'
-    && s.frameWidth).map((s) => [s.rid || '', s.frameWidth])"""
+
+VIDEO_SIZES = """window.visitStats().then((stats) => stats.filter((s) => s.kind === 'video'
+    && s.type === '{0}' && s.frameWidth).map((s) => [s.rid || '', s.frameWidth]))"""
+SENT, RECEIVED = VIDEO_SIZES.format("outbound-rtp"), VIDEO_SIZES.format("inbound-rtp")
+
+
+async def shows(officer, inmate, rid: str, timeout: float) -> None:  # type: ignore[no-untyped-def]
+    """Wait until the officer decodes the width the inmate's browser now sends as ``rid``
+    (the browser may scale its encodings down under load, keeping q half of f)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        sent, received = dict(await inmate.evaluate(SENT)), await officer.evaluate(RECEIVED)
+        if received and received[0][1] == sent.get(rid):
+            return
+        assert time.monotonic() < deadline, (rid, sent, received)
+        await asyncio.sleep(0.2)
 
 
 async def test_a_tile_gets_the_publishers_low_copy_and_the_opened_visit_full_size(
@@ -149,18 +163,13 @@ async def test_a_tile_gets_the_publishers_low_copy_and_the_opened_visit_full_siz
             inmate = await open_page(browser, inmate_link)
             await join(inmate)
             # The browser answers the offer with two encodings: full size and half the width.
-            await until(inmate, f"window.visitStats().then({VIDEO_SIZES.format('outbound-rtp')})"
-                                ".then((s) => s.length === 2)", 15)
-            sent = dict(await inmate.evaluate(
-                f"window.visitStats().then({VIDEO_SIZES.format('outbound-rtp')})"))
+            await until(inmate, f"{SENT}.then((s) => s.length === 2)", 15)
+            sent = dict(await inmate.evaluate(SENT))
             assert sent["q"] * 2 == sent["f"], sent
             officer = await open_page(browser, f"{server.url}/officer#token={officer_token}")
             await officer.get_by_role("button", name="Watch visit visit-s").click()
-            received = f"window.visitStats().then({VIDEO_SIZES.format('inbound-rtp')})"
-            await until(officer, f"{received}.then((s) => s.length && s[0][1] === {sent['q']})",
-                        15)
+            await shows(officer, inmate, "q", 15)
             assert await open_to_full_rate_ms(officer, "visit-s") < 1000
-            await until(officer, f"{received}.then((s) => s[0][1] === {sent['f']})", 5)
-            # Closed again: back to the low copy.
-            await officer.evaluate("toggleOpen('visit-s')")
-            await until(officer, f"{received}.then((s) => s[0][1] === {sent['q']})", 10)
+            await shows(officer, inmate, "f", 5)
+            await officer.evaluate("toggleOpen('visit-s')")  # closed again: the low copy
+            await shows(officer, inmate, "q", 10)
