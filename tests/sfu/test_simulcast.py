@@ -1,10 +1,25 @@
-"""Simulcast's pure parts: the offer's lines, which encoding a packet carries, which
-encoding a watching officer's sink wants, and where a switch may happen."""
+"""Simulcast's pure parts (the offer's lines, which encoding a packet carries, which
+encoding a watching officer's sink wants, where a switch may happen), and aiortc taking
+a simulcast answer."""
 
 from __future__ import annotations
 
+import asyncio
+
+import aiortc.codecs
+import pytest
+from aiortc import RTCPeerConnection, RTCSessionDescription
+
+from sfu import aiortc_glue
+from sfu.glue_rtp import negotiated_header_extensions
 from sfu.layers import keyframe_start
-from sfu.simulcast import choose_encoding, encoding_of, offer_simulcast
+from sfu.simulcast import (
+    REPAIRED_RTP_STREAM_ID_URI,
+    RTP_STREAM_ID_URI,
+    choose_encoding,
+    encoding_of,
+    offer_simulcast,
+)
 from tests.support.vp8_layers import packetize
 
 OFFER = "\r\n".join([
@@ -47,3 +62,34 @@ def test_a_switch_waits_for_the_first_packet_of_a_keyframe() -> None:
     assert not keyframe_start(packetize(delta, 2, 0, 0)[0])
     assert not keyframe_start(packetize(key * 400, 3, 0, 0, sync=True)[1])  # a later packet
     assert not keyframe_start(b"")
+
+
+def test_aiortc_offers_the_stream_ids_and_takes_a_simulcast_answer(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(aiortc.codecs.HEADER_EXTENSIONS, "video",
+                        list(aiortc.codecs.HEADER_EXTENSIONS["video"]))  # restored after
+    aiortc_glue.offer_stream_ids()
+    aiortc_glue.offer_stream_ids()  # once only
+
+    async def negotiate() -> tuple[str, list[str]]:
+        server, browser = RTCPeerConnection(), RTCPeerConnection()
+        publish = server.addTransceiver("video", direction="recvonly")
+        await server.setLocalDescription(await server.createOffer())
+        offer = offer_simulcast(server.localDescription.sdp, publish.mid)
+        await browser.setRemoteDescription(RTCSessionDescription(offer, "offer"))
+        await browser.setLocalDescription(await browser.createAnswer())
+        # What a simulcast browser answers: the encodings by rid, no a=ssrc lines.
+        lines = [line for line in browser.localDescription.sdp.splitlines()
+                 if not line.startswith(("a=ssrc", "a=msid"))]
+        answer = "\r\n".join([*lines, "a=rid:f send", "a=rid:q send",
+                              "a=simulcast:send f;q"]) + "\r\n"
+        await server.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+        uris = [e.uri for e in negotiated_header_extensions(publish)]
+        await server.close()
+        await browser.close()
+        return offer, uris
+
+    offer, uris = asyncio.run(negotiate())
+    assert offer.count(f"a=extmap:10 {RTP_STREAM_ID_URI}") == 1
+    assert offer.count(f"a=extmap:11 {REPAIRED_RTP_STREAM_ID_URI}") == 1
+    assert RTP_STREAM_ID_URI in uris and REPAIRED_RTP_STREAM_ID_URI in uris
