@@ -34,6 +34,7 @@ from aiortc.codecs import vpx
 from benchmarks.downlink import breakdown
 from benchmarks.media import EncodedClip, encode_opus
 from benchmarks.party import Party
+from sfu.aiortc_glue import offer_stream_ids
 from tests.support.browser import chromium, open_page, open_to_full_rate_ms, until
 from tests.support.server import running_server, visit_now
 from tests.support.vp8_layers import FPS, LAYER_OF, PATTERN, layered_clip, layered_pack
@@ -69,6 +70,7 @@ def clip_layers(clip: EncodedClip) -> dict[str, float]:
 async def run(visits: int, seconds: float, keyframe_s: int = 2,
               simulcast: bool = True) -> dict[str, Any]:
     vpx.Vp8Encoder.pack = layered_pack  # type: ignore[method-assign]
+    offer_stream_ids()  # the publishers answer with the extension naming their q packets
     # At least 4 s of clip, a whole number of keyframe intervals (the loop starts on one).
     clip_s = keyframe_s * -(-4 // keyframe_s)
     video = layered_clip(clip_s, keyframe_s * FPS)

@@ -107,8 +107,8 @@ class TrackForwarder:
         if sink.source is not self:
             if sink.source is not None:
                 sink.source.detach(sink)
-            if sink.layers is not None:  # a new publisher's numbering starts afresh
-                sink.layers = TemporalFilter(sink.layers.target)
+            if sink.layers is not None:  # a new stream: dropped packets counted afresh
+                sink.layers = TemporalFilter(sink.layers.target, after=sink.layers)
         sink.source = self
         if sink not in self.sinks:
             self.sinks.append(sink)

@@ -12,7 +12,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from sfu import aiortc_glue
 from sfu.glue_rtp import negotiated_header_extensions
-from sfu.layers import keyframe_start
+from sfu.layers import TemporalFilter, keyframe_start, parse
 from sfu.simulcast import (
     REPAIRED_RTP_STREAM_ID_URI,
     RTP_STREAM_ID_URI,
@@ -20,7 +20,7 @@ from sfu.simulcast import (
     encoding_of,
     offer_simulcast,
 )
-from tests.support.vp8_layers import packetize
+from tests.support.vp8_layers import PATTERN, packetize
 
 OFFER = "\r\n".join([
     "v=0", "o=- 1 1 IN IP4 0.0.0.0", "s=-", "t=0 0", "a=group:BUNDLE 0 1 2",
@@ -93,3 +93,19 @@ def test_aiortc_offers_the_stream_ids_and_takes_a_simulcast_answer(
     assert offer.count(f"a=extmap:10 {RTP_STREAM_ID_URI}") == 1
     assert offer.count(f"a=extmap:11 {REPAIRED_RTP_STREAM_ID_URI}") == 1
     assert RTP_STREAM_ID_URI in uris and REPAIRED_RTP_STREAM_ID_URI in uris
+
+
+def test_after_a_switch_picture_ids_and_tl0picidx_follow_the_last_ones_sent() -> None:
+    key, delta = b"\x10\x00\x00\x9d\x01\x2a", b"\x11\x00\x00"
+    before = TemporalFilter(0)
+    for n in range(8):  # picture IDs 500-507, layer 0 every fourth: TL0PICIDX 40, 41
+        frame = key if n == 0 else delta
+        before.admit(n, packetize(frame, 500 + n, 40 + n // 4, PATTERN[n % 4])[0])
+    after = TemporalFilter(0, after=before)
+    out = [after.admit(100 + n, packetize(key if n == 0 else delta, 9000 + n, 7 + n // 4,
+                                          PATTERN[n % 4])[0]) for n in range(5)]
+    kept = [(p[1], parse(p[1])) for p in out if p is not None]
+    ids = [d.picture_id for _, d in kept if d is not None]
+    tl0 = [payload[d.tl0picidx_at] for payload, d in kept if d is not None]
+    # 500 and 504 went out as 500 and 501 (layer 0 only), with TL0PICIDX 40 and 41.
+    assert ids == [502, 503] and tl0 == [42, 43]
