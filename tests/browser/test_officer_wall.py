@@ -142,6 +142,14 @@ VIDEO_SIZES = """window.visitStats().then((stats) => stats.filter((s) => s.kind 
 SENT, RECEIVED = VIDEO_SIZES.format("outbound-rtp"), VIDEO_SIZES.format("inbound-rtp")
 
 
+async def video_counts(page, kind: str) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
+    """What a failed switch is diagnosed by: frames, keyframes and PLIs per stream."""
+    return await page.evaluate(f"""window.visitStats().then((stats) => stats.filter((s) =>
+        s.kind === 'video' && s.type === '{kind}').map((s) => ({{rid: s.rid,
+        width: s.frameWidth, frames: s.framesEncoded || s.framesDecoded,
+        keys: s.keyFramesEncoded || s.keyFramesDecoded, plis: s.pliCount}})))""")
+
+
 async def shows(officer, inmate, rid: str, timeout: float) -> None:  # type: ignore[no-untyped-def]
     """Wait until the officer decodes the width the inmate's browser now sends as ``rid``
     (the browser may scale its encodings down under load, keeping q half of f)."""
@@ -150,7 +158,8 @@ async def shows(officer, inmate, rid: str, timeout: float) -> None:  # type: ign
         sent, received = dict(await inmate.evaluate(SENT)), await officer.evaluate(RECEIVED)
         if received and received[0][1] == sent.get(rid):
             return
-        assert time.monotonic() < deadline, (rid, sent, received)
+        assert time.monotonic() < deadline, (rid, sent, received, await video_counts(
+            inmate, "outbound-rtp"), await video_counts(officer, "inbound-rtp"))
         await asyncio.sleep(0.2)
 
 
