@@ -356,6 +356,11 @@ class TrackForwarder:
         while True:
             await asyncio.sleep(self.FLUSH_INTERVAL_S)
             self.flush_metrics()
+            if self.waiting:
+                # Asked again until it comes: Chromium answers one keyframe request per
+                # 300 ms for all of a sender's encodings, so one for the other encoding
+                # just before may have swallowed this one.
+                await self.request_keyframe()
             tick += 1
             if self.kind == "video" and self.rid is None and tick % ticks_per_remb == 0:
                 try:
