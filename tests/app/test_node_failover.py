@@ -34,6 +34,10 @@ from tests.support.nodes import node_id, rejoin, running_nodes, until
 from tests.support.redis import running_redis
 from tests.support.server import BLUE, RED, Participant, Server, visit_now
 
+# The heaviest real-media tests one after another (one worker of a parallel run takes them
+# all): two at once would share the CPU their rates and deadlines depend on.
+pytestmark = pytest.mark.xdist_group("heavy")
+
 NODE_TTL_S = 2  # a dead node leaves placement after this, before its leases lapse
 TTL_S = 3  # a lease: a dead node's visits are free to move after this
 VISITS = 20

@@ -17,9 +17,9 @@ from playwright.async_api import Page
 from tests.support.netvisit import visit_behind_link
 from tests.support.rtp_stats import totals, window
 
-# The test networks one after another (one worker of a parallel run takes them all): two
-# impaired links at once would share the CPU their rate and loss figures depend on.
-pytestmark = pytest.mark.xdist_group("network")
+# The heaviest real-media tests one after another (one worker of a parallel run takes them
+# all): two at once would share the CPU their rates and deadlines depend on.
+pytestmark = pytest.mark.xdist_group("heavy")
 
 async def frames_grow(page: Page, seconds: float) -> bool:
     """Whether the page decodes any new video frame within ``seconds``."""

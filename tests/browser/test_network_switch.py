@@ -20,9 +20,9 @@ from tests.support.browser import chromium, decoded, joined_pair, two_party_link
 from tests.support.netblock import udp_dropped
 from tests.support.server import running_server
 
-# The test networks one after another (one worker of a parallel run takes them all): two
-# impaired links at once would share the CPU their rate and loss figures depend on.
-pytestmark = pytest.mark.xdist_group("network")
+# The heaviest real-media tests one after another (one worker of a parallel run takes them
+# all): two at once would share the CPU their rates and deadlines depend on.
+pytestmark = pytest.mark.xdist_group("heavy")
 
 async def path_ports(page: Any) -> list[int]:
     """Every UDP port of the page's ICE candidates and of the server's: with any pair

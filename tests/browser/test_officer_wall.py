@@ -26,6 +26,10 @@ from tests.support.server import Participant, in_visit, inmate_and_family, runni
 from tests.support.server_records import server_rows
 from tests.support.vp8_layers import layered_clip, layered_pack
 
+# The heaviest real-media tests one after another (one worker of a parallel run takes them
+# all): two at once would share the CPU their rates and deadlines depend on.
+pytestmark = pytest.mark.xdist_group("heavy")
+
 REASON = "Contraband shown on camera; family warned twice, visit ended per rule 4.2"
 HEARD = 0.01  # RMS of a received 440 Hz tone is about 0.17; silence is 0
 

@@ -17,9 +17,9 @@ from tests.support.browser import chromium, join, open_page, until, wait_decodin
 from tests.support.netblock import udp_lossy
 from tests.support.server import RED, Participant, participants, running_server, visit_now
 
-# The test networks one after another (one worker of a parallel run takes them all): two
-# impaired links at once would share the CPU their rate and loss figures depend on.
-pytestmark = pytest.mark.xdist_group("network")
+# The heaviest real-media tests one after another (one worker of a parallel run takes them
+# all): two at once would share the CPU their rates and deadlines depend on.
+pytestmark = pytest.mark.xdist_group("heavy")
 
 SELF_LEVEL = "document.querySelector('li.tile.self .quality')?.dataset.level"
 NOTICE = "document.getElementById('quality-notice')"

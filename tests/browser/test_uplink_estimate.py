@@ -16,9 +16,9 @@ import pytest
 from tests.support.netvisit import visit_behind_link
 from tests.support.rtp_stats import sent_kbps, window
 
-# The test networks one after another (one worker of a parallel run takes them all): two
-# impaired links at once would share the CPU their rate and loss figures depend on.
-pytestmark = pytest.mark.xdist_group("network")
+# The heaviest real-media tests one after another (one worker of a parallel run takes them
+# all): two at once would share the CPU their rates and deadlines depend on.
+pytestmark = pytest.mark.xdist_group("heavy")
 
 CAP_KBPS = 300
 
