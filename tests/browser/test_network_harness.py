@@ -69,8 +69,14 @@ async def test_an_outage_and_a_new_address_are_recovered(tmp_path: Path) -> None
         await seconds_until_frames(visit.inmate, 10)
         old = visit.link.address
         new = visit.link.readdress()
+        # Frames still in flight may show before the page notices: wait for its new path.
+        deadline = time.monotonic() + 20
+        while True:
+            stats = await visit.family.evaluate("window.visitStats()")
+            local = {s.get("address") for s in stats if s.get("type") == "local-candidate"}
+            if new in local or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        assert new in local and old not in local, local
         await seconds_until_frames(visit.family, 20)
         await seconds_until_frames(visit.inmate, 10)
-        stats = await visit.family.evaluate("window.visitStats()")
-        local = {s.get("address") for s in stats if s.get("type") == "local-candidate"}
-        assert new in local and old not in local, local
