@@ -41,10 +41,10 @@ lint: $(VENV)/.test
 	$(VENV)/bin/ruff check .
 
 test: $(VENV)/.test system-packages lint
-	$(PY) -m pytest -n 2 --dist loadgroup
+	$(PY) -m pytest
 
 test-postgresql: $(VENV)/.test system-packages lint
-	VISITBRIDGE_TEST_DATABASE=postgresql $(PY) -m pytest -n 2 --dist loadgroup
+	VISITBRIDGE_TEST_DATABASE=postgresql $(PY) -m pytest
 
 bench: $(VENV)/.bench
 	$(PY) -m benchmarks.forwarding --visits 10 --seconds 30
