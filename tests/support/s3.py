@@ -82,7 +82,7 @@ def seaweed(folder: Path) -> Iterator[SeaweedS3]:
         _until_ready(server, process, log_path)
         yield server
     finally:
-        stop_process(process)
+        stop_process(process, 2)  # it waits on its own servers past SIGTERM; nothing to keep
 
 
 def _grpc_pair_port() -> int:
