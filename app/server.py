@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from functools import partial
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from aiortc import RTCIceServer
@@ -16,9 +17,7 @@ from api.records import Api
 from app import health
 from app.atrest import open_vault
 from app.config import Config, ConfigError
-from app.node import NodeGate
 from app.pages import add_pages
-from app.redis_cluster import RedisCluster
 from auth.jti_memory import JtiMemory
 from auth.keys import (
     DEVELOPMENT_KEY_TRUSTED,
@@ -53,6 +52,9 @@ from sfu.rooms import Rooms
 from signaling.session import Session
 from visit.lifecycle import Policy
 from visit.quality import QualityPolicy
+
+if TYPE_CHECKING:
+    from app.node import NodeGate
 
 log = logging.getLogger(__name__)
 
@@ -176,9 +178,7 @@ def create_app(config: Config) -> web.Application:
     def recording_available() -> bool:
         return health.free_bytes(config.recordings_dir) >= config.recordings_min_free_mb << 20
 
-    # With a Redis, nodes share the visits: the gate places, relays and fences joins.
-    gate = (NodeGate(config, RedisCluster(config.redis_url), verifier, rooms, refusals)
-            if config.redis_url else None)
+    gate = node_gate(config, verifier, rooms, refusals)
     # TURN credentials go into each offer (turn=config).
     session = Session(verifier, rooms, records, recording_available, refusals, turn=config,
                       max_message_bytes=config.max_message_bytes,
@@ -279,6 +279,18 @@ def archive_bucket(config: Config) -> Bucket | None:
                                      config.s3_credentials_file))
     except BucketError as exc:
         raise ConfigError(f"s3_credentials_file: {exc}") from None
+
+
+def node_gate(config: Config, verifier: TokenVerifier, rooms: Rooms,
+              refusals: RefusalAudit) -> NodeGate | None:
+    """With a Redis, nodes share the visits: the gate places, relays and fences joins.
+    Imported only then: the Redis client costs a sixth of a second at every start."""
+    if not config.redis_url:
+        return None
+    from app.node import NodeGate
+    from app.redis_cluster import RedisCluster
+
+    return NodeGate(config, RedisCluster(config.redis_url), verifier, rooms, refusals)
 
 
 def anchorer_for(config: Config, db: Connection, key: RecordingKey) -> Anchorer | None:

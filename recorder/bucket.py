@@ -20,8 +20,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
-from botocore.client import Config as ClientConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 READ_BYTES = 1 << 20
@@ -69,6 +67,11 @@ def _failure(exc: Exception, what: str) -> BucketError:
 
 class Bucket:
     def __init__(self, settings: BucketSettings) -> None:
+        # Imported here: boto3 costs a fifth of a second at every start of a server (and
+        # of each command) that has no bucket configured.
+        import boto3
+        from botocore.client import Config as ClientConfig
+
         access, secret = read_credentials(settings.credentials_file)
         self.name = settings.bucket
         self._s3: Any = boto3.session.Session().client(
