@@ -278,6 +278,8 @@ class Room:
         elif isinstance(action, act.ParticipantBack):
             metrics.RECONNECT_SECONDS.observe(action.gap_s)
             self._observer.participant_back(self.core, action.member, action.gap_s, action.at)
+        elif isinstance(action, act.MediaGap):
+            self._observer.media_gap(self.core, action.member, action.start, action.end)
         elif isinstance(action, Ending):
             log.info("visit ending", extra={"visit": self.visit.id, "cause": action.cause})
             metrics.VISITS_ENDED.labels(action.cause, metrics.fault_of(action.cause)).inc()
