@@ -99,16 +99,22 @@ async def loss_phase(visit: NetVisit, seconds: float) -> dict[str, Any]:
     and the server's CPU per forwarded packet meanwhile."""
     visit.link.loss(LOSS_PERCENT)
     await asyncio.sleep(2)  # the link's history before the phase does not count
-    audio_video = [window(p, "inbound-rtp", kind, seconds)
-                   for p in sides(visit).values() for kind in ("audio", "video")]
-    *measured, cost = await asyncio.gather(*audio_video, cpu_per_packet(visit, seconds))
+    streams = [window(p, stat, kind, seconds) for p in sides(visit).values()
+               for stat, kind in (("inbound-rtp", "audio"), ("inbound-rtp", "video"),
+                                  ("outbound-rtp", "audio"))]
+    *measured, cost = await asyncio.gather(*streams, cpu_per_packet(visit, seconds))
     visit.link.clean()
     out: dict[str, Any] = {"cpu": cost}
     for i, name in enumerate(sides(visit)):
-        audio, video = measured[2 * i], measured[2 * i + 1]
+        audio, video, sent = measured[3 * i:3 * i + 3]
         out[name] = {"concealed_pct": round(audio.concealed_percent(), 2),
                      "frozen_pct": round(video.frozen_percent(), 2),
-                     "video_loss_pct": round(video.loss_percent(), 2)}
+                     "video_loss_pct": round(video.loss_percent(), 2),
+                     "audio_loss_pct": round(audio.loss_percent(), 2),
+                     "audio_nacks_sent": audio.delta("nackCount"),
+                     "audio_fec_packets": audio.delta("fecPacketsReceived"),
+                     "audio_resent_by_me": sent.delta("retransmittedPacketsSent"),
+                     "video_nacks_sent": video.delta("nackCount")}
     return out
 
 
