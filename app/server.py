@@ -106,7 +106,7 @@ def create_app(config: Config) -> web.Application:
     aiortc_glue.check_aiortc()
     aiortc_glue.install_codec_guard()
     aiortc_glue.install_lazy_bitrate_estimators()
-    aiortc_glue.offer_opus_fec()
+    aiortc_glue.offer_opus_repair()
     aiortc_glue.offer_transport_cc()
     if config.ice_loopback:
         aiortc_glue.allow_loopback_ice()

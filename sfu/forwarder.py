@@ -59,7 +59,8 @@ class TrackForwarder:
         self._codecs = glue_rtp.receiver_codecs(receiver)
         self._rtx_ssrc = glue_rtp.receiver_rtx_ssrcs(receiver)
         self._stats = glue_rtp.receiver_statistics(receiver)
-        self._nacks = MissingPackets() if kind == "video" else None
+        # Audio too: a publishing browser resends Opus when NACKed (the offer asks it to).
+        self._nacks = MissingPackets()
         self._sequences: dict[int, SequenceCheck] = {}  # per SSRC (capped by the transport)
         self._suspects_counted = 0
         self._history: PacketHistory[Kept] = PacketHistory(1024 if kind == "video" else 64)
@@ -173,7 +174,7 @@ class TrackForwarder:
                 return
         if verdict == RESTART:
             stats = self._stats[packet.ssrc] = StreamStatistics(codec.clockRate)
-            if self._nacks is not None and apt is None:
+            if apt is None:
                 self._nacks.restart()
         else:
             stats = self._stats[packet.ssrc]
@@ -195,7 +196,7 @@ class TrackForwarder:
                 asyncio.ensure_future(self.request_keyframe())
             self.media_ssrc = ssrc
         nacks = self._nacks
-        if nacks is not None and nacks.add(packet.sequence_number):
+        if nacks.add(packet.sequence_number):
             missing = sorted(nacks.missing)
             metrics.NACKS.labels("to_publisher").inc(len(missing))
             asyncio.ensure_future(glue_rtp.send_nack(self._receiver, ssrc, missing))
