@@ -119,6 +119,7 @@ def _public_hooks_missing() -> list[str]:
         (aiortc.rtcdtlstransport.State, "CONNECTED", "State"),
         (aiortc.rtcrtpreceiver, "RemoteBitrateEstimator", "rtcrtpreceiver"),
         (RemoteBitrateEstimator, "add", "RemoteBitrateEstimator"),
+        (aiortc.rtcrtpreceiver.StreamStatistics, "fraction_lost", "StreamStatistics"),
     ]
     missing = [f"{label}.{name}" for cls, name, label in wanted if not hasattr(cls, name)]
     if "protocol" not in vars(aioice.ice.CandidatePair(None, None)):  # type: ignore[arg-type]

@@ -18,12 +18,11 @@ from collections.abc import Callable
 
 from aiortc import RTCRtpCodecParameters, RTCRtpReceiver
 from aiortc.codecs import is_rtx
-from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import RtpPacket
 
 from sfu import glue_rtp, metrics
 from sfu.fastpath import FastTransport, InPacket, ntp_now
-from sfu.feedback import BitrateEstimates, KeyframeRequests
+from sfu.feedback import BitrateEstimates, KeyframeRequests, WorstLoss
 from sfu.history import PacketHistory
 from sfu.layers import TemporalFilter
 from sfu.limits import DEFAULT_LIMITS, MediaLimits, MissingPackets
@@ -70,6 +69,8 @@ class TrackForwarder:
         self.sinks: list[Sink] = []
         self.keyframes = KeyframeRequests()
         self.estimates = BitrateEstimates(max_bitrate_bps, floor_bps=limits.remb_floor_bps)
+        self.loss = WorstLoss()  # subscribers' reported loss; told to an audio publisher
+        self._loss_floor = (lambda: self.loss.worst(self._clock())) if kind == "audio" else None
         self.muted = False
         # Fail-closed recording: with a tap factory, nothing is forwarded until the tap
         # (created at the first packet, when the codec is known) says it is writing.
@@ -104,6 +105,7 @@ class TrackForwarder:
         if sink in self.sinks:
             self.sinks.remove(sink)
         self.estimates.forget(sink)
+        self.loss.forget(sink)
         if sink.source is self:
             sink.source = None
 
@@ -173,7 +175,8 @@ class TrackForwarder:
             if verdict == SUSPECT:
                 return
         if verdict == RESTART:
-            stats = self._stats[packet.ssrc] = StreamStatistics(codec.clockRate)
+            stats = self._stats[packet.ssrc] = glue_rtp.stream_statistics(codec.clockRate,
+                                                                          self._loss_floor)
             if apt is None:
                 self._nacks.restart()
         else:
