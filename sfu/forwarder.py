@@ -253,6 +253,10 @@ class TrackForwarder:
         return sink.send(packet, mime, out[0], out[1], ntp, rtx=rtx)
 
     async def retransmit(self, sink: Sink, out_seqs: list[int]) -> None:
+        """Resend what a subscriber NACKed from the history; what never reached the
+        server is NACKed to the publisher again (its own NACK or the resent copy may have
+        been lost on the publisher's uplink), and forwarded when it comes."""
+        absent: list[int] = []
         for out_seq in out_seqs:
             original = sink.rewriter.original_seq(out_seq)
             thinned = sink.layers is not None and self.kind == "video"
@@ -260,6 +264,8 @@ class TrackForwarder:
                 original = sink.layers.original(original)
             entry = self._history.get(original)
             if entry is None:
+                if original in self._nacks.missing:
+                    absent.append(original)
                 continue
             *fields, mime = entry
             packet = InPacket(*fields)
@@ -271,6 +277,9 @@ class TrackForwarder:
             if out is not None and sink.send(packet, mime, out.sequence_number,
                                              out.timestamp, None, rtx=True):
                 metrics.RETRANSMISSIONS.inc()
+        if absent and self.media_ssrc is not None:
+            metrics.NACKS.labels("to_publisher").inc(len(absent))
+            await glue_rtp.send_nack(self._receiver, self.media_ssrc, absent)
 
     async def request_keyframe(self) -> None:
         """Ask the publisher for a keyframe, at most once per interval.
