@@ -5,8 +5,10 @@ receive path, whose handler it replaces): every packet is kept in the retransmis
 history and handed to each ``Sink`` (``sfu.sink``: a subscriber's slot sender), which
 rewrites it with its own SSRC, payload type, sequence numbers, timestamps and MID.
 Subscribers' RTCP reaches the forwarder through the sink: NACKs are answered from the
-history, keyframe requests are relayed to the publisher (rate limited), REMB estimates
-are folded into one REMB sent to the publisher once a second.
+history (what never reached the server is NACKed to the publisher again), keyframe
+requests are relayed to the publisher (rate limited), REMB estimates are folded into
+one REMB sent to the publisher once a second, and audio subscribers' reported loss into
+the receiver reports an audio publisher gets.
 """
 
 from __future__ import annotations
