@@ -108,7 +108,7 @@ def create_app(config: Config) -> web.Application:
     aiortc_glue.check_aiortc()
     aiortc_glue.install_codec_guard()
     aiortc_glue.install_lazy_bitrate_estimators()
-    aiortc_glue.offer_opus_fec()
+    aiortc_glue.offer_opus_repair()
     aiortc_glue.offer_transport_cc()
     if config.ice_loopback:
         aiortc_glue.allow_loopback_ice()
@@ -162,6 +162,7 @@ def create_app(config: Config) -> web.Application:
                     warnings_s=tuple(float(w) for w in config.warnings),
                     all_left_grace_s=config.all_left_grace_s,
                     reconnect_grace_s=config.reconnect_grace_s,
+                    media_gap_s=config.media_idle_s,
                     quality=QualityPolicy(interval_s=config.stats_interval_s))
     QUALITY_ALERT_RATIO.set(config.quality_alert_percent / 100)
     rooms = Rooms(settings, config.max_visitors, policy, records, tap_factory=recordings.tap)

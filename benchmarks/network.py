@@ -37,6 +37,7 @@ from benchmarks.network_phases import (
 from tests.support.netvisit import visit_behind_link
 
 RESULTS = Path(__file__).resolve().parent / "results" / "network.jsonl"
+PHASES = ("loss", "cap", "uplink", "outage", "switch")
 
 # (figure, where it is in a run, goal as (comparison, bound) or None, lower is better)
 FIGURES: list[tuple[str, tuple[str, ...], tuple[str, float] | None]] = [
@@ -66,6 +67,9 @@ def parser() -> argparse.ArgumentParser:
                    help="length of the loss and cap phases and of the uplink series")
     p.add_argument("--recover-seconds", type=int, default=30,
                    help="longest wait for full quality after the cap lifts")
+    p.add_argument("--phases", type=lambda s: s.split(","), default=list(PHASES),
+                   help="comma-separated phases to run after the clean baseline "
+                        f"(default all: {','.join(PHASES)})")
     p.add_argument("--results", type=Path, default=RESULTS)
     return p
 
@@ -77,17 +81,21 @@ async def one_run(index: int, args: argparse.Namespace) -> dict[str, Any]:
                                      VISITBRIDGE_LOG_LEVEL="warning") as visit:
             await asyncio.sleep(5)  # both browsers ramp up on the clean link
             run: dict[str, Any] = {"baseline": await baseline(visit, args.phase_seconds)}
-            run["loss"] = await loss_phase(visit, args.phase_seconds)
-            clean = run["baseline"]["cpu"]["cpu_us_per_packet"]
-            run["cpu_ratio"] = round(run["loss"]["cpu"]["cpu_us_per_packet"] / clean, 2)
-            await asyncio.sleep(3)
-            run["cap"] = await cap_phase(visit, args.phase_seconds, args.recover_seconds,
-                                         run["baseline"])
-            run["uplink"] = await uplink_phase(visit, max(16, args.phase_seconds))
-            await asyncio.sleep(3)
-            run["outage"] = await outage_phase(visit, visit_id, False, 60)
-            await asyncio.sleep(3)
-            run["switch"] = await outage_phase(visit, visit_id, True, 60)
+            if "loss" in args.phases:
+                run["loss"] = await loss_phase(visit, args.phase_seconds)
+                clean = run["baseline"]["cpu"]["cpu_us_per_packet"]
+                run["cpu_ratio"] = round(run["loss"]["cpu"]["cpu_us_per_packet"] / clean, 2)
+                await asyncio.sleep(3)
+            if "cap" in args.phases:
+                run["cap"] = await cap_phase(visit, args.phase_seconds, args.recover_seconds,
+                                             run["baseline"])
+            if "uplink" in args.phases:
+                run["uplink"] = await uplink_phase(visit, max(16, args.phase_seconds))
+                await asyncio.sleep(3)
+            for kind in ("outage", "switch"):
+                if kind in args.phases:
+                    run[kind] = await outage_phase(visit, visit_id, kind == "switch", 60)
+                    await asyncio.sleep(3)
     print(json.dumps(run), flush=True)
     return run
 
@@ -103,6 +111,8 @@ def summary(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     every run met its goal (a figure a run never reached counts as missed)."""
     out = []
     for name, path, goal in FIGURES:
+        if path[0] not in runs[0]:
+            continue  # a phase not run
         values = [pick(r, path) for r in runs]
         reached = [v for v in values if v is not None]
         row: dict[str, Any] = {"figure": name, "values": values,
@@ -116,12 +126,14 @@ def summary(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             row["met"] = row["worst"] is not None and (
                 row["worst"] < bound if op == "<" else row["worst"] <= bound)
         out.append(row)
-    back = [v for r in runs for v in (r["outage"]["back_s"], r["switch"]["back_s"])]
-    p95 = percentile([v for v in back if v is not None], 95)
-    out.append({"figure": "outages: media back, s (p95 of both kinds)", "values": back,
-                "p95": p95 if None not in back else None, "goal": "<= 5",
-                "met": None not in back and p95 is not None and p95 <= 5})
-    for kind in ("outage", "switch"):
+    kinds = [kind for kind in ("outage", "switch") if kind in runs[0]]
+    back = [r[kind]["back_s"] for r in runs for kind in kinds]
+    if back:
+        p95 = percentile([v for v in back if v is not None], 95)
+        out.append({"figure": "outages: media back, s (p95 of both kinds)", "values": back,
+                    "p95": p95 if None not in back else None, "goal": "<= 5",
+                    "met": None not in back and p95 is not None and p95 <= 5})
+    for kind in kinds:
         kept = [not r[kind]["reloaded"] and r[kind]["same_seat"] and r[kind]["participants"]
                 == 2 for r in runs]
         gaps = [r[kind]["gaps_audited"] for r in runs]

@@ -76,6 +76,12 @@ class VisitRecords:
         self.audit.record(action="connection_restored", actor=who.sub, role=who.role,
                           visit=room.visit.id, now=at, detail={"gap_s": round(gap_s, 3)})
 
+    def media_gap(self, room: RoomCore, member: Member, start: float, end: float) -> None:
+        who = member.who
+        self.audit.record(action="media_gap", actor=who.sub, role=who.role, visit=room.visit.id,
+                          now=end, detail={"start": round(start, 3), "end": round(end, 3),
+                                           "gap_s": round(end - start, 3)})
+
     def visit_ended(self, room: RoomCore, cause: str, reason: str, at: float) -> None:
         v = room.visit
         self.store.save_visit(v.id, at, state="ended", cause=cause, reason=reason, ended_at=at)

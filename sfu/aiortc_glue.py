@@ -29,9 +29,10 @@ aioice, to receive and send RTP synchronously (no queue hop, no coroutine per pa
 receiver's decode queue, count and fail: the counters are exported so a test (and ops)
 can prove the server never decoded or encoded media.
 
-``offer_opus_fec`` sets the Opus format parameters aiortc offers (module state: its
-``CODECS`` table) so that browsers protect their audio with Opus in-band FEC; aiortc
-offers Opus with none, and a browser then sends no redundancy at all.
+``offer_opus_repair`` sets the Opus format parameters and feedback aiortc offers
+(module state: its ``CODECS`` table) so that browsers protect their audio with Opus
+in-band FEC and retransmit it on NACK; aiortc offers Opus with neither, and a browser
+then sends no redundancy at all and never repairs a lost audio packet.
 
 ``offer_transport_cc`` adds transport-wide congestion control to what aiortc offers (its
 ``CODECS`` and ``HEADER_EXTENSIONS`` tables): the header extension that numbers a
@@ -74,6 +75,7 @@ from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpHeaderExtensionParame
 from sfu.congestion import TRANSPORT_CC_URI
 
 TRANSPORT_CC = RTCRtcpFeedback(type="transport-cc")
+NACK = RTCRtcpFeedback(type="nack")
 
 SUPPORTED_AIORTC = ("1.16.",)
 SUPPORTED_AIOICE = ("0.13.",)
@@ -117,6 +119,7 @@ def _public_hooks_missing() -> list[str]:
         (aiortc.rtcdtlstransport.State, "CONNECTED", "State"),
         (aiortc.rtcrtpreceiver, "RemoteBitrateEstimator", "rtcrtpreceiver"),
         (RemoteBitrateEstimator, "add", "RemoteBitrateEstimator"),
+        (aiortc.rtcrtpreceiver.StreamStatistics, "fraction_lost", "StreamStatistics"),
     ]
     missing = [f"{label}.{name}" for cls, name, label in wanted if not hasattr(cls, name)]
     if "protocol" not in vars(aioice.ice.CandidatePair(None, None)):  # type: ignore[arg-type]
@@ -243,14 +246,23 @@ def install_codec_guard() -> None:
 OPUS_FMTP: dict[str, int] = {"minptime": 10, "useinbandfec": 1, "usedtx": 0}
 
 
-def offer_opus_fec() -> None:
-    """Offer Opus with ``OPUS_FMTP``: the SFU forwards the packets unchanged, so the FEC
-    the browser adds reaches every receiver, and the recording, as it was sent."""
+def offer_opus_repair() -> None:
+    """Offer Opus with ``OPUS_FMTP`` and NACK feedback.
+
+    The SFU forwards the packets unchanged, so the FEC the browser adds reaches every
+    receiver, and the recording, as it was sent. FEC only helps where the sender hears of
+    loss, and a publisher hears only of its own uplink's: with ``a=rtcp-fb:<pt> nack`` a
+    receiving browser NACKs the audio lost on its downlink (its jitter buffer waits for
+    the retransmission, which the server sends from its history), and a publishing
+    browser keeps its audio to resend what the server NACKs.
+    """
     opus = [c for c in aiortc.codecs.CODECS["audio"] if c.mimeType.lower() == "audio/opus"]
     if not opus:
         raise RuntimeError("aiortc offers no Opus codec to configure; see sfu/aiortc_glue.py")
     for codec in opus:
         codec.parameters.update(OPUS_FMTP)
+        if NACK not in codec.rtcpFeedback:
+            codec.rtcpFeedback.append(NACK)
 
 
 # The extension's id: one no other offered extension uses (aiortc's ids are shared by

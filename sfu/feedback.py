@@ -6,7 +6,9 @@ keyframe. Subscribers' bandwidth estimates (REMB) are folded into one figure for
 publisher: the lowest recent estimate, capped by the configured maximum, because
 without simulcast the publisher's single encoding must fit the weakest downlink. An
 estimate is never taken below a floor: one subscriber (hostile, or on a dying link)
-sending REMB 0 must not starve the recording and every other subscriber.
+sending REMB 0 must not starve the recording and every other subscriber. For audio, the
+worst loss subscribers report goes into the server's receiver reports to the publisher,
+so its Opus encoder adds in-band FEC for loss it would otherwise never hear of.
 """
 
 from __future__ import annotations
@@ -57,3 +59,27 @@ class BitrateEstimates:
     def target(self, now: float) -> int:
         fresh = [b for b, t in self._by_sink.values() if now - t <= self._max_age]
         return min([self._cap, *fresh])
+
+
+class WorstLoss:
+    """The worst recent loss fraction (RTCP's 0-255) among a track's subscribers.
+
+    As mediasoup does for Opus: a publisher's encoder sizes its FEC from the loss in the
+    receiver reports it gets, which describe only its uplink; the loss on the way to a
+    subscriber would otherwise never reach it. A report older than ``max_age_s`` (a
+    subscriber that left, or stopped reporting) no longer counts.
+    """
+
+    def __init__(self, max_age_s: float = 5.0) -> None:
+        self._max_age = max_age_s
+        self._by_sink: dict[object, tuple[int, float]] = {}
+
+    def report(self, sink: object, fraction_lost: int, now: float) -> None:
+        self._by_sink[sink] = (fraction_lost, now)
+
+    def forget(self, sink: object) -> None:
+        self._by_sink.pop(sink, None)
+
+    def worst(self, now: float) -> int:
+        return max((f for f, t in self._by_sink.values() if now - t <= self._max_age),
+                   default=0)

@@ -5,8 +5,10 @@ receive path, whose handler it replaces): every packet is kept in the retransmis
 history and handed to each ``Sink`` (``sfu.sink``: a subscriber's slot sender), which
 rewrites it with its own SSRC, payload type, sequence numbers, timestamps and MID.
 Subscribers' RTCP reaches the forwarder through the sink: NACKs are answered from the
-history, keyframe requests are relayed to the publisher (rate limited), REMB estimates
-are folded into one REMB sent to the publisher once a second.
+history (what never reached the server is NACKed to the publisher again), keyframe
+requests are relayed to the publisher (rate limited), REMB estimates are folded into
+one REMB sent to the publisher once a second, and audio subscribers' reported loss into
+the receiver reports an audio publisher gets.
 """
 
 from __future__ import annotations
@@ -18,12 +20,11 @@ from collections.abc import Callable
 
 from aiortc import RTCRtpCodecParameters, RTCRtpReceiver
 from aiortc.codecs import is_rtx
-from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import RtpPacket
 
 from sfu import glue_rtp, metrics
 from sfu.fastpath import FastTransport, InPacket, ntp_now
-from sfu.feedback import BitrateEstimates, KeyframeRequests
+from sfu.feedback import BitrateEstimates, KeyframeRequests, WorstLoss
 from sfu.history import PacketHistory
 from sfu.layers import TemporalFilter
 from sfu.limits import DEFAULT_LIMITS, MediaLimits, MissingPackets
@@ -59,7 +60,8 @@ class TrackForwarder:
         self._codecs = glue_rtp.receiver_codecs(receiver)
         self._rtx_ssrc = glue_rtp.receiver_rtx_ssrcs(receiver)
         self._stats = glue_rtp.receiver_statistics(receiver)
-        self._nacks = MissingPackets() if kind == "video" else None
+        # Audio too: a publishing browser resends Opus when NACKed (the offer asks it to).
+        self._nacks = MissingPackets()
         self._sequences: dict[int, SequenceCheck] = {}  # per SSRC (capped by the transport)
         self._suspects_counted = 0
         self._history: PacketHistory[Kept] = PacketHistory(1024 if kind == "video" else 64)
@@ -69,6 +71,8 @@ class TrackForwarder:
         self.sinks: list[Sink] = []
         self.keyframes = KeyframeRequests()
         self.estimates = BitrateEstimates(max_bitrate_bps, floor_bps=limits.remb_floor_bps)
+        self.loss = WorstLoss()  # subscribers' reported loss; told to an audio publisher
+        self._loss_floor = (lambda: self.loss.worst(self._clock())) if kind == "audio" else None
         self.muted = False
         # Fail-closed recording: with a tap factory, nothing is forwarded until the tap
         # (created at the first packet, when the codec is known) says it is writing.
@@ -103,6 +107,7 @@ class TrackForwarder:
         if sink in self.sinks:
             self.sinks.remove(sink)
         self.estimates.forget(sink)
+        self.loss.forget(sink)
         if sink.source is self:
             sink.source = None
 
@@ -172,8 +177,9 @@ class TrackForwarder:
             if verdict == SUSPECT:
                 return
         if verdict == RESTART:
-            stats = self._stats[packet.ssrc] = StreamStatistics(codec.clockRate)
-            if self._nacks is not None and apt is None:
+            stats = self._stats[packet.ssrc] = glue_rtp.stream_statistics(codec.clockRate,
+                                                                          self._loss_floor)
+            if apt is None:
                 self._nacks.restart()
         else:
             stats = self._stats[packet.ssrc]
@@ -195,7 +201,7 @@ class TrackForwarder:
                 asyncio.ensure_future(self.request_keyframe())
             self.media_ssrc = ssrc
         nacks = self._nacks
-        if nacks is not None and nacks.add(packet.sequence_number):
+        if nacks.add(packet.sequence_number):
             missing = sorted(nacks.missing)
             metrics.NACKS.labels("to_publisher").inc(len(missing))
             asyncio.ensure_future(glue_rtp.send_nack(self._receiver, ssrc, missing))
@@ -249,6 +255,10 @@ class TrackForwarder:
         return sink.send(packet, mime, out[0], out[1], ntp, rtx=rtx)
 
     async def retransmit(self, sink: Sink, out_seqs: list[int]) -> None:
+        """Resend what a subscriber NACKed from the history; what never reached the
+        server is NACKed to the publisher again (its own NACK or the resent copy may have
+        been lost on the publisher's uplink), and forwarded when it comes."""
+        absent: list[int] = []
         for out_seq in out_seqs:
             original = sink.rewriter.original_seq(out_seq)
             thinned = sink.layers is not None and self.kind == "video"
@@ -256,6 +266,8 @@ class TrackForwarder:
                 original = sink.layers.original(original)
             entry = self._history.get(original)
             if entry is None:
+                if original in self._nacks.missing:
+                    absent.append(original)
                 continue
             *fields, mime = entry
             packet = InPacket(*fields)
@@ -267,6 +279,9 @@ class TrackForwarder:
             if out is not None and sink.send(packet, mime, out.sequence_number,
                                              out.timestamp, None, rtx=True):
                 metrics.RETRANSMISSIONS.inc()
+        if absent and self.media_ssrc is not None:
+            metrics.NACKS.labels("to_publisher").inc(len(absent))
+            await glue_rtp.send_nack(self._receiver, self.media_ssrc, absent)
 
     async def request_keyframe(self) -> None:
         """Ask the publisher for a keyframe, at most once per interval.

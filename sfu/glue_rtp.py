@@ -131,6 +131,29 @@ def receiver_statistics(receiver: RTCRtpReceiver) -> dict[int, StreamStatistics]
     return receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined,no-any-return]
 
 
+class _LossAtLeast(StreamStatistics):
+    """aiortc's receive statistics of one stream, whose receiver reports (aiortc's RTCP
+    loop reads ``fraction_lost`` for each) claim at least ``floor()``."""
+
+    def __init__(self, clock_rate: int, floor: Callable[[], int]) -> None:
+        super().__init__(clock_rate)
+        self._floor = floor
+
+    @property
+    def fraction_lost(self) -> int:
+        own: int = StreamStatistics.fraction_lost.fget(self)  # type: ignore[attr-defined]
+        return max(own, self._floor())
+
+
+def stream_statistics(clock_rate: int,
+                      loss_floor: Callable[[], int] | None = None) -> StreamStatistics:
+    """New receive statistics for a stream (stored in ``receiver_statistics``); with
+    ``loss_floor``, the receiver reports made from them claim at least that loss."""
+    if loss_floor is None:
+        return StreamStatistics(clock_rate)
+    return _LossAtLeast(clock_rate, loss_floor)
+
+
 def hook_receiver_rtp(receiver: RTCRtpReceiver, handler: RtpHandler) -> None:
     """Route the RTP aiortc receives for this receiver to ``handler``, undecoded."""
     receiver._handle_rtp_packet = handler  # type: ignore[method-assign]

@@ -91,8 +91,7 @@ class Room:
             await self._carry_out(self.core.monitor(who, connection, self._clock()))
             offer = await self._offer(connection)
             if offer is not None:
-                await self._carry_out(self.core.monitor_welcome(connection, offer,
-                                                                self._clock()))
+                await self._carry_out(self.core.monitor_welcome(connection, offer, self._clock()))
 
     async def _offer(self, connection: Connection) -> Message | None:
         """The peer's offer, or None if the connection lost its seat meanwhile."""
@@ -176,8 +175,8 @@ class Room:
             await self._carry_out(self.core.tick(now) + self._silent_members(now), wake=False)
 
     def _silent_members(self, now: float) -> list[Action]:
-        """Members whose media stopped arriving: dropped, their seats kept, when nothing
-        arrives at all; paused (ledger and quality) when only their RTP stopped."""
+        """Members whose media stopped arriving: dropped (seats kept, media stopped since the
+        timeout) when nothing arrives at all; paused (ledger, quality) when only RTP stopped."""
         actions: list[Action] = []
         for conn, peer in list(self._peers.items()):
             if conn not in self._roles:
@@ -185,6 +184,7 @@ class Room:
             connected = peer.state == "connected"
             if self._watch.silent(conn, peer.datagrams_received, connected, now):
                 log.info("media lost", extra={"visit": self.visit.id})
+                actions += self.core.media_flow(conn, False, now - self._watch.timeout_s)
                 actions += self.core.leave(conn, "media_lost", now)
                 continue
             flow = (self._idle.update(conn, peer.rtp_received[0], now)
@@ -278,6 +278,8 @@ class Room:
         elif isinstance(action, act.ParticipantBack):
             metrics.RECONNECT_SECONDS.observe(action.gap_s)
             self._observer.participant_back(self.core, action.member, action.gap_s, action.at)
+        elif isinstance(action, act.MediaGap):
+            self._observer.media_gap(self.core, action.member, action.start, action.end)
         elif isinstance(action, Ending):
             log.info("visit ending", extra={"visit": self.visit.id, "cause": action.cause})
             metrics.VISITS_ENDED.labels(action.cause, metrics.fault_of(action.cause)).inc()

@@ -3,7 +3,8 @@
 A ``Sink`` rewrites each forwarded packet with its own SSRC, payload type, sequence
 numbers, timestamps and header extensions, and sends it through the subscriber's
 ``FastTransport``. The subscriber's RTCP about the stream arrives here: NACKs, keyframe
-requests and REMB estimates go to the forwarder, reports to aiortc's own handler.
+requests, REMB estimates and the loss its reports state go to the forwarder, reports
+to aiortc's own handler too.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from aiortc.rtp import (
 
 from sfu import glue_rtp, metrics
 from sfu.fastpath import RTP_HEADER, ExtensionWriter, FastTransport, InPacket
-from sfu.feedback import BitrateEstimates
+from sfu.feedback import BitrateEstimates, WorstLoss
 from sfu.layers import TemporalFilter
 from sfu.rewrite import StreamRewriter
 
@@ -39,6 +40,7 @@ class Source(Protocol):
     """What a sink asks of the track it is fed from (a ``TrackForwarder``)."""
 
     estimates: BitrateEstimates
+    loss: WorstLoss
 
     async def retransmit(self, sink: Sink, out_seqs: list[int]) -> None: ...
 
@@ -186,6 +188,9 @@ class Sink:
         for report in reports:
             if report.ssrc != self.ssrc:
                 continue
+            source = self.source
+            if source is not None:
+                source.loss.report(self, report.fraction_lost, source.now())
             metrics.PACKET_LOSS.observe(report.fraction_lost / 256)
             metrics.JITTER.observe(report.jitter / self.clock_rate)
             rtt = glue_rtp.sender_rtt(self._sender)

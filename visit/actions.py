@@ -124,6 +124,16 @@ class ParticipantBack:
     at: float
 
 
+@value
+class MediaGap:
+    """A member's media stopped at ``start`` and flowed again at ``end`` (on the same
+    connection or after a rejoin): one row in the audit log per outage."""
+
+    member: Member
+    start: float
+    end: float
+
+
 Action = (Send | Close | OpenPeer | ClosePeer | Feed | MediaHeld | Mute | Record
           | RequestKeyframe | RefreshPictures | Started | ParticipantJoined | ParticipantLeft
-          | ParticipantLost | ParticipantBack | Ending | Impairment)
+          | ParticipantLost | ParticipantBack | MediaGap | Ending | Impairment)

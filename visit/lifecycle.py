@@ -42,6 +42,7 @@ class Policy:
     warnings_s: tuple[float, ...] = (300.0, 60.0)
     all_left_grace_s: float = 120.0
     reconnect_grace_s: float = 60.0  # a dropped participant's seat is kept this long
+    media_gap_s: float = 3.0  # media stopped at least this long is audited as a gap
     quality: QualityPolicy = field(default_factory=QualityPolicy)  # the tiles' indicator
 
 

@@ -47,13 +47,16 @@ class Report:
     video_frozen_s: float = 0.0
     packets_lost: int = 0
     packets_received: int = 0
+    # NACKs the page sent: the link's loss before repair, which packets_lost no longer
+    # shows once retransmissions (audio too) fill the holes.
+    packets_nacked: int = 0
     jitter_s: float = 0.0
     rtt_s: float | None = None
     outbound_bps: float = 0.0
 
 
 _COUNTS = ("audio_concealed_samples", "audio_total_samples", "video_frames_decoded",
-           "packets_lost", "packets_received")
+           "packets_lost", "packets_received", "packets_nacked")
 _SECONDS = ("video_frozen_s", "jitter_s", "outbound_bps")
 
 
@@ -124,8 +127,9 @@ class QualityMeter:
             last = None  # first report, or a new peer connection: a new baseline
         losses = []
         if last is not None:
-            losses.append(_loss(report.packets_lost - last.packets_lost,
-                                report.packets_received - last.packets_received))
+            lost = max(report.packets_lost - last.packets_lost,
+                       report.packets_nacked - last.packets_nacked)
+            losses.append(_loss(lost, report.packets_received - last.packets_received))
         if uplink_before is not None:
             received = uplink[0] - uplink_before[0]
             expected = uplink[1] - uplink_before[1]

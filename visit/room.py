@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from visit import actions as act
+from visit.gaps import GapTracker
 from visit.lifecycle import (
     Ending,
     EndWarning,
@@ -63,6 +64,8 @@ class RoomObserver(Protocol):
     def participant_back(self, room: RoomCore, member: Member, gap_s: float,
                          at: float) -> None: ...
 
+    def media_gap(self, room: RoomCore, member: Member, start: float, end: float) -> None: ...
+
     def visit_ended(self, room: RoomCore, cause: str, reason: str, at: float) -> None: ...
 
 
@@ -78,6 +81,7 @@ class RoomCore:
     def __post_init__(self) -> None:
         self.roster = Roster(self.max_visitors)
         self.lifecycle = VisitLifecycle(self.visit.starts_at, self.visit.ends_at, self.policy)
+        self.gaps = GapTracker(self.policy.media_gap_s)
 
     @property
     def recorded(self) -> bool:
@@ -190,11 +194,14 @@ class RoomCore:
             return []
         before = member.quality.level
         member.quality.media_stopped(not flowing)
-        if flowing:
-            self.lifecycle.media_resumed(member.who.sub, at)
-        else:
-            self.lifecycle.media_stopped(member.who.sub, at)
-        return self._quality_changed(member, before)
+        sub, actions = member.who.sub, self._quality_changed(member, before)
+        if not flowing:
+            self.lifecycle.media_stopped(sub, at)
+            self.gaps.stopped(sub, at)
+            return actions
+        self.lifecycle.media_resumed(sub, at)
+        gap = self.gaps.resumed(sub, at)
+        return actions + ([act.MediaGap(member, gap.start, gap.end)] if gap else [])
 
     def report_stats(self, conn: Conn, report: Report, uplink: tuple[int, int],
                      now: float) -> list[act.Action]:
@@ -243,6 +250,7 @@ class RoomCore:
     def _lose(self, member: Member, cause: str, now: float) -> list[act.Action]:
         """Keep the seat, stop the member's media, and tell everyone it is reconnecting."""
         member.lost_at, member.lost_cause = now, cause
+        self.gaps.stopped(member.who.sub, now)
         member.answered = False  # its peer is closed: nothing to feed, nothing fed into it
         self._feeds = {f for f in self._feeds if member.conn not in f}
         actions: list[act.Action] = [act.ClosePeer(member.conn)]
@@ -255,6 +263,7 @@ class RoomCore:
         return actions + self._handle(self.lifecycle.disconnected(member.who.sub, now))
 
     def _depart(self, member: Member, cause: str, now: float) -> list[act.Action]:
+        self.gaps.forget(member.who.sub)
         actions = self._unseat(member)
         actions += self._broadcast({"type": "participant_left", "id": member.who.sub,
                                     "cause": cause})

@@ -20,8 +20,9 @@ import aioice
 import aiortc.rtcrtpreceiver
 import pytest
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
+from aiortc.rtp import RtpPacket
 
-from sfu import aiortc_glue
+from sfu import aiortc_glue, glue_rtp
 from sfu.aiortc_glue import PRIVATE, check_aiortc
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -181,3 +182,18 @@ def test_lazy_bitrate_estimators_keep_a_peer_light_and_still_estimate(
                                arrival_time_ms=i * 20, payload_size=1200, ssrc=1)
                  for i in range(200)]
     assert any(e is not None for e in estimates)  # the real estimator, once fed
+
+
+def test_receive_statistics_report_at_least_the_loss_they_are_given() -> None:
+    """An audio publisher is told its subscribers' loss: the receiver reports aiortc
+    builds from these statistics claim the worse of the two."""
+    plain = glue_rtp.stream_statistics(48000)
+    floored = glue_rtp.stream_statistics(48000, lambda: 13)  # 5 % on some downlink
+    for stats in (plain, floored):
+        for seq in (1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12):  # 4 lost of 12: 21/256
+            stats.add(RtpPacket(sequence_number=seq, timestamp=seq * 960))
+    assert (plain.fraction_lost, floored.fraction_lost) == (21, 21)  # its own is worse
+    for stats in (plain, floored):
+        stats.add(RtpPacket(sequence_number=13, timestamp=13 * 960))
+    assert (plain.fraction_lost, floored.fraction_lost) == (0, 13)
+    assert floored.packets_received == 12  # counted as aiortc counts

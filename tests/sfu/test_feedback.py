@@ -1,8 +1,9 @@
-"""RTCP feedback decisions: keyframe request rate limiting and the folded REMB estimate."""
+"""RTCP feedback decisions: keyframe request rate limiting, the folded REMB estimate and
+the worst loss among an audio track's subscribers."""
 
 from __future__ import annotations
 
-from sfu.feedback import BitrateEstimates, KeyframeRequests
+from sfu.feedback import BitrateEstimates, KeyframeRequests, WorstLoss
 
 CAP = 800_000
 
@@ -83,3 +84,18 @@ def test_estimates_above_the_floor_are_kept() -> None:
     estimates = BitrateEstimates(CAP, floor_bps=150_000)
     assert not estimates.report("phone", 250_000, now=10.0)
     assert estimates.target(now=10.0) == 250_000
+
+
+def test_the_worst_fresh_subscriber_loss_is_what_the_publisher_hears() -> None:
+    loss = WorstLoss(max_age_s=5.0)
+    assert loss.worst(100.0) == 0  # nobody reported yet
+    loss.report("near", 3, 100.0)
+    loss.report("far", 13, 101.0)  # 5 % on one subscriber's downlink
+    assert loss.worst(102.0) == 13
+    loss.report("far", 0, 103.0)  # its link recovered
+    assert loss.worst(103.0) == 3
+    loss.report("far", 40, 104.0)
+    assert loss.worst(109.5) == 0  # both stale: a subscriber that stopped reporting
+    loss.report("far", 40, 110.0)
+    loss.forget("far")
+    assert loss.worst(110.0) == 0

@@ -15,7 +15,8 @@ from playwright.async_api import Page
 
 COUNTERS = ("bytesSent", "bytesReceived", "packetsSent", "packetsReceived", "packetsLost",
             "framesDecoded", "concealedSamples", "totalSamplesReceived", "freezeCount",
-            "totalFreezesDuration")
+            "totalFreezesDuration", "nackCount", "retransmittedPacketsSent",
+            "fecPacketsReceived")
 
 
 async def totals(page: Page, stat_type: str, kind: str) -> dict[str, float]:

@@ -65,6 +65,13 @@ def test_a_few_packets_say_nothing_about_loss() -> None:
     assert feed(meter, [report(0, 0), report(3, 5)]) == ["good", "good"]
 
 
+def test_loss_that_retransmissions_repaired_still_makes_a_tile_weak() -> None:
+    meter = QualityMeter(POLICY, 1)
+    meter.report(report(0, 0), (0, 0), 0.0)
+    meter.report(Report(packets_lost=2, packets_received=1000, packets_nacked=80), (0, 0), 5.0)
+    assert meter.level == "weak"  # 8 % of the packets NACKed, though 0.2 % stayed lost
+
+
 def test_the_server_measured_uplink_loss_counts_too() -> None:
     meter = QualityMeter(POLICY, 1)
     meter.report(report(), (1000, 1000), 0.0)

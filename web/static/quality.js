@@ -45,12 +45,13 @@ function showLocalQuality(level) {
 // Cumulative counters since the peer connection started (the server takes differences).
 async function collectStats(pc, last) {
   const report = { type: "stats", audio_concealed_samples: 0, audio_total_samples: 0,
-    video_frames_decoded: 0, video_frozen_s: 0, packets_lost: 0, packets_received: 0,
+    video_frames_decoded: 0, video_frozen_s: 0, packets_lost: 0, packets_received: 0, packets_nacked: 0,
     jitter_s: 0, rtt_s: null, outbound_bps: 0 };
   let bytesSent = 0;
   for (const s of (await pc.getStats()).values()) {
     if (s.type === "inbound-rtp") {
       report.packets_lost += Math.max(0, s.packetsLost || 0);
+      report.packets_nacked += s.nackCount || 0;
       report.packets_received += s.packetsReceived || 0;
       report.jitter_s = Math.max(report.jitter_s, s.jitter || 0);
       if (s.kind === "audio") {
