@@ -144,9 +144,13 @@ def create_app(config: Config) -> web.Application:
     archive = Archive(db)
     vault = open_vault(config)
     gate: NodeGate | None = None  # with a Redis: set below, once the rooms exist
+    shared = bool(config.redis_url)  # the recorder asks the gate about the visit's lease
     recordings = Recordings(config.recordings_dir, recording_key, archive, store, audit,
                             segment_s=config.segment_s, vault=vault,
-                            served_by=lambda visit: gate.served_by(visit) if gate else None)
+                            served_by=(lambda v: gate.served_by(v) if gate else None)
+                            if shared else None,
+                            holds=(lambda v: gate is not None and gate.holds(v))
+                            if shared else None)
     records = VisitRecords(store, audit, outbox, sender, on_ended=recordings.visit_ended)
     bucket = archive_bucket(config)
     archive_job = ArchiveJob(archive, config.recordings_dir, bucket, recording_key.public_pem,
@@ -177,8 +181,9 @@ def create_app(config: Config) -> web.Application:
         return health.free_bytes(config.recordings_dir) >= config.recordings_min_free_mb << 20
 
     # With a Redis, nodes share the visits: the gate places, relays and fences joins.
-    gate = (NodeGate(config, RedisCluster(config.redis_url), verifier, rooms, refusals)
-            if config.redis_url else None)
+    gate = (NodeGate(config, RedisCluster(config.redis_url), verifier, rooms, refusals,
+                     recordings) if config.redis_url else None)
+    rooms.holds = gate.holds if gate else None
     # TURN credentials go into each offer (turn=config).
     session = Session(verifier, rooms, records, recording_available, refusals, turn=config,
                       max_message_bytes=config.max_message_bytes,

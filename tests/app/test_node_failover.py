@@ -13,24 +13,29 @@ the dead node's epoch is refused. Throughout, each visit has one holder at a tim
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import pytest
-from redis.asyncio import Redis
 
 from app.cluster import Lease
 from app.redis_cluster import RedisCluster
 from recorder.manifest import Manifest, ManifestError
 from recorder.signing import load_existing
-from recorder.verify import verify_visit
-from records.dialect import open_database
-from tests.support.nodes import node_id, rejoin, running_nodes, until
+from tests.support.nodes import (
+    flowing,
+    node_id,
+    officer,
+    rejoin,
+    resumed_gaps,
+    running_nodes,
+    sealed_recordings,
+    until,
+    verified_chain,
+    watch_leases,
+)
 from tests.support.redis import running_redis
 from tests.support.server import BLUE, RED, Participant, Server, visit_now
 
@@ -42,34 +47,6 @@ NODE_TTL_S = 2  # a dead node leaves placement after this, before its leases lap
 TTL_S = 3  # a lease: a dead node's visits are free to move after this
 VISITS = 10  # twenty, all in one process beside the nodes, took up to 15.3 s here
 RESUME_S = 15.0
-
-
-def other_slot(p: Participant) -> int:
-    return 1 - int(p.events[0]["you"]["slot"])
-
-
-async def flowing(p: Participant, deadline: float) -> None:
-    await p.wait_for(lambda: p.video_from(other_slot(p)).frames >= 5, deadline - time.monotonic())
-
-
-async def officer(node: Server, token: str, method: str, path: str, **kwargs: Any) -> Any:
-    async with aiohttp.ClientSession() as http, http.request(
-            method, node.url + path, headers={"Authorization": f"Bearer {token}"},
-            **kwargs) as resp:
-        assert resp.status == 200, await resp.text()
-        return await resp.json()
-
-
-async def watch_leases(url: str, seen: dict[str, list[Lease]]) -> None:
-    """Every lease each visit had, in order, sampled every 50 ms."""
-    async with Redis.from_url(url, decode_responses=True) as r:
-        while True:
-            values = await r.mget([f"visit:{v}" for v in seen])
-            for held, value in zip(seen.values(), values, strict=True):
-                lease = Lease.parse(value)
-                if lease is not None and (not held or held[-1] != lease):
-                    held.append(lease)
-            await asyncio.sleep(0.05)
 
 
 async def test_a_killed_nodes_visits_resume_on_the_live_nodes(tmp_path: Path) -> None:
@@ -171,27 +148,10 @@ async def test_a_killed_nodes_visits_resume_on_the_live_nodes(tmp_path: Path) ->
 def check_recordings(folder: Path, node: Server, moved: dict[str, list[Lease]]) -> None:
     """Each moved visit's recording: sealed, one chain that verifies, both holders and
     their epochs signed into it, the dead node's open segments salvaged, the gap audited."""
-    db = open_database(node.env["VISITBRIDGE_DATABASE_URL"])
-    public = (folder / "recording-key" / "recording.public.pem").read_bytes()
-    try:
-        deadline = time.monotonic() + 30
-        while len(sealed := dict(db.execute(
-                "SELECT visit, seal FROM recordings WHERE seal IS NOT NULL").fetchall())) < VISITS:
-            assert time.monotonic() < deadline, f"{len(sealed)} of {VISITS} sealed"
-            time.sleep(0.2)
-        gaps = {visit: json.loads(detail) for visit, detail in db.execute(
-            "SELECT visit, detail FROM audit WHERE action = 'recording_resumed'").fetchall()}
-    finally:
-        db.close()
+    sealed = sealed_recordings(node, VISITS)
+    gaps = resumed_gaps(node)
     assert set(gaps) == set(moved), gaps
     for v, holders in moved.items():
-        visit_dir = folder / "recordings" / v
-        report = verify_visit(visit_dir, public, sealed[v])
-        assert report.ok, report.problems
-        entries = [json.loads(line) for line in
-                   (visit_dir / "manifest.jsonl").read_text().splitlines()]
-        assert [e["detail"]["served_by"] for e in entries
-                if e["type"] == "policy" and "served_by" in e["detail"]] == [
-            {"node": x.node, "epoch": x.epoch} for x in holders]
+        entries = verified_chain(folder, v, sealed[v], holders)
         assert any(e["type"] == "recovered" for e in entries), v
         assert TTL_S - 1 <= gaps[v]["gap_s"] <= RESUME_S + 3, gaps[v]
