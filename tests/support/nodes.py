@@ -79,9 +79,11 @@ async def until(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> 
 
 
 async def rejoin(nodes: Sequence[Server], token: str, colour: tuple[int, int, int],
-                 deadline: float) -> Participant:
+                 deadline: float, pause: Callable[[int], float] = lambda attempt: 0.3
+                 ) -> Participant:
     """Join again as a page does after losing its socket: one node after the other (as a
-    load balancer would pick), every 0.3 s, until one lets it in; fails at ``deadline``."""
+    load balancer would pick), waiting ``pause(attempt)`` between tries (0.3 s; the join
+    page backs off from 0.5 s to 4 s), until one lets it in; fails at ``deadline``."""
     attempt = 0
     while True:
         p = Participant(nodes[attempt % len(nodes)], token, colour)
@@ -93,8 +95,8 @@ async def rejoin(nodes: Sequence[Server], token: str, colour: tuple[int, int, in
             return p
         await p.close()
         assert time.monotonic() < deadline, f"not back in time: {answer}"
+        await asyncio.sleep(pause(attempt))
         attempt += 1
-        await asyncio.sleep(0.3)
 
 
 def other_slot(p: Participant) -> int:
@@ -150,17 +152,26 @@ def resumed_gaps(node: Server) -> dict[str, dict[str, Any]]:
         db.close()
 
 
-def verified_chain(folder: Path, visit_id: str, seal: str,
-                   holders: Sequence[Lease]) -> list[dict[str, Any]]:
-    """The entries of a visit's manifest in ``folder`` (``running_nodes``'), after checking
-    that it verifies and names exactly ``holders``, in order, as its writers."""
+def chain_problems(folder: Path, visit_id: str, seal: str,
+                   holders: Sequence[Lease]) -> tuple[list[str], list[dict[str, Any]]]:
+    """What is wrong with a visit's recording in ``folder`` (``running_nodes``'): it must
+    verify and name exactly ``holders``, in order, as its writers; and its entries."""
     visit_dir = folder / "recordings" / visit_id
     public = (folder / "recording-key" / "recording.public.pem").read_bytes()
     report = verify_visit(visit_dir, public, seal)
-    assert report.ok, report.problems
+    problems = [f"{visit_id}: {problem}" for problem in report.problems]
     entries = [json.loads(line) for line in
                (visit_dir / "manifest.jsonl").read_text().splitlines()]
-    assert [e["detail"]["served_by"] for e in entries
-            if e["type"] == "policy" and "served_by" in e["detail"]] == [
-        {"node": x.node, "epoch": x.epoch} for x in holders]
+    signed = [e["detail"]["served_by"] for e in entries
+              if e["type"] == "policy" and "served_by" in e["detail"]]
+    if signed != [{"node": x.node, "epoch": x.epoch} for x in holders]:
+        problems.append(f"{visit_id}: served by {signed}, not {holders}")
+    return problems, entries
+
+
+def verified_chain(folder: Path, visit_id: str, seal: str,
+                   holders: Sequence[Lease]) -> list[dict[str, Any]]:
+    """The entries of a visit's manifest, once ``chain_problems`` found none."""
+    problems, entries = chain_problems(folder, visit_id, seal, holders)
+    assert not problems, problems
     return entries
