@@ -7,7 +7,8 @@ page rejoins through the other node, which takes the visit over under the next e
 When the paused node wakes (SIGCONT) it must let the visit go at once: its pages are told
 ``server_shutdown`` (close 4011) and reconnect into the same seats on the new owner; it
 writes no end record and nothing more into the recording, which verifies as one chain
-signed by both holders in turn.
+signed by both holders in turn. The recording is encrypted at rest with the data keys in
+one shared folder, so the new owner can read (and salvage) what the old one left open.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from app.cluster import Lease
+from recorder.keystore import create_keyring
 from records.dialect import open_database
 from tests.support.nodes import (
     flowing,
@@ -56,8 +58,11 @@ def ended_records(node: Server, visit_id: str) -> tuple[str | None, int]:
 
 
 async def test_a_paused_owner_lets_its_visit_go_without_ending_it(tmp_path: Path) -> None:
+    create_keyring(tmp_path / "keyring.json")
     with running_redis(tmp_path / "redis") as redis, running_nodes(
-            tmp_path, redis, ("a", "b"), NODE_TTL_S, TTL_S, VISITBRIDGE_SEGMENT_S="1") as nodes:
+            tmp_path, redis, ("a", "b"), NODE_TTL_S, TTL_S, VISITBRIDGE_SEGMENT_S="1",
+            VISITBRIDGE_RECORDINGS_KEY_FILE=str(tmp_path / "keyring.json"),
+            VISITBRIDGE_RECORDINGS_DATA_KEYS_PATH=str(tmp_path / "data-keys")) as nodes:
         issuer = nodes[0]
         visit = visit_now("paused-1")
         inmate_token = issuer.token("inmate-p", "inmate", visit)
@@ -124,4 +129,5 @@ async def test_a_paused_owner_lets_its_visit_go_without_ending_it(tmp_path: Path
         # No double recording: every file in the folder is in the one chain, each line
         # after the new owner's claim is its own (the old owner's appends are fenced).
         entries = verified_chain(tmp_path, visit.id, sealed[visit.id], [before, after])
-        assert any(e["type"] == "recovered" for e in entries)  # the open one, salvaged
+        salvaged = [e for e in entries if e["type"] == "recovered"]  # the one left open
+        assert salvaged and all("remuxed" in e["note"] for e in salvaged), salvaged
