@@ -33,13 +33,7 @@ from tests.support.failover import kill_the_busiest, page_backoff, recording_pro
 from tests.support.nodes import running_nodes
 from tests.support.redis import running_redis
 
-from .measure import (
-    add_results_argument,
-    append_result,
-    benchmark_parser,
-    distribution_ms,
-    run_info,
-)
+from .measure import add_results_argument, benchmark_parser, distribution_ms, report
 
 RESULTS = Path(__file__).resolve().parent / "results" / "failover.jsonl"
 GOAL_S = 15.0  # a dead node's visits are back within this
@@ -96,10 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     rounds = [one_round(i, args) for i in range(args.rounds)]
     record: dict[str, Any] = {"benchmark": "failover", "rounds": rounds, **verdict(rounds)}
-    record.update(run_info({k: (str(v) if isinstance(v, Path) else v)
-                            for k, v in vars(args).items()}, "asyncio"))
-    print(json.dumps(record), flush=True)
-    append_result(args.results, record)
+    report(record, args, "asyncio")
     return 0
 
 
