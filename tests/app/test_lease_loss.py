@@ -62,7 +62,10 @@ async def test_a_paused_owner_lets_its_visit_go_without_ending_it(tmp_path: Path
     with running_redis(tmp_path / "redis") as redis, running_nodes(
             tmp_path, redis, ("a", "b"), NODE_TTL_S, TTL_S, VISITBRIDGE_SEGMENT_S="1",
             VISITBRIDGE_RECORDINGS_KEY_FILE=str(tmp_path / "keyring.json"),
-            VISITBRIDGE_RECORDINGS_DATA_KEYS_PATH=str(tmp_path / "data-keys")) as nodes:
+            VISITBRIDGE_RECORDINGS_DATA_KEYS_PATH=str(tmp_path / "data-keys"),
+            # Webhook events queue in the shared outbox (nothing listens: they stay there).
+            VISITBRIDGE_WEBHOOK_URL="http://127.0.0.1:9/visitbridge",
+            VISITBRIDGE_WEBHOOK_SECRET="lease-loss-test-secret") as nodes:
         issuer = nodes[0]
         visit = visit_now("paused-1")
         inmate_token = issuer.token("inmate-p", "inmate", visit)
