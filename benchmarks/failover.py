@@ -77,7 +77,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=3, help="failovers, each on fresh nodes")
     p.add_argument("--node-ttl", type=int, default=6, help="node_ttl_s (default 6)")
     p.add_argument("--lease-ttl", type=int, default=8, help="lease_ttl_s (default 8)")
-    p.add_argument("--segment-s", type=float, default=2.0,
+    p.add_argument("--segment-s", type=int, default=2,
                    help="segment_s: short, so the dead node leaves closed segments too")
     return p
 
