@@ -98,3 +98,18 @@ async def test_a_burst_of_first_joins_spreads_over_the_nodes(cluster: RedisClust
     lease, new = await cluster.place("burst-0", 10_000)
     assert (lease, new) == (placed[0][0], False)
     assert sum(n.participants for n in await cluster.nodes()) == 12
+
+
+async def test_a_lease_not_renewed_for_a_ttl_is_let_go_without_asking_redis(
+        cluster: RedisCluster, redis_server: RedisServer) -> None:
+    """A node that was paused, or cut off from Redis, for a whole TTL may have lost the
+    visit: it lets it go before acting on it, whatever Redis would answer."""
+    config = Config(redis_url=redis_server.url, node_id="a", lease_ttl_s=1)
+    gate = NodeGate(config, cluster, verifier=None, rooms={},  # type: ignore[arg-type]
+                    refusals=None)  # type: ignore[arg-type]
+    await cluster.acquire("v-4", "a", 300)
+    assert await gate.fence("v-4") and gate.holds("v-4")
+    await cluster.redis.pexpire("visit:v-4", 60_000)  # Redis would still say ours
+    await asyncio.sleep(1.1)  # no renewal sent meanwhile
+    assert not gate.holds("v-4")
+    assert "v-4" not in gate.held and gate.served_by("v-4") is None
