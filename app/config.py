@@ -76,6 +76,9 @@ class Config:
     segment_s: int = 10  # recording segment length (seconds)
     retention_days: int = 180  # recordings older than this are deleted unless on hold
     recordings_key_file: Path | None = None  # key-encryption keyring: set = encrypted at rest
+    # The wrapped data keys of encrypted recordings (default <data_dir>/keys/...); nodes
+    # sharing visits must share it, or a moved visit's earlier segments cannot be read.
+    recordings_data_keys_path: Path | None = None
     webhook_url: str = ""  # records system endpoint for signed events ("" = none)
     webhook_secret: str = ""  # HMAC-SHA256 key for webhook signatures
     webhook_max_attempts: int = 20  # failed answers before an event is dead-lettered
@@ -114,7 +117,7 @@ class Config:
     @property
     def data_keys_dir(self) -> Path:
         """The wrapped data keys of encrypted recordings, apart from the media."""
-        return self.data_dir / "keys" / "recording-data-keys"
+        return self.recordings_data_keys_path or self.data_dir / "keys" / "recording-data-keys"
 
     @property
     def database(self) -> Path | str:
@@ -254,6 +257,11 @@ def _validate(c: Config) -> None:
     if c.redis_url and not NODE_ID.match(c.node_id):
         raise ConfigError("node_id: set 1 to 64 letters, digits, '.', '_' or '-' when "
                           "redis_url is set")
+    if c.redis_url and c.recordings_key_file and c.recordings_data_keys_path is None:
+        raise ConfigError("recordings_data_keys_path: nodes sharing a Redis must share the "
+                          "data keys of encrypted recordings (a folder every node mounts, "
+                          "off the recordings volume), or a visit moved to another node "
+                          "could not read what was recorded before")
     if c.redis_url and c.workers > 1:
         raise ConfigError("redis_url: run one node per process (workers = 1) with Redis")
     if c.node_capacity < 1 or c.node_ttl_s < 1 or c.lease_ttl_s < 1:

@@ -8,8 +8,10 @@ relayed to that node (signaling only: the offer carries the owner's ICE candidat
 media goes straight to it), and a relayed join is never relayed again.
 
 The owner renews its leases while their visits run and checks the lease (its fencing
-epoch) before it accepts each join; a lease it cannot renew ends the visit here with
-``server_shutdown``, on which pages reconnect and land on the new owner.
+epoch) before it accepts each join. A lease it cannot renew, or could not renew for a
+whole TTL (paused, cut off from Redis), it lets go at once without ending the visit: the
+room stops, its pages are closed with ``server_shutdown`` (they reconnect and land on the
+new owner), the recording stops without another line, and nothing reaches the records.
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from app import relay
-from app.cluster import Lease, Node, choose
+from app.cluster import Lease, Node
 from app.config import Config
 from app.placement import ServerFull
 from app.redis_cluster import RedisCluster
 from auth.tokens import VISIT_ROLES, TokenError, TokenVerifier
+from recorder.session import Recordings
 from records.refusals import RefusalAudit
 from sfu.rooms import Rooms
 from signaling.session import refuse
@@ -42,7 +45,7 @@ RELAYED = "X-Visitbridge-Relayed-By"  # set on a join one node relays to the own
 @dataclass
 class Held:
     lease: Lease
-    renewed: float  # monotonic time of the last renewal that succeeded
+    renewed: float  # monotonic time the last renewal that succeeded was sent
     seen: float  # monotonic time the visit last had a room (or was taken) here
 
 
@@ -51,12 +54,14 @@ class NodeGate:
     keeps its registration and its leases alive."""
 
     def __init__(self, config: Config, cluster: RedisCluster, verifier: TokenVerifier,
-                 rooms: Rooms, refusals: RefusalAudit) -> None:
+                 rooms: Rooms, refusals: RefusalAudit,
+                 recordings: Recordings | None = None) -> None:
         self.config = config
         self.cluster = cluster
         self.verifier = verifier
         self.rooms = rooms
         self.refusals = refusals
+        self.recordings = recordings
         self.held: dict[str, Held] = {}
         self._http: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
@@ -113,18 +118,16 @@ class NodeGate:
             return lease
         try:
             # A relayed join whose lease lapsed on the way stays here: no relay loops.
-            target = (self.node_id if RELAYED in request.headers
-                      else choose(await self.cluster.nodes()).id)
+            lease, placed = await self.cluster.place(
+                visit_id, self.lease_ms, self.node_id if RELAYED in request.headers else None)
         except ServerFull as exc:
             log.warning("join refused: server full", extra={"visit": visit_id})
             self.refusals.identified(action="join", code="server_full", actor=claims.sub,
                                      role=claims.role, visit=visit_id, request=str(exc))
             await refuse(ws, "server_full", "The server is at capacity; please try again later.")
             raise
-        lease = await self.cluster.acquire(visit_id, target, self.lease_ms)
-        if lease.node == target:
-            await self.cluster.reserve(target)
-            log.info("visit placed", extra={"visit": visit_id, "node": target,
+        if placed:
+            log.info("visit placed", extra={"visit": visit_id, "node": lease.node,
                                             "epoch": lease.epoch})
         return lease
 
@@ -153,6 +156,7 @@ class NodeGate:
     async def fence(self, visit_id: str) -> bool:
         """Whether this node holds the visit's lease now (renewing it): checked before
         every join, so two nodes never serve, nor record, one visit."""
+        sent = time.monotonic()
         try:
             lease = await self.cluster.owner(visit_id)
             if lease is None or lease.node != self.node_id:
@@ -161,9 +165,34 @@ class NodeGate:
                 return False
         except RedisError:
             return False
-        now = time.monotonic()
-        self.held[visit_id] = Held(lease, now, now)
+        self.held[visit_id] = Held(lease, sent, time.monotonic())
         return True
+
+    def holds(self, visit_id: str) -> bool:
+        """Whether this node may still serve and record the visit, without asking Redis:
+        its last renewal was sent less than a lease TTL ago (Redis counts the TTL from
+        later, when the renewal arrived). Checked before the room acts and before the
+        recorder writes, so a node that wakes from a pause lets the visit go before it
+        writes anything, even before its next renewal fails."""
+        held = self.held.get(visit_id)
+        if held is not None and time.monotonic() - held.renewed < self.config.lease_ttl_s:
+            return True
+        self.let_go(visit_id)
+        return False
+
+    def let_go(self, visit_id: str) -> None:
+        """Stop serving and recording a visit whose lease this node lost, without ending
+        it: another node serves it now (or will, at its pages' next join)."""
+        held = self.held.pop(visit_id, None)
+        room = self.rooms.get(visit_id)
+        if held is None and room is None:
+            return
+        log.error("visit lease lost: letting the visit go", extra={
+            "visit": visit_id, "epoch": held.lease.epoch if held else None})
+        if self.recordings is not None:
+            self.recordings.abandon(visit_id)
+        if room is not None:
+            room.abandon("server_shutdown", "This visit moved to another server; reconnecting.")
 
     def served_by(self, visit_id: str) -> dict[str, Any] | None:
         """This node and the epoch it holds the visit under (for the recording)."""
@@ -188,22 +217,19 @@ class NodeGate:
             if room is not None:
                 held.seen = now
             elif now - held.seen > self.config.lease_ttl_s:  # over, or never joined here
-                del self.held[visit_id]
+                self.held.pop(visit_id, None)
                 await self.cluster.release(visit_id, held.lease)
                 continue
+            sent = time.monotonic()
             try:
                 renewed = await self.cluster.renew(visit_id, held.lease, self.lease_ms)
             except RedisError:
                 # Unconfirmed for a whole TTL: another node may hold the visit by now.
-                renewed = now - held.renewed < self.config.lease_ttl_s
+                renewed = self.holds(visit_id)
             else:
-                held.renewed = now if renewed else held.renewed
+                held.renewed = sent if renewed else held.renewed
             if not renewed:
-                del self.held[visit_id]
-                log.error("visit lease lost: ending it here", extra={
-                    "visit": visit_id, "epoch": held.lease.epoch})
-                if room is not None:
-                    await room.end("server_shutdown", "This visit moved to another server.")
+                self.let_go(visit_id)
         draining = self.config.drain or await self.cluster.draining(self.node_id)
         await self.cluster.publish(self.me(draining), self.config.node_ttl_s * 1000)
 

@@ -12,31 +12,38 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
-from app.cluster import Lease, Node
+from app.cluster import Lease, Node, choose
 
 EPOCH_KEEP_MS = 2 * 86400 * 1000  # longer than any visit: the counter outlives its leases
+# A burst of first joins races for the least loaded node: each loser chooses again on the
+# counts the winners left, so a burst of N settles within N rounds. The last attempt
+# takes its choice whatever the count then is.
+PLACE_ATTEMPTS = 32
 
-# KEYS: lease, epoch; ARGV: node, ttl ms, epoch keep ms. Returns the lease held after.
+# KEYS: lease, epoch, the chosen node; ARGV: node, ttl ms, epoch keep ms, and the node's
+# participants as the choice saw them ('' to skip the check). Returns {the lease held
+# after, 1 when this call placed it}, or nil when the node's count moved since the choice.
+# A placement counts one participant on its node at once (a registered one only: never
+# recreates one), so joins arriving together spread before the next refresh.
 ACQUIRE = """
 local held = redis.call('GET', KEYS[1])
-if held then return held end
+if held then return {held, 0} end
+if ARGV[4] ~= '' and redis.call('HGET', KEYS[3], 'participants') ~= ARGV[4] then
+  return nil
+end
 local epoch = redis.call('INCR', KEYS[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 local value = ARGV[1] .. ':' .. epoch
 redis.call('SET', KEYS[1], value, 'NX', 'PX', ARGV[2])
-return value
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('HINCRBY', KEYS[3], 'participants', 1)
+end
+return {value, 1}
 """
 # KEYS: lease; ARGV: the value held, ttl ms. 1 when renewed, 0 when the lease is not ours.
 RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-# KEYS: node. Counts a placed participant on a registered node (never recreates one).
-RESERVE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  return redis.call('HINCRBY', KEYS[1], 'participants', 1)
 end
 return 0
 """
@@ -53,7 +60,6 @@ class RedisCluster:
         self._acquire = self.redis.register_script(ACQUIRE)
         self._renew = self.redis.register_script(RENEW)
         self._release = self.redis.register_script(RELEASE)
-        self._reserve = self.redis.register_script(RESERVE)
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -68,11 +74,6 @@ class RedisCluster:
 
     async def leave(self, node_id: str) -> None:
         await self.redis.delete(f"node:{node_id}")
-
-    async def reserve(self, node_id: str) -> None:
-        """Count a participant placed on a node before its next refresh says so, so that
-        joins arriving together spread instead of all picking the same least-loaded node."""
-        await self._reserve(keys=[f"node:{node_id}"])
 
     async def nodes(self) -> list[Node]:
         """Every registered node with a complete record."""
@@ -100,15 +101,42 @@ class RedisCluster:
         """Every visit some node holds now."""
         return {key.removeprefix("visit:") async for key in self.redis.scan_iter("visit:*")}
 
+    async def place(self, visit_id: str, ttl_ms: int,
+                    here: str | None = None) -> tuple[Lease, bool]:
+        """The visit's lease, and whether this call placed it: the lease that holds it
+        already (a join elsewhere won the race), or a new one, on ``here`` when given,
+        else on the least loaded open node (``choose``; ``ServerFull`` when none is)."""
+        for attempt in range(PLACE_ATTEMPTS):
+            node_id, seen = here, None
+            if here is None:
+                node = choose(await self.nodes())
+                node_id = node.id
+                seen = node.participants if attempt < PLACE_ATTEMPTS - 1 else None
+            assert node_id is not None
+            taken = await self._take(visit_id, node_id, ttl_ms, seen)
+            if taken is not None:
+                return taken
+        raise AssertionError("the last attempt takes its choice unconditionally")
+
     async def acquire(self, visit_id: str, node_id: str, ttl_ms: int) -> Lease:
         """Place the visit on ``node_id`` with the next epoch, unless it is held already:
-        then the lease that holds it (a join elsewhere won the race)."""
-        value = await self._acquire(keys=[f"visit:{visit_id}", f"visit-epoch:{visit_id}"],
-                                    args=[node_id, ttl_ms, EPOCH_KEEP_MS])
-        lease = Lease.parse(value)
+        then the lease that holds it."""
+        taken = await self._take(visit_id, node_id, ttl_ms, None)
+        assert taken is not None  # only a compared count refuses
+        return taken[0]
+
+    async def _take(self, visit_id: str, node_id: str, ttl_ms: int,
+                    seen: int | None) -> tuple[Lease, bool] | None:
+        """``ACQUIRE``: None when ``node_id``'s participants are no longer ``seen``."""
+        reply = await self._acquire(
+            keys=[f"visit:{visit_id}", f"visit-epoch:{visit_id}", f"node:{node_id}"],
+            args=[node_id, ttl_ms, EPOCH_KEEP_MS, "" if seen is None else seen])
+        if reply is None:
+            return None
+        lease = Lease.parse(reply[0])
         if lease is None:
-            raise ValueError(f"malformed lease for visit {visit_id!r}: {value!r}")
-        return lease
+            raise ValueError(f"malformed lease for visit {visit_id!r}: {reply[0]!r}")
+        return lease, bool(reply[1])
 
     async def renew(self, visit_id: str, lease: Lease, ttl_ms: int) -> bool:
         """Extend our lease; False when it lapsed or another node holds the visit now."""

@@ -146,9 +146,13 @@ def create_app(config: Config) -> web.Application:
     archive = Archive(db)
     vault = open_vault(config)
     gate: NodeGate | None = None  # with a Redis: set below, once the rooms exist
+    shared = bool(config.redis_url)  # the recorder asks the gate about the visit's lease
     recordings = Recordings(config.recordings_dir, recording_key, archive, store, audit,
                             segment_s=config.segment_s, vault=vault,
-                            served_by=lambda visit: gate.served_by(visit) if gate else None)
+                            served_by=(lambda v: gate.served_by(v) if gate else None)
+                            if shared else None,
+                            holds=(lambda v: gate is not None and gate.holds(v))
+                            if shared else None)
     records = VisitRecords(store, audit, outbox, sender, on_ended=recordings.visit_ended)
     bucket = archive_bucket(config)
     archive_job = ArchiveJob(archive, config.recordings_dir, bucket, recording_key.public_pem,
@@ -179,7 +183,8 @@ def create_app(config: Config) -> web.Application:
     def recording_available() -> bool:
         return health.free_bytes(config.recordings_dir) >= config.recordings_min_free_mb << 20
 
-    gate = node_gate(config, verifier, rooms, refusals)
+    gate = node_gate(config, verifier, rooms, refusals, recordings)
+    rooms.holds = gate.holds if gate else None
     # TURN credentials go into each offer (turn=config).
     session = Session(verifier, rooms, records, recording_available, refusals, turn=config,
                       max_message_bytes=config.max_message_bytes,
@@ -283,7 +288,7 @@ def archive_bucket(config: Config) -> Bucket | None:
 
 
 def node_gate(config: Config, verifier: TokenVerifier, rooms: Rooms,
-              refusals: RefusalAudit) -> NodeGate | None:
+              refusals: RefusalAudit, recordings: Recordings) -> NodeGate | None:
     """With a Redis, nodes share the visits: the gate places, relays and fences joins.
     Imported only then: the Redis client costs a sixth of a second at every start."""
     if not config.redis_url:
@@ -291,7 +296,8 @@ def node_gate(config: Config, verifier: TokenVerifier, rooms: Rooms,
     from app.node import NodeGate
     from app.redis_cluster import RedisCluster
 
-    return NodeGate(config, RedisCluster(config.redis_url), verifier, rooms, refusals)
+    return NodeGate(config, RedisCluster(config.redis_url), verifier, rooms, refusals,
+                    recordings)
 
 
 def anchorer_for(config: Config, db: Connection, key: RecordingKey) -> Anchorer | None:

@@ -157,3 +157,12 @@ def append_result(path: Path, record: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as f:
         f.write(json.dumps(record, sort_keys=False) + "\n")
+
+
+def report(record: dict[str, Any], args: argparse.Namespace, client_loop: str) -> None:
+    """Add how the run was made to ``record``, print it as one JSON line and append it to
+    the ``--results`` file."""
+    record.update(run_info({k: (str(v) if isinstance(v, Path) else v)
+                            for k, v in vars(args).items()}, client_loop))
+    print(json.dumps(record), flush=True)
+    append_result(args.results, record)

@@ -63,6 +63,11 @@ class ManifestError(Exception):
     """The manifest cannot be continued (sealed, damaged, other key, earlier write failed)."""
 
 
+class Fenced(ManifestError):
+    """Another writer holds the recording under a newer lease epoch: this one lost the
+    visit (not a failure of the recording, which goes on under its new holder)."""
+
+
 def signed_bytes(hash_hex: str) -> bytes:
     """What the signature covers: the hash's hex text, so hand checks need no hex decoding."""
     return hash_hex.encode("ascii")
@@ -168,7 +173,7 @@ class Manifest:
         under the caller's ``flock``; refused if a newer epoch is already in it."""
         self.epoch = int(served_by["epoch"])
         if self.placed_epoch > self.epoch:
-            raise ManifestError(self._fenced(self.placed_epoch))
+            raise Fenced(self._fenced(self.placed_epoch))
         self._append({"type": "policy", "detail": {"served_by": dict(served_by)}}, locked=True)
 
     @property
@@ -262,6 +267,8 @@ class Manifest:
     # -- internals ---------------------------------------------------------------------
 
     def _append(self, fields: dict[str, Any], locked: bool = False) -> dict[str, Any]:
+        if isinstance(self._failed, Fenced):
+            raise self._failed
         if self._failed is not None:
             raise ManifestError(f"{self.path}: an earlier write failed ({self._failed}); "
                                 "the manifest must be checked before it is continued")
@@ -281,7 +288,7 @@ class Manifest:
         with contextlib.nullcontext() if locked else _exclusive(file):
             start = os.fstat(file.fileno()).st_size
             if start != self._end:  # another writer continued the chain: ours is stale
-                self._failed = ManifestError(self._fenced(self._newest_epoch_after()))
+                self._failed = Fenced(self._fenced(self._newest_epoch_after()))
                 raise self._failed
             try:
                 file.write(line)

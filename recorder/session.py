@@ -16,14 +16,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Container, Coroutine
+from collections.abc import Callable, Container
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from recorder import retention
 from recorder.finalize import FinalFile, finalize_visit
-from recorder.manifest import Manifest, ManifestError
+from recorder.manifest import Fenced, Manifest, ManifestError
 from recorder.metrics import BYTES, FAILURES, GAP_SECONDS, SEGMENTS
 from recorder.recovery import is_sealed, recover_visit, salvage
 from recorder.replay_files import FINALS_KEY, seal_entries
@@ -32,6 +32,7 @@ from recorder.signing import RecordingKey
 from recorder.tap import RecordingTap
 from recorder.track import BATCH_S, TrackRecorder
 from recorder.vault import Vault, encrypted_file
+from recorder.visit_recording import VisitRecording
 from records.archive import Archive, recording_length
 from records.audit import AuditLog
 from records.dialect import location
@@ -48,56 +49,14 @@ def visit_folder(recordings: Path, visit_id: str) -> Path:
     return folder
 
 
-class VisitRecording:
-    """One recorded visit. Closed segments are synced, hashed and signed in a thread, one
-    at a time and in order (the manifest is a chain), then the seal: ``run`` queues. The
-    opening (manifest, epoch) is the first job queued, so everything else follows it."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.manifest: Manifest | None = None  # once opened
-        self.epoch = 0.0
-        self.taps: list[RecordingTap] = []
-        self.failed = False
-        self._turn = asyncio.Lock()  # FIFO: jobs run in the order they were queued
-        self.jobs: set[asyncio.Task[None]] = set()
-        self.opened: asyncio.Task[None] | None = None
-        self.participants: dict[str, asyncio.Task[None]] = {}  # indexed, or being indexed
-
-    def run(self, job: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        async def in_turn() -> None:
-            async with self._turn:
-                await job
-
-        return self.track_job(asyncio.ensure_future(in_turn()))
-
-    def track_job(self, task: asyncio.Task[None]) -> asyncio.Task[None]:
-        self.jobs.add(task)
-        task.add_done_callback(self._done)
-        return task
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self.jobs.discard(task)
-        if not task.cancelled():
-            task.exception()  # reported by the taps that waited for it
-
-    def forget(self, tap: RecordingTap) -> None:
-        """A closed tap (its member left, or rejoined on a new connection) is let go:
-        kept, it would hold its track recorder and, through its callbacks, the old peer."""
-        if tap in self.taps:
-            self.taps.remove(tap)
-
-    @property
-    def tracks(self) -> list[TrackRecorder]:
-        return [tap.track for tap in self.taps if tap.track is not None]
-
-
 class Recordings:
     def __init__(self, recordings: Path, key: RecordingKey, archive: Archive, store: Store,
                  audit: AuditLog, segment_s: float = 10.0, vault: Vault | None = None,
-                 served_by: Callable[[str], dict[str, Any] | None] | None = None) -> None:
+                 served_by: Callable[[str], dict[str, Any] | None] | None = None,
+                 holds: Callable[[str], bool] | None = None) -> None:
         self.dir = recordings
         self._served_by = served_by  # with Redis: node and lease epoch, into the manifest
+        self._holds = holds  # with Redis: whether this node still holds the visit's lease
         self.key = key
         self.vault = vault or Vault()
         self.archive = archive
@@ -144,6 +103,9 @@ class Recordings:
             if done.cancelled() or tap.closed:  # the member left or the visit ended
                 return
             error = done.exception()
+            if isinstance(error, Fenced):  # another node took the visit meanwhile
+                self.abandon(request.visit_id)
+                return
             if error is not None:
                 log.error("recording cannot be opened: %s", error,
                           extra={"visit": request.visit_id})
@@ -180,6 +142,8 @@ class Recordings:
     async def _open(self, visit_id: str, rec: VisitRecording) -> None:
         loop = asyncio.get_running_loop()
         served = self._served_by(visit_id) if self._served_by else None
+        if self._served_by is not None and served is None:
+            raise Fenced(f"visit {visit_id} is not held by this node (its lease moved)")
         rec.manifest, rec.epoch = await loop.run_in_executor(
             self._thread, self._open_in_thread, visit_id, rec.folder, served)
         if rec.manifest.segments:
@@ -248,8 +212,12 @@ class Recordings:
         visits = list(self._visits.values()) if visits is None else visits
         if visits:
             now = time.time()  # the SFU's clock for arrivals (TrackForwarder.handle)
-            for track in visits.pop().tracks:
-                track.flush(now)
+            rec = visits.pop()
+            # A lease that may have lapsed (this node was paused or cut off from Redis)
+            # lets the visit go before anything more is written (``holds`` abandons it).
+            if self._holds is None or self._holds(rec.folder.name):
+                for track in rec.tracks:
+                    track.flush(now)
         if visits:
             self._batches = asyncio.get_running_loop().call_soon(self._write_batches, visits)
         elif self._visits:
@@ -261,6 +229,8 @@ class Recordings:
         failure ends the visit like a failed write (fail closed)."""
         manifest = rec.manifest
         assert manifest is not None  # segments are recorded only once it is open
+        if rec.abandoned:
+            return  # left for the visit's new holder to salvage
 
         def sync_and_append() -> dict[str, Any]:
             sync_segment(Path(fields["path"]))
@@ -269,6 +239,10 @@ class Recordings:
 
         try:
             entry = await asyncio.to_thread(sync_and_append)
+        except Fenced as error:
+            log.error("recording fenced off: %s", error)
+            self.abandon(rec.folder.name)
+            return
         except RecordingError as error:
             log.error("recording segment could not be made durable: %s", error)
             on_failure(error.reason)
@@ -302,6 +276,26 @@ class Recordings:
                 log.exception("sealing the recording failed", extra={"visit": visit_id})
 
         task = rec.run(seal())
+        self.finalizing.add(task)
+        task.add_done_callback(self.finalizing.discard)
+
+    def abandon(self, visit_id: str) -> None:
+        """Stop recording a visit another node holds now, at once: no more media is
+        written, no segment appended, nothing sealed. Its new holder salvages what this
+        node left open and continues the chain."""
+        rec = self._visits.pop(visit_id, None)
+        if rec is None:
+            return
+        rec.abandoned = True
+        for tap in list(rec.taps):
+            tap.abandon()
+        log.warning("recording let go: the visit moved", extra={"visit": visit_id})
+
+        async def let_go() -> None:  # after the opening and the jobs queued before it
+            if rec.manifest is not None:
+                rec.manifest.close()
+
+        task = rec.run(let_go())
         self.finalizing.add(task)
         task.add_done_callback(self.finalizing.discard)
 

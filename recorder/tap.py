@@ -60,6 +60,12 @@ class RecordingTap:
         self._arrived = None
         self.packet = track.packet  # type: ignore[assignment]
 
+    def abandon(self) -> None:
+        """Close without finishing the open segment (``TrackRecorder.abandon``)."""
+        if self.track is not None:
+            self.track.abandon()
+        self.close()
+
     def close(self) -> None:
         self._closed = True
         self._held.clear()

@@ -160,6 +160,16 @@ class TrackRecorder:
                 self._fail("internal_error", error)
         return list(self._segments)
 
+    def abandon(self) -> None:
+        """Stop at once, writing nothing more and announcing no segment: another node
+        holds the visit now, and salvages what this one left open."""
+        self._stopped = True
+        self.ready = False
+        self._pending = []
+        if self._writer is not None:
+            self._writer.abort()
+            self._writer = None
+
     def _write(self, frames: list[Frame], now: float) -> None:
         if self._first_ts is None:
             first = frames[0]

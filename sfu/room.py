@@ -19,17 +19,19 @@ from aiortc import RTCRtpCodecParameters
 
 from sfu import metrics
 from sfu.forwarder import TrackForwarder
+from sfu.observing import observe
 from sfu.peer import Peer, PeerSettings
+from sfu.taps import tap_opener
 from sfu.watchdog import MediaWatch, RtpIdle
 from visit import actions as act
 from visit.actions import Action
 from visit.clock import STEADY
-from visit.lifecycle import Ending, MediaHeld, Policy, Started, State
+from visit.lifecycle import MediaHeld, Policy, State
 from visit.members import Member
 from visit.quality import LEVELS, Impairment, Report
 from visit.room import RoomCore, RoomObserver, VisitInfo
-from visit.roster import Identity
-from visit.tap import Tap, TapFactory, TappedPacket, TapRequest
+from visit.roster import Identity, RosterError
+from visit.tap import Tap, TapFactory, TappedPacket
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +53,13 @@ class Room:
     def __init__(self, visit: VisitInfo, max_visitors: int, settings: PeerSettings,
                  policy: Policy, observer: RoomObserver, on_closed: Callable[[Room], None],
                  tap_factory: TapFactory | None = None,
-                 clock: Callable[[], float] = STEADY) -> None:
+                 clock: Callable[[], float] = STEADY,
+                 holds: Callable[[str], bool] | None = None) -> None:
         self.core = RoomCore(visit, max_visitors, policy)
+        # Nodes sharing visits: whether this node still holds the visit's lease (when it
+        # does not, the call lets the visit go: ``abandon``).
+        self._holds = holds
+        self.abandoned = False
         # Privileged visits get no tap: they are never recorded.
         self._tap_factory = None if visit.privileged else tap_factory
         self._settings = settings
@@ -81,6 +88,7 @@ class Room:
     async def join(self, who: Identity, connection: Connection) -> None:
         """Seat a participant (``Refused``/``RosterError`` propagate), then send the offer."""
         async with self._joining:
+            self._check_held()
             await self._carry_out(self.core.join(who, connection, self._clock()))
             offer = await self._offer(connection)
             if offer is not None:
@@ -88,6 +96,7 @@ class Room:
 
     async def monitor(self, who: Identity, connection: Connection) -> None:
         async with self._joining:
+            self._check_held()
             await self._carry_out(self.core.monitor(who, connection, self._clock()))
             offer = await self._offer(connection)
             if offer is not None:
@@ -155,6 +164,36 @@ class Room:
     async def end(self, cause: str, reason: str = "") -> None:
         await self._carry_out(self.core.end(cause, reason, self._clock()))
 
+    def abandon(self, code: str, message: str) -> None:
+        """Let the visit go without ending it: its lease moved to another node, which
+        serves and records it from now on. Every connection is closed with ``code`` (pages
+        reconnect and land on the new holder); the observer hears nothing, so the shared
+        records see nobody leave and the visit not end."""
+        if self.abandoned:
+            return
+        self.abandoned = True
+        for conn in list(self._peers):
+            conn.close(code, message)
+        peers = list(self._peers.values())
+        self._peers.clear()
+        for role in self._roles.values():
+            metrics.PARTICIPANTS.labels(role).dec()
+        self._roles.clear()
+        for level, count in self._levels.items():
+            metrics.QUALITY.labels(level).dec(count)
+        self._levels = dict.fromkeys(LEVELS, 0)
+        self._on_closed(self)
+        if peers:
+            asyncio.ensure_future(asyncio.gather(*(peer.close() for peer in peers)))
+
+    def _check_held(self) -> None:
+        if self.abandoned or not self._holding():
+            raise RosterError("server_shutdown",
+                              "This visit is served by another server now; reconnecting.")
+
+    def _holding(self) -> bool:
+        return self._holds is None or self._holds(self.visit.id)
+
     def _soon(self, step: Callable[[float], list[Action]]) -> None:
         """An input from a synchronous callback (media path, peer state): run it next."""
         async def run() -> None:
@@ -163,7 +202,7 @@ class Room:
         asyncio.ensure_future(run())
 
     async def _run_clock(self) -> None:
-        while self.core.lifecycle.state in (State.WAITING, State.LIVE):
+        while self.core.lifecycle.state in (State.WAITING, State.LIVE) and not self.abandoned:
             deadline = self.core.next_deadline()
             delay = 1.0 if deadline is None else min(1.0, max(0.0, deadline - self._clock()))
             try:
@@ -201,7 +240,10 @@ class Room:
     # -- actions ------------------------------------------------------------------------
 
     async def _carry_out(self, actions: Iterable[Action], wake: bool = True) -> None:
-        """Do what the core decided; peers close last, together (local aiortc work)."""
+        """Do what the core decided; peers close last, together (local aiortc work).
+        Nothing, once this node no longer holds the visit: it may not write its records."""
+        if self.abandoned or not self._holding():
+            return
         closing: list[Peer] = []
         for action in actions:
             if isinstance(action, act.Send):
@@ -265,25 +307,7 @@ class Room:
             self._observe(action)
 
     def _observe(self, action: Action) -> None:
-        if isinstance(action, Started):
-            self._observer.visit_started(self.core, action.at)
-        elif isinstance(action, act.ParticipantJoined):
-            self._observer.participant_joined(self.core, action.member, action.at)
-        elif isinstance(action, act.ParticipantLeft):
-            metrics.DISCONNECTS.labels(action.cause, metrics.fault_of(action.cause)).inc()
-            self._observer.participant_left(self.core, action.member, action.cause, action.at)
-        elif isinstance(action, act.ParticipantLost):
-            metrics.DROPS.labels(action.cause).inc()
-            self._observer.participant_lost(self.core, action.member, action.cause, action.at)
-        elif isinstance(action, act.ParticipantBack):
-            metrics.RECONNECT_SECONDS.observe(action.gap_s)
-            self._observer.participant_back(self.core, action.member, action.gap_s, action.at)
-        elif isinstance(action, act.MediaGap):
-            self._observer.media_gap(self.core, action.member, action.start, action.end)
-        elif isinstance(action, Ending):
-            log.info("visit ending", extra={"visit": self.visit.id, "cause": action.cause})
-            metrics.VISITS_ENDED.labels(action.cause, metrics.fault_of(action.cause)).inc()
-            self._observer.visit_ended(self.core, action.cause, action.reason, action.at)
+        if observe(self._observer, self.core, action):  # the visit ended
             self._on_closed(self)
 
     def _open_peer(self, action: act.OpenPeer) -> None:
@@ -349,27 +373,14 @@ class Room:
     def _tap_opener(self, conn: act.Conn, member: Member, kind: str, forwarder: TrackForwarder
                     ) -> Callable[[TappedPacket, RTCRtpCodecParameters], Tap]:
         assert self._tap_factory is not None
-        factory = self._tap_factory
 
         def failed(reason: str) -> None:
             log.error("recording failed", extra={"visit": self.visit.id, "reason": reason})
             self._soon(lambda now: self.core.recording_failed(reason, now))
 
-        def open_tap(packet: TappedPacket, codec: RTCRtpCodecParameters) -> Tap:
-            try:
-                return factory(TapRequest(
-                    visit_id=self.visit.id, participant=member.who.sub, kind=kind,
-                    mime=codec.mimeType.lower(), clock_rate=codec.clockRate,
-                    request_keyframe=lambda: asyncio.ensure_future(forwarder.request_keyframe()),
-                    on_ready=lambda: self._soon(lambda now: self.core.tap_ready(conn, kind)),
-                    on_failure=failed,
-                ))
-            except Exception as exc:  # noqa: BLE001 - no recorder: fail closed, end the visit
-                log.exception("cannot start recording", extra={"visit": self.visit.id})
-                failed(type(exc).__name__)
-                return _NO_TAP
-
-        return open_tap
+        return tap_opener(self._tap_factory, self.visit.id, member.who.sub, kind, forwarder,
+                          lambda: self._soon(lambda now: self.core.tap_ready(conn, kind)),
+                          failed)
 
 
 def _once(action: Callable[[], None]) -> Callable[[], None]:
@@ -383,18 +394,3 @@ def _once(action: Callable[[], None]) -> Callable[[], None]:
             action()
 
     return run
-
-
-class _NoTap:
-    """Stands in for a recorder that could not start: never ready, so nothing flows."""
-
-    ready = False
-
-    def packet(self, packet: TappedPacket, now: float) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-_NO_TAP = _NoTap()

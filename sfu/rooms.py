@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from sfu import metrics
@@ -24,6 +24,7 @@ class Rooms:
     policy: Policy
     observer: RoomObserver
     tap_factory: TapFactory | None = None
+    holds: Callable[[str], bool] | None = None  # nodes sharing visits: the lease is ours
     _rooms: dict[str, Room] = field(default_factory=dict, init=False, repr=False)
 
     def get(self, visit_id: str) -> Room | None:
@@ -47,7 +48,7 @@ class Rooms:
             # Refuse before creating anything: a refused token must leave no room behind.
             VisitLifecycle(visit.starts_at, visit.ends_at, self.policy).check_join(time.time())
             room = Room(visit, self.max_visitors, self.settings, self.policy,
-                        self.observer, self._closed, self.tap_factory)
+                        self.observer, self._closed, self.tap_factory, holds=self.holds)
             self._rooms[visit.id] = room
             metrics.VISITS.set(len(self._rooms))
             self.observer.visit_opened(room.core, time.time())

@@ -175,3 +175,14 @@ def test_serve_stops_on_a_plain_http_jwks_url(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "token_jwks_url" in done.stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_nodes_encrypting_recordings_must_share_the_data_keys(tmp_path: Path) -> None:
+    """Otherwise the node that takes a visit over cannot read what was recorded before."""
+    env = {"VISITBRIDGE_REDIS_URL": "redis://127.0.0.1:6379/0", "VISITBRIDGE_NODE_ID": "a",
+           "VISITBRIDGE_RECORDINGS_KEY_FILE": str(tmp_path / "keyring.json")}
+    with pytest.raises(ConfigError, match="recordings_data_keys_path"):
+        load(None, env)
+    shared = tmp_path / "shared-keys"
+    config = load(None, {**env, "VISITBRIDGE_RECORDINGS_DATA_KEYS_PATH": str(shared)})
+    assert config.data_keys_dir == shared

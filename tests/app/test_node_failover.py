@@ -12,27 +12,17 @@ the dead node's epoch is refused. Throughout, each visit has one holder at a tim
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
-import signal
 import time
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import pytest
-from redis.asyncio import Redis
 
-from app.cluster import Lease
 from app.redis_cluster import RedisCluster
 from recorder.manifest import Manifest, ManifestError
 from recorder.signing import load_existing
-from recorder.verify import verify_visit
-from records.dialect import open_database
-from tests.support.nodes import node_id, rejoin, running_nodes, until
+from tests.support.failover import Failover, kill_the_busiest, recording_problems
+from tests.support.nodes import node_id, running_nodes
 from tests.support.redis import running_redis
-from tests.support.server import BLUE, RED, Participant, Server, visit_now
 
 # The heaviest real-media tests one after another (one worker of a parallel run takes them
 # all): two at once would share the CPU their rates and deadlines depend on.
@@ -44,154 +34,39 @@ VISITS = 10  # twenty, all in one process beside the nodes, took up to 15.3 s he
 RESUME_S = 15.0
 
 
-def other_slot(p: Participant) -> int:
-    return 1 - int(p.events[0]["you"]["slot"])
-
-
-async def flowing(p: Participant, deadline: float) -> None:
-    await p.wait_for(lambda: p.video_from(other_slot(p)).frames >= 5, deadline - time.monotonic())
-
-
-async def officer(node: Server, token: str, method: str, path: str, **kwargs: Any) -> Any:
-    async with aiohttp.ClientSession() as http, http.request(
-            method, node.url + path, headers={"Authorization": f"Bearer {token}"},
-            **kwargs) as resp:
-        assert resp.status == 200, await resp.text()
-        return await resp.json()
-
-
-async def watch_leases(url: str, seen: dict[str, list[Lease]]) -> None:
-    """Every lease each visit had, in order, sampled every 50 ms."""
-    async with Redis.from_url(url, decode_responses=True) as r:
-        while True:
-            values = await r.mget([f"visit:{v}" for v in seen])
-            for held, value in zip(seen.values(), values, strict=True):
-                lease = Lease.parse(value)
-                if lease is not None and (not held or held[-1] != lease):
-                    held.append(lease)
-            await asyncio.sleep(0.05)
-
-
 async def test_a_killed_nodes_visits_resume_on_the_live_nodes(tmp_path: Path) -> None:
     with running_redis(tmp_path / "redis") as redis, running_nodes(
             tmp_path, redis, ("a", "b", "c"), NODE_TTL_S, TTL_S,
             VISITBRIDGE_SEGMENT_S="2") as nodes:
-        issuer = nodes[0]  # every node trusts its token key
-        staff = issuer.token("officer-1", "officer", None)
-        people: dict[str, list[Participant]] = {}
-        for i in range(VISITS):
-            visit = visit_now(f"failover-{i:02d}")
-            people[visit.id] = [Participant(nodes[(i + k) % 3],
-                                            issuer.token(f"{role}-{i}", role, visit), colour)
-                                for k, (role, colour) in enumerate((("inmate", RED),
-                                                                    ("family", BLUE)))]
-        everyone = [p for pair in people.values() for p in pair]
-        seen: dict[str, list[Lease]] = {v: [] for v in people}
-        watcher = asyncio.ensure_future(watch_leases(redis.url, seen))
-        try:
-            # Visits open one after the other (placement spreads them by load), then
-            # their families join together.
-            answers = [await pair[0].join() for pair in people.values()]
-            answers += await asyncio.gather(*(pair[1].join() for pair in people.values()))
-            assert all(a["type"] == "joined" for a in answers), answers
-            start = time.monotonic()
-            await asyncio.gather(*(flowing(p, start + 60) for p in everyone))
-            slots = {p.token: p.events[0]["you"]["slot"] for p in everyone}
-            before = {v: held[-1] for v, held in seen.items()}
-            victim = max(nodes, key=lambda n: sum(x.node == node_id(n) for x in before.values()))
-            moved = [v for v, x in before.items() if x.node == node_id(victim)]
-            live = [n for n in nodes if n is not victim]
-            assert {x.node for x in before.values()} == {"a", "b", "c"}  # spread over all
-            await asyncio.sleep(3)  # a few segments sealed on the victim
 
-            assert victim.process is not None
-            os.kill(victim.process.pid, signal.SIGKILL)
-            killed = time.monotonic()
-
-            async def dropped() -> bool:
-                return all(p.disconnected for v in moved for p in people[v])
-
-            await until(dropped, 5)
-            await asyncio.sleep(0.5)  # sessions relayed through the victim drop too
-
-            async def back(p: Participant) -> tuple[Participant, float]:
-                await p.close()
-                new = await rejoin(live, p.token, p.colour, killed + RESUME_S)
-                await flowing(new, killed + RESUME_S)
-                return new, time.monotonic() - killed
-
-            returned = await asyncio.gather(*(back(p) for p in everyone if p.disconnected))
-            for pair in people.values():
-                pair[:] = [next((new for new, _ in returned if new.token == p.token), p)
-                           for p in pair]
-            worst = max(seconds for _, seconds in returned)
-            print(f"{len(moved)} visits moved, {len(returned)} pages rejoined; "
-                  f"the last was back {worst:.1f} s after the kill")
-            assert worst <= RESUME_S
-            assert all(new.events[0]["you"]["slot"] == slots[new.token] for new, _ in returned)
-
-            # Each moved visit is held by a live node under the next epoch; no epoch was
-            # ever held by two nodes; every visit runs on exactly the node holding it.
-            after = {v: held[-1] for v, held in seen.items()}
-            for v in moved:
-                assert after[v].node != node_id(victim)
-                assert after[v].epoch == before[v].epoch + 1, (v, seen[v])
-            for held in seen.values():
-                assert [x.epoch for x in held] == sorted({x.epoch for x in held}), held
-            rooms = {node_id(n): {d["id"] for d in (
-                await officer(n, staff, "GET", "/api/visits"))["visits"]} for n in live}
-            for v in people:
-                assert [n for n, ids in rooms.items() if v in ids] == [after[v].node], rooms
-
-            # The dead node's epoch is fenced off in Redis and in the recording.
-            stale = before[moved[0]]
+        async def fenced(run: Failover) -> None:
+            """The dead node's epoch is fenced off in Redis and in the recording."""
+            stale = run.before[run.moved[0]]
             cluster = RedisCluster(redis.url)
             try:
-                assert not await cluster.renew(moved[0], stale, 60_000)
+                assert not await cluster.renew(run.moved[0], stale, 60_000)
             finally:
                 await cluster.close()
             keys = tmp_path / "recording-key"
             key = load_existing(keys / "recording.private.pem", keys / "recording.public.pem")
             with pytest.raises(ManifestError, match="fenced"):
-                Manifest.open(tmp_path / "recordings" / moved[0], key, time.time,
+                Manifest.open(tmp_path / "recordings" / run.moved[0], key, time.time,
                               served_by={"node": stale.node, "epoch": stale.epoch})
 
-            for v in people:
-                owner = next(n for n in live if node_id(n) == after[v].node)
-                await officer(owner, staff, "POST", f"/api/visits/{v}/end",
-                              json={"reason": "test over"})
-        finally:
-            watcher.cancel()
-            for pair in people.values():
-                for p in pair:
-                    await p.close()
-        check_recordings(tmp_path, issuer, {v: [before[v], after[v]] for v in moved})
-
-
-def check_recordings(folder: Path, node: Server, moved: dict[str, list[Lease]]) -> None:
-    """Each moved visit's recording: sealed, one chain that verifies, both holders and
-    their epochs signed into it, the dead node's open segments salvaged, the gap audited."""
-    db = open_database(node.env["VISITBRIDGE_DATABASE_URL"])
-    public = (folder / "recording-key" / "recording.public.pem").read_bytes()
-    try:
-        deadline = time.monotonic() + 30
-        while len(sealed := dict(db.execute(
-                "SELECT visit, seal FROM recordings WHERE seal IS NOT NULL").fetchall())) < VISITS:
-            assert time.monotonic() < deadline, f"{len(sealed)} of {VISITS} sealed"
-            time.sleep(0.2)
-        gaps = {visit: json.loads(detail) for visit, detail in db.execute(
-            "SELECT visit, detail FROM audit WHERE action = 'recording_resumed'").fetchall()}
-    finally:
-        db.close()
-    assert set(gaps) == set(moved), gaps
-    for v, holders in moved.items():
-        visit_dir = folder / "recordings" / v
-        report = verify_visit(visit_dir, public, sealed[v])
-        assert report.ok, report.problems
-        entries = [json.loads(line) for line in
-                   (visit_dir / "manifest.jsonl").read_text().splitlines()]
-        assert [e["detail"]["served_by"] for e in entries
-                if e["type"] == "policy" and "served_by" in e["detail"]] == [
-            {"node": x.node, "epoch": x.epoch} for x in holders]
-        assert any(e["type"] == "recovered" for e in entries), v
-        assert TTL_S - 1 <= gaps[v]["gap_s"] <= RESUME_S + 3, gaps[v]
+        run = await kill_the_busiest(nodes, redis, VISITS, RESUME_S, before_end=fenced)
+        problems = recording_problems(tmp_path, run, VISITS, (TTL_S - 1, RESUME_S + 3))
+    print(f"{len(run.moved)} visits moved, {len(run.resumed)} pages rejoined; "
+          f"the last was back {max(run.resumed):.1f} s after the kill")
+    assert {x.node for x in run.before.values()} == {"a", "b", "c"}  # spread over all
+    assert max(run.resumed) <= RESUME_S
+    assert run.same_seats
+    # Each moved visit is held by a live node under the next epoch; no epoch was ever
+    # held by two nodes; every visit runs on exactly the node holding it.
+    for v in run.moved:
+        assert run.after[v].node != node_id(run.victim)
+        assert run.after[v].epoch == run.before[v].epoch + 1, (v, run.seen[v])
+    for held in run.seen.values():
+        assert [x.epoch for x in held] == sorted({x.epoch for x in held}), held
+    for v, lease in run.after.items():
+        assert [n for n, ids in run.rooms.items() if v in ids] == [lease.node], run.rooms
+    assert not problems, problems

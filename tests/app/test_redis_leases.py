@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -58,11 +59,11 @@ async def test_a_node_that_stops_refreshing_leaves_the_registry(cluster: RedisCl
     b = Node("b", "http://10.0.0.2:8080", "https://b.example", 40)
     await cluster.publish(a, 300)
     await cluster.publish(b, 10_000)
-    await cluster.reserve("a")
+    await cluster.acquire("v-0", "a", 10_000)  # a placement counts its participant at once
     assert {n.id: n.participants for n in await cluster.nodes()} == {"a": 4, "b": 0}
     await asyncio.sleep(0.4)
     assert [n.id for n in await cluster.nodes()] == ["b"]
-    await cluster.reserve("a")  # a placement racing the expiry does not bring it back
+    await cluster.acquire("v-00", "a", 10_000)  # racing the expiry: it does not come back
     assert [n.id for n in await cluster.nodes()] == ["b"]
     assert await cluster.redis.exists("node:a") == 0
 
@@ -81,3 +82,34 @@ async def test_a_node_accepts_joins_only_under_its_own_live_lease(
     assert await cluster.redis.pttl("visit:v-3") > 300  # renewed to the node's lease TTL
     await cluster.redis.set("visit:v-3", f"b:{held.epoch + 1}")  # taken by another node
     assert not await gate.fence("v-3")
+
+
+async def test_a_burst_of_first_joins_spreads_over_the_nodes(cluster: RedisCluster) -> None:
+    """Twelve visits placed at once, each read of the registry made before any of them
+    is placed: a choice made on a count that moved since is made again."""
+    for node_id in ("a", "b", "c"):
+        await cluster.publish(Node(node_id, f"http://{node_id}", f"https://{node_id}", 40),
+                              10_000)
+    placed = await asyncio.gather(*(cluster.place(f"burst-{i}", 10_000) for i in range(12)))
+    assert all(new for _, new in placed)
+    assert Counter(lease.node for lease, _ in placed) == {"a": 4, "b": 4, "c": 4}
+    assert {n.id: n.participants for n in await cluster.nodes()} == {"a": 4, "b": 4, "c": 4}
+    # A second join of a placed visit follows its lease and counts nothing more.
+    lease, new = await cluster.place("burst-0", 10_000)
+    assert (lease, new) == (placed[0][0], False)
+    assert sum(n.participants for n in await cluster.nodes()) == 12
+
+
+async def test_a_lease_not_renewed_for_a_ttl_is_let_go_without_asking_redis(
+        cluster: RedisCluster, redis_server: RedisServer) -> None:
+    """A node that was paused, or cut off from Redis, for a whole TTL may have lost the
+    visit: it lets it go before acting on it, whatever Redis would answer."""
+    config = Config(redis_url=redis_server.url, node_id="a", lease_ttl_s=1)
+    gate = NodeGate(config, cluster, verifier=None, rooms={},  # type: ignore[arg-type]
+                    refusals=None)  # type: ignore[arg-type]
+    await cluster.acquire("v-4", "a", 300)
+    assert await gate.fence("v-4") and gate.holds("v-4")
+    await cluster.redis.pexpire("visit:v-4", 60_000)  # Redis would still say ours
+    await asyncio.sleep(1.1)  # no renewal sent meanwhile
+    assert not gate.holds("v-4")
+    assert "v-4" not in gate.held and gate.served_by("v-4") is None
