@@ -26,7 +26,7 @@ from tests.support.redis import RedisServer, running_redis
 from tests.support.server import Participant, Server, participants, visit_now
 from tests.support.webhooks import SECRET, Receiver, until
 
-NODE_TTL_S = 2  # a killed node leaves placement after this
+NODE_TTL_S = 2  # how long a node's registration outlives its last refresh
 LEASE_TTL_S = 3
 
 
@@ -114,7 +114,6 @@ async def test_when_the_deliverer_dies_the_other_takes_over_in_order(
     assert len(receiver.events) - len(once) <= 1
 
 
-
 async def inmates_join_and_leave(nodes: list[Server], issuer: Server, redis: RedisServer,
                                  visits: list[str]) -> set[str]:
     """Each visit's inmate joins at the next node in turn and, once all are in, leaves:
@@ -123,7 +122,7 @@ async def inmates_join_and_leave(nodes: list[Server], issuer: Server, redis: Red
     people = [Participant(nodes[i % len(nodes)],
                           issuer.token(f"inmate-{v}", "inmate", visit_now(v)), publish=False)
               for i, v in enumerate(visits)]
-    holders = set()
+    holders: set[str] = set()
     async with participants(*people):
         for p, v in zip(people, visits, strict=True):
             answer = await p.join()
