@@ -169,7 +169,10 @@ def verify_file(target: Path | str) -> Verification:
     """Verify a log without any chance of writing to it (a read-only connection)."""
     if isinstance(target, Path) and not target.is_file():
         return Verification(False, 0, None, f"No database file at {target}.")
-    db = open_database(target, readonly=True)
+    try:
+        db = open_database(target, readonly=True)
+    except ERRORS as exc:  # a database server that is down, or no such database on it
+        return Verification(False, 0, None, f"Cannot open the database: {exc}")
     try:
         return verify(db)
     finally:

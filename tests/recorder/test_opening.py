@@ -11,11 +11,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from recorder.session import Recordings
 from recorder.signing import RecordingKey
 from records.archive import Archive
 from records.audit import AuditLog
+from records.dialect import open_database
 from records.store import Store, connect
 from tests.support.media import VP8, Publisher
 from visit.tap import TapRequest
@@ -32,16 +34,28 @@ class Signals:
     failures: list[str] = field(default_factory=list)
 
 
-def recordings_on(tmp_path: Path) -> tuple[Recordings, Path]:
-    path = tmp_path / "visitbridge.db"
-    db = connect(path)
+def recordings_on(tmp_path: Path, database: Path | str) -> Recordings:
+    db = connect(database)
     store = Store(db)
     now = time.time()
     store.save_visit(VISIT, now, state="live", starts_at=now - BOOKED_AGO, ends_at=now + 600)
     store.participant_seen(VISIT, "inmate-1", "Ina Mate", "inmate", now)
     store.participant_seen(VISIT, "family-1", "Fam Ily", "family", now)
     return Recordings(tmp_path / "recordings", RecordingKey.generate(), Archive(db), store,
-                      AuditLog(db)), path
+                      AuditLog(db))
+
+
+def hold(database: Path | str) -> Any:
+    """Another process holding the database (a backup, a long transaction): the whole
+    SQLite file, or on PostgreSQL the table a recording's opening writes to."""
+    if isinstance(database, Path):
+        locker = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
+        locker.execute("BEGIN EXCLUSIVE")
+        return locker
+    locker = open_database(database)
+    locker.execute("BEGIN")
+    locker.execute("LOCK TABLE recordings IN EXCLUSIVE MODE")
+    return locker
 
 
 def request(publisher: Publisher, signals: Signals) -> TapRequest:
@@ -52,11 +66,9 @@ def request(publisher: Publisher, signals: Signals) -> TapRequest:
 
 
 async def test_a_locked_database_delays_recording_but_never_the_media_path(
-        tmp_path: Path) -> None:
-    recordings, path = recordings_on(tmp_path)
-    # Another process holds the database for a second (a backup, a long transaction).
-    locker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    locker.execute("BEGIN EXCLUSIVE")
+        tmp_path: Path, database: Path | str) -> None:
+    recordings = recordings_on(tmp_path, database)
+    locker = hold(database)  # for a second
     released_at: list[float] = []
 
     def release() -> None:
@@ -109,7 +121,7 @@ async def test_a_locked_database_delays_recording_but_never_the_media_path(
 
 
 async def test_a_recording_that_cannot_be_opened_fails_closed(tmp_path: Path) -> None:
-    recordings, _ = recordings_on(tmp_path)
+    recordings = recordings_on(tmp_path, tmp_path / "visitbridge.db")
     (tmp_path / "recordings").write_text("not a folder")  # the volume is not mounted right
     publisher = Publisher(VP8)
     signals = Signals()

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from pathlib import Path
 
 from recorder.retention import TRASH, RetentionJob, run_retention
 from records.archive import Archive
 from records.audit import AuditLog
 from records.audit import verify as verify_audit
+from records.dialect import Connection
 from tests.support.archive import DAY, T0, add
 
 
@@ -25,7 +25,7 @@ def make_visit_folder(root: Path, visit: str) -> Path:
 
 
 async def test_retention_deletes_expired_folders_keeps_held_and_live_ones_and_audits(
-        db: sqlite3.Connection, tmp_path: Path) -> None:
+        db: Connection, tmp_path: Path) -> None:
     archive, audit = Archive(db), AuditLog(db)
     recordings = tmp_path / "recordings"
     now = T0 + 400 * DAY
@@ -72,7 +72,7 @@ async def test_retention_deletes_expired_folders_keeps_held_and_live_ones_and_au
 
 
 async def test_retention_clears_leftovers_of_an_interrupted_run(
-        db: sqlite3.Connection, tmp_path: Path) -> None:
+        db: Connection, tmp_path: Path) -> None:
     recordings = tmp_path / "recordings"
     leftover = make_visit_folder(recordings / TRASH, "crashed-123")
     audit = AuditLog(db)
@@ -82,7 +82,7 @@ async def test_retention_clears_leftovers_of_an_interrupted_run(
 
 
 async def test_retention_job_runs_in_the_background_until_closed(
-        db: sqlite3.Connection, tmp_path: Path) -> None:
+        db: Connection, tmp_path: Path) -> None:
     archive, audit = Archive(db), AuditLog(db)
     recordings = tmp_path / "recordings"
     make_visit_folder(recordings, "old")

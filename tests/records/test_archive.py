@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 import pytest
@@ -15,6 +14,7 @@ from records.archive import (
     UnknownRecording,
     recording_length,
 )
+from records.dialect import Connection
 from tests.support.archive import DAY, T0, add
 
 
@@ -22,7 +22,7 @@ def visits(rows: list[dict[str, Any]]) -> list[str]:
     return [r["visit"] for r in rows]
 
 
-def test_search_filters_by_visit_inmate_visitor_and_date(db: sqlite3.Connection) -> None:
+def test_search_filters_by_visit_inmate_visitor_and_date(db: Connection) -> None:
     archive = Archive(db)
     add(archive, "v-1", "inmate-41", "Jordan Reyes", T0, (("family-9", "Casey Reyes"),))
     add(archive, "v-2", "inmate-41", "Jordan Reyes", T0 + DAY,
@@ -63,7 +63,7 @@ def test_search_filters_by_visit_inmate_visitor_and_date(db: sqlite3.Connection)
 
 
 def test_visitors_are_indexed_once_and_a_restart_goes_back_to_recording(
-        db: sqlite3.Connection) -> None:
+        db: Connection) -> None:
     archive = Archive(db)
     archive.started("v-1", "inmate-1", "A", T0, T0 + 1800, now=T0)
     archive.add_visitor("v-1", "family-1", "Old Name")
@@ -86,7 +86,7 @@ def test_visitors_are_indexed_once_and_a_restart_goes_back_to_recording(
 
 
 def test_an_inmate_who_joins_after_a_visitor_is_indexed_and_found(
-        db: sqlite3.Connection) -> None:
+        db: Connection) -> None:
     archive = Archive(db)
     # The family's media opened the recording: no inmate was known yet.
     archive.started("v-1", None, None, T0, T0 + 1800, now=T0)
@@ -107,7 +107,7 @@ def test_a_recording_lasts_from_its_first_media_to_its_last() -> None:
     assert recording_length([]) == 0.0
 
 
-def test_holds_are_placed_released_and_kept_as_history(db: sqlite3.Connection) -> None:
+def test_holds_are_placed_released_and_kept_as_history(db: Connection) -> None:
     archive = Archive(db)
     add(archive, "v-1", "inmate-1", "A", T0)
     assert not archive.on_hold("v-1")
@@ -139,7 +139,7 @@ def test_holds_are_placed_released_and_kept_as_history(db: sqlite3.Connection) -
 
 
 def test_expired_lists_only_finished_unheld_recordings_past_retention(
-        db: sqlite3.Connection) -> None:
+        db: Connection) -> None:
     archive = Archive(db)
     now = T0 + 200 * DAY
     add(archive, "old-sealed", "i-1", "A", T0)

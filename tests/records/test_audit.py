@@ -3,7 +3,6 @@ shows (on SQLite and on PostgreSQL)."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -164,11 +163,19 @@ def test_a_fresh_empty_log_verifies(database: Path | str) -> None:
     assert result.ok and result.checked == 0
 
 
-def test_a_database_without_an_audit_log_does_not_verify(tmp_path: Path) -> None:
-    path = tmp_path / "other.sqlite3"
-    sqlite3.connect(path).execute("CREATE TABLE visits (id TEXT)").connection.close()
-    assert not verify_file(path).ok
-    assert not verify_file(tmp_path / "absent.sqlite3").ok
+def test_a_database_without_an_audit_log_does_not_verify(database: Path | str) -> None:
+    db = open_database(database)
+    db.execute("CREATE TABLE visits (id TEXT)")
+    db.close()
+    assert not verify_file(database).ok
+
+
+def test_a_database_that_is_not_there_does_not_verify(database: Path | str) -> None:
+    """A mistyped file or database name is reported, not a crash."""
+    absent = (f"{database.rpartition('?')[0]}_absent?{database.rpartition('?')[2]}"
+              if isinstance(database, str) else database.with_name("absent.db"))
+    result = verify_file(absent)
+    assert not result.ok and "absent" in result.problem
 
 
 @pytest.mark.parametrize("detail", [

@@ -31,8 +31,11 @@ from tests.support.server import Participant, Server, make_server, start, stop
 def node_env(redis: RedisServer, node_id: str, keys: Path | None, node_ttl_s: int,
              lease_ttl_s: int) -> dict[str, str]:
     """A node's settings: its id and the Redis, with short TTLs so a killed node leaves
-    and its leases lapse within seconds; ``keys``: the token keys it trusts."""
+    and its leases lapse within seconds; ``keys``: the token keys it trusts. Its database
+    sessions carry its id as PostgreSQL's application name, so a test can tell which node
+    holds a lock."""
     env = {"VISITBRIDGE_REDIS_URL": redis.url, "VISITBRIDGE_NODE_ID": node_id,
+           "PGAPPNAME": f"node-{node_id}",
            "VISITBRIDGE_NODE_TTL_S": str(node_ttl_s),
            "VISITBRIDGE_LEASE_TTL_S": str(lease_ttl_s)}
     return {**env, "VISITBRIDGE_TOKEN_KEYS_DIR": str(keys)} if keys else env
@@ -69,6 +72,13 @@ async def lease(redis: RedisServer, visit_id: str) -> str | None:
     """``<node>:<epoch>`` of the node that holds the visit, or None."""
     async with Redis.from_url(redis.url, decode_responses=True) as r:
         return await r.get(f"visit:{visit_id}")
+
+
+async def forget(redis: RedisServer, node: str) -> None:
+    """What its registration's expiry does a few seconds after a node dies: new visits
+    are no longer placed on it."""
+    async with Redis.from_url(redis.url) as r:
+        await r.delete(f"node:{node}")
 
 
 async def until(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
