@@ -25,9 +25,10 @@ from sfu import glue_rtp, metrics
 from sfu.fastpath import FastTransport, InPacket, ntp_now
 from sfu.feedback import BitrateEstimates, KeyframeRequests
 from sfu.history import PacketHistory
-from sfu.layers import TemporalFilter
+from sfu.layers import ALL_LAYERS, TemporalFilter, keyframe_start
 from sfu.limits import DEFAULT_LIMITS, MediaLimits, MissingPackets
 from sfu.sequence import RESTART, SUSPECT, SequenceCheck
+from sfu.simulcast import LOW, choose_encoding
 from sfu.sink import Sink
 from visit.tap import Tap
 
@@ -52,8 +53,17 @@ class TrackForwarder:
 
     def __init__(self, receiver: RTCRtpReceiver, kind: str, max_bitrate_bps: int,
                  clock: Callable[[], float] = time.monotonic,
-                 limits: MediaLimits = DEFAULT_LIMITS) -> None:
+                 limits: MediaLimits = DEFAULT_LIMITS, full: TrackForwarder | None = None
+                 ) -> None:
         self.kind = kind
+        # Simulcast (sfu.simulcast): the forwarder of the low encoding is made with the
+        # full one's, shares its receiver and keeps to that one's recording gate.
+        self.rid = None if full is None else LOW
+        self.full: TrackForwarder = self if full is None else full
+        self.low: TrackForwarder | None = None
+        if full is not None:
+            full.low = self
+        self.waiting: list[Sink] = []  # sinks to take over at this encoding's next keyframe
         self._receiver = receiver
         self._clock = clock
         self._codecs = glue_rtp.receiver_codecs(receiver)
@@ -83,23 +93,50 @@ class TrackForwarder:
         self._pending_packets = 0
         self._pending_bytes = 0
         self._fast: FastTransport | None = None
-        glue_rtp.hook_receiver_rtp(receiver, self.on_rtp)
+        if full is None:
+            glue_rtp.hook_receiver_rtp(receiver, self.on_rtp)
         self._task: asyncio.Task[None] = asyncio.ensure_future(self._run_periodic())
 
     def now(self) -> float:
         return self._clock()
 
     def attach(self, sink: Sink) -> None:
+        for encoding in (self.full, self.full.low):
+            if encoding is not None and sink in encoding.waiting:
+                encoding.waiting.remove(sink)
         if sink.source is not self:
             if sink.source is not None:
                 sink.source.detach(sink)
-            if sink.layers is not None:  # a new publisher's numbering starts afresh
-                sink.layers = TemporalFilter(sink.layers.target)
+            if sink.layers is not None:  # a new stream: dropped packets counted afresh
+                sink.layers = TemporalFilter(sink.layers.target, after=sink.layers)
         sink.source = self
         if sink not in self.sinks:
             self.sinks.append(sink)
 
+    def encoding_for(self, sink: Sink) -> TrackForwarder:
+        """The publisher's encoding ``sink`` wants: the full one, but the low copy for a
+        tile of an officer's wall (its video thinned to temporal layer 0)."""
+        low = self.full.low
+        full = sink.layers is None or sink.layers.target == ALL_LAYERS
+        live = low is not None and low.media_ssrc is not None
+        return low if low is not None and choose_encoding(full, live) == LOW else self.full
+
+    def take_at_keyframe(self, sink: Sink) -> None:
+        """Feed ``sink`` from this encoding from its next keyframe on, asked for now; the
+        encoding feeding it until then goes on, so the receiver never waits on a gap."""
+        if sink.source is None or sink.source is self:
+            fresh = sink.source is None
+            self.attach(sink)
+            if fresh:
+                asyncio.ensure_future(self.request_keyframe())
+            return
+        if sink not in self.waiting:
+            self.waiting.append(sink)
+        asyncio.ensure_future(self.request_keyframe())
+
     def detach(self, sink: Sink) -> None:
+        if sink in self.waiting:
+            self.waiting.remove(sink)
         if sink in self.sinks:
             self.sinks.remove(sink)
         self.estimates.forget(sink)
@@ -109,13 +146,13 @@ class TrackForwarder:
     def bind(self, fast: FastTransport) -> None:
         """Receive this track's RTP synchronously from the publisher's transport."""
         self._fast = fast
-        fast.register(self._receiver, self.handle, self.kind == "audio")
+        fast.register(self._receiver, self.handle, self.kind == "audio", self.rid)
 
     def close(self) -> None:
-        for sink in list(self.sinks):
+        for sink in list(self.sinks) + self.waiting:
             self.detach(sink)
         if self._fast is not None:
-            self._fast.unregister(self._receiver)
+            self._fast.unregister(self._receiver, self.rid)
         self._task.cancel()
         self.flush_metrics()
         if self._deferred is not None:
@@ -125,6 +162,12 @@ class TrackForwarder:
         # The closed peer connection is a web of reference cycles that only a full
         # collection frees; the packets kept for retransmission need not wait for it.
         self._history.clear()
+
+    @property
+    def recorded(self) -> bool:
+        """What this track sends now may be shown: no recording, or being recorded."""
+        return self.tap_factory is None or (self.recording and self.tap is not None
+                                            and self.tap.ready)
 
     def received(self) -> tuple[int, int]:
         """RTP packets (received, expected) from the publisher so far: its uplink's loss."""
@@ -179,7 +222,8 @@ class TrackForwarder:
             stats = self._stats[packet.ssrc]
         stats.add(packet)  # type: ignore[arg-type]
         if apt is not None:  # RTX
-            original_ssrc = self._rtx_ssrc.get(packet.ssrc)
+            # Without a=ssrc lines (simulcast) RTX is routed by the stream it repairs.
+            original_ssrc = self._rtx_ssrc.get(packet.ssrc, self.media_ssrc)
             payload = packet.payload
             if original_ssrc is None or len(payload) < 2 or apt not in self._codecs:
                 return
@@ -189,6 +233,11 @@ class TrackForwarder:
             mime = codec.mimeType.lower()
         ssrc = packet.ssrc
         if self.media_ssrc != ssrc:
+            if self.media_ssrc is None and self.full is not self:
+                # The low encoding has come: the tiles fed the full one move to it.
+                self.waiting += [sink for sink in self.full.sinks
+                                 if sink.layers is not None and sink.layers.target == 0]
+                self._keyframe_pending = self._keyframe_pending or bool(self.waiting)
             if self.media_ssrc is None and self._keyframe_pending:
                 self._keyframe_pending = False
                 self.media_ssrc = ssrc
@@ -210,9 +259,14 @@ class TrackForwarder:
             self.tap.packet(packet, time.time())
             if not self.tap.ready:
                 return  # not recorded (yet): not forwarded, not kept for retransmission
+        elif self.full is not self and not self.full.recorded:
+            return  # the low copy of a track not (yet) recorded is not shown either
         seq = packet.sequence_number
         self._history.put(seq, (packet.payload_type, packet.marker, seq, packet.timestamp,
                                 ssrc, payload, packet.audio_level, mime))
+        if self.waiting and mime == VP8 and keyframe_start(payload):
+            for sink in list(self.waiting):
+                self.attach(sink)
         if self.muted or not self.sinks:
             return
         ntp = ntp_now()
@@ -295,14 +349,20 @@ class TrackForwarder:
         asyncio.ensure_future(self.request_keyframe())
 
     async def _run_periodic(self) -> None:
-        """Flush the batched counters; once a second (video) send the folded REMB."""
+        """Flush the batched counters; once a second (video, the full encoding: a low
+        copy has no say in the publisher's budget) send the folded REMB."""
         ticks_per_remb = round(1.0 / self.FLUSH_INTERVAL_S)
         tick = 0
         while True:
             await asyncio.sleep(self.FLUSH_INTERVAL_S)
             self.flush_metrics()
+            if self.waiting:
+                # Asked again until it comes: Chromium answers one keyframe request per
+                # 300 ms for all of a sender's encodings, so one for the other encoding
+                # just before may have swallowed this one.
+                await self.request_keyframe()
             tick += 1
-            if self.kind == "video" and tick % ticks_per_remb == 0:
+            if self.kind == "video" and self.rid is None and tick % ticks_per_remb == 0:
                 try:
                     await self._send_remb()
                 except Exception:

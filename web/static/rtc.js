@@ -36,13 +36,20 @@ async function acceptOffer(offer, { local, send, onTrack, onState }) {
 }
 
 // VP8 in three temporal layers (L1T3): the server can then send a watching officer's
-// wall a quarter of the frame rate without asking anything more of this browser. A
-// browser that cannot keeps sending one layer, which the server forwards whole.
+// wall a quarter of the frame rate without asking anything more of this browser. The
+// offer also asks for two encodings (simulcast): "f" at full resolution for the visit
+// and its recording, "q" at half the width and height and about 100 kb/s for the tiles
+// of an officer's wall. A browser that cannot keeps sending one encoding (or one layer),
+// which the server forwards whole.
 async function temporalLayers(sender) {
   try {
     const params = sender.getParameters();
     if (!params.encodings || !params.encodings.length) params.encodings = [{}];
-    params.encodings[0].scalabilityMode = "L1T3";
+    for (const encoding of params.encodings) {
+      encoding.scalabilityMode = "L1T3";
+      encoding.scaleResolutionDownBy = encoding.rid === "q" ? 2 : 1;
+      if (encoding.rid === "q") encoding.maxBitrate = 100000;
+    }
     await sender.setParameters(params);
   } catch (err) {
     console.info("temporal layers not available:", err.message);
