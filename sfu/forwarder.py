@@ -28,7 +28,7 @@ from sfu.history import PacketHistory
 from sfu.layers import ALL_LAYERS, TemporalFilter, keyframe_start
 from sfu.limits import DEFAULT_LIMITS, MediaLimits, MissingPackets
 from sfu.sequence import RESTART, SUSPECT, SequenceCheck
-from sfu.simulcast import LOW, choose_encoding
+from sfu.simulcast import LOW, LOW_MAX_BPS, choose_encoding
 from sfu.sink import Sink
 from visit.tap import Tap
 
@@ -50,6 +50,7 @@ class TrackForwarder:
     # packets, and at least every FLUSH_INTERVAL_S.
     FLUSH_PACKETS = 32
     FLUSH_INTERVAL_S = 0.25
+    LOW_IDLE_TICKS = 4  # periods without a packet after which a low copy is off
 
     def __init__(self, receiver: RTCRtpReceiver, kind: str, max_bitrate_bps: int,
                  clock: Callable[[], float] = time.monotonic,
@@ -64,6 +65,10 @@ class TrackForwarder:
         if full is not None:
             full.low = self
         self.waiting: list[Sink] = []  # sinks to take over at this encoding's next keyframe
+        # The low copy is sent only while the publisher's uplink carries it (rtc.js): live
+        # from its first media packet, not after LOW_IDLE_TICKS without one.
+        self.live = full is None
+        self._seen, self._idle_ticks = False, 0
         self._receiver = receiver
         self._clock = clock
         self._codecs = glue_rtp.receiver_codecs(receiver)
@@ -77,7 +82,9 @@ class TrackForwarder:
         # negotiated, so this is filled on first use.
         self._pt_info: dict[int, tuple[RTCRtpCodecParameters, str, int | None]] = {}
         self.sinks: list[Sink] = []
-        self.keyframes = KeyframeRequests()
+        # Chromium answers one keyframe request per 300 ms for all of a sender's
+        # encodings: one limiter for both, so a request is deferred, not swallowed.
+        self.keyframes = KeyframeRequests() if full is None else full.keyframes
         self.estimates = BitrateEstimates(max_bitrate_bps, floor_bps=limits.remb_floor_bps)
         self.muted = False
         # Fail-closed recording: with a tap factory, nothing is forwarded until the tap
@@ -118,21 +125,19 @@ class TrackForwarder:
         tile of an officer's wall (its video thinned to temporal layer 0)."""
         low = self.full.low
         full = sink.layers is None or sink.layers.target == ALL_LAYERS
-        live = low is not None and low.media_ssrc is not None
-        return low if low is not None and choose_encoding(full, live) == LOW else self.full
+        return (low if low is not None and choose_encoding(full, low.live) == LOW
+                else self.full)
 
     def take_at_keyframe(self, sink: Sink) -> None:
         """Feed ``sink`` from this encoding from its next keyframe on, asked for now; the
         encoding feeding it until then goes on, so the receiver never waits on a gap."""
-        if sink.source is None or sink.source is self:
-            fresh = sink.source is None
+        fresh = sink.source is None
+        if fresh or sink.source is self:
             self.attach(sink)
-            if fresh:
-                asyncio.ensure_future(self.request_keyframe())
-            return
-        if sink not in self.waiting:
+        elif sink not in self.waiting:
             self.waiting.append(sink)
-        asyncio.ensure_future(self.request_keyframe())
+        if fresh or sink.source is not self:
+            asyncio.ensure_future(self.request_keyframe())
 
     def detach(self, sink: Sink) -> None:
         if sink in self.waiting:
@@ -233,11 +238,6 @@ class TrackForwarder:
             mime = codec.mimeType.lower()
         ssrc = packet.ssrc
         if self.media_ssrc != ssrc:
-            if self.media_ssrc is None and self.full is not self:
-                # The low encoding has come: the tiles fed the full one move to it.
-                self.waiting += [sink for sink in self.full.sinks
-                                 if sink.layers is not None and sink.layers.target == 0]
-                self._keyframe_pending = self._keyframe_pending or bool(self.waiting)
             if self.media_ssrc is None and self._keyframe_pending:
                 self._keyframe_pending = False
                 self.media_ssrc = ssrc
@@ -251,6 +251,9 @@ class TrackForwarder:
         payload = packet.payload
         if not payload:
             return  # padding-only probe: nothing for subscribers
+        self._seen = True
+        if not self.live:
+            self._resume()
         if self.tap_factory is not None:
             if not self.recording:
                 return  # before the visit starts: neither recorded nor forwarded
@@ -344,6 +347,24 @@ class TrackForwarder:
         else:
             metrics.KEYFRAME_REQUESTS.labels("suppressed").inc()
 
+    def _resume(self) -> None:
+        """The low encoding has come (again): the tiles fed the full one move to it."""
+        self.live = True
+        self.full.waiting = [sink for sink in self.full.waiting if sink.source is not self]
+        self.waiting += [sink for sink in self.full.sinks
+                         if sink.layers is not None and sink.layers.target == 0]
+        if self.waiting:
+            asyncio.ensure_future(self.request_keyframe())
+
+    def _check_idle(self) -> None:
+        """The low encoding has stopped: its tiles go back to the full one, thinned."""
+        self._idle_ticks = 0 if self._seen else self._idle_ticks + 1
+        self._seen = False
+        if self.live and self._idle_ticks >= self.LOW_IDLE_TICKS:
+            self.live = False
+            for sink in self.sinks + self.waiting:
+                self.full.take_at_keyframe(sink)
+
     def _send_deferred(self) -> None:
         self._deferred = None
         asyncio.ensure_future(self.request_keyframe())
@@ -356,10 +377,9 @@ class TrackForwarder:
         while True:
             await asyncio.sleep(self.FLUSH_INTERVAL_S)
             self.flush_metrics()
-            if self.waiting:
-                # Asked again until it comes: Chromium answers one keyframe request per
-                # 300 ms for all of a sender's encodings, so one for the other encoding
-                # just before may have swallowed this one.
+            if self.full is not self:
+                self._check_idle()
+            if self.waiting:  # asked again until it comes (see self.keyframes)
                 await self.request_keyframe()
             tick += 1
             if self.kind == "video" and self.rid is None and tick % ticks_per_remb == 0:
@@ -372,4 +392,9 @@ class TrackForwarder:
         if self.media_ssrc is None:
             return
         bitrate = self.estimates.target(self._clock())
-        await glue_rtp.send_remb(self._receiver, bitrate, [self.media_ssrc])
+        ssrcs = [self.media_ssrc]
+        if self.low is not None and self.low.live and self.low.media_ssrc is not None:
+            # The browser fills the low encoding first: room for it on top of the full one.
+            bitrate += LOW_MAX_BPS
+            ssrcs.append(self.low.media_ssrc)
+        await glue_rtp.send_remb(self._receiver, bitrate, ssrcs)

@@ -17,6 +17,7 @@ from __future__ import annotations
 FULL = "f"
 LOW = "q"
 RIDS = (FULL, LOW)
+LOW_MAX_BPS = 100_000  # the pages' cap on "q" (web/static/rtc.js)
 RTP_STREAM_ID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
 REPAIRED_RTP_STREAM_ID_URI = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
 

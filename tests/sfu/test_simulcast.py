@@ -1,6 +1,7 @@
 """Simulcast's pure parts (the offer's lines, which encoding a packet carries, which
-encoding a watching officer's sink wants, where a switch may happen), and aiortc taking
-a simulcast answer."""
+encoding a watching officer's sink wants, where a switch may happen), aiortc taking a
+simulcast answer, and a tile following the low copy as the publisher turns it on and
+off."""
 
 from __future__ import annotations
 
@@ -8,10 +9,21 @@ import asyncio
 
 import aiortc.codecs
 import pytest
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    RTCCertificate,
+    RTCDtlsTransport,
+    RTCIceGatherer,
+    RTCIceTransport,
+    RTCPeerConnection,
+    RTCRtpCodecParameters,
+    RTCRtpReceiver,
+    RTCSessionDescription,
+)
 
 from sfu import aiortc_glue
-from sfu.glue_rtp import negotiated_header_extensions
+from sfu.fastpath import InPacket
+from sfu.forwarder import TrackForwarder
+from sfu.glue_rtp import negotiated_header_extensions, receiver_codecs
 from sfu.layers import TemporalFilter, keyframe_start, parse
 from sfu.simulcast import (
     REPAIRED_RTP_STREAM_ID_URI,
@@ -109,3 +121,47 @@ def test_after_a_switch_picture_ids_and_tl0picidx_follow_the_last_ones_sent() ->
     tl0 = [payload[d.tl0picidx_at] for payload, d in kept if d is not None]
     # 500 and 504 went out as 500 and 501 (layer 0 only), with TL0PICIDX 40 and 41.
     assert ids == [502, 503] and tl0 == [42, 43]
+
+
+class TileSink:
+    """What the forwarder reads of an officer's tile: where it is fed from and its layers
+    (disabled, so nothing is sent)."""
+
+    def __init__(self) -> None:
+        self.source: TrackForwarder | None = None
+        self.layers: TemporalFilter | None = TemporalFilter(0)
+        self.enabled = False
+        self.paused = False
+
+
+async def test_a_tile_follows_the_low_copy_while_the_publisher_sends_it() -> None:
+    certificate = RTCCertificate.generateCertificate()
+    receiver = RTCRtpReceiver("video", RTCDtlsTransport(RTCIceTransport(RTCIceGatherer()),
+                                                        [certificate]))
+    receiver_codecs(receiver)[96] = RTCRtpCodecParameters(mimeType="video/VP8",
+                                                          clockRate=90000, payloadType=96)
+    full = TrackForwarder(receiver, "video", 800_000)
+    low = TrackForwarder(receiver, "video", 800_000, full=full)
+    key = b"\x10\x00\x00\x9d\x01\x2a"
+
+    def keyframe(forwarder: TrackForwarder, ssrc: int, seq: int) -> None:
+        payload = packetize(key, seq, seq, 0, sync=True)[0]
+        forwarder.handle(InPacket(96, 1, seq, seq * 3000, ssrc, payload))
+
+    try:
+        tile = TileSink()
+        keyframe(full, 1111, 1)
+        full.take_at_keyframe(tile)  # type: ignore[arg-type]
+        assert full.encoding_for(tile) is full  # no low copy yet: layer 0 of f
+        keyframe(low, 2222, 1)  # the publisher turns the low copy on
+        assert tile.source is low and full.encoding_for(tile) is low
+        assert full.keyframes is low.keyframes  # one limit for both encodings' requests
+        await asyncio.sleep((TrackForwarder.LOW_IDLE_TICKS + 1.5)
+                            * TrackForwarder.FLUSH_INTERVAL_S)
+        # Off again (a slow uplink): the tile goes back to f at its next keyframe.
+        assert not low.live and tile.source is low and tile in full.waiting
+        keyframe(full, 1111, 2)
+        assert tile.source is full and full.encoding_for(tile) is full
+    finally:
+        low.close()
+        full.close()
