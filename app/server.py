@@ -110,6 +110,7 @@ def create_app(config: Config) -> web.Application:
     aiortc_glue.install_lazy_bitrate_estimators()
     aiortc_glue.offer_opus_repair()
     aiortc_glue.offer_transport_cc()
+    aiortc_glue.offer_stream_ids()
     if config.ice_loopback:
         aiortc_glue.allow_loopback_ice()
     settings = PeerSettings(

@@ -3,7 +3,8 @@
 It speaks the subset of docs/protocol.md a browser needs to take part in a visit: send
 ``join`` with the token, read ``joined`` and the server's ``offer`` (``publish`` names the
 m-lines to send on, ``slots`` the ones the others arrive on), answer. It publishes the
-pre-encoded clips (benchmarks/media.py) and counts what arrives (benchmarks/receive.py).
+pre-encoded clips (benchmarks/media.py; a second video clip as a simulcast low copy,
+benchmarks/low_copy.py) and counts what arrives (benchmarks/receive.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from aiortc import (
 
 from sfu.glue_rtp import negotiated_codecs
 
+from .low_copy import LowCopy
 from .media import EncodedClip, LoopingPacketTrack, SendStats, hook_keyframe_requests
 from .receive import ReceiveTap, TapTotals
 
@@ -39,11 +41,14 @@ class Party:
     """A participant of a visit, publishing audio and video and subscribing to the rest."""
 
     def __init__(self, name: str, ws_url: str, token: str, video: EncodedClip,
-                 audio: EncodedClip) -> None:
+                 audio: EncodedClip, low: EncodedClip | None = None) -> None:
+        """``low``: a second video clip sent as the simulcast encoding ``q``."""
         self.name = name
         self._ws_url = ws_url
         self._token = token
         self._clips = {"video": video, "audio": audio}
+        self._low_clip = low
+        self._low: LowCopy | None = None
         self.tracks: dict[str, LoopingPacketTrack] = {}
         self.taps: list[ReceiveTap] = []
         self._publishing: list[RTCRtpTransceiver] = []
@@ -102,6 +107,9 @@ class Party:
             raise JoinError(f"{self.name}: the offer has no publish m-lines: {offer['publish']}")
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         self._check_codecs()
+        if self._low_clip is not None:
+            video = next(t for t in self._publishing if t.kind == "video")
+            self._low = LowCopy(video, self._low_clip)
         assert self._ws is not None
         await self._ws.send_json({"type": "answer", "sdp": self.pc.localDescription.sdp})
 
@@ -159,6 +167,8 @@ class Party:
     async def close(self) -> None:
         if self._reader is not None:
             self._reader.cancel()
+        if self._low is not None:
+            await self._low.close()
         if self.pc is not None:
             await self.pc.close()
         if self._ws is not None:

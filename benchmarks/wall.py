@@ -1,11 +1,13 @@
 """An officer's wall: one real Chromium officer page watching N live visits.
 
 Each visit has one aiortc publisher sending a pre-encoded VP8 clip with three temporal
-layers (L1T3 from libvpx) and Opus. aiortc's own VP8 packetizer writes only a picture ID,
+layers (L1T3 from libvpx) and Opus, and (unless ``--no-simulcast``) a second clip at half
+the width and height, about 100 kb/s, as the simulcast encoding ``q`` that the wall's
+tiles get (``benchmarks.low_copy``). aiortc's own VP8 packetizer writes only a picture ID,
 so ``tests.support.vp8_layers.layered_pack`` replaces it in this process with one that
 writes TL0PICIDX, TID and Y as a browser sending L1T3 does.
 
-Reported: the officer's downlink with every tile thinned to layer 0 (the wall) and with
+Reported: the officer's downlink with every tile at layer 0 (the wall) and with
 every visit at full rate (what the wall would cost without layers), the server's CPU per
 watched visit (the server process, wall minus publishers alone), and the time from
 clicking Open on a tile to the first decoded frame at the full rate (consecutive frames
@@ -32,6 +34,7 @@ from aiortc.codecs import vpx
 from benchmarks.downlink import breakdown
 from benchmarks.media import EncodedClip, encode_opus
 from benchmarks.party import Party
+from sfu.aiortc_glue import offer_stream_ids
 from tests.support.browser import chromium, open_page, open_to_full_rate_ms, until
 from tests.support.server import running_server, visit_now
 from tests.support.vp8_layers import FPS, LAYER_OF, PATTERN, layered_clip, layered_pack
@@ -64,16 +67,21 @@ def clip_layers(clip: EncodedClip) -> dict[str, float]:
             "keyframe_interval_s": round(seconds / len(keys), 2)}
 
 
-async def run(visits: int, seconds: float, keyframe_s: int = 2) -> dict[str, Any]:
+async def run(visits: int, seconds: float, keyframe_s: int = 2,
+              simulcast: bool = True) -> dict[str, Any]:
     vpx.Vp8Encoder.pack = layered_pack  # type: ignore[method-assign]
+    offer_stream_ids()  # the publishers answer with the extension naming their q packets
     # At least 4 s of clip, a whole number of keyframe intervals (the loop starts on one).
-    video = layered_clip(keyframe_s * -(-4 // keyframe_s), keyframe_s * FPS)
+    clip_s = keyframe_s * -(-4 // keyframe_s)
+    video = layered_clip(clip_s, keyframe_s * FPS)
+    # The low copy a browser sends: half the width and height, about 100 kb/s.
+    low = layered_clip(clip_s, keyframe_s * FPS, 160, 120, 100) if simulcast else None
     audio = encode_opus(4.0)
     with tempfile.TemporaryDirectory() as tmp, running_server(Path(tmp)) as server:
         assert server.process is not None
         pid = server.process.pid
         parties = [Party(f"visit-{i}", server.ws_url, server.token(
-            f"inmate-{i}", "inmate", visit_now(f"visit-{i}")), video, audio)
+            f"inmate-{i}", "inmate", visit_now(f"visit-{i}")), video, audio, low)
             for i in range(visits)]
         try:
             for party in parties:
@@ -104,6 +112,7 @@ async def run(visits: int, seconds: float, keyframe_s: int = 2) -> dict[str, Any
             for party in parties:
                 await party.close()
     return {"visits": visits, "seconds": seconds, "publisher": clip_layers(video),
+            "publisher_low_copy": clip_layers(low) if low is not None else None,
             "officer_downlink_mbps_wall": wall.pop("mbps"),
             "officer_downlink_mbps_all_full_rate": full.pop("mbps"),
             "wall_breakdown": wall, "full_rate_breakdown": full,
@@ -119,8 +128,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--keyframe-s", type=int, default=2, help=(
         "the publishers' keyframe interval besides the keyframes subscribers ask for"))
+    parser.add_argument("--no-simulcast", action="store_true", help=(
+        "publishers send no low copy: tiles get layer 0 of the full encoding"))
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args.visits, args.seconds, args.keyframe_s))))
+    print(json.dumps(asyncio.run(run(args.visits, args.seconds, args.keyframe_s,
+                                     not args.no_simulcast))))
 
 
 if __name__ == "__main__":

@@ -39,6 +39,8 @@ then sends no redundancy at all and never repairs a lost audio packet.
 browser's packets across the connection and the ``transport-cc`` feedback type, so a
 publisher's browser estimates its uplink from the server's reports (``sfu.congestion``).
 
+``offer_stream_ids`` adds the RTP stream id extensions a simulcast publisher needs.
+
 ``install_lazy_bitrate_estimators`` makes each receiver's ``RemoteBitrateEstimator``
 lazy: aiortc builds one per video receiver (a thousand one-millisecond buckets, each a
 list), yet the forwarder takes the receiver's RTP before it and a slot's receiver gets
@@ -73,6 +75,7 @@ from aiortc.rate import RemoteBitrateEstimator
 from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpHeaderExtensionParameters
 
 from sfu.congestion import TRANSPORT_CC_URI
+from sfu.simulcast import REPAIRED_RTP_STREAM_ID_URI, RTP_STREAM_ID_URI
 
 TRANSPORT_CC = RTCRtcpFeedback(type="transport-cc")
 NACK = RTCRtcpFeedback(type="nack")
@@ -284,6 +287,23 @@ def offer_transport_cc() -> None:
         for codec in aiortc.codecs.CODECS[kind]:
             if not is_rtx(codec) and TRANSPORT_CC not in codec.rtcpFeedback:
                 codec.rtcpFeedback.append(TRANSPORT_CC)
+
+
+# The ids of the simulcast stream-id extensions: free in aiortc's tables, like the above.
+STREAM_ID_IDS = {RTP_STREAM_ID_URI: 10, REPAIRED_RTP_STREAM_ID_URI: 11}
+
+
+def offer_stream_ids() -> None:
+    """Offer the rtp-stream-id and repaired-rtp-stream-id extensions on video m-lines
+    (aiortc offers neither): a simulcast publisher names each encoding's packets with
+    them (``sfu.simulcast``), and aiortc then parses them on what it receives."""
+    extensions = aiortc.codecs.HEADER_EXTENSIONS["video"]
+    for uri, ext_id in STREAM_ID_IDS.items():
+        if any(e.id == ext_id and e.uri != uri for e in extensions):
+            raise RuntimeError(f"aiortc offers another video extension with id {ext_id}; "
+                               "see sfu/aiortc_glue.py")
+        if all(e.uri != uri for e in extensions):
+            extensions.append(RTCRtpHeaderExtensionParameters(id=ext_id, uri=uri))
 
 
 def install_lazy_bitrate_estimators() -> None:

@@ -43,6 +43,7 @@ from sfu import glue_rtp, metrics
 from sfu.aiortc_glue import install_stun_demux
 from sfu.congestion import ArrivalLog
 from sfu.limits import DEFAULT_LIMITS, MediaLimits, RetransmitBudget
+from sfu.simulcast import encoding_of
 
 log = logging.getLogger(__name__)
 
@@ -236,8 +237,9 @@ class FastTransport:
         self._feedback: asyncio.TimerHandle | None = None
         self._feedback_ssrc = random.getrandbits(32)
         self._media_ssrc = 0  # a publisher SSRC: Chrome takes feedback naming one of its own
-        # receiver -> (handler, reads audio level); ssrc -> the same, learnt from aiortc
-        self._handlers: dict[object, tuple[RtpHandler, bool]] = {}
+        # (receiver, simulcast rid or None) -> (handler, reads audio level); ssrc -> the
+        # same, learnt from aiortc's router and the packet's rtp-stream-id
+        self._handlers: dict[tuple[object, str | None], tuple[RtpHandler, bool]] = {}
         self._routes: dict[int, tuple[RtpHandler, bool]] = {}
         # the nominated pair last sent on, its UDP transport (None: not plain UDP), address
         self._pair: object | None = None
@@ -260,12 +262,15 @@ class FastTransport:
         self.seq_id = seq_id
         self.rtx_budget = RetransmitBudget(limits.rtx_packets_per_s, time.monotonic())
 
-    def register(self, receiver: object, handler: RtpHandler, audio: bool) -> None:
-        self._handlers[receiver] = (handler, audio)
+    def register(self, receiver: object, handler: RtpHandler, audio: bool,
+                 rid: str | None = None) -> None:
+        """Route the receiver's RTP to ``handler``: its packets of simulcast encoding
+        ``rid`` only, or (None) every other packet (no stream id, or another one)."""
+        self._handlers[(receiver, rid)] = (handler, audio)
         self._routes.clear()
 
-    def unregister(self, receiver: object) -> None:
-        self._handlers.pop(receiver, None)
+    def unregister(self, receiver: object, rid: str | None = None) -> None:
+        self._handlers.pop((receiver, rid), None)
         self._routes.clear()
 
     # -- receive ------------------------------------------------------------------------
@@ -326,7 +331,8 @@ class FastTransport:
             self._feedback = None
 
     def _learn(self, data: bytes, ssrc: int) -> tuple[RtpHandler, bool] | None:
-        """An SSRC seen for the first time: let aiortc's router decide (it learns it).
+        """An SSRC seen for the first time: let aiortc's router decide (it learns it), and
+        the packet's stream id which of the receiver's simulcast encodings it carries.
 
         Every authenticated SSRC counts towards ``max_ssrcs``: libsrtp keeps a stream
         context for each, routed or not.
@@ -338,7 +344,10 @@ class FastTransport:
         packet, receiver = routed
         if receiver is None:
             return None
-        route = self._handlers.get(receiver)
+        encoding = encoding_of(packet.extensions.rtp_stream_id,
+                               packet.extensions.repaired_rtp_stream_id)
+        route = (self._handlers.get((receiver, encoding))
+                 or self._handlers.get((receiver, None)))
         if route is None:
             # Not ours (no forwarder yet): aiortc's own handler, as without the fast path.
             asyncio.ensure_future(glue_rtp.handle_rtp(receiver, packet, int(time.time() * 1000)))

@@ -26,9 +26,10 @@ from sfu import glue_rtp, metrics
 from sfu.fastpath import FastTransport, InPacket, ntp_now
 from sfu.feedback import BitrateEstimates, KeyframeRequests, WorstLoss
 from sfu.history import PacketHistory
-from sfu.layers import TemporalFilter
+from sfu.layers import ALL_LAYERS, TemporalFilter, keyframe_start
 from sfu.limits import DEFAULT_LIMITS, MediaLimits, MissingPackets
 from sfu.sequence import RESTART, SUSPECT, SequenceCheck
+from sfu.simulcast import LOW, LOW_MAX_BPS, choose_encoding
 from sfu.sink import Sink
 from visit.tap import Tap
 
@@ -50,11 +51,25 @@ class TrackForwarder:
     # packets, and at least every FLUSH_INTERVAL_S.
     FLUSH_PACKETS = 32
     FLUSH_INTERVAL_S = 0.25
+    LOW_IDLE_TICKS = 4  # periods without a packet after which a low copy is off
 
     def __init__(self, receiver: RTCRtpReceiver, kind: str, max_bitrate_bps: int,
                  clock: Callable[[], float] = time.monotonic,
-                 limits: MediaLimits = DEFAULT_LIMITS) -> None:
+                 limits: MediaLimits = DEFAULT_LIMITS, full: TrackForwarder | None = None
+                 ) -> None:
         self.kind = kind
+        # Simulcast (sfu.simulcast): the forwarder of the low encoding is made with the
+        # full one's, shares its receiver and keeps to that one's recording gate.
+        self.rid = None if full is None else LOW
+        self.full: TrackForwarder = self if full is None else full
+        self.low: TrackForwarder | None = None
+        if full is not None:
+            full.low = self
+        self.waiting: list[Sink] = []  # sinks to take over at this encoding's next keyframe
+        # The low copy is sent only while the publisher's uplink carries it (rtc.js): live
+        # from its first media packet, not after LOW_IDLE_TICKS without one.
+        self.live = full is None
+        self._seen, self._idle_ticks = False, 0
         self._receiver = receiver
         self._clock = clock
         self._codecs = glue_rtp.receiver_codecs(receiver)
@@ -69,7 +84,9 @@ class TrackForwarder:
         # negotiated, so this is filled on first use.
         self._pt_info: dict[int, tuple[RTCRtpCodecParameters, str, int | None]] = {}
         self.sinks: list[Sink] = []
-        self.keyframes = KeyframeRequests()
+        # Chromium answers one keyframe request per 300 ms for all of a sender's
+        # encodings: one limiter for both, so a request is deferred, not swallowed.
+        self.keyframes = KeyframeRequests() if full is None else full.keyframes
         self.estimates = BitrateEstimates(max_bitrate_bps, floor_bps=limits.remb_floor_bps)
         self.loss = WorstLoss()  # subscribers' reported loss; told to an audio publisher
         self._loss_floor = (lambda: self.loss.worst(self._clock())) if kind == "audio" else None
@@ -87,23 +104,48 @@ class TrackForwarder:
         self._pending_packets = 0
         self._pending_bytes = 0
         self._fast: FastTransport | None = None
-        glue_rtp.hook_receiver_rtp(receiver, self.on_rtp)
+        if full is None:
+            glue_rtp.hook_receiver_rtp(receiver, self.on_rtp)
         self._task: asyncio.Task[None] = asyncio.ensure_future(self._run_periodic())
 
     def now(self) -> float:
         return self._clock()
 
     def attach(self, sink: Sink) -> None:
+        for encoding in (self.full, self.full.low):
+            if encoding is not None and sink in encoding.waiting:
+                encoding.waiting.remove(sink)
         if sink.source is not self:
             if sink.source is not None:
                 sink.source.detach(sink)
-            if sink.layers is not None:  # a new publisher's numbering starts afresh
-                sink.layers = TemporalFilter(sink.layers.target)
+            if sink.layers is not None:  # a new stream: dropped packets counted afresh
+                sink.layers = TemporalFilter(sink.layers.target, after=sink.layers)
         sink.source = self
         if sink not in self.sinks:
             self.sinks.append(sink)
 
+    def encoding_for(self, sink: Sink) -> TrackForwarder:
+        """The publisher's encoding ``sink`` wants: the full one, but the low copy for a
+        tile of an officer's wall (its video thinned to temporal layer 0)."""
+        low = self.full.low
+        full = sink.layers is None or sink.layers.target == ALL_LAYERS
+        return (low if low is not None and choose_encoding(full, low.live) == LOW
+                else self.full)
+
+    def take_at_keyframe(self, sink: Sink) -> None:
+        """Feed ``sink`` from this encoding from its next keyframe on, asked for now; the
+        encoding feeding it until then goes on, so the receiver never waits on a gap."""
+        fresh = sink.source is None
+        if fresh or sink.source is self:
+            self.attach(sink)
+        elif sink not in self.waiting:
+            self.waiting.append(sink)
+        if fresh or sink.source is not self:
+            asyncio.ensure_future(self.request_keyframe())
+
     def detach(self, sink: Sink) -> None:
+        if sink in self.waiting:
+            self.waiting.remove(sink)
         if sink in self.sinks:
             self.sinks.remove(sink)
         self.estimates.forget(sink)
@@ -114,13 +156,13 @@ class TrackForwarder:
     def bind(self, fast: FastTransport) -> None:
         """Receive this track's RTP synchronously from the publisher's transport."""
         self._fast = fast
-        fast.register(self._receiver, self.handle, self.kind == "audio")
+        fast.register(self._receiver, self.handle, self.kind == "audio", self.rid)
 
     def close(self) -> None:
-        for sink in list(self.sinks):
+        for sink in list(self.sinks) + self.waiting:
             self.detach(sink)
         if self._fast is not None:
-            self._fast.unregister(self._receiver)
+            self._fast.unregister(self._receiver, self.rid)
         self._task.cancel()
         self.flush_metrics()
         if self._deferred is not None:
@@ -130,6 +172,12 @@ class TrackForwarder:
         # The closed peer connection is a web of reference cycles that only a full
         # collection frees; the packets kept for retransmission need not wait for it.
         self._history.clear()
+
+    @property
+    def recorded(self) -> bool:
+        """What this track sends now may be shown: no recording, or being recorded."""
+        return self.tap_factory is None or (self.recording and self.tap is not None
+                                            and self.tap.ready)
 
     def received(self) -> tuple[int, int]:
         """RTP packets (received, expected) from the publisher so far: its uplink's loss."""
@@ -185,7 +233,8 @@ class TrackForwarder:
             stats = self._stats[packet.ssrc]
         stats.add(packet)  # type: ignore[arg-type]
         if apt is not None:  # RTX
-            original_ssrc = self._rtx_ssrc.get(packet.ssrc)
+            # Without a=ssrc lines (simulcast) RTX is routed by the stream it repairs.
+            original_ssrc = self._rtx_ssrc.get(packet.ssrc, self.media_ssrc)
             payload = packet.payload
             if original_ssrc is None or len(payload) < 2 or apt not in self._codecs:
                 return
@@ -208,6 +257,9 @@ class TrackForwarder:
         payload = packet.payload
         if not payload:
             return  # padding-only probe: nothing for subscribers
+        self._seen = True
+        if not self.live:
+            self._resume()
         if self.tap_factory is not None:
             if not self.recording:
                 return  # before the visit starts: neither recorded nor forwarded
@@ -216,9 +268,14 @@ class TrackForwarder:
             self.tap.packet(packet, time.time())
             if not self.tap.ready:
                 return  # not recorded (yet): not forwarded, not kept for retransmission
+        elif self.full is not self and not self.full.recorded:
+            return  # the low copy of a track not (yet) recorded is not shown either
         seq = packet.sequence_number
         self._history.put(seq, (packet.payload_type, packet.marker, seq, packet.timestamp,
                                 ssrc, payload, packet.audio_level, mime))
+        if self.waiting and mime == VP8 and keyframe_start(payload):
+            for sink in list(self.waiting):
+                self.attach(sink)
         if self.muted or not self.sinks:
             return
         ntp = ntp_now()
@@ -305,19 +362,42 @@ class TrackForwarder:
         else:
             metrics.KEYFRAME_REQUESTS.labels("suppressed").inc()
 
+    def _resume(self) -> None:
+        """The low encoding has come (again): the tiles fed the full one move to it."""
+        self.live = True
+        self.full.waiting = [sink for sink in self.full.waiting if sink.source is not self]
+        self.waiting += [sink for sink in self.full.sinks
+                         if sink.layers is not None and sink.layers.target == 0]
+        if self.waiting:
+            asyncio.ensure_future(self.request_keyframe())
+
+    def _check_idle(self) -> None:
+        """The low encoding has stopped: its tiles go back to the full one, thinned."""
+        self._idle_ticks = 0 if self._seen else self._idle_ticks + 1
+        self._seen = False
+        if self.live and self._idle_ticks >= self.LOW_IDLE_TICKS:
+            self.live = False
+            for sink in self.sinks + self.waiting:
+                self.full.take_at_keyframe(sink)
+
     def _send_deferred(self) -> None:
         self._deferred = None
         asyncio.ensure_future(self.request_keyframe())
 
     async def _run_periodic(self) -> None:
-        """Flush the batched counters; once a second (video) send the folded REMB."""
+        """Flush the batched counters; once a second (video, the full encoding: a low
+        copy has no say in the publisher's budget) send the folded REMB."""
         ticks_per_remb = round(1.0 / self.FLUSH_INTERVAL_S)
         tick = 0
         while True:
             await asyncio.sleep(self.FLUSH_INTERVAL_S)
             self.flush_metrics()
+            if self.full is not self:
+                self._check_idle()
+            if self.waiting:  # asked again until it comes (see self.keyframes)
+                await self.request_keyframe()
             tick += 1
-            if self.kind == "video" and tick % ticks_per_remb == 0:
+            if self.kind == "video" and self.rid is None and tick % ticks_per_remb == 0:
                 try:
                     await self._send_remb()
                 except Exception:
@@ -327,4 +407,9 @@ class TrackForwarder:
         if self.media_ssrc is None:
             return
         bitrate = self.estimates.target(self._clock())
-        await glue_rtp.send_remb(self._receiver, bitrate, [self.media_ssrc])
+        ssrcs = [self.media_ssrc]
+        if self.low is not None and self.low.live and self.low.media_ssrc is not None:
+            # The browser fills the low encoding first: room for it on top of the full one.
+            bitrate += LOW_MAX_BPS
+            ssrcs.append(self.low.media_ssrc)
+        await glue_rtp.send_remb(self._receiver, bitrate, ssrcs)

@@ -78,6 +78,13 @@ def parse(payload: bytes) -> Vp8Descriptor | None:
     return Vp8Descriptor(start, picture_id, picture_id_at, long_id, tl0_at, tid, keyframe)
 
 
+def keyframe_start(payload: bytes) -> bool:
+    """Whether a VP8 payload is the first packet of a keyframe (a receiver can switch to
+    this stream there)."""
+    d = parse(payload)
+    return d is not None and d.keyframe
+
+
 class TemporalFilter:
     """Keeps the temporal layers up to a target for one subscriber's stream.
 
@@ -85,10 +92,20 @@ class TemporalFilter:
     point where the receiver can follow the switch up or down without a new keyframe.
     ``admit`` returns the sequence number the stream would have had without the dropped
     packets (for ``StreamRewriter``) and the payload with its picture ID renumbered.
+
+    A filter made ``after`` another (the sink switched to another stream: a simulcast
+    encoding, or a publisher who rejoined) continues its picture IDs and TL0PICIDX, so
+    the receiver sees the switch as the next frame, not as numbers going back (Chromium
+    may then drop every frame until the numbers pass the old ones).
     """
 
-    def __init__(self, target: int = 0) -> None:
+    def __init__(self, target: int = 0, after: TemporalFilter | None = None) -> None:
         self.target = target
+        self._after = None if after is None else (after.last_picture, after.last_tl0)
+        self._picture_offset = 0
+        self._tl0_offset = 0
+        self.last_picture: int | None = None  # the newest forwarded picture ID, TL0PICIDX
+        self.last_tl0: int | None = None
         self.layer = target  # the highest layer forwarded now
         self._highest: int | None = None  # newest source sequence number seen
         self._drops: deque[int] = deque(maxlen=1024)  # recently dropped sequence numbers
@@ -109,6 +126,8 @@ class TemporalFilter:
         if newest and d.frame_start and (d.tid == 0 or d.keyframe):
             self.layer = self.target
         keep = d.tid <= self.layer
+        if keep and self._after is not None:
+            self._continue_numbers(payload, d)
         if newest:
             self._highest = seq
             if not keep:
@@ -119,7 +138,7 @@ class TemporalFilter:
             self._count_picture(d.picture_id, d.long_picture_id, keep)
         if not keep:
             return None
-        return self._compact(seq, newest), self._renumber(payload, d)
+        return self._compact(seq, newest), self._renumber(payload, d, newest)
 
     def original(self, compacted: int) -> int:
         """The source sequence number behind a compacted one (for NACKs)."""
@@ -146,21 +165,36 @@ class TemporalFilter:
         if not keep:
             self._skipped_pictures += 1
             return
-        self._pictures[picture_id] = (picture_id - self._skipped_pictures) % mod
+        self._pictures[picture_id] = (picture_id - self._skipped_pictures
+                                      + self._picture_offset) % mod
         if len(self._pictures) > 64:
             del self._pictures[next(iter(self._pictures))]
 
-    def _renumber(self, payload: bytes, d: Vp8Descriptor) -> bytes:
-        if d.picture_id is None or d.picture_id not in self._pictures:
-            return payload
-        out = self._pictures[d.picture_id]
-        if out == d.picture_id:
+    def _continue_numbers(self, payload: bytes, d: Vp8Descriptor) -> None:
+        """At the first packet forwarded after a switch: offsets that make this stream's
+        numbers follow the last ones the receiver got."""
+        last_picture, last_tl0 = self._after  # type: ignore[misc]
+        self._after = None
+        if d.picture_id is not None and last_picture is not None:
+            self._picture_offset = last_picture + 1 - d.picture_id
+        if d.tl0picidx_at and last_tl0 is not None:
+            self._tl0_offset = last_tl0 + 1 - payload[d.tl0picidx_at]
+
+    def _renumber(self, payload: bytes, d: Vp8Descriptor, newest: bool) -> bytes:
+        out = self._pictures.get(d.picture_id) if d.picture_id is not None else None
+        tl0 = (payload[d.tl0picidx_at] + self._tl0_offset) & 0xFF if d.tl0picidx_at else None
+        if newest:
+            self.last_picture = out if out is not None else self.last_picture
+            self.last_tl0 = tl0 if tl0 is not None else self.last_tl0
+        if (out is None or out == d.picture_id) and (tl0 is None or self._tl0_offset % 256 == 0):
             return payload
         data = bytearray(payload)
         at = d.picture_id_at
-        if d.long_picture_id:
+        if out is not None and d.long_picture_id:
             data[at] = 0x80 | (out >> 8)
             data[at + 1] = out & 0xFF
-        else:
+        elif out is not None:
             data[at] = out
+        if tl0 is not None:
+            data[d.tl0picidx_at] = tl0
         return bytes(data)

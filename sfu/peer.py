@@ -35,6 +35,7 @@ from sfu.forwarder import TrackForwarder
 from sfu.glue_rtp import negotiated_codecs, negotiated_header_extensions, set_stream_id
 from sfu.layers import ALL_LAYERS, TemporalFilter
 from sfu.limits import DEFAULT_LIMITS, MediaLimits
+from sfu.simulcast import offer_simulcast
 from sfu.sink import Sink
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ class Peer:
                 opus = [c for c in RTCRtpReceiver.getCapabilities("audio").codecs
                         if c.mimeType.lower() == "audio/opus"]
                 t.setCodecPreferences(opus)
-        self.forwarders: dict[str, TrackForwarder] = {}
+        self.forwarders: dict[str, TrackForwarder] = {}  # per kind; video: the full encoding
         self._fast: FastTransport | None = None
 
     @property
@@ -116,9 +117,11 @@ class Peer:
     async def offer(self) -> dict[str, object]:
         """Create the one offer of this connection, with the MIDs the page needs."""
         await self.pc.setLocalDescription(await self.pc.createOffer())
-        local = self.pc.localDescription
+        sdp = self.pc.localDescription.sdp
+        if "video" in self.publish:
+            sdp = offer_simulcast(sdp, self.publish["video"].mid)
         return {
-            "sdp": local.sdp,
+            "sdp": sdp,
             "ice_servers": [{"urls": s.urls, **({"username": s.username,
                                                   "credential": s.credential}
                                                  if s.username else {})}
@@ -147,6 +150,9 @@ class Peer:
                                            limits=self._settings.limits)
                 forwarder.bind(fast)
                 self.forwarders[kind] = forwarder
+                if kind == "video":  # the low encoding, if the publisher sends one
+                    TrackForwarder(t.receiver, kind, self._settings.max_video_bitrate_bps,
+                                   limits=self._settings.limits, full=forwarder).bind(fast)
 
     async def add_candidate(self, candidate: dict[str, object]) -> None:
         """Add a trickled browser candidate ({candidate, sdpMid, sdpMLineIndex}).
@@ -171,17 +177,22 @@ class Peer:
         return self.sinks[slot]
 
     def view(self, listen: bool, full: bool) -> None:
-        """A watching officer's view: hear the visit or not, and every temporal layer (the
-        visit opened) or layer 0 only (a tile of the wall, a quarter of the frame rate)."""
+        """A watching officer's view: hear the visit or not; the full encoding at every
+        temporal layer (the visit opened), or a tile: the low encoding when the publisher
+        sends one, at temporal layer 0 (a quarter of the frame rate) either way."""
         for sinks in self.sinks:
             sinks["audio"].paused = not listen
-            layers = sinks["video"].layers
-            if layers is None:
-                layers = sinks["video"].layers = TemporalFilter(0)
-            layers.target = ALL_LAYERS if full else 0
+            video = sinks["video"]
+            if video.layers is None:
+                video.layers = TemporalFilter(0)
+            video.layers.target = ALL_LAYERS if full else 0
+            if video.source is not None:
+                video.source.encoding_for(video).take_at_keyframe(video)
 
     async def close(self) -> None:
         for forwarder in self.forwarders.values():
+            if forwarder.low is not None:
+                forwarder.low.close()
             forwarder.close()
         for sinks in self.sinks:
             for sink in sinks.values():

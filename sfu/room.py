@@ -342,9 +342,10 @@ class Room:
         if publisher is None or subscriber is None:
             return
         sinks = subscriber.slot_sinks(action.slot)
-        for kind, forwarder in publisher.forwarders.items():
+        for kind, track in publisher.forwarders.items():
             sink = sinks[kind]
             sink.enabled = action.enabled
+            forwarder = track.encoding_for(sink)  # an officer's tile: the low copy
             if sink.source is not forwarder:
                 forwarder.attach(sink)
                 asyncio.ensure_future(forwarder.request_keyframe())

@@ -50,6 +50,10 @@ class Source(Protocol):
 
     def now(self) -> float: ...
 
+    def encoding_for(self, sink: Sink) -> Source: ...
+
+    def take_at_keyframe(self, sink: Sink) -> None: ...
+
 
 VIDEO_FRAME_TICKS = 3000  # 1/30 s at 90 kHz
 AUDIO_FRAME_TICKS = 960  # 20 ms at 48 kHz

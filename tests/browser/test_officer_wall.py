@@ -1,5 +1,6 @@
 """The officer console: typing survives live updates, Listen plays one visit, the wall's
-tiles are thinned to temporal layer 0 and the opened visit gets the full rate."""
+tiles are thinned to temporal layer 0 of the publisher's low-resolution copy and the
+opened visit gets the full rate at full size."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from benchmarks.party import Party
 from tests.support.browser import (
     chromium,
     decoded,
+    join,
     open_page,
     open_to_full_rate_ms,
+    two_party_links,
     until,
     wait_decoding,
 )
@@ -134,3 +137,51 @@ async def test_wall_tiles_get_layer_zero_and_the_opened_visit_full_rate(
                 assert await frame_rate(officer) >= 20  # opened: about 30 fps
         finally:
             await publisher.close()
+
+
+
+VIDEO_SIZES = """window.visitStats().then((stats) => stats.filter((s) => s.kind === 'video'
+    && s.type === '{0}' && s.frameWidth).map((s) => [s.rid || '', s.frameWidth]))"""
+SENT, RECEIVED = VIDEO_SIZES.format("outbound-rtp"), VIDEO_SIZES.format("inbound-rtp")
+
+
+async def video_counts(page, kind: str) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
+    """What a failed switch is diagnosed by: frames, keyframes and PLIs per stream."""
+    return await page.evaluate(f"""window.visitStats().then((stats) => stats.filter((s) =>
+        s.kind === 'video' && s.type === '{kind}').map((s) => ({{rid: s.rid,
+        width: s.frameWidth, frames: s.framesEncoded || s.framesDecoded,
+        keys: s.keyFramesEncoded || s.keyFramesDecoded, plis: s.pliCount}})))""")
+
+
+async def shows(officer, inmate, rid: str, timeout: float) -> None:  # type: ignore[no-untyped-def]
+    """Wait until the officer decodes the width the inmate's browser now sends as ``rid``
+    (the browser may scale its encodings down under load, keeping q half of f)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        sent, received = dict(await inmate.evaluate(SENT)), await officer.evaluate(RECEIVED)
+        if received and received[0][1] == sent.get(rid):
+            return
+        assert time.monotonic() < deadline, (rid, sent, received, await video_counts(
+            inmate, "outbound-rtp"), await video_counts(officer, "inbound-rtp"))
+        await asyncio.sleep(0.2)
+
+
+async def test_a_tile_gets_the_publishers_low_copy_and_the_opened_visit_full_size(
+        tmp_path: Path) -> None:
+    with running_server(tmp_path) as server:
+        inmate_link, _ = two_party_links(server, "visit-s", "s")
+        officer_token = server.token("officer-7", "officer", None)
+        async with chromium() as browser:
+            inmate = await open_page(browser, inmate_link)
+            await join(inmate)
+            # The browser answers the offer with two encodings: full size and half the width.
+            await until(inmate, f"{SENT}.then((s) => s.length === 2)", 15)
+            sent = dict(await inmate.evaluate(SENT))
+            assert sent["q"] * 2 == sent["f"], sent
+            officer = await open_page(browser, f"{server.url}/officer#token={officer_token}")
+            await officer.get_by_role("button", name="Watch visit visit-s").click()
+            await shows(officer, inmate, "q", 15)
+            assert await open_to_full_rate_ms(officer, "visit-s") < 1000
+            await shows(officer, inmate, "f", 5)
+            await officer.evaluate("toggleOpen('visit-s')")  # closed again: the low copy
+            await shows(officer, inmate, "q", 10)

@@ -4,7 +4,8 @@ The family's whole Chromium sits behind a veth link whose uplink is capped at 30
 (``tbf``, a 200 ms queue: a slow home connection). The server gives the publisher
 transport-wide congestion control feedback (``sfu.congestion``), from which Chrome's own
 estimator finds the link's rate: within 10 s its sent bitrate, as its ``getStats()``
-reports it, settles under the cap, and the inmate then sees under 5 % of video lost.
+reports it, settles under the cap, and the inmate then sees under 5 % of video lost and
+the family's video still moving.
 """
 
 from __future__ import annotations
@@ -39,5 +40,8 @@ async def test_a_slow_uplink_is_found_within_ten_seconds(tmp_path: Path) -> None
         settled = series[9:]  # from 9-10 s after the cap on
         assert max(settled) < CAP_KBPS, series
         seen = await window(visit.inmate, "inbound-rtp", "video", 5)
-        print(f"inmate video loss {seen.loss_percent():.1f} %")
+        print(f"inmate video loss {seen.loss_percent():.1f} %, "
+              f"{seen.delta('framesDecoded') / seen.seconds:.1f} frames/s")
         assert seen.loss_percent() < 5.0, seen.loss_percent()
+        # The visit's video goes on under the cap (not the officer's low copy instead).
+        assert seen.delta("framesDecoded") / seen.seconds > 5, seen.delta("framesDecoded")

@@ -118,10 +118,12 @@ def layered_pack(self: vpx.Vp8Encoder, packet: av.Packet) -> tuple[list[bytes], 
     return payloads, vpx.convert_timebase(packet.pts, packet.time_base, vpx.VIDEO_TIME_BASE)
 
 
-def layered_clip(seconds: int = 4, keyframe_every: int = 60) -> EncodedClip:
+def layered_clip(seconds: int = 4, keyframe_every: int = 60, width: int = 320,
+                 height: int = 240, bitrate_kbps: int = 600) -> EncodedClip:
     """A looping L1T3 clip for ``benchmarks.media.LoopingPacketTrack`` (keyframes on a
     layer-0 frame, so a jump to one keeps the pattern)."""
-    frames = encode_l1t3(moving_frames(seconds * FPS), FPS, 600, keyframe_every)
+    frames = encode_l1t3(moving_frames(seconds * FPS, width, height), FPS, bitrate_kbps,
+                         keyframe_every)
     packets = [av.Packet(f) for f in frames]
     for n, packet in enumerate(packets):
         LAYER_OF[id(packet)] = n % len(PATTERN)
