@@ -26,6 +26,7 @@ from sfu import glue_rtp, metrics
 from sfu.fastpath import FastTransport, InPacket, ntp_now
 from sfu.feedback import BitrateEstimates, KeyframeRequests, WorstLoss
 from sfu.history import PacketHistory
+from sfu.keyframes import KeyframeAsker
 from sfu.layers import ALL_LAYERS, TemporalFilter, keyframe_start
 from sfu.limits import DEFAULT_LIMITS, MediaLimits, MissingPackets
 from sfu.sequence import RESTART, SUSPECT, SequenceCheck
@@ -87,6 +88,7 @@ class TrackForwarder:
         # Chromium answers one keyframe request per 300 ms for all of a sender's
         # encodings: one limiter for both, so a request is deferred, not swallowed.
         self.keyframes = KeyframeRequests() if full is None else full.keyframes
+        self._asker = KeyframeAsker(receiver, self.keyframes, clock)
         self.estimates = BitrateEstimates(max_bitrate_bps, floor_bps=limits.remb_floor_bps)
         self.loss = WorstLoss()  # subscribers' reported loss; told to an audio publisher
         self._loss_floor = (lambda: self.loss.worst(self._clock())) if kind == "audio" else None
@@ -97,8 +99,6 @@ class TrackForwarder:
         self.tap: Tap | None = None
         self.recording = False  # the visit is live: the tap records
         self.media_ssrc: int | None = None
-        self._keyframe_pending = False
-        self._deferred: asyncio.TimerHandle | None = None
         self._labels_packets = metrics.FORWARDED_PACKETS.labels(kind)
         self._labels_bytes = metrics.FORWARDED_BYTES.labels(kind)
         self._pending_packets = 0
@@ -165,8 +165,7 @@ class TrackForwarder:
             self._fast.unregister(self._receiver, self.rid)
         self._task.cancel()
         self.flush_metrics()
-        if self._deferred is not None:
-            self._deferred.cancel()
+        self._asker.close()
         if self.tap is not None:
             self.tap.close()
         # The closed peer connection is a web of reference cycles that only a full
@@ -244,11 +243,8 @@ class TrackForwarder:
             mime = codec.mimeType.lower()
         ssrc = packet.ssrc
         if self.media_ssrc != ssrc:
-            if self.media_ssrc is None and self._keyframe_pending:
-                self._keyframe_pending = False
-                self.media_ssrc = ssrc
-                asyncio.ensure_future(self.request_keyframe())
             self.media_ssrc = ssrc
+            self._asker.first_packet(ssrc)
         nacks = self._nacks
         if nacks.add(packet.sequence_number):
             missing = sorted(nacks.missing)
@@ -341,26 +337,9 @@ class TrackForwarder:
             await glue_rtp.send_nack(self._receiver, self.media_ssrc, absent)
 
     async def request_keyframe(self) -> None:
-        """Ask the publisher for a keyframe, at most once per interval.
-
-        A request is never lost: before the publisher's first packet it waits for that
-        packet, and inside the rate-limit interval it is sent when the interval ends.
-        """
-        if self.kind != "video":
-            return
-        if self.media_ssrc is None:
-            self._keyframe_pending = True
-            return
-        now = self._clock()
-        if self.keyframes.should_relay(now):
-            metrics.KEYFRAME_REQUESTS.labels("relayed").inc()
-            await glue_rtp.send_pli(self._receiver, self.media_ssrc)
-        elif self._deferred is None:
-            metrics.KEYFRAME_REQUESTS.labels("deferred").inc()
-            delay = self.keyframes.wait_s(now)
-            self._deferred = asyncio.get_event_loop().call_later(delay, self._send_deferred)
-        else:
-            metrics.KEYFRAME_REQUESTS.labels("suppressed").inc()
+        """Ask the publisher for a keyframe (``sfu.keyframes``); audio has none."""
+        if self.kind == "video":
+            await self._asker.request()
 
     def _resume(self) -> None:
         """The low encoding has come (again): the tiles fed the full one move to it."""
@@ -379,10 +358,6 @@ class TrackForwarder:
             self.live = False
             for sink in self.sinks + self.waiting:
                 self.full.take_at_keyframe(sink)
-
-    def _send_deferred(self) -> None:
-        self._deferred = None
-        asyncio.ensure_future(self.request_keyframe())
 
     async def _run_periodic(self) -> None:
         """Flush the batched counters; once a second (video, the full encoding: a low
