@@ -7,6 +7,7 @@ import contextlib
 import json
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,16 @@ class Prometheus:
                  f"--web.listen-address=127.0.0.1:{self.port}"],
                 stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp)
         wait_listening(self.process, self.port, 20, "prometheus", self.log_text)
+        # It listens before its storage is open, answering 503 to queries until then.
+        deadline = time.monotonic() + 20
+        while True:
+            with contextlib.suppress(OSError), \
+                    urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as answer:
+                if answer.status == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"prometheus was not ready in 20 s:\n{self.log_text()}")
+            time.sleep(0.1)
 
     def stop(self) -> None:
         stop_process(self.process)
