@@ -36,7 +36,11 @@ from tests.support.server import (
     family_visit,
     in_visit,
     inmate_and_family,
+    launch,
+    listening,
+    make_server,
     running_server,
+    stop,
     visit_now,
 )
 
@@ -57,10 +61,15 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 def nodes(redis_server: RedisServer,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Server]]:
     base = tmp_path_factory.mktemp("nodes")
-    with running_server(base / "a", **node_env(redis_server, "a", None)) as a:
-        keys = a.data_dir / "keys" / "public"
-        with running_server(base / "b", **node_env(redis_server, "b", keys)) as b:
-            yield a, b
+    a = make_server(base / "a", **node_env(redis_server, "a", None))
+    b = make_server(base / "b", **node_env(redis_server, "b", a.data_dir / "keys" / "public"))
+    try:
+        for node in (launch(a), launch(b)):  # side by side: neither waits on the other
+            listening(node)
+        yield a, b
+    finally:
+        stop(b)
+        stop(a)
 
 
 async def registered(redis: RedisServer) -> dict[str, dict[str, str]]:

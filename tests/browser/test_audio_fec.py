@@ -17,7 +17,7 @@ from typing import Any
 
 from playwright.async_api import Page, WebSocket
 
-from tests.support.browser import chromium, cli_token, join, open_page, wait_decoding
+from tests.support.browser import chromium, join, join_links, open_page, wait_decoding
 from tests.support.sdp import has_fec, opus_fmtp
 from tests.support.server import running_server
 
@@ -55,10 +55,9 @@ async def outbound_audio_codec(page: Page, timeout: float = 10.0) -> dict[str, A
 async def test_pages_send_opus_with_in_band_fec(tmp_path: Path) -> None:
     with running_server(tmp_path) as server:
         now = int(time.time())
-        links = [f"{server.url}/join#token="
-                 + cli_token(server, sub, role, name, "fec-b1", now - 5, now + 600)
-                 for sub, role, name in (("inmate-f1", "inmate", "Alex Inmate"),
-                                         ("family-f1", "family", "Sam Family"))]
+        links = join_links(server, [(sub, role, name, "fec-b1", now - 5, now + 600)
+                                    for sub, role, name in (("inmate-f1", "inmate", "Alex Inmate"),
+                                                            ("family-f1", "family", "Sam Family"))])
         async with chromium() as browser:
             pages = [await open_page(browser, link) for link in links]
             answers = [record_answers(page) for page in pages]

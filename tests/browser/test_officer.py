@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from records.dialect import open_database
-from tests.support.browser import chromium, cli_token, decoded, join, open_page, wait_decoding
+from tests.support.browser import chromium, decoded, join, join_links, open_page, wait_decoding
 from tests.support.postgres import server_database
 from tests.support.server import Participant, participants, running_server, visit_now
 
@@ -20,12 +20,10 @@ async def visible_remote_tiles(page) -> list[str]:  # type: ignore[no-untyped-de
 async def test_officer_monitors_two_visits_and_ends_one(tmp_path: Path) -> None:
     with running_server(tmp_path) as server:
         now = int(time.time())
-        links = {}
-        for visit in ("visit-a", "visit-b"):
-            for sub, role, name in ((f"inmate-{visit}", "inmate", f"Inmate {visit[-1].upper()}"),
-                                    (f"family-{visit}", "family", f"Family {visit[-1].upper()}")):
-                links[sub] = (f"{server.url}/join#token="
-                              + cli_token(server, sub, role, name, visit, now - 5, now + 600))
+        people = [(f"{role}-{visit}", role, f"{role.title()} {visit[-1].upper()}", visit,
+                   now - 5, now + 600)
+                  for visit in ("visit-a", "visit-b") for role in ("inmate", "family")]
+        links = dict(zip([p[0] for p in people], join_links(server, people), strict=True))
         officer_token = server.token("officer-7", "officer", None, name="Officer Seven")
         privileged = Participant(server, server.token(
             "inmate-c", "inmate", visit_now("visit-c", privileged=True)), publish=False)

@@ -10,9 +10,9 @@ from pathlib import Path
 from tests.support.browser import (
     camera_tracks,
     chromium,
-    cli_token,
     decoded,
     join,
+    join_links,
     open_page,
     wait_decoding,
 )
@@ -36,10 +36,9 @@ async def test_slot_warnings_and_hard_stop(tmp_path: Path) -> None:
     with running_server(tmp_path, VISITBRIDGE_WARNINGS="10,5") as server:
         starts = int(time.time()) + 8
         ends = starts + 15
-        links = [f"{server.url}/join#token="
-                 + cli_token(server, sub, role, name, "slot-1", starts, ends)
-                 for sub, role, name in (("inmate-s1", "inmate", "Alex Inmate"),
-                                         ("family-s1", "family", "Sam Family"))]
+        links = join_links(server, [(sub, role, name, "slot-1", starts, ends)
+                                    for sub, role, name in (("inmate-s1", "inmate", "Alex Inmate"),
+                                                            ("family-s1", "family", "Sam Family"))])
         async with chromium() as browser:
             pages = [await open_page(browser, link) for link in links]
             for page in pages:

@@ -10,9 +10,9 @@ from axe_playwright_python.async_playwright import Axe
 
 from tests.support.browser import (
     chromium,
-    cli_token,
     decoded,
     join,
+    join_links,
     open_page,
     remote_video_widths,
     wait_decoding,
@@ -23,13 +23,11 @@ from tests.support.server import running_server
 async def test_three_browsers_see_and_hear_each_other(tmp_path: Path) -> None:
     with running_server(tmp_path) as server:
         now = int(time.time())
-        links = [
-            f"{server.url}/join#token="
-            + cli_token(server, sub, role, name, "browser-1", now - 5, now + 600)
+        links = join_links(server, [
+            (sub, role, name, "browser-1", now - 5, now + 600)
             for sub, role, name in (("inmate-b1", "inmate", "Alex Inmate"),
                                     ("family-b1", "family", "Sam Family"),
-                                    ("family-b2", "family", "Kim Family"))
-        ]
+                                    ("family-b2", "family", "Kim Family"))])
         async with chromium() as browser:
             inmate = await open_page(browser, links[0])
             family = await open_page(browser, links[1])

@@ -76,13 +76,23 @@ def audit(data_dir: Path, action: str) -> list[dict]:
     return [json.loads(r[0]) for r in rows]
 
 
+# What an encrypted export holds that a plain one does not, or holds differently: the data
+# keys, ciphertext segments and replay files decrypted for watching. A flipped byte in each
+# other kind of file fails both checks in tests/api/test_export_every_file.py, through the
+# same verifier and hand check.
+ENCRYPTED_KINDS = {"segment-keys.json", "segments", "media"}
+PLAIN_KINDS = {"manifest.jsonl", "seal.txt", "recording-public-key.pem", "custody.json",
+               "VERIFYING.txt", "export-files.json", "export-files.sig"}
+
+
 def check_export(tmp: Path) -> None:
     """The export verifies offline as shipped (ciphertext) and fails with a byte flipped in
-    any of its files (the data keys too), its media/ plays, and its segments decrypt with
-    the data keys it carries."""
+    its data keys, a segment or a replay file; its media/ plays, and its segments decrypt
+    with the data keys it carries."""
     with zipfile.ZipFile(tmp / "export.zip") as archive:
         archive.extractall(tmp / "export")
-    assert "segment-keys.json" in check_every_flip_fails(tmp / "export", tmp / "flips")
+    held = check_every_flip_fails(tmp / "export", tmp / "flips", only=ENCRYPTED_KINDS)
+    assert held == ENCRYPTED_KINDS | PLAIN_KINDS, held
     assert not unreadable(tmp / "export" / "media" / "inmate-c.webm")
     assert unreadable(next((tmp / "export" / "segments").rglob("segment-00001.webm")))
     plain = decrypt_export(tmp / "export", tmp / "decrypted")
@@ -128,22 +138,20 @@ async def test_encrypted_recording_replays_only_with_its_key(tmp_path: Path) -> 
     assert len(new_kek) == 1 and not new_kek & old_kek
     assert digests(folder) == before  # only the data keys were re-wrapped
     assert audit(tmp_path, "recording_key_rotated")[0]["new"] in new_kek
+    final = folder / "final" / "inmate-c.webm"
+    intact = final.read_bytes()
     with running_server(tmp_path, **env) as server:
         assert await decoded_frames(server, tmp_path, "inmate-c") > 100
+        final.write_bytes(intact[:-100])  # cut short: not the file the seal lists
+        status, body, _ = await media(server, "inmate-c")
+        assert status == 409 and json.loads(body)["error"] == "replay_file_altered"
+        final.write_bytes(intact)
 
     with running_server(tmp_path, VISITBRIDGE_SEGMENT_S="3") as server:  # no key file
         status, body, _ = await media(server, "inmate-c")
         assert status == 503
         assert json.loads(body)["error"] == "key_unavailable"
         assert b"recordings_key_file" in body
-
-    final = folder / "final" / "inmate-c.webm"
-    intact = final.read_bytes()
-    with running_server(tmp_path, **env) as server:
-        final.write_bytes(intact[:-100])  # cut short: not the file the seal lists
-        status, body, _ = await media(server, "inmate-c")
-        assert status == 409 and json.loads(body)["error"] == "replay_file_altered"
-        final.write_bytes(intact)
 
     db = open_database(server_database(tmp_path))  # the visit ended two days ago
     with db:

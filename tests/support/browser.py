@@ -8,7 +8,8 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,20 @@ def cli_token(server: Server, sub: str, role: str, name: str, visit_id: str,
     return out.stdout.strip()
 
 
+def cli_tokens(server: Server, requests: Sequence[tuple[str, str, str, str, int, int]]
+               ) -> list[str]:
+    """``cli_token`` for each (sub, role, name, visit id, starts at, ends at), the CLI
+    processes side by side."""
+    with ThreadPoolExecutor(len(requests)) as pool:
+        return list(pool.map(lambda request: cli_token(server, *request), requests))
+
+
+def join_links(server: Server, requests: Sequence[tuple[str, str, str, str, int, int]]
+               ) -> list[str]:
+    """Join links with tokens from ``cli_tokens``."""
+    return [f"{server.url}/join#token={token}" for token in cli_tokens(server, requests)]
+
+
 async def officer_call(server: Server, path: str, body: dict[str, object]) -> None:
     """An officer's call to the visits API (mute, end) that must succeed."""
     officer = server.token("officer-lay", "officer", None)
@@ -148,10 +163,9 @@ def two_party_links(server: Server, visit_id: str, tag: str,
                     seconds: int = 600) -> tuple[str, str]:
     """Join links of an inmate (Alex) and a family member (Sam) of a visit live now."""
     now = int(time.time())
-    inmate, family = (
-        f"{server.url}/join#token=" + cli_token(server, f"{role}-{tag}", role, name,
-                                               visit_id, now - 5, now + seconds)
-        for role, name in (("inmate", "Alex Inmate"), ("family", "Sam Family")))
+    inmate, family = join_links(server, [
+        (f"{role}-{tag}", role, name, visit_id, now - 5, now + seconds)
+        for role, name in (("inmate", "Alex Inmate"), ("family", "Sam Family"))])
     return inmate, family
 
 

@@ -25,7 +25,7 @@ from recorder.verify import verify_visit
 from records.dialect import open_database
 from tests.support.postgres import cluster
 from tests.support.redis import RedisServer
-from tests.support.server import Participant, Server, make_server, start, stop
+from tests.support.server import Participant, Server, launch, listening, make_server, stop
 
 
 def node_env(redis: RedisServer, node_id: str, keys: Path | None, node_ttl_s: int,
@@ -51,13 +51,15 @@ def running_nodes(folder: Path, redis: RedisServer, ids: Sequence[str], node_ttl
     load_or_create(key / "recording.private.pem", key / "recording.public.pem")
     nodes: list[Server] = []
     try:
-        for node_id in ids:
+        for node_id in ids:  # the first node's token keys exist once it is made
             keys = nodes[0].data_dir / "keys" / "public" if nodes else None
             settings = node_env(redis, node_id, keys, node_ttl_s, lease_ttl_s)
             node = make_server(folder / node_id, **settings, **shared)
             for pem in key.iterdir():
                 shutil.copy2(pem, node.data_dir / "keys" / pem.name)
-            nodes.append(start(node))
+            nodes.append(launch(node))
+        for node in nodes:  # all start side by side: a node's start-up waits on no other
+            listening(node)
         yield nodes
     finally:
         for node in nodes:
