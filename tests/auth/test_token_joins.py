@@ -34,10 +34,8 @@ def refusals(data_dir: Path) -> list[tuple[str, str]]:
 
 async def test_unsafe_ids_cannot_join_and_a_normal_id_records(tmp_path: Path) -> None:
     with running_server(tmp_path, VISITBRIDGE_SEGMENT_S="2") as server:
-        now = int(time.time())
-        visit = VisitClaim("V-2026-000187", now - 5, now + 12)
-        refused = [Participant(server, server.token(sub, "family", visit, name="Sam"))
-                   for sub in UNSAFE_SUBS]
+        refused = [Participant(server, server.token(sub, "family", visit_now("V-2026-000187"),
+                                                    name="Sam")) for sub in UNSAFE_SUBS]
         refused.append(Participant(server, server.token(
             "inmate-5531", "inmate", visit_now("../V-1"), name="Alex")))
         async with participants(*refused):
@@ -46,6 +44,9 @@ async def test_unsafe_ids_cannot_join_and_a_normal_id_records(tmp_path: Path) ->
                 assert (answer["type"], answer["code"]) == ("error", code)
                 assert person.close_code == 4001
 
+        # Booked to end 8 s from now: time to join and see a second of video first.
+        now = int(time.time())
+        visit = VisitClaim("V-2026-000187", now - 5, now + 8)
         inmate = Participant(server, server.token("inmate-5531", "inmate", visit), (220, 30, 30))
         family = Participant(server, server.token("family-9", "family", visit), (30, 30, 220))
         async with in_visit(inmate, family):

@@ -15,9 +15,10 @@ async def test_an_archived_visit_replays_and_exports_from_the_bucket(
         s3: SeaweedS3, tmp_path: Path) -> None:
     data = tmp_path / "data"
     bucket = s3.new_bucket("visits-archive")
-    with running_server(data, VISITBRIDGE_SEGMENT_S="4", VISITBRIDGE_S3_ARCHIVE_INTERVAL_S="1",
+    # Segments of 2 s: a recording of over 3 s spans two or more of each track.
+    with running_server(data, VISITBRIDGE_SEGMENT_S="2", VISITBRIDGE_S3_ARCHIVE_INTERVAL_S="1",
                         **s3.server_env(bucket)) as server:
-        await record_visit(server, "rec-bucket", "b", seconds=5)
+        await record_visit(server, "rec-bucket", "b", seconds=3)
         record = await wait_archived(data, "rec-bucket")
         assert not (data / "recordings" / "rec-bucket").exists()
         assert {"manifest.jsonl", "final/inmate-b.webm", "final/family-b.webm"} \

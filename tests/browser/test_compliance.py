@@ -12,8 +12,9 @@ from tests.support.server import running_server
 
 async def test_compliance_replays_a_real_recording_and_its_export_verifies(
         tmp_path: Path) -> None:
-    with running_server(tmp_path / "data", VISITBRIDGE_SEGMENT_S="4") as server:
-        await record_visit(server, "rec-replay", "r", seconds=6)
+    # Segments of 2 s: a recording of over 3 s spans two or more of each track.
+    with running_server(tmp_path / "data", VISITBRIDGE_SEGMENT_S="2") as server:
+        await record_visit(server, "rec-replay", "r", seconds=3)
 
         token = server.token("compliance-1", "compliance", None, name="Compliance One")
         async with chromium() as browser:

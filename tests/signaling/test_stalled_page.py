@@ -90,7 +90,7 @@ async def test_officer_end_and_slot_end_reach_everyone_while_a_page_is_stalled(
         tmp_path: Path) -> None:
     with running_server(tmp_path) as server:
         now = int(time.time())
-        slot = VisitClaim(id="stall-2", starts_at=now - 60, ends_at=now + 12)
+        slot = VisitClaim(id="stall-2", starts_at=now - 60, ends_at=now + 9)
         ended = visit_now("stall-3")
         inmate = Participant(server, server.token("inmate-s2", "inmate", slot))
         other = Participant(server, server.token("inmate-s3", "inmate", ended))
@@ -107,6 +107,7 @@ async def test_officer_end_and_slot_end_reach_everyone_while_a_page_is_stalled(
 
             # Slot end while the other page's replies pile up.
             await asyncio.sleep(max(0.0, slot.ends_at - 2 - time.time()))
+            assert slot.ends_at - time.time() > 1.5, "the slot ends before the page stalls"
             await asyncio.to_thread(stalled.flood, *FLOOD)
             await inmate.wait_for(lambda: any(e["type"] == "ended" for e in inmate.events),
                                   slot.ends_at + DEADLINE_S - time.time())
