@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 
 from auth.issuer import issue_token
 from auth.keys import load_private_key, write_keypair
-from tests.support.nodes import lease, until
+from tests.support.nodes import lease, start_all, until
 from tests.support.nodes import node_env as nodes_env
 from tests.support.process import ROOT
 from tests.support.redis import RedisServer, running_redis
@@ -36,8 +36,6 @@ from tests.support.server import (
     family_visit,
     in_visit,
     inmate_and_family,
-    launch,
-    listening,
     make_server,
     running_server,
     stop,
@@ -64,8 +62,7 @@ def nodes(redis_server: RedisServer,
     a = make_server(base / "a", **node_env(redis_server, "a", None))
     b = make_server(base / "b", **node_env(redis_server, "b", a.data_dir / "keys" / "public"))
     try:
-        for node in (launch(a), launch(b)):  # side by side: neither waits on the other
-            listening(node)
+        start_all((a, b))
         yield a, b
     finally:
         stop(b)

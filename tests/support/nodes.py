@@ -13,6 +13,7 @@ import json
 import shutil
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from recorder.verify import verify_visit
 from records.dialect import open_database
 from tests.support.postgres import cluster
 from tests.support.redis import RedisServer
-from tests.support.server import Participant, Server, launch, listening, make_server, stop
+from tests.support.server import Participant, Server, make_server, start, stop
 
 
 def node_env(redis: RedisServer, node_id: str, keys: Path | None, node_ttl_s: int,
@@ -54,16 +55,21 @@ def running_nodes(folder: Path, redis: RedisServer, ids: Sequence[str], node_ttl
         for node_id in ids:  # the first node's token keys exist once it is made
             keys = nodes[0].data_dir / "keys" / "public" if nodes else None
             settings = node_env(redis, node_id, keys, node_ttl_s, lease_ttl_s)
-            node = make_server(folder / node_id, **settings, **shared)
+            nodes.append(make_server(folder / node_id, **settings, **shared))
             for pem in key.iterdir():
-                shutil.copy2(pem, node.data_dir / "keys" / pem.name)
-            nodes.append(launch(node))
-        for node in nodes:  # all start side by side: a node's start-up waits on no other
-            listening(node)
+                shutil.copy2(pem, nodes[-1].data_dir / "keys" / pem.name)
+        start_all(nodes)
         yield nodes
     finally:
         for node in nodes:
             stop(node)
+
+
+def start_all(servers: Sequence[Server]) -> None:
+    """Start servers side by side: no server's start-up waits on another's. Each has been
+    started (its process launched) when this returns or raises."""
+    with ThreadPoolExecutor(len(servers)) as pool:
+        list(pool.map(start, servers))
 
 
 def node_id(node: Server) -> str:

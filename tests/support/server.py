@@ -98,26 +98,15 @@ def make_server(data_dir: Path, **env: str) -> Server:
     return Server(data_dir, env=env)
 
 
-def launch(server: Server) -> Server:
-    """Start the process without waiting for it: several servers start side by side."""
+def start(server: Server, timeout: float = 20.0) -> Server:
     server.log_path = server.data_dir / f"server-{server.port}.log"
     with server.log_path.open("ab") as log:
         server.process = subprocess.Popen(
             [sys.executable, "-m", *server.command],
             cwd=ROOT, env={**os.environ, **server.env}, stdout=log, stderr=subprocess.STDOUT)
-    return server
-
-
-def listening(server: Server, timeout: float = 20.0) -> Server:
-    """Return once a launched server accepts connections (raise with its log if not)."""
-    assert server.process is not None
     wait_listening(server.process, server.port, timeout, "server", server.log_text,
                    server.host)
     return server
-
-
-def start(server: Server, timeout: float = 20.0) -> Server:
-    return listening(launch(server), timeout)
 
 
 def stop(server: Server) -> None:
