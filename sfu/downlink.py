@@ -3,19 +3,20 @@
 The recording and every other subscriber get the best a publisher sends: a subscriber
 behind a thin link never lowers the publisher. It is sent less instead: the low
 simulcast encoding ``q`` while the publisher sends it, else temporal layer 0 of the
-full one (``sfu.layers``). The choice comes from that subscriber's own feedback: a
-bandwidth estimate (REMB) well under what it is sent, or heavy loss in its receiver
-reports, thins it at once; it gets the full encoding back once its estimate covers it.
+full one (``sfu.layers``). A bandwidth estimate (REMB) that falls to well under what the
+subscriber is sent, or heavy loss in its receiver reports, thins it at once. Only a
+falling estimate thins: a receiving browser's estimate starts low and climbs for seconds
+after a join while the full encoding flows without loss.
 
-A receiving browser's estimate only grows with what it receives (libwebrtc holds it
-under 1.5 times the incoming rate), so a thinned subscriber's estimate alone could never
-show that the full encoding fits again. While thinned, the server tops what it sends
-up to the estimate with padding (``padding_bps``): on a link still thin the estimate
-stays where the link is (the estimator backs off at the first queueing delay, before
-anything is lost), on a link that recovered it grows at the estimator's own pace until
-the full encoding fits. A switch up that fails soon after doubles the wait before the
-next one, so a link just under the full rate is not tried with real media every few
-seconds.
+Coming back cannot wait for that estimate: after a link was flooded, libwebrtc's
+receive-side estimate falls to about what the thin stream carries and then climbs by
+about a kilobit per second, and it never passes 1.5 times what it receives. So the
+server probes: a while after thinning it pads the subscriber's video (``probe_bps``)
+from what it is sent up to what the full encoding needs, over a second, and holds that
+for half a second. Loss during the probe (the subscriber's NACKs) or a falling estimate
+ends it at once, before a link still thin queues much, and doubles the wait before the
+next one; a probe that passes brings the full encoding back. A switch up that fails
+soon after (heavy loss, a falling estimate) doubles the wait as well.
 """
 
 from __future__ import annotations
@@ -26,17 +27,19 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class DownlinkPolicy:
-    thin_below: float = 0.75  # an estimate under this share of what is sent thins
+    thin_below: float = 0.75  # a falling estimate under this share of what is sent thins
+    fall: float = 0.9  # an estimate under this share of the one before has fallen
     heavy_loss: float = 0.2  # a receiver report with this fraction lost thins
-    hold_s: float = 1.0  # the estimate covers the full rate this long before going back
-    wait_s: float = 2.0  # at least this long thinned before going back
-    max_wait_s: float = 16.0  # the longest wait after failed switches up
+    wait_s: float = 3.0  # thinned this long before the first probe
+    max_wait_s: float = 8.0  # the longest wait after failed probes or switches up
     failed_within_s: float = 5.0  # thinned again this soon after going back: a failure
-    probe_over: float = 1.1  # padding tops up to at most this share of the full rate
+    ramp_s: float = 1.0  # a probe climbs from what is sent to the full rate in this time
+    hold_s: float = 1.0  # and holds the full rate this long
+    probe_nacks: int = 1  # packets NACKed during a probe that end it
 
 
 class Downlink:
-    """Whether one subscriber's video is thinned, and how much padding probes its link."""
+    """Whether one subscriber's video is thinned, and when and how its link is probed."""
 
     def __init__(self, policy: DownlinkPolicy | None = None) -> None:
         self._policy = policy or DownlinkPolicy()
@@ -44,25 +47,20 @@ class Downlink:
         self.estimate_bps: int | None = None
         self._changed_at: float | None = None
         self._wait = self._policy.wait_s
-        self._covered_since: float | None = None
+        self._probe_at: float | None = None  # when the next probe starts (while thin)
+        self._nacks = 0  # packets NACKed during the probe under way
 
-    def estimate(self, bitrate_bps: int, sent_bps: float, full_bps: float, now: float) -> bool:
-        """A REMB against what the subscriber is sent now (``sent_bps``, without padding)
-        and would be sent with the full encoding (``full_bps``); returns ``thin``."""
-        p = self._policy
+    def estimate(self, bitrate_bps: int, sent_bps: float, now: float) -> bool:
+        """A REMB against the video the subscriber is sent now; returns ``thin``."""
+        fell = (self.estimate_bps is not None
+                and bitrate_bps < self._policy.fall * self.estimate_bps)
         self.estimate_bps = bitrate_bps
-        if not self.thin:
-            if sent_bps > 0 and bitrate_bps < p.thin_below * sent_bps:
-                self._thin(now)
-        elif bitrate_bps < full_bps:
-            self._covered_since = None
-        elif self._covered_since is None:
-            self._covered_since = now
-        elif now - self._covered_since >= p.hold_s and (
-                self._changed_at is None or now - self._changed_at >= self._wait):
-            self.thin = False
-            self._changed_at = now
-            self._covered_since = None
+        if not fell:
+            return self.thin
+        if not self.thin and bitrate_bps < self._policy.thin_below * sent_bps:
+            self._thin(now)
+        elif self._in_probe(now):
+            self._probe_failed(now)
         return self.thin
 
     def loss(self, fraction: float, now: float) -> bool:
@@ -71,13 +69,36 @@ class Downlink:
             self._thin(now)
         return self.thin
 
-    def padding_bps(self, sent_bps: float, full_bps: float) -> int:
-        """Padding to send on top of ``sent_bps`` while thinned: up to the estimate,
-        never past what the full encoding needs; none when not thinned."""
-        if not self.thin or self.estimate_bps is None:
+    def nacked(self, packets: int, now: float) -> None:
+        """The subscriber NACKed ``packets``: the end of a probe under way."""
+        if not self._in_probe(now):
+            return
+        self._nacks += packets
+        if self._nacks >= self._policy.probe_nacks:
+            self._probe_failed(now)
+
+    def probe_bps(self, sent_bps: float, full_bps: float, now: float) -> int:
+        """Padding to send now on top of the video sent (``sent_bps``) towards what the
+        full encoding needs (``full_bps``); a probe that ran its course ends ``thin``."""
+        if not self._in_probe(now):
             return 0
-        top = min(self.estimate_bps, self._policy.probe_over * full_bps)
-        return max(0, int(top - sent_bps))
+        assert self._probe_at is not None
+        p = self._policy
+        elapsed = now - self._probe_at
+        if elapsed >= p.ramp_s + p.hold_s:
+            self.thin = False
+            self._changed_at = now
+            self._probe_at = None
+            return 0
+        return max(0, int((full_bps - sent_bps) * min(1.0, elapsed / p.ramp_s)))
+
+    def _in_probe(self, now: float) -> bool:
+        return self.thin and self._probe_at is not None and now >= self._probe_at
+
+    def _probe_failed(self, now: float) -> None:
+        self._wait = min(self._policy.max_wait_s, self._wait * 2)
+        self._probe_at = now + self._wait
+        self._nacks = 0
 
     def _thin(self, now: float) -> None:
         p = self._policy
@@ -85,7 +106,8 @@ class Downlink:
         self._wait = min(p.max_wait_s, self._wait * 2) if failed else p.wait_s
         self.thin = True
         self._changed_at = now
-        self._covered_since = None
+        self._probe_at = now + self._wait
+        self._nacks = 0
 
 
 class RateMeter:

@@ -1,29 +1,50 @@
-"""A subscriber's downlink: when its video is thinned, when it gets the full encoding
-back, how much padding probes its link meanwhile, and the rate meter behind the figures."""
+"""A subscriber's downlink: when its video is thinned, how its link is probed while thinned,
+when the full encoding comes back, and the rate meter behind the figures."""
 
 from __future__ import annotations
 
 from sfu.downlink import Downlink, DownlinkPolicy, RateMeter
 
-FULL = 650_000  # what the subscriber would be sent with the full encoding (bits/s)
-LOW = 160_000  # what it is sent thinned
+FULL = 550_000  # the video the subscriber would be sent with the full encoding (bits/s)
+LOW = 100_000  # what it is sent thinned
 
 
 def thinned(at: float = 10.0) -> Downlink:
     link = Downlink()
-    assert link.estimate(250_000, FULL, FULL, at)  # a 300 kb/s cap: the estimate falls
+    assert not link.estimate(800_000, FULL, at - 1)
+    assert link.estimate(250_000, FULL, at)  # a 300 kb/s cap: the estimate falls
     return link
+
+
+def probe_until_done(link: Downlink, start: float, nack_at: float | None = None) -> float:
+    """Ticks of 20 ms from ``start`` until the link is no longer probed or thinned; the
+    subscriber NACKs at ``nack_at``. Returns when the probe ended."""
+    now = start
+    while now < start + 5:
+        if nack_at is not None and now >= nack_at:
+            link.nacked(1, now)
+            return now
+        if link.probe_bps(LOW, FULL, now) == 0 and not link.thin:
+            return now
+        now += 0.02
+    raise AssertionError("the probe never ended")
 
 
 def test_an_estimate_near_what_is_sent_keeps_the_full_encoding() -> None:
     link = Downlink()
     for t in range(10):  # an estimate dipping to 0.8 of the rate, as on a busy machine
-        assert not link.estimate(int(FULL * (0.8 if t % 2 else 1.4)), FULL, FULL, float(t))
-    assert link.padding_bps(FULL, FULL) == 0
+        assert not link.estimate(int(FULL * (0.8 if t % 2 else 1.4)), FULL, float(t))
+    assert link.probe_bps(FULL, FULL, 10.0) == 0
 
 
-def test_an_estimate_well_under_what_is_sent_thins_at_once() -> None:
+def test_an_estimate_falling_well_under_what_is_sent_thins_at_once() -> None:
     assert thinned().thin
+
+
+def test_an_estimate_climbing_after_a_join_does_not_thin() -> None:
+    link = Downlink()
+    for t, estimate in enumerate(range(300_000, 700_000, 50_000)):
+        assert not link.estimate(estimate, FULL, float(t))
 
 
 def test_heavy_loss_thins_and_random_loss_does_not() -> None:
@@ -32,69 +53,66 @@ def test_heavy_loss_thins_and_random_loss_does_not() -> None:
     assert link.loss(0.3, 2.0)
 
 
-def test_the_full_encoding_comes_back_once_the_estimate_covers_it_for_a_while() -> None:
+def test_a_thinned_link_is_probed_after_the_wait_and_ramps_to_the_full_rate() -> None:
     link = thinned(10.0)
-    assert link.estimate(FULL - 1, LOW, FULL, 13.0)  # not yet covered
-    assert link.estimate(FULL, LOW, FULL, 13.5)  # covered from now on
-    assert link.estimate(FULL + 10_000, LOW, FULL, 14.0)
-    assert not link.estimate(FULL + 20_000, LOW, FULL, 14.5)  # covered for the hold
+    assert link.probe_bps(LOW, FULL, 12.9) == 0  # not before the 3 s wait
+    assert link.probe_bps(LOW, FULL, 13.5) == (FULL - LOW) // 2  # half way up the ramp
+    assert link.probe_bps(LOW, FULL, 14.2) == FULL - LOW  # then held at the full rate
+    assert link.thin
 
 
-def test_a_dip_restarts_the_hold() -> None:
+def test_a_probe_that_passes_brings_the_full_encoding_back() -> None:
     link = thinned(10.0)
-    link.estimate(FULL, LOW, FULL, 13.0)
-    link.estimate(FULL // 2, LOW, FULL, 13.6)
-    assert link.estimate(FULL, LOW, FULL, 14.2)
-    assert not link.estimate(FULL, LOW, FULL, 15.2)
+    ended = probe_until_done(link, 12.0)
+    assert not link.thin and 15.0 <= ended <= 15.1  # 3 s wait, 1 s ramp, 1 s hold
 
 
-def test_not_back_sooner_than_the_wait_after_thinning() -> None:
+def test_a_nack_ends_a_probe_and_doubles_the_wait_up_to_its_maximum() -> None:
     link = thinned(10.0)
-    link.estimate(FULL, LOW, FULL, 10.2)
-    assert link.estimate(FULL, LOW, FULL, 11.5)  # covered 1.3 s, thinned only 1.5 s ago
-    assert not link.estimate(FULL, LOW, FULL, 12.0)
+    failed = probe_until_done(link, 13.0, nack_at=13.4)
+    assert link.thin and link.probe_bps(LOW, FULL, failed + 0.1) == 0
+    assert link.probe_bps(LOW, FULL, failed + 5.9) == 0  # now 6 s
+    assert link.probe_bps(LOW, FULL, failed + 6.1) > 0
+    failed = probe_until_done(link, failed + 6.1, nack_at=failed + 6.2)
+    assert link.probe_bps(LOW, FULL, failed + 7.9) == 0  # 12 s, held to 8
+    assert link.probe_bps(LOW, FULL, failed + 8.1) > 0
 
 
-def test_a_failed_switch_up_doubles_the_wait_and_a_lasting_one_resets_it() -> None:
-    link = thinned(0.0)
-    link.estimate(FULL, LOW, FULL, 1.0)
-    assert not link.estimate(FULL, LOW, FULL, 2.0)  # back up at 2 s
-    assert link.estimate(300_000, FULL, FULL, 3.0)  # thinned again within 5 s: failed
-    link.estimate(FULL, LOW, FULL, 3.5)
-    assert link.estimate(FULL, LOW, FULL, 6.9)  # a 4 s wait now
-    assert not link.estimate(FULL, LOW, FULL, 7.0)
-    assert link.estimate(300_000, FULL, FULL, 8.0)  # failed again: 8 s
-    link.estimate(FULL, LOW, FULL, 8.5)
-    assert link.estimate(FULL, LOW, FULL, 15.9)
-    assert not link.estimate(FULL, LOW, FULL, 16.0)
-    assert link.estimate(300_000, FULL, FULL, 30.0)  # lasted 14 s: back to 2 s
-    link.estimate(FULL, LOW, FULL, 31.0)
-    assert not link.estimate(FULL, LOW, FULL, 32.0)
+def test_nacks_outside_a_probe_change_nothing() -> None:
+    link = thinned(10.0)
+    link.nacked(5, 11.0)  # random loss while thinned, before the probe
+    assert probe_until_done(link, 13.0) <= 15.1 and not link.thin
 
 
-def test_the_wait_never_passes_its_maximum() -> None:
-    policy = DownlinkPolicy(max_wait_s=5.0)
-    link = Downlink(policy)
-    now = 0.0
-    for _ in range(6):  # every switch up fails
-        link.estimate(100_000, FULL, FULL, now)
-        link.estimate(FULL, LOW, FULL, now + 0.1)
-        up = now + 0.2
-        while link.estimate(FULL, LOW, FULL, up):
-            up += 0.1
-        assert up - now <= 5.0 + 0.3
-        now = up + 1.0
+def test_a_falling_estimate_ends_a_probe() -> None:
+    link = thinned(10.0)
+    assert link.probe_bps(LOW, FULL, 13.5) > 0
+    link.estimate(200_000, LOW, 13.6)
+    assert link.thin and link.probe_bps(LOW, FULL, 13.7) == 0
 
 
-def test_padding_tops_a_thinned_link_up_to_its_estimate_and_no_further_than_needed() -> None:
-    link = thinned()
-    assert link.padding_bps(LOW, FULL) == 90_000  # up to the 250 kb/s estimate
-    link.estimate(400_000, LOW, FULL, 11.0)
-    assert link.padding_bps(LOW, FULL) == 240_000
-    link.estimate(2_000_000, LOW, FULL, 11.5)
-    assert link.padding_bps(LOW, FULL) == int(1.1 * FULL) - LOW
-    link.estimate(100_000, LOW, FULL, 12.0)
-    assert link.padding_bps(LOW, FULL) == 0
+def test_a_switch_up_that_fails_soon_doubles_the_wait() -> None:
+    link = thinned(10.0)
+    up = probe_until_done(link, 12.0)
+    link.estimate(800_000, FULL, up + 0.5)
+    assert link.estimate(300_000, FULL, up + 1.0)  # flooded again: thinned
+    assert link.probe_bps(LOW, FULL, up + 6.9) == 0  # 6 s, not 3
+    assert link.probe_bps(LOW, FULL, up + 7.1) > 0
+
+
+def test_a_switch_up_that_lasts_resets_the_wait() -> None:
+    link = thinned(10.0)
+    up = probe_until_done(link, 12.0)
+    link.estimate(800_000, FULL, up + 30)
+    assert link.estimate(300_000, FULL, up + 31)
+    assert link.probe_bps(LOW, FULL, up + 34.1) > 0  # 3 s again
+
+
+def test_the_policy_sets_the_first_wait() -> None:
+    link = Downlink(DownlinkPolicy(wait_s=1.0))
+    link.estimate(800_000, FULL, 0.0)
+    link.estimate(200_000, FULL, 1.0)
+    assert link.probe_bps(LOW, FULL, 2.1) > 0
 
 
 def test_the_rate_meter_averages_the_last_window() -> None:
