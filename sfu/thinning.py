@@ -3,8 +3,9 @@
 Every quarter second the control measures the video the connection is sent (each
 sink's octets) and hands each video sink's ``Downlink`` the subscriber's latest
 estimate (REMB). While a sink is thinned it runs every 20 ms: the subscriber's NACKs
-go to the probe under way, and the probe's padding is sent, paced so that a thin link's
-queue never takes a burst. A sink whose choice changed moves to the encoding it now
+and estimates go to the probe under way at once (a link still thin shows first as a
+falling estimate, then as loss), and the probe's padding is sent, paced so that the
+link's queue never takes a burst. A sink whose choice changed moves to the encoding it now
 wants, at that one's next keyframe.
 """
 
@@ -85,6 +86,8 @@ class DownlinkControl:
                 continue
             if new_nacks:
                 sink.downlink.nacked(new_nacks, now)
+            if sink.remb is not None:  # a falling estimate ends a probe: heard at once
+                sink.downlink.estimate(sink.remb[0], self._sent, now)
             full = self._sent - self._meters[sink].bps + source.full.rate.bps
             pad = sink.downlink.probe_bps(self._sent, full, now)
             if not sink.downlink.thin:
