@@ -3,9 +3,9 @@
 A ``Sink`` rewrites each forwarded packet with its own SSRC, payload type, sequence
 numbers, timestamps and header extensions, and sends it through the subscriber's
 ``FastTransport``. The subscriber's RTCP about the stream arrives here: NACKs and keyframe
-requests go to the forwarder, REMB estimates and the loss its reports state to the
-sink's ``Downlink`` (what the subscriber's link carries, ``sfu.downlink``) and the loss
-to the forwarder too, reports to aiortc's own handler as well.
+requests go to the forwarder; REMB estimates, NACK counts and the loss its reports state
+go to the sink's ``Downlink`` (what the subscriber's link carries, ``sfu.downlink``), the
+loss to the forwarder too, and reports to aiortc's own handler as well.
 """
 
 from __future__ import annotations
