@@ -4,9 +4,9 @@ The recording and every other subscriber get the best a publisher sends: a subsc
 behind a thin link never lowers the publisher. It is sent less instead: the low
 simulcast encoding ``q`` while the publisher sends it, else temporal layer 0 of the
 full one (``sfu.layers``). A bandwidth estimate (REMB) that falls to well under what the
-subscriber is sent, or heavy loss in its receiver reports, thins it at once. Only a
-falling estimate thins: a receiving browser's estimate starts low and climbs for seconds
-after a join while the full encoding flows without loss.
+subscriber is sent, or heavy loss in its receiver reports (a fifth over a second),
+thins it at once. Only a falling estimate thins: a receiving browser's estimate starts
+low and climbs for seconds after a join while the full encoding flows without loss.
 
 Coming back cannot wait for that estimate: after a link was flooded, libwebrtc's
 receive-side estimate falls to about what the thin stream carries and then climbs by
@@ -30,7 +30,9 @@ from dataclasses import dataclass
 class DownlinkPolicy:
     thin_below: float = 0.75  # a falling estimate under this share of what is sent thins
     fall: float = 0.9  # an estimate under this share of the one before has fallen
-    heavy_loss: float = 0.2  # a receiver report with this fraction lost thins
+    heavy_loss: float = 0.2  # this fraction lost over the loss window thins
+    loss_window_s: float = 1.0
+    loss_packets: int = 20  # fewer packets expected in the window say nothing
     wait_s: float = 3.0  # thinned this long before the first probe
     max_wait_s: float = 8.0  # the longest wait after failed probes or switches up
     failed_within_s: float = 5.0  # thinned again this soon after going back: a failure
@@ -50,6 +52,7 @@ class Downlink:
         self._wait = self._policy.wait_s
         self._probe_at: float | None = None  # when the next probe starts (while thin)
         self._nacks = 0  # packets NACKed during the probe under way
+        self._reports: deque[tuple[float, int, int]] = deque()  # (when, lost, highest)
 
     def estimate(self, bitrate_bps: int, sent_bps: float, now: float) -> bool:
         """A REMB against the video the subscriber is sent now; returns ``thin``."""
@@ -64,9 +67,20 @@ class Downlink:
             self._probe_failed(now)
         return self.thin
 
-    def loss(self, fraction: float, now: float) -> bool:
-        """A receiver report's fraction lost (0 to 1); returns ``thin``."""
-        if fraction >= self._policy.heavy_loss and not self.thin:
+    def loss(self, lost: int, highest: int, now: float) -> bool:
+        """A receiver report's cumulative packets lost and extended highest sequence
+        number; returns ``thin``. The loss is judged over the last ``loss_window_s``: a
+        browser sends a report with every NACK, so one report's own fraction may cover a
+        handful of packets."""
+        p = self._policy
+        reports = self._reports
+        reports.append((now, lost, highest))
+        while len(reports) > 2 and now - reports[1][0] >= p.loss_window_s:
+            reports.popleft()
+        then, lost0, highest0 = reports[0]
+        expected = highest - highest0
+        if (not self.thin and now - then >= p.loss_window_s and expected >= p.loss_packets
+                and lost - lost0 >= p.heavy_loss * expected):
             self._thin(now)
         return self.thin
 

@@ -302,8 +302,7 @@ class TrackForwarder:
             if self._pending_packets >= self.FLUSH_PACKETS:
                 self.flush_metrics()
 
-    def _send_thinned(self, sink: Sink, packet: InPacket, mime: str, ntp: int | None,
-                      rtx: bool = False) -> bool:
+    def _send_thinned(self, sink: Sink, packet: InPacket, mime: str, ntp: int | None) -> bool:
         """Send through the sink's temporal-layer filter (a watching officer's tile)."""
         assert sink.layers is not None
         kept = sink.layers.admit(packet.sequence_number, packet.payload)
@@ -315,7 +314,7 @@ class TrackForwarder:
         if kept[1] is not packet.payload:
             packet = InPacket(packet.payload_type, packet.marker, packet.sequence_number,
                               packet.timestamp, packet.ssrc, kept[1], packet.audio_level)
-        return sink.send(packet, mime, out[0], out[1], ntp, rtx=rtx)
+        return sink.send(packet, mime, out[0], out[1], ntp)
 
     async def retransmit(self, sink: Sink, out_seqs: list[int]) -> None:
         """Resend what a subscriber NACKed from the history; what never reached the
@@ -335,12 +334,12 @@ class TrackForwarder:
             *fields, mime = entry
             packet = InPacket(*fields)
             if thinned and mime == VP8:
-                if self._send_thinned(sink, packet, mime, None, rtx=True):
+                if self._send_thinned(sink, packet, mime, None):
                     metrics.RETRANSMISSIONS.inc()
                 continue
             out = sink.rewriter.rewrite(self, packet.sequence_number, packet.timestamp)
             if out is not None and sink.send(packet, mime, out.sequence_number,
-                                             out.timestamp, None, rtx=True):
+                                             out.timestamp, None):
                 metrics.RETRANSMISSIONS.inc()
         if absent and self.media_ssrc is not None:
             metrics.NACKS.labels("to_publisher").inc(len(absent))

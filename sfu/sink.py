@@ -92,9 +92,9 @@ class Sink:
         self.downlink = Downlink()
         self.remb: tuple[int, float] | None = None
         self.nacked = 0  # packets the subscriber NACKed on this stream so far
-        self._last_ts = 0  # the timestamp pad() gives its packets
+        self._last = (0, 0)  # payload type and timestamp of the last packet (for pad())
         self.payload_types: dict[str, int] = {}
-        self.rtx_payload_type: int | None = None
+        self.rtx_types: dict[int, int] = {}  # payload type -> the RTX type repairing it
         self._rtx_seq = 0
         self._extensions = ExtensionWriter({}, None)
         self._fast: FastTransport | None = None
@@ -115,11 +115,10 @@ class Sink:
         for codec in codecs:
             if not is_rtx(codec):
                 self.payload_types.setdefault(codec.mimeType.lower(), codec.payloadType)
-        # The RTX of the preferred codec, as aiortc's sender takes it (but known now: the
-        # sender learns it only once it starts, after the answer).
-        self.rtx_payload_type = next(
-            (c.payloadType for c in codecs if is_rtx(c) and codecs
-             and c.parameters.get("apt") == codecs[0].payloadType), None)
+        # Known from the answer (aiortc's sender learns one RTX type, of its preferred
+        # codec, only once it starts).
+        self.rtx_types = {apt: c.payloadType for c in codecs if is_rtx(c)
+                          and isinstance(apt := c.parameters.get("apt"), int)}
         self._extensions = ExtensionWriter(extension_ids or {}, mid)
 
     def _transport(self) -> FastTransport:
@@ -130,11 +129,13 @@ class Sink:
         return fast
 
     def send(self, packet: InPacket, mime: str, out_seq: int, out_ts: int,
-             ntp: int | None, rtx: bool = False) -> bool:
+             ntp: int | None) -> bool:
         """Rewrite ``packet`` with this sink's numbers and send it (synchronously).
 
         ``ntp`` is the send time (64-bit NTP) for abs-send-time and sender reports; None
-        for a retransmission.
+        for a retransmission, which goes out as the original did: a receiving browser
+        then counts the packet as received in the stream's own statistics (resent over
+        RTX, it would stay lost in them). RTX carries only ``pad``'s probes.
         """
         pt = self.payload_types.get(mime)
         if pt is None:
@@ -142,28 +143,18 @@ class Sink:
             return False
         ext = self._extensions.block(None if ntp is None else (ntp >> 14) & 0x00FFFFFF,
                                      packet.audio_level)
-        payload = packet.payload
-        if rtx and self.rtx_payload_type is not None:
-            # RFC 4588: the RTX payload starts with the original sequence number.
-            header = RTP_HEADER.pack(0x90 if ext else 0x80,
-                                     (packet.marker << 7) | self.rtx_payload_type,
-                                     self._rtx_seq, out_ts,
-                                     glue_rtp.sender_rtx_ssrc(self._sender))
-            payload = out_seq.to_bytes(2, "big") + payload
-            self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
-        else:
-            header = RTP_HEADER.pack(0x90 if ext else 0x80, (packet.marker << 7) | pt,
-                                     out_seq, out_ts, self.ssrc)
+        header = RTP_HEADER.pack(0x90 if ext else 0x80, (packet.marker << 7) | pt, out_seq,
+                                 out_ts, self.ssrc)
         fast = self._fast
         if fast is None or fast.dtls is not self._sender.transport:
             fast = self._transport()
-        if not fast.send_rtp(header + ext + payload):
+        if not fast.send_rtp(header + ext + packet.payload):
             return False
         if self.on_first_packet is not None:
             first, self.on_first_packet = self.on_first_packet, None
             first()
         if ntp is not None:
-            self._last_ts = out_ts
+            self._last = (pt, out_ts)
             self.packets += 1
             self.octets += len(packet.payload)
             glue_rtp.record_sent(self._sender, ntp, out_ts, self.packets, self.octets)
@@ -219,7 +210,7 @@ class Sink:
             if source is not None:
                 source.loss.report(self, report.fraction_lost, source.now())
                 if self.kind == "video" and not self.downlink.thin and self.downlink.loss(
-                        report.fraction_lost / 256, source.now()):
+                        report.packets_lost, report.highest_sequence, source.now()):
                     self.reconsider()
             metrics.PACKET_LOSS.observe(report.fraction_lost / 256)
             metrics.JITTER.observe(report.jitter / self.clock_rate)
@@ -252,7 +243,7 @@ class Sink:
         nothing a receiver decodes or takes for a lost packet repaired, so what a link
         still too thin drops shows as loss of the media around them; returns the octets
         sent."""
-        pt = self.rtx_payload_type
+        pt = self.rtx_types.get(self._last[0])
         if pt is None or not self.packets:
             return 0
         ext = self._extensions.block((ntp_now() >> 14) & 0x00FFFFFF, None)
@@ -261,7 +252,7 @@ class Sink:
         sent = 0
         while sent < octets:
             header = RTP_HEADER.pack(0xB0 if ext else 0xA0, pt, self._rtx_seq,
-                                     self._last_ts, ssrc)
+                                     self._last[1], ssrc)
             self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
             if not fast.send_rtp(header + ext + PADDING):
                 break

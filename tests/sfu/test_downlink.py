@@ -47,10 +47,16 @@ def test_an_estimate_climbing_after_a_join_does_not_thin() -> None:
         assert not link.estimate(estimate, FULL, float(t))
 
 
-def test_heavy_loss_thins_and_random_loss_does_not() -> None:
+def test_heavy_loss_over_a_second_thins_and_random_loss_does_not() -> None:
     link = Downlink()
-    assert not link.loss(0.06, 1.0)  # 5 % random loss: thinning would not help
-    assert link.loss(0.3, 2.0)
+    # 5 % random loss, a report with every NACK: thinning would not help.
+    for i in range(20):
+        assert not link.loss(lost=i, highest=1000 + 20 * i, now=i * 0.1)
+    # Three packets out of four in one short report are not a second of loss either.
+    assert not link.loss(lost=22, highest=1384, now=2.05)
+    for i in range(1, 12):  # half of what is sent lost, over a second
+        link.loss(lost=22 + 10 * i, highest=1384 + 20 * i, now=2.05 + 0.1 * i)
+    assert link.thin
 
 
 def test_a_thinned_link_is_probed_after_the_wait_and_ramps_to_the_full_rate() -> None:
