@@ -12,7 +12,7 @@ Coming back cannot wait for that estimate: after a link was flooded, libwebrtc's
 receive-side estimate falls to about what the thin stream carries and then climbs by
 about a kilobit per second, and it never passes 1.5 times what it receives. So the
 server probes: a while after thinning it pads the subscriber's video (``probe_bps``)
-from what it is sent up to what the full encoding needs, over one and a half seconds,
+from what it is sent up to what the full encoding needs, over two seconds,
 and holds that for a second. A falling estimate (libwebrtc's estimator sees the queue
 grow, and padding is not in the throughput it backs off to) or loss (the subscriber's
 NACKs) ends it at once, before a link still thin drops much, and doubles the wait before
@@ -33,10 +33,10 @@ class DownlinkPolicy:
     heavy_loss: float = 0.2  # this fraction lost over the loss window thins
     loss_window_s: float = 1.0
     loss_packets: int = 20  # fewer packets expected in the window say nothing
-    wait_s: float = 3.0  # thinned this long before the first probe
+    wait_s: float = 4.0  # thinned this long before the first probe
     max_wait_s: float = 8.0  # the longest wait after failed probes or switches up
     failed_within_s: float = 5.0  # thinned again this soon after going back: a failure
-    ramp_s: float = 1.5  # a probe climbs from what is sent to the full rate in this time
+    ramp_s: float = 2.0  # a probe climbs from what is sent to the full rate in this time
     hold_s: float = 1.0  # and holds the full rate this long
     probe_nacks: int = 1  # packets NACKed during a probe that end it
 

@@ -20,7 +20,7 @@ def probe_until_done(link: Downlink, start: float, nack_at: float | None = None)
     """Ticks of 20 ms from ``start`` until the link is no longer probed or thinned; the
     subscriber NACKs at ``nack_at``. Returns when the probe ended."""
     now = start
-    while now < start + 5:
+    while now < start + 10:
         if nack_at is not None and now >= nack_at:
             link.nacked(1, now)
             return now
@@ -61,40 +61,40 @@ def test_heavy_loss_over_a_second_thins_and_random_loss_does_not() -> None:
 
 def test_a_thinned_link_is_probed_after_the_wait_and_ramps_to_the_full_rate() -> None:
     link = thinned(10.0)
-    assert link.probe_bps(LOW, FULL, 12.9) == 0  # not before the 3 s wait
-    assert link.probe_bps(LOW, FULL, 13.75) == (FULL - LOW) // 2  # half way up the ramp
-    assert link.probe_bps(LOW, FULL, 14.7) == FULL - LOW  # then held at the full rate
+    assert link.probe_bps(LOW, FULL, 13.9) == 0  # not before the 4 s wait
+    assert link.probe_bps(LOW, FULL, 15.0) == (FULL - LOW) // 2  # half way up the ramp
+    assert link.probe_bps(LOW, FULL, 16.2) == FULL - LOW  # then held at the full rate
     assert link.thin
 
 
 def test_a_probe_that_passes_brings_the_full_encoding_back() -> None:
     link = thinned(10.0)
     ended = probe_until_done(link, 12.0)
-    assert not link.thin and 15.5 <= ended <= 15.6  # 3 s wait, 1.5 s ramp, 1 s hold
+    assert not link.thin and 17.0 <= ended <= 17.1  # 4 s wait, 2 s ramp, 1 s hold
 
 
 def test_a_nack_ends_a_probe_and_doubles_the_wait_up_to_its_maximum() -> None:
     link = thinned(10.0)
-    failed = probe_until_done(link, 13.0, nack_at=13.4)
+    failed = probe_until_done(link, 14.0, nack_at=14.4)
     assert link.thin and link.probe_bps(LOW, FULL, failed + 0.1) == 0
-    assert link.probe_bps(LOW, FULL, failed + 5.9) == 0  # now 6 s
-    assert link.probe_bps(LOW, FULL, failed + 6.1) > 0
-    failed = probe_until_done(link, failed + 6.1, nack_at=failed + 6.2)
-    assert link.probe_bps(LOW, FULL, failed + 7.9) == 0  # 12 s, held to 8
+    assert link.probe_bps(LOW, FULL, failed + 7.9) == 0  # now 8 s
+    assert link.probe_bps(LOW, FULL, failed + 8.1) > 0
+    failed = probe_until_done(link, failed + 8.1, nack_at=failed + 8.2)
+    assert link.probe_bps(LOW, FULL, failed + 7.9) == 0  # 16 s, held to 8
     assert link.probe_bps(LOW, FULL, failed + 8.1) > 0
 
 
 def test_nacks_outside_a_probe_change_nothing() -> None:
     link = thinned(10.0)
     link.nacked(5, 11.0)  # random loss while thinned, before the probe
-    assert probe_until_done(link, 13.0) <= 15.6 and not link.thin
+    assert probe_until_done(link, 14.0) <= 17.1 and not link.thin
 
 
 def test_a_falling_estimate_ends_a_probe() -> None:
     link = thinned(10.0)
-    assert link.probe_bps(LOW, FULL, 13.5) > 0
-    link.estimate(200_000, LOW, 13.6)
-    assert link.thin and link.probe_bps(LOW, FULL, 13.7) == 0
+    assert link.probe_bps(LOW, FULL, 14.5) > 0
+    link.estimate(200_000, LOW, 14.6)
+    assert link.thin and link.probe_bps(LOW, FULL, 14.7) == 0
 
 
 def test_a_switch_up_that_fails_soon_doubles_the_wait() -> None:
@@ -102,8 +102,8 @@ def test_a_switch_up_that_fails_soon_doubles_the_wait() -> None:
     up = probe_until_done(link, 12.0)
     link.estimate(800_000, FULL, up + 0.5)
     assert link.estimate(300_000, FULL, up + 1.0)  # flooded again: thinned
-    assert link.probe_bps(LOW, FULL, up + 6.9) == 0  # 6 s, not 3
-    assert link.probe_bps(LOW, FULL, up + 7.1) > 0
+    assert link.probe_bps(LOW, FULL, up + 8.9) == 0  # 8 s, not 4
+    assert link.probe_bps(LOW, FULL, up + 9.1) > 0
 
 
 def test_a_switch_up_that_lasts_resets_the_wait() -> None:
@@ -111,7 +111,7 @@ def test_a_switch_up_that_lasts_resets_the_wait() -> None:
     up = probe_until_done(link, 12.0)
     link.estimate(800_000, FULL, up + 30)
     assert link.estimate(300_000, FULL, up + 31)
-    assert link.probe_bps(LOW, FULL, up + 34.1) > 0  # 3 s again
+    assert link.probe_bps(LOW, FULL, up + 35.1) > 0  # 4 s again
 
 
 def test_the_policy_sets_the_first_wait() -> None:
