@@ -90,7 +90,7 @@ PRIVATE: dict[type, tuple[str, ...]] = {
     RTCRtpTransceiver: ("_codecs", "_headerExtensions"),
     RTCRtpSender: (
         "_ssrc", "_rtx_ssrc", "_stream_id", "_handle_rtcp_packet", "_run_rtcp",
-        "_RTCRtpSender__rtx_payload_type", "_RTCRtpSender__rtt",
+        "_RTCRtpSender__rtt",
         "_RTCRtpSender__ntp_timestamp", "_RTCRtpSender__rtp_timestamp",
         "_RTCRtpSender__packet_count", "_RTCRtpSender__octet_count",
         "_RTCRtpSender__rtcp_started", "_RTCRtpSender__rtcp_exited",

@@ -2,13 +2,9 @@
 
 Subscribers' keyframe requests are relayed to the publisher, but a burst of them (every
 subscriber asks after a switch) must not make the publisher send keyframe after
-keyframe. Subscribers' bandwidth estimates (REMB) are folded into one figure for the
-publisher: the lowest recent estimate, capped by the configured maximum, because
-without simulcast the publisher's single encoding must fit the weakest downlink. An
-estimate is never taken below a floor: one subscriber (hostile, or on a dying link)
-sending REMB 0 must not starve the recording and every other subscriber. For audio, the
-worst loss subscribers report goes into the server's receiver reports to the publisher,
-so its Opus encoder adds in-band FEC for loss it would otherwise never hear of.
+keyframe. For audio, the worst loss subscribers report goes into the server's receiver
+reports to the publisher, so its Opus encoder adds in-band FEC for loss it would
+otherwise never hear of.
 """
 
 from __future__ import annotations
@@ -36,29 +32,6 @@ class KeyframeRequests:
         if self._last is None:
             return 0.0
         return max(0.0, self._min_interval - (now - self._last))
-
-
-class BitrateEstimates:
-    """Lowest recent REMB among a track's subscribers, between a floor and a cap."""
-
-    def __init__(self, cap_bps: int, max_age_s: float = 5.0, floor_bps: int = 0) -> None:
-        self._cap = cap_bps
-        self._floor = min(floor_bps, cap_bps)
-        self._max_age = max_age_s
-        self._by_sink: dict[object, tuple[int, float]] = {}
-
-    def report(self, sink: object, bitrate_bps: int, now: float) -> bool:
-        """Keep a subscriber's estimate; True if it was below the floor (raised to it)."""
-        floored = bitrate_bps < self._floor
-        self._by_sink[sink] = (self._floor if floored else bitrate_bps, now)
-        return floored
-
-    def forget(self, sink: object) -> None:
-        self._by_sink.pop(sink, None)
-
-    def target(self, now: float) -> int:
-        fresh = [b for b, t in self._by_sink.values() if now - t <= self._max_age]
-        return min([self._cap, *fresh])
 
 
 class WorstLoss:

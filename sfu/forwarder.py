@@ -6,9 +6,11 @@ history and handed to each ``Sink`` (``sfu.sink``: a subscriber's slot sender), 
 rewrites it with its own SSRC, payload type, sequence numbers, timestamps and MID.
 Subscribers' RTCP reaches the forwarder through the sink: NACKs are answered from the
 history (what never reached the server is NACKed to the publisher again), keyframe
-requests are relayed to the publisher (rate limited), REMB estimates are folded into
-one REMB sent to the publisher once a second, and audio subscribers' reported loss into
-the receiver reports an audio publisher gets.
+requests are relayed to the publisher (rate limited), and audio subscribers' reported
+loss goes into the receiver reports an audio publisher gets. A video publisher is sent
+a REMB of the configured maximum once a second, whatever its subscribers' links carry:
+the recording keeps the best it sends, and a thin subscriber is sent less instead
+(``sfu.downlink``).
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ from aiortc.codecs import is_rtx
 from aiortc.rtp import RtpPacket
 
 from sfu import glue_rtp, metrics
+from sfu.downlink import RateMeter
 from sfu.fastpath import FastTransport, InPacket, ntp_now
-from sfu.feedback import BitrateEstimates, KeyframeRequests, WorstLoss
+from sfu.feedback import KeyframeRequests, WorstLoss
 from sfu.history import PacketHistory
 from sfu.keyframes import KeyframeAsker
 from sfu.layers import ALL_LAYERS, TemporalFilter, keyframe_start
-from sfu.limits import DEFAULT_LIMITS, MediaLimits, MissingPackets
+from sfu.limits import MissingPackets
 from sfu.sequence import RESTART, SUSPECT, SequenceCheck
 from sfu.simulcast import LOW, LOW_MAX_BPS, choose_encoding
 from sfu.sink import Sink
@@ -43,6 +46,7 @@ Kept = tuple[int, int, int, int, int, bytes, int | None, str]
 log = logging.getLogger(__name__)
 
 VP8 = "video/vp8"  # the codec whose temporal layers a sink can thin (sfu.layers)
+RTP_OVERHEAD = 40  # octets of RTP, SRTP, UDP and IP headers around each payload
 
 
 class TrackForwarder:
@@ -56,8 +60,7 @@ class TrackForwarder:
 
     def __init__(self, receiver: RTCRtpReceiver, kind: str, max_bitrate_bps: int,
                  clock: Callable[[], float] = time.monotonic,
-                 limits: MediaLimits = DEFAULT_LIMITS, full: TrackForwarder | None = None
-                 ) -> None:
+                 full: TrackForwarder | None = None) -> None:
         self.kind = kind
         # Simulcast (sfu.simulcast): the forwarder of the low encoding is made with the
         # full one's, shares its receiver and keeps to that one's recording gate.
@@ -89,7 +92,10 @@ class TrackForwarder:
         # encodings: one limiter for both, so a request is deferred, not swallowed.
         self.keyframes = KeyframeRequests() if full is None else full.keyframes
         self._asker = KeyframeAsker(receiver, self.keyframes, clock)
-        self.estimates = BitrateEstimates(max_bitrate_bps, floor_bps=limits.remb_floor_bps)
+        self._max_bitrate = max_bitrate_bps
+        # What arrives from the publisher: what a subscriber's link must carry to be sent
+        # this encoding.
+        self.rate = RateMeter(self.FLUSH_INTERVAL_S)
         self.loss = WorstLoss()  # subscribers' reported loss; told to an audio publisher
         self._loss_floor = (lambda: self.loss.worst(self._clock())) if kind == "audio" else None
         self.muted = False
@@ -120,17 +126,21 @@ class TrackForwarder:
                 sink.source.detach(sink)
             if sink.layers is not None:  # a new stream: dropped packets counted afresh
                 sink.layers = TemporalFilter(sink.layers.target, after=sink.layers)
+        target = sink.layer_target(self.rid == LOW)
+        if sink.layers is not None:
+            sink.layers.target = target
+        elif target != ALL_LAYERS:
+            sink.layers = TemporalFilter(target)
         sink.source = self
         if sink not in self.sinks:
             self.sinks.append(sink)
 
     def encoding_for(self, sink: Sink) -> TrackForwarder:
         """The publisher's encoding ``sink`` wants: the full one, but the low copy for a
-        tile of an officer's wall (its video thinned to temporal layer 0)."""
+        tile of an officer's wall or a subscriber whose link is thin."""
         low = self.full.low
-        full = sink.layers is None or sink.layers.target == ALL_LAYERS
-        return (low if low is not None and choose_encoding(full, low.live) == LOW
-                else self.full)
+        return (low if low is not None and choose_encoding(not sink.wants_low(), low.live)
+                == LOW else self.full)
 
     def take_at_keyframe(self, sink: Sink) -> None:
         """Feed ``sink`` from this encoding from its next keyframe on, asked for now; the
@@ -148,7 +158,6 @@ class TrackForwarder:
             self.waiting.remove(sink)
         if sink in self.sinks:
             self.sinks.remove(sink)
-        self.estimates.forget(sink)
         self.loss.forget(sink)
         if sink.source is self:
             sink.source = None
@@ -251,6 +260,7 @@ class TrackForwarder:
             metrics.NACKS.labels("to_publisher").inc(len(missing))
             asyncio.ensure_future(glue_rtp.send_nack(self._receiver, ssrc, missing))
         payload = packet.payload
+        self.rate.octets += len(payload) + RTP_OVERHEAD
         if not payload:
             return  # padding-only probe: nothing for subscribers
         self._seen = True
@@ -292,8 +302,7 @@ class TrackForwarder:
             if self._pending_packets >= self.FLUSH_PACKETS:
                 self.flush_metrics()
 
-    def _send_thinned(self, sink: Sink, packet: InPacket, mime: str, ntp: int | None,
-                      rtx: bool = False) -> bool:
+    def _send_thinned(self, sink: Sink, packet: InPacket, mime: str, ntp: int | None) -> bool:
         """Send through the sink's temporal-layer filter (a watching officer's tile)."""
         assert sink.layers is not None
         kept = sink.layers.admit(packet.sequence_number, packet.payload)
@@ -305,7 +314,7 @@ class TrackForwarder:
         if kept[1] is not packet.payload:
             packet = InPacket(packet.payload_type, packet.marker, packet.sequence_number,
                               packet.timestamp, packet.ssrc, kept[1], packet.audio_level)
-        return sink.send(packet, mime, out[0], out[1], ntp, rtx=rtx)
+        return sink.send(packet, mime, out[0], out[1], ntp)
 
     async def retransmit(self, sink: Sink, out_seqs: list[int]) -> None:
         """Resend what a subscriber NACKed from the history; what never reached the
@@ -325,12 +334,12 @@ class TrackForwarder:
             *fields, mime = entry
             packet = InPacket(*fields)
             if thinned and mime == VP8:
-                if self._send_thinned(sink, packet, mime, None, rtx=True):
+                if self._send_thinned(sink, packet, mime, None):
                     metrics.RETRANSMISSIONS.inc()
                 continue
             out = sink.rewriter.rewrite(self, packet.sequence_number, packet.timestamp)
             if out is not None and sink.send(packet, mime, out.sequence_number,
-                                             out.timestamp, None, rtx=True):
+                                             out.timestamp, None):
                 metrics.RETRANSMISSIONS.inc()
         if absent and self.media_ssrc is not None:
             metrics.NACKS.labels("to_publisher").inc(len(absent))
@@ -345,8 +354,7 @@ class TrackForwarder:
         """The low encoding has come (again): the tiles fed the full one move to it."""
         self.live = True
         self.full.waiting = [sink for sink in self.full.waiting if sink.source is not self]
-        self.waiting += [sink for sink in self.full.sinks
-                         if sink.layers is not None and sink.layers.target == 0]
+        self.waiting += [sink for sink in self.full.sinks if sink.wants_low()]
         if self.waiting:
             asyncio.ensure_future(self.request_keyframe())
 
@@ -367,6 +375,7 @@ class TrackForwarder:
         while True:
             await asyncio.sleep(self.FLUSH_INTERVAL_S)
             self.flush_metrics()
+            self.rate.tick()
             if self.full is not self:
                 self._check_idle()
             if self.waiting:  # asked again until it comes (see self.keyframes)
@@ -381,7 +390,7 @@ class TrackForwarder:
     async def _send_remb(self) -> None:
         if self.media_ssrc is None:
             return
-        bitrate = self.estimates.target(self._clock())
+        bitrate = self._max_bitrate
         ssrcs = [self.media_ssrc]
         if self.low is not None and self.low.live and self.low.media_ssrc is not None:
             # The browser fills the low encoding first: room for it on top of the full one.

@@ -61,11 +61,6 @@ def sender_rtx_ssrc(sender: RTCRtpSender) -> int:
     return sender._rtx_ssrc
 
 
-def sender_rtx_payload_type(sender: RTCRtpSender) -> int | None:
-    """The negotiated RTX payload type (None: RTX not negotiated)."""
-    return sender._RTCRtpSender__rtx_payload_type  # type: ignore[attr-defined,no-any-return]
-
-
 def sender_rtt(sender: RTCRtpSender) -> float | None:
     """Round-trip time from the subscriber's last receiver report (None before one)."""
     return sender._RTCRtpSender__rtt  # type: ignore[attr-defined,no-any-return]

@@ -33,10 +33,10 @@ from sfu.congestion import TRANSPORT_CC_URI
 from sfu.fastpath import AUDIO_LEVEL_URI, FastTransport, extension_ids
 from sfu.forwarder import TrackForwarder
 from sfu.glue_rtp import negotiated_codecs, negotiated_header_extensions, set_stream_id
-from sfu.layers import ALL_LAYERS, TemporalFilter
 from sfu.limits import DEFAULT_LIMITS, MediaLimits
 from sfu.simulcast import offer_simulcast
 from sfu.sink import Sink
+from sfu.thinning import DownlinkControl
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,7 @@ class Peer:
                 t.setCodecPreferences(opus)
         self.forwarders: dict[str, TrackForwarder] = {}  # per kind; video: the full encoding
         self._fast: FastTransport | None = None
+        self._downlink: DownlinkControl | None = None
 
     @property
     def state(self) -> str:
@@ -143,16 +144,17 @@ class Peer:
         for pair, sinks in zip(self._slot_transceivers, self.sinks, strict=True):
             for kind, t in pair.items():
                 sinks[kind].configure(negotiated_codecs(t), t.mid, ids)
+        if self._downlink is None:
+            self._downlink = DownlinkControl([s for sinks in self.sinks for s in sinks.values()])
         for kind, t in self.publish.items():
             if t.currentDirection in ("recvonly", "sendrecv"):
                 guard_receiver(t.receiver)
-                forwarder = TrackForwarder(t.receiver, kind, self._settings.max_video_bitrate_bps,
-                                           limits=self._settings.limits)
+                forwarder = TrackForwarder(t.receiver, kind, self._settings.max_video_bitrate_bps)
                 forwarder.bind(fast)
                 self.forwarders[kind] = forwarder
                 if kind == "video":  # the low encoding, if the publisher sends one
                     TrackForwarder(t.receiver, kind, self._settings.max_video_bitrate_bps,
-                                   limits=self._settings.limits, full=forwarder).bind(fast)
+                                   full=forwarder).bind(fast)
 
     async def add_candidate(self, candidate: dict[str, object]) -> None:
         """Add a trickled browser candidate ({candidate, sdpMid, sdpMLineIndex}).
@@ -183,11 +185,8 @@ class Peer:
         for sinks in self.sinks:
             sinks["audio"].paused = not listen
             video = sinks["video"]
-            if video.layers is None:
-                video.layers = TemporalFilter(0)
-            video.layers.target = ALL_LAYERS if full else 0
-            if video.source is not None:
-                video.source.encoding_for(video).take_at_keyframe(video)
+            video.wants_full = full
+            video.reconsider()
 
     async def close(self) -> None:
         for forwarder in self.forwarders.values():
@@ -200,4 +199,6 @@ class Peer:
                     sink.source.detach(sink)
         if self._fast is not None:
             self._fast.close()
+        if self._downlink is not None:
+            self._downlink.close()
         await self.pc.close()

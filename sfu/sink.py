@@ -2,9 +2,10 @@
 
 A ``Sink`` rewrites each forwarded packet with its own SSRC, payload type, sequence
 numbers, timestamps and header extensions, and sends it through the subscriber's
-``FastTransport``. The subscriber's RTCP about the stream arrives here: NACKs, keyframe
-requests, REMB estimates and the loss its reports state go to the forwarder, reports
-to aiortc's own handler too.
+``FastTransport``. The subscriber's RTCP about the stream arrives here: NACKs and keyframe
+requests go to the forwarder; REMB estimates, NACK counts and the loss its reports state
+go to the sink's ``Downlink`` (what the subscriber's link carries, ``sfu.downlink``), the
+loss to the forwarder too, and reports to aiortc's own handler as well.
 """
 
 from __future__ import annotations
@@ -30,23 +31,27 @@ from aiortc.rtp import (
 )
 
 from sfu import glue_rtp, metrics
-from sfu.fastpath import RTP_HEADER, ExtensionWriter, FastTransport, InPacket
-from sfu.feedback import BitrateEstimates, WorstLoss
-from sfu.layers import TemporalFilter
+from sfu.downlink import Downlink, RateMeter
+from sfu.fastpath import RTP_HEADER, ExtensionWriter, FastTransport, InPacket, ntp_now
+from sfu.feedback import WorstLoss
+from sfu.layers import ALL_LAYERS, TemporalFilter
 from sfu.rewrite import StreamRewriter
 
 
 class Source(Protocol):
     """What a sink asks of the track it is fed from (a ``TrackForwarder``)."""
 
-    estimates: BitrateEstimates
     loss: WorstLoss
+    full: Source  # the full encoding of the same track (itself, unless the low copy)
+    rate: RateMeter  # what arrives from the publisher
 
     async def retransmit(self, sink: Sink, out_seqs: list[int]) -> None: ...
 
     async def request_keyframe(self) -> None: ...
 
     def detach(self, sink: Sink) -> None: ...
+
+    def attach(self, sink: Sink) -> None: ...
 
     def now(self) -> float: ...
 
@@ -57,6 +62,8 @@ class Source(Protocol):
 
 VIDEO_FRAME_TICKS = 3000  # 1/30 s at 90 kHz
 AUDIO_FRAME_TICKS = 960  # 20 ms at 48 kHz
+PADDING = bytes(254) + b"\xff"  # the most one RTP packet carries (its last octet counts it)
+UDP_OVERHEAD = 38  # octets of SRTP, UDP and IP around an RTP packet
 
 
 class Sink:
@@ -78,9 +85,16 @@ class Sink:
         # A watching officer's view: audio only while listening, video thinned to
         # temporal layer 0 unless the officer opened this visit (sfu.layers).
         self.paused = False
+        self.wants_full = True
         self.layers: TemporalFilter | None = None
+        # What the subscriber's link carries: its latest REMB (bits/s, when) and whether
+        # its video is thinned to it.
+        self.downlink = Downlink()
+        self.remb: tuple[int, float] | None = None
+        self.nacked = 0  # packets the subscriber NACKed on this stream so far
+        self._last = (0, 0)  # payload type and timestamp of the last packet (for pad())
         self.payload_types: dict[str, int] = {}
-        self.rtx_payload_type: int | None = None
+        self.rtx_types: dict[int, int] = {}  # payload type -> the RTX type repairing it
         self._rtx_seq = 0
         self._extensions = ExtensionWriter({}, None)
         self._fast: FastTransport | None = None
@@ -101,7 +115,10 @@ class Sink:
         for codec in codecs:
             if not is_rtx(codec):
                 self.payload_types.setdefault(codec.mimeType.lower(), codec.payloadType)
-        self.rtx_payload_type = glue_rtp.sender_rtx_payload_type(self._sender)
+        # Known from the answer (aiortc's sender learns one RTX type, of its preferred
+        # codec, only once it starts).
+        self.rtx_types = {apt: c.payloadType for c in codecs if is_rtx(c)
+                          and isinstance(apt := c.parameters.get("apt"), int)}
         self._extensions = ExtensionWriter(extension_ids or {}, mid)
 
     def _transport(self) -> FastTransport:
@@ -112,11 +129,13 @@ class Sink:
         return fast
 
     def send(self, packet: InPacket, mime: str, out_seq: int, out_ts: int,
-             ntp: int | None, rtx: bool = False) -> bool:
+             ntp: int | None) -> bool:
         """Rewrite ``packet`` with this sink's numbers and send it (synchronously).
 
         ``ntp`` is the send time (64-bit NTP) for abs-send-time and sender reports; None
-        for a retransmission.
+        for a retransmission, which goes out as the original did: a receiving browser
+        then counts the packet as received in the stream's own statistics (resent over
+        RTX, it would stay lost in them). RTX carries only ``pad``'s probes.
         """
         pt = self.payload_types.get(mime)
         if pt is None:
@@ -124,27 +143,18 @@ class Sink:
             return False
         ext = self._extensions.block(None if ntp is None else (ntp >> 14) & 0x00FFFFFF,
                                      packet.audio_level)
-        payload = packet.payload
-        if rtx and self.rtx_payload_type is not None:
-            # RFC 4588: the RTX payload starts with the original sequence number.
-            header = RTP_HEADER.pack(0x90 if ext else 0x80,
-                                     (packet.marker << 7) | self.rtx_payload_type,
-                                     self._rtx_seq, out_ts,
-                                     glue_rtp.sender_rtx_ssrc(self._sender))
-            payload = out_seq.to_bytes(2, "big") + payload
-            self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
-        else:
-            header = RTP_HEADER.pack(0x90 if ext else 0x80, (packet.marker << 7) | pt,
-                                     out_seq, out_ts, self.ssrc)
+        header = RTP_HEADER.pack(0x90 if ext else 0x80, (packet.marker << 7) | pt, out_seq,
+                                 out_ts, self.ssrc)
         fast = self._fast
         if fast is None or fast.dtls is not self._sender.transport:
             fast = self._transport()
-        if not fast.send_rtp(header + ext + payload):
+        if not fast.send_rtp(header + ext + packet.payload):
             return False
         if self.on_first_packet is not None:
             first, self.on_first_packet = self.on_first_packet, None
             first()
         if ntp is not None:
+            self._last = (pt, out_ts)
             self.packets += 1
             self.octets += len(packet.payload)
             glue_rtp.record_sent(self._sender, ntp, out_ts, self.packets, self.octets)
@@ -156,6 +166,7 @@ class Sink:
         source = self.source
         if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
             metrics.NACKS.labels("from_subscriber").inc(len(packet.lost))
+            self.nacked += len(packet.lost)
             if source is not None:
                 await source.retransmit(self, self._within_limits(packet.lost, source.now()))
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
@@ -166,8 +177,11 @@ class Sink:
                 bitrate, _ = unpack_remb_fci(packet.fci)
             except ValueError:
                 return
-            if source is not None and source.estimates.report(self, bitrate, source.now()):
+            floor = self._transport().limits.remb_floor_bps
+            if bitrate < floor:
                 metrics.MEDIA_LIMITS.labels("remb_floor").inc()
+            if source is not None:
+                self.remb = (bitrate, source.now())
         else:
             await self._original_rtcp(packet)  # sender/receiver reports: stats and RTT
             if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
@@ -195,8 +209,52 @@ class Sink:
             source = self.source
             if source is not None:
                 source.loss.report(self, report.fraction_lost, source.now())
+                if self.kind == "video" and not self.downlink.thin and self.downlink.loss(
+                        report.packets_lost, report.highest_sequence, source.now()):
+                    self.reconsider()
             metrics.PACKET_LOSS.observe(report.fraction_lost / 256)
             metrics.JITTER.observe(report.jitter / self.clock_rate)
             rtt = glue_rtp.sender_rtt(self._sender)
             if rtt is not None:
                 metrics.RTT.observe(rtt)
+
+    def reconsider(self) -> None:
+        """What this sink wants changed: the stream it gets now thinned (or not) at once,
+        and the encoding it now wants from that one's next keyframe."""
+        source = self.source
+        if source is not None:
+            source.attach(self)
+            source.encoding_for(self).take_at_keyframe(self)
+
+    def wants_low(self) -> bool:
+        """An officer's tile, or a subscriber whose link is thin: the low encoding while
+        the publisher sends one."""
+        return not self.wants_full or self.downlink.thin
+
+    def layer_target(self, low: bool) -> int:
+        """The highest temporal layer to forward of the low or the full encoding: layer 0
+        for a tile, and of the full encoding for a thin link (the low one whole)."""
+        if not self.wants_full or (self.downlink.thin and not low):
+            return 0
+        return ALL_LAYERS
+
+    def pad(self, octets: int) -> int:
+        """Send about ``octets`` of padding-only RTX packets (``sfu.downlink``'s probes):
+        nothing a receiver decodes or takes for a lost packet repaired, so what a link
+        still too thin drops shows as loss of the media around them; returns the octets
+        sent."""
+        pt = self.rtx_types.get(self._last[0])
+        if pt is None or not self.packets:
+            return 0
+        ext = self._extensions.block((ntp_now() >> 14) & 0x00FFFFFF, None)
+        ssrc = glue_rtp.sender_rtx_ssrc(self._sender)
+        fast = self._transport()
+        sent = 0
+        while sent < octets:
+            header = RTP_HEADER.pack(0xB0 if ext else 0xA0, pt, self._rtx_seq,
+                                     self._last[1], ssrc)
+            self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
+            if not fast.send_rtp(header + ext + PADDING):
+                break
+            sent += len(header) + len(ext) + len(PADDING) + UDP_OVERHEAD
+        return sent

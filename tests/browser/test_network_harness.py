@@ -38,6 +38,23 @@ async def seconds_until_frames(page: Page, timeout: float) -> float:
     return time.monotonic() - start
 
 
+async def video_widths(page: Page, stat_type: str) -> dict[str, int]:
+    """The frame width of each of the page's video streams of ``stat_type``, by rid."""
+    stats = await page.evaluate("window.visitStats()")
+    return {s.get("rid", ""): int(s.get("frameWidth", 0)) for s in stats
+            if s.get("type") == stat_type and s.get("kind") == "video"}
+
+
+async def seconds_until_width(page: Page, width: int, timeout: float) -> float:
+    """Seconds until the page's received video is ``width`` pixels wide."""
+    start = time.monotonic()
+    while (await video_widths(page, "inbound-rtp")).get("") != width:
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"not {width} pixels wide within {timeout} s")
+        await asyncio.sleep(0.5)
+    return time.monotonic() - start
+
+
 async def test_loss_and_a_rate_cap_show_in_the_far_browser(tmp_path: Path) -> None:
     async with visit_behind_link(tmp_path, "net-loss") as visit:
         clean = await window(visit.family, "inbound-rtp", "audio", 3)
@@ -48,12 +65,21 @@ async def test_loss_and_a_rate_cap_show_in_the_far_browser(tmp_path: Path) -> No
             uncapped = await window(visit.family, "inbound-rtp", "video", 2)
             if uncapped.kbps("bytesReceived") > 350:
                 break
+        full = (await video_widths(visit.family, "inbound-rtp"))[""]
         visit.link.cap(None, 300)
         await asyncio.sleep(3)  # the 200 ms queue drains, what was in flight arrives
         capped = await window(visit.family, "inbound-rtp", "video", 4)
         assert uncapped.kbps("bytesReceived") > 350, uncapped.kbps("bytesReceived")
         assert capped.kbps("bytesReceived") < 300, capped.kbps("bytesReceived")
+        # The thin family is sent the inmate's low encoding, cleanly, while the inmate
+        # still sends (and the recording keeps) the full one.
+        assert capped.loss_percent() < 5.0, capped.loss_percent()
+        assert (await video_widths(visit.family, "inbound-rtp"))[""] == full // 2
+        assert (await video_widths(visit.inmate, "outbound-rtp"))["f"] == full
         visit.link.clean()
+        # Probed while thin, the family gets the full encoding back soon after the cap
+        # lifts (its browser's own estimate would take minutes).
+        assert await seconds_until_width(visit.family, full, 14) < 14
         await asyncio.sleep(1)
         visit.link.loss(10)
         lossy = await window(visit.family, "inbound-rtp", "audio", 6)

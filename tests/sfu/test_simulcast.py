@@ -133,6 +133,12 @@ class TileSink:
         self.enabled = False
         self.paused = False
 
+    def wants_low(self) -> bool:
+        return True
+
+    def layer_target(self, low: bool) -> int:
+        return 0
+
 
 async def test_a_tile_follows_the_low_copy_while_the_publisher_sends_it() -> None:
     certificate = RTCCertificate.generateCertificate()
