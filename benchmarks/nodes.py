@@ -3,12 +3,15 @@ what joining through a node that does not own the visit adds to the first pictur
 
     python -m benchmarks.nodes --visits 20 --seconds 20 --rounds 3 --joins 12
 
-Each round runs the forwarding benchmark's load (benchmarks/load.py) twice, in turn
-(the order alternates from round to round): on one plain ``visitbridge serve``, and on
+Each round runs the forwarding benchmark's load (benchmarks/load.py) three times, in
+turn (the order alternates from round to round): on one plain ``visitbridge serve``; on
 two nodes sharing a real ``redis-server``, where the parties of each visit join at
-alternate nodes, so one of each pair is relayed to the owner. The figure is forwarded
+alternate nodes, so one of each pair is relayed to the owner; and on two independent
+servers without Redis, each taking whole visits (the control). The figure is forwarded
 packets per server CPU-second, summed over both nodes, as a ratio to the single node's
-in the same round. Then, on two fresh nodes, ``--joins`` joins go straight to the
+in the same round; and the same with the servers' idle CPU (measured for
+``--idle-seconds`` before each load) taken out, the marginal cost of a packet.
+Then, on two fresh nodes, ``--joins`` joins go straight to the
 visit's owner and as many through the other node, alternately, each into a new visit
 whose first party already publishes; each is timed from sending ``join`` to the first
 forwarded video packet and to the first keyframe (the first picture a browser can
@@ -57,6 +60,7 @@ CAPACITY = 10_000
 THROUGHPUT_TOLERANCE = 0.10  # two nodes' packets per CPU-second at least 90 % of one's
 JOIN_TOLERANCE_MS = 300.0  # relayed joins' first picture at most this much later
 PICTURE_TIMEOUT_S = 10.0
+IDLE_SETTLE_S = 2.0  # after start-up, before the idle window
 
 
 @dataclass
@@ -135,9 +139,26 @@ async def placed(redis_url: str) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def packets_per_cpu_s(summary: dict[str, Any]) -> float | None:
+def packets_per_cpu_s(summary: dict[str, Any], marginal: bool = False) -> float | None:
+    """Forwarded packets per server CPU-second; ``marginal``: with what the servers spent
+    idle over as long taken out first (the fixed cost of each process)."""
     cpu, packets = summary["server_cpu_s"], summary["forwarded_packets"]
-    return round(packets / cpu, 1) if cpu else None
+    if marginal:
+        cpu -= summary["idle_cpu_per_s"] * summary["window_s"]
+    return round(packets / cpu, 1) if cpu > 0 else None
+
+
+async def idle_then_load(target: LoadTarget, args: argparse.Namespace, video: EncodedClip,
+                         audio: EncodedClip) -> dict[str, Any]:
+    """The load's summary, with the CPU the started servers spend per second before any
+    visit: timers, metrics, a node's registration and lease loop. Two processes pay it
+    twice whatever they carry, which is no cost of placement per packet."""
+    await asyncio.sleep(IDLE_SETTLE_S)
+    before, start = target.cpu_seconds(), time.monotonic()
+    await asyncio.sleep(args.idle_seconds)
+    idle = (target.cpu_seconds() - before) / (time.monotonic() - start)
+    summary = await run_load(target, args.visits, args.seconds, args.warmup, video, audio)
+    return {**summary, "idle_cpu_per_s": round(idle, 5)}
 
 
 def _one_node(folder: Path, args: argparse.Namespace, video: EncodedClip,
@@ -145,8 +166,7 @@ def _one_node(folder: Path, args: argparse.Namespace, video: EncodedClip,
     server = ServerProcess(folder)
     server.start()
     try:
-        return asyncio.run(run_load(server, args.visits, args.seconds, args.warmup,
-                                    video, audio))
+        return asyncio.run(idle_then_load(server, args, video, audio))
     finally:
         server.stop()
 
@@ -154,7 +174,7 @@ def _one_node(folder: Path, args: argparse.Namespace, video: EncodedClip,
 def _two_nodes(folder: Path, args: argparse.Namespace, video: EncodedClip,
                audio: EncodedClip) -> dict[str, Any]:
     async def load(nodes: LoadTarget, redis_url: str) -> dict[str, Any]:
-        summary = await run_load(nodes, args.visits, args.seconds, args.warmup, video, audio)
+        summary = await idle_then_load(nodes, args, video, audio)
         return {**summary, "visits_per_node": await placed(redis_url)}
 
     with running_redis(folder / "redis") as redis, \
@@ -168,8 +188,7 @@ def _two_apart(folder: Path, args: argparse.Namespace, video: EncodedClip,
     Against it, two nodes show what placement itself costs; against one node, what
     splitting the same load over two processes costs."""
     with running_nodes(folder, 2, None) as servers:
-        return asyncio.run(run_load(servers, args.visits, args.seconds, args.warmup,
-                                    video, audio))
+        return asyncio.run(idle_then_load(servers, args, video, audio))
 
 
 def _round(index: int, args: argparse.Namespace, video: EncodedClip,
@@ -184,11 +203,15 @@ def _round(index: int, args: argparse.Namespace, video: EncodedClip,
         with tempfile.TemporaryDirectory(prefix="visitbridge-nodes-") as tmp:
             result[name] = runs[name](Path(tmp), args, video, audio)
         result[f"{name}_packets_per_cpu_s"] = packets_per_cpu_s(result[name])
+        result[f"{name}_marginal_packets_per_cpu_s"] = packets_per_cpu_s(result[name], True)
         print(f"round {index + 1} {name}: {result[f'{name}_packets_per_cpu_s']} packets per "
               f"CPU-second, join failures {result[name]['join_failures']}", file=sys.stderr)
     for top, bottom in (("two", "one"), ("apart", "one"), ("two", "apart")):
-        above, below = result[f"{top}_packets_per_cpu_s"], result[f"{bottom}_packets_per_cpu_s"]
-        result[f"{top}_over_{bottom}"] = round(above / below, 3) if above and below else None
+        for kind in ("", "marginal_"):
+            above = result[f"{top}_{kind}packets_per_cpu_s"]
+            below = result[f"{bottom}_{kind}packets_per_cpu_s"]
+            result[f"{kind}{top}_over_{bottom}"] = (round(above / below, 3)
+                                                   if above and below else None)
     return result
 
 
@@ -279,6 +302,7 @@ def verdict(rounds: list[dict[str, Any]], joins: dict[str, Any]) -> dict[str, An
         "apart_over_one_median": median_of("apart_over_one"),
         "two_over_apart_median": median_of("two_over_apart"),
         "throughput_goal_met": median is not None and median >= 1 - THROUGHPUT_TOLERANCE,
+        "marginal_two_over_one_median": median_of("marginal_two_over_one"),
         "join_goal_met": pictures and all(
             v is not None and v <= JOIN_TOLERANCE_MS for v in later.values())}
 
@@ -288,6 +312,8 @@ def parser() -> argparse.ArgumentParser:
     add_results_argument(p, RESULTS)
     p.add_argument("--rounds", type=int, default=3,
                    help="one node, two nodes, two independent servers (default 3)")
+    p.add_argument("--idle-seconds", type=float, default=5.0,
+                   help="the servers' idle CPU is measured over this long before each load")
     p.add_argument("--joins", type=int, default=12,
                    help="timed joins at the owner, and as many through the other node")
     add_load_arguments(p)
