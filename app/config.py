@@ -44,7 +44,7 @@ class Config:
     max_ssrcs_per_connection: int = 8  # RTP streams (SSRCs) one peer connection may start
     nack_max_seqs: int = 64  # sequence numbers of one subscriber NACK that are resent
     rtx_max_packets_per_s: int = 200  # retransmissions per subscriber connection per second
-    remb_floor_bps: int = 150_000  # lowest video bitrate a subscriber's REMB can ask for
+    remb_floor_bps: int = 150_000  # a subscriber REMB under this is counted as remb_floor
     ice_loopback: bool = False  # tests and sandboxes only
     demo: bool = False  # trust the development key (serve --demo); never in production
     ice_servers: tuple[str, ...] = ()  # STUN URLs handed to aiortc, e.g. stun:host:3478

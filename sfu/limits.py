@@ -17,7 +17,7 @@ class MediaLimits:
     max_ssrcs: int = 8  # SSRCs learnt per peer connection (audio, video, RTX: 3 used)
     nack_max_seqs: int = 64  # sequence numbers of one subscriber NACK acted on
     rtx_packets_per_s: int = 200  # retransmissions per subscriber connection per second
-    remb_floor_bps: int = 150_000  # lowest video bitrate a subscriber's REMB can ask for
+    remb_floor_bps: int = 150_000  # a subscriber REMB under this is counted as remb_floor
 
 
 DEFAULT_LIMITS = MediaLimits()
