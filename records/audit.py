@@ -54,10 +54,12 @@ class AuditLog:
     def __init__(self, db: Connection) -> None:
         self._db = db
         # Only a brand-new log gets a genesis head; a missing head on a log with entries
-        # is left missing so that verify reports it.
+        # is left missing so that verify reports it. Nodes sharing a database may write
+        # it at the same moment: the later one finds the head there and goes on.
         db.execute("INSERT INTO audit_head (id, seq, hash) SELECT 1, 0, ? "
                    "WHERE NOT EXISTS (SELECT 1 FROM audit)"
-                   " AND NOT EXISTS (SELECT 1 FROM audit_head)", (GENESIS,))
+                   " AND NOT EXISTS (SELECT 1 FROM audit_head)"
+                   " ON CONFLICT (id) DO NOTHING", (GENESIS,))
         db.commit()
 
     def record(self, *, action: str, actor: str, role: str, now: float,

@@ -3,13 +3,16 @@ shows (on SQLite and on PostgreSQL)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from records.audit import AuditLog, entry_hash, verify, verify_file
-from records.dialect import ERRORS, open_database
+from records.chain import GENESIS
+from records.dialect import ERRORS, dialect_of, open_database
 from records.store import connect
 from tests.support.databases import drop_trigger
 
@@ -161,6 +164,28 @@ def test_a_fresh_empty_log_verifies(database: Path | str) -> None:
     db.close()
     result = verify_file(path)
     assert result.ok and result.checked == 0
+
+
+def test_two_servers_opening_a_new_log_at_once_both_start(database: Path | str) -> None:
+    """Nodes sharing one database start side by side: the second to write the genesis
+    head finds it written by the first, and starts instead of failing."""
+    first = connect(database)
+    first.execute("BEGIN")  # the first node's genesis, written but not yet committed
+    first.execute("INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, ?)", (GENESIS,))
+    with ThreadPoolExecutor(1) as pool:
+        opened = pool.submit(lambda: AuditLog(connect(database)))
+        if dialect_of(first) == "postgresql":  # the second waits on the first's row
+            watcher = open_database(database)
+            while not watcher.execute("SELECT count(*) FROM pg_stat_activity "
+                                      "WHERE wait_event_type = 'Lock'").fetchone()[0]:
+                time.sleep(0.05)
+            watcher.close()
+        else:
+            time.sleep(0.3)
+        first.execute("COMMIT")
+        opened.result(timeout=10)
+    assert verify(first).ok
+    first.close()
 
 
 def test_a_database_without_an_audit_log_does_not_verify(database: Path | str) -> None:
