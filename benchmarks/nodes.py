@@ -4,7 +4,7 @@ what joining through a node that does not own the visit adds to the first pictur
     python -m benchmarks.nodes --visits 20 --seconds 20 --rounds 3 --joins 12
 
 Each round runs the forwarding benchmark's load (benchmarks/load.py) three times, in
-turn (the order alternates from round to round): on one plain ``visitbridge serve``; on
+turn (the order rotates from round to round): on one plain ``visitbridge serve``; on
 two nodes sharing a real ``redis-server``, where the parties of each visit join at
 alternate nodes, so one of each pair is relayed to the owner; and on two independent
 servers without Redis, each taking whole visits (the control). The figure is forwarded
@@ -226,10 +226,11 @@ def _two_apart(folder: Path, args: argparse.Namespace, video: EncodedClip,
 def _round(index: int, args: argparse.Namespace, video: EncodedClip,
            audio: EncodedClip, cores: set[int] | None) -> dict[str, Any]:
     """One node, two nodes and the control under the same load, one after the other;
-    odd rounds run them in the reverse order, so a drift of the shared machine falls on
-    all alike."""
+    each round starts one further along the three, so over three rounds every side runs
+    first, second and last once, and a drift of the shared machine falls on all alike."""
     runs = {"one": _one_node, "two": _two_nodes, "apart": _two_apart}
-    order = list(runs) if index % 2 == 0 else list(reversed(runs))
+    names = list(runs)
+    order = names[index % 3:] + names[:index % 3]
     result: dict[str, Any] = {"order": order}
     for name in order:
         with tempfile.TemporaryDirectory(prefix="visitbridge-nodes-") as tmp:
