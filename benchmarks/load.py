@@ -46,6 +46,7 @@ class LoadTarget(Protocol):
 
     def token(self, sub: str, role: str, visit: VisitClaim | None) -> str: ...
     def cpu_seconds(self) -> float: ...
+    def context_switches(self) -> tuple[int, int]: ...
     def rss_mb(self) -> float | None: ...
     async def metrics(self, http: aiohttp.ClientSession) -> dict[str, float]: ...
     def alive(self) -> bool: ...
@@ -67,6 +68,7 @@ class Snapshot:
 
     at: float
     server_cpu_s: float
+    server_switches: tuple[int, int]  # voluntary, involuntary
     client_cpu_s: float
     metrics: dict[str, float]
     received: dict[str, TapTotals]  # by kind
@@ -125,7 +127,8 @@ async def _snapshot(server: LoadTarget, http: aiohttp.ClientSession,
             sent += stats.frames
             late += stats.late
             keyframe_requests += stats.keyframe_requests
-    return Snapshot(time.monotonic(), server.cpu_seconds(), process_cpu_seconds(os.getpid()),
+    return Snapshot(time.monotonic(), server.cpu_seconds(), server.context_switches(),
+                    process_cpu_seconds(os.getpid()),
                     metrics, received, sent, late, keyframe_requests,
                     server.rss_mb())
 
@@ -141,6 +144,8 @@ def _summarize(start: Snapshot, end: Snapshot, parties: list[Party], join_errors
     video_streams = sum(1 for p in parties for t in p.taps
                         if t.kind == "video" and t.first_video_at is not None)
     sent_frames = end.sent_frames - start.sent_frames
+    sleeps, preemptions = (e - s for e, s in zip(end.server_switches, start.server_switches,
+                                                  strict=True))
     return {
         "window_s": round(window, 2),
         "parties": len(parties),
@@ -157,6 +162,10 @@ def _summarize(start: Snapshot, end: Snapshot, parties: list[Party], join_errors
             (end.metric(FORWARDED_BYTES) - start.metric(FORWARDED_BYTES)) * 8 / window / 1e6,
             2),
         "server_us_per_forwarded_packet": round(cpu * 1e6 / forwarded, 1) if forwarded else None,
+        # How many packets a server handles each time it wakes: fewer, more cost per packet.
+        "server_sleeps": sleeps,
+        "forwarded_packets_per_server_sleep": round(forwarded / sleeps, 2) if sleeps else None,
+        "server_preemptions": preemptions,
         "received_packets": got.packets,
         "received_pps": round(got.packets / window, 1),
         "loss_pct": round(100 * got.lost / expected, 3) if expected else None,

@@ -4,13 +4,19 @@ what joining through a node that does not own the visit adds to the first pictur
     python -m benchmarks.nodes --visits 20 --seconds 20 --rounds 3 --joins 12
 
 Each round runs the forwarding benchmark's load (benchmarks/load.py) three times, in
-turn (the order alternates from round to round): on one plain ``visitbridge serve``; on
+turn (the order rotates from round to round): on one plain ``visitbridge serve``; on
 two nodes sharing a real ``redis-server``, where the parties of each visit join at
 alternate nodes, so one of each pair is relayed to the owner; and on two independent
 servers without Redis, each taking whole visits (the control). The figure is forwarded
-packets per server CPU-second, summed over both nodes, as a ratio to the single node's
-in the same round; and the same with the servers' idle CPU (measured for
+packets per server CPU-second, summed over both nodes and their Redis, as a ratio to the
+single node's in the same round; and the same with the servers' idle CPU (measured for
 ``--idle-seconds`` before each load) taken out, the marginal cost of a packet.
+
+Every arrangement has the same cores: the servers (one or two, and Redis) are pinned to
+every core but the highest, the load generator to that one (``--no-pin``: left to the
+scheduler). Unpinned on two cores, one server and the load generator would each have a
+core, while two servers and the load generator took turns on both: the ratio would
+then charge the machine's crowding to placement.
 Then, on two fresh nodes, ``--joins`` joins go straight to the
 visit's owner and as many through the other node, alternately, each into a new visit
 whose first party already publishes; each is timed from sending ``join`` to the first
@@ -24,6 +30,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -38,8 +45,9 @@ from redis.asyncio import Redis
 
 from app.cluster import Lease
 from auth.tokens import VisitClaim
-from tests.support.redis import running_redis
+from tests.support.redis import RedisServer, running_redis
 
+from .cores import pin, split
 from .forwarding import install_loop
 from .load import LoadTarget, add_load_arguments, run_load
 from .measure import (
@@ -52,7 +60,7 @@ from .measure import (
 from .media import EncodedClip, encode_opus, encode_vp8
 from .party import Party
 from .receive import disable_decoding
-from .server import ServerProcess
+from .server import ServerProcess, process_cpu_seconds
 
 RESULTS = Path(__file__).resolve().parent / "results" / "nodes.jsonl"
 # The benchmark measures cost, not admission: no node refuses a visit for load.
@@ -72,6 +80,7 @@ class Nodes:
 
     members: list[ServerProcess]
     shared: bool
+    redis_pid: int | None = None  # the shared Redis, whose CPU placement costs too
 
     @property
     def ids(self) -> list[str]:
@@ -88,7 +97,13 @@ class Nodes:
         return self.members[0].token(sub, role, visit)  # every node trusts its key
 
     def cpu_seconds(self) -> float:
-        return sum(m.cpu_seconds() for m in self.members)
+        redis = process_cpu_seconds(self.redis_pid) if self.redis_pid else 0.0
+        return redis + sum(m.cpu_seconds() for m in self.members)
+
+    def context_switches(self) -> tuple[int, int]:
+        """The servers' only: Redis is no server's event loop."""
+        counts = [m.context_switches() for m in self.members]
+        return sum(c[0] for c in counts), sum(c[1] for c in counts)
 
     def rss_mb(self) -> float | None:
         sizes = [m.rss_mb() for m in self.members]
@@ -109,20 +124,32 @@ class Nodes:
                          for node_id, m in zip(self.ids, self.members, strict=True))
 
 
+def started(server: ServerProcess, cores: set[int] | None) -> ServerProcess:
+    """The server started, and pinned to the servers' ``cores`` (None: not pinned)."""
+    server.start()
+    if cores is not None:
+        pin(server.pid, cores)
+    return server
+
+
 @contextlib.contextmanager
-def running_nodes(folder: Path, count: int, redis_url: str | None) -> Iterator[Nodes]:
-    """``count`` servers on loopback trusting the first one's token key: nodes sharing
-    the Redis at ``redis_url``, or with None independent servers."""
+def running_nodes(folder: Path, count: int, cores: set[int] | None,
+                  redis: RedisServer | None = None) -> Iterator[Nodes]:
+    """``count`` servers on loopback, pinned to ``cores``, trusting the first one's token
+    key: nodes sharing ``redis`` (pinned with them), or with None independent servers."""
     members: list[ServerProcess] = []
+    if redis is not None and cores is not None:
+        pin(redis.process.pid, cores)
     try:
         for i in range(count):
-            env = ({"VISITBRIDGE_REDIS_URL": redis_url, "VISITBRIDGE_NODE_ID": f"node-{i}",
-                    "VISITBRIDGE_NODE_CAPACITY": str(CAPACITY)} if redis_url else {})
+            env = ({"VISITBRIDGE_REDIS_URL": redis.url, "VISITBRIDGE_NODE_ID": f"node-{i}",
+                    "VISITBRIDGE_NODE_CAPACITY": str(CAPACITY)} if redis else {})
             if members:
                 env["VISITBRIDGE_TOKEN_KEYS_DIR"] = str(members[0].data_dir / "keys" / "public")
             members.append(ServerProcess(folder / f"node-{i}", env=env))
-            members[-1].start()
-        yield Nodes(members, shared=redis_url is not None)
+            started(members[-1], cores)
+        yield Nodes(members, shared=redis is not None,
+                    redis_pid=None if redis is None else redis.process.pid)
     finally:
         for member in members:
             member.stop()
@@ -162,46 +189,52 @@ async def idle_then_load(target: LoadTarget, args: argparse.Namespace, video: En
 
 
 def _one_node(folder: Path, args: argparse.Namespace, video: EncodedClip,
-              audio: EncodedClip) -> dict[str, Any]:
+              audio: EncodedClip, cores: set[int] | None) -> dict[str, Any]:
     server = ServerProcess(folder)
-    server.start()
     try:
+        started(server, cores)
         return asyncio.run(idle_then_load(server, args, video, audio))
     finally:
         server.stop()
 
 
 def _two_nodes(folder: Path, args: argparse.Namespace, video: EncodedClip,
-               audio: EncodedClip) -> dict[str, Any]:
-    async def load(nodes: LoadTarget, redis_url: str) -> dict[str, Any]:
+               audio: EncodedClip, cores: set[int] | None) -> dict[str, Any]:
+    """The two nodes' CPU includes their Redis's; what Redis spent from the idle window
+    to the end of the load is reported apart too."""
+    async def load(nodes: LoadTarget, redis: RedisServer) -> dict[str, Any]:
+        before, start = process_cpu_seconds(redis.process.pid), time.monotonic()
         summary = await idle_then_load(nodes, args, video, audio)
-        return {**summary, "visits_per_node": await placed(redis_url)}
+        redis_cpu = process_cpu_seconds(redis.process.pid) - before
+        return {**summary, "visits_per_node": await placed(redis.url),
+                "redis_cpu_pct_of_core": round(100 * redis_cpu / (time.monotonic() - start), 2)}
 
     with running_redis(folder / "redis") as redis, \
-            running_nodes(folder, 2, redis.url) as nodes:
-        return asyncio.run(load(nodes, redis.url))
+            running_nodes(folder, 2, cores, redis) as nodes:
+        return asyncio.run(load(nodes, redis))
 
 
 def _two_apart(folder: Path, args: argparse.Namespace, video: EncodedClip,
-               audio: EncodedClip) -> dict[str, Any]:
+               audio: EncodedClip, cores: set[int] | None) -> dict[str, Any]:
     """The control: two independent servers, each given half the visits, without Redis.
     Against it, two nodes show what placement itself costs; against one node, what
     splitting the same load over two processes costs."""
-    with running_nodes(folder, 2, None) as servers:
+    with running_nodes(folder, 2, cores) as servers:
         return asyncio.run(idle_then_load(servers, args, video, audio))
 
 
 def _round(index: int, args: argparse.Namespace, video: EncodedClip,
-           audio: EncodedClip) -> dict[str, Any]:
+           audio: EncodedClip, cores: set[int] | None) -> dict[str, Any]:
     """One node, two nodes and the control under the same load, one after the other;
-    odd rounds run them in the reverse order, so a drift of the shared machine falls on
-    all alike."""
+    each round starts one further along the three, so over three rounds every side runs
+    first, second and last once, and a drift of the shared machine falls on all alike."""
     runs = {"one": _one_node, "two": _two_nodes, "apart": _two_apart}
-    order = list(runs) if index % 2 == 0 else list(reversed(runs))
+    names = list(runs)
+    order = names[index % 3:] + names[:index % 3]
     result: dict[str, Any] = {"order": order}
     for name in order:
         with tempfile.TemporaryDirectory(prefix="visitbridge-nodes-") as tmp:
-            result[name] = runs[name](Path(tmp), args, video, audio)
+            result[name] = runs[name](Path(tmp), args, video, audio, cores)
         result[f"{name}_packets_per_cpu_s"] = packets_per_cpu_s(result[name])
         result[f"{name}_marginal_packets_per_cpu_s"] = packets_per_cpu_s(result[name], True)
         print(f"round {index + 1} {name}: {result[f'{name}_packets_per_cpu_s']} packets per "
@@ -279,11 +312,11 @@ async def _joins(nodes: Nodes, redis_url: str, count: int, video: EncodedClip,
     return result
 
 
-def _join_phase(args: argparse.Namespace, video: EncodedClip,
-                audio: EncodedClip) -> dict[str, Any]:
+def _join_phase(args: argparse.Namespace, video: EncodedClip, audio: EncodedClip,
+                cores: set[int] | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="visitbridge-nodes-") as tmp, \
             running_redis(Path(tmp) / "redis") as redis, \
-            running_nodes(Path(tmp), 2, redis.url) as nodes:
+            running_nodes(Path(tmp), 2, cores, redis) as nodes:
         return asyncio.run(_joins(nodes, redis.url, args.joins, video, audio))
 
 
@@ -316,6 +349,10 @@ def parser() -> argparse.ArgumentParser:
                    help="the servers' idle CPU is measured over this long before each load")
     p.add_argument("--joins", type=int, default=12,
                    help="timed joins at the owner, and as many through the other node")
+    p.add_argument("--no-pin", action="store_true",
+                   help="leave every process to the scheduler; by default the servers and "
+                        "Redis run on every core but the highest and the load generator on "
+                        "it, so one node, two nodes and the control get the same cores")
     add_load_arguments(p)
     return p
 
@@ -325,13 +362,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.visits < 1 or args.seconds <= 0 or args.rounds < 1 or args.joins < 1:
         print("--visits, --rounds and --joins must be >= 1, --seconds > 0", file=sys.stderr)
         return 2
+    cores: set[int] | None = None
+    pinned: dict[str, list[int]] | None = None
+    if not args.no_pin:
+        try:
+            cores, load_cores = split(os.sched_getaffinity(0))
+        except ValueError as e:
+            print(f"{e}: run with --no-pin", file=sys.stderr)
+            return 2
+        pin(os.getpid(), load_cores)
+        pinned = {"servers": sorted(cores), "load": sorted(load_cores)}
     disable_decoding()
     loop_name = install_loop()
     video, audio = encode_vp8(), encode_opus()
-    rounds = [_round(i, args, video, audio) for i in range(args.rounds)]
-    joins = _join_phase(args, video, audio)
-    record: dict[str, Any] = {"benchmark": "nodes", "rounds": rounds, "joins": joins,
-                              **verdict(rounds, joins)}
+    rounds = [_round(i, args, video, audio, cores) for i in range(args.rounds)]
+    joins = _join_phase(args, video, audio, cores)
+    record: dict[str, Any] = {"benchmark": "nodes", "pinned_cores": pinned, "rounds": rounds,
+                              "joins": joins, **verdict(rounds, joins)}
     record.update(run_info({k: (str(v) if isinstance(v, Path) else v)
                             for k, v in vars(args).items()}, loop_name))
     print(json.dumps(record), flush=True)

@@ -32,6 +32,24 @@ def process_cpu_seconds(pid: int) -> float:
     return (utime + stime) / CLOCK_TICKS
 
 
+def context_switches(pid: int) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches of a process's threads, from
+    /proc/<pid>/task/*/status. A voluntary one is a thread going to sleep: for an event
+    loop, mostly waiting for its next datagram; an involuntary one, a preemption."""
+    voluntary = involuntary = 0
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        try:
+            lines = status.read_text().splitlines()
+        except OSError:
+            continue  # the thread ended
+        for line in lines:
+            if line.startswith("voluntary_ctxt_switches:"):
+                voluntary += int(line.split()[1])
+            elif line.startswith("nonvoluntary_ctxt_switches:"):
+                involuntary += int(line.split()[1])
+    return voluntary, involuntary
+
+
 def child_pids(pid: int) -> list[int]:
     """Direct children of a process (the SFU workers of a front process)."""
     children: list[int] = []
@@ -89,6 +107,11 @@ class ServerProcess(Server):
     def cpu_seconds(self) -> float:
         """The server's CPU: its own process and, with --workers, its worker processes."""
         return sum(process_cpu_seconds(pid) for pid in [self.pid, *child_pids(self.pid)])
+
+    def context_switches(self) -> tuple[int, int]:
+        """(voluntary, involuntary), summed like ``cpu_seconds``."""
+        counts = [context_switches(pid) for pid in [self.pid, *child_pids(self.pid)]]
+        return sum(c[0] for c in counts), sum(c[1] for c in counts)
 
     def rss_mb(self) -> float | None:
         return process_rss_mb(self.pid)
