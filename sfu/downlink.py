@@ -39,6 +39,8 @@ class DownlinkPolicy:
     ramp_s: float = 2.0  # a probe climbs from what is sent to the full rate in this time
     hold_s: float = 1.0  # and holds the full rate this long
     probe_nacks: int = 1  # packets NACKed during a probe that end it
+    queue_thin_ms: float = 60.0  # a queue this long on the link (transport feedback) thins
+    queue_probe_ms: float = 25.0  # and this long ends a probe
 
 
 class Downlink:
@@ -82,6 +84,18 @@ class Downlink:
         if (not self.thin and now - then >= p.loss_window_s and expected >= p.loss_packets
                 and lost - lost0 >= p.heavy_loss * expected):
             self._thin(now)
+        return self.thin
+
+    def queue(self, queue_ms: float, now: float) -> bool:
+        """How long the subscriber's link now queues what it is sent (``sfu.queueing``);
+        returns ``thin``. A queue shows within a report (50-100 ms) of the link filling,
+        where an estimate falls only after hundreds of milliseconds and loss only once
+        the queue overflows: by then the audio behind it came too late to be played."""
+        p = self._policy
+        if not self.thin and queue_ms >= p.queue_thin_ms:
+            self._thin(now)
+        elif queue_ms >= p.queue_probe_ms and self._in_probe(now):
+            self._probe_failed(now)
         return self.thin
 
     def nacked(self, packets: int, now: float) -> None:
