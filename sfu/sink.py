@@ -229,11 +229,16 @@ class Sink:
 
     def reconsider(self) -> None:
         """What this sink wants changed: the stream it gets now thinned (or not) at once,
-        and the encoding it now wants from that one's next keyframe."""
+        and the encoding it now wants from that one's next keyframe. A link just thinned
+        gets no video until then: even layer 0 of the full encoding may be more than
+        it carries, and a flooded link delays the audio behind it."""
         source = self.source
         if source is not None:
             source.attach(self)
-            source.encoding_for(self).take_at_keyframe(self)
+            wanted = source.encoding_for(self)
+            wanted.take_at_keyframe(self)
+            if self.downlink.thin and self.source is not wanted and self.layers is not None:
+                self.layers.pause()
 
     def wants_low(self) -> bool:
         """An officer's tile, or a subscriber whose link is thin: the low encoding while
