@@ -99,9 +99,9 @@ def test_a_falling_estimate_ends_a_probe() -> None:
 
 def test_a_queue_on_the_link_thins_and_jitter_does_not() -> None:
     link = Downlink()
-    for t in range(10):  # a few tens of milliseconds of jitter, as on a Wi-Fi link
-        assert not link.queue(40.0 * (t % 2), t * 0.1)
-    assert link.queue(60.0, 1.0)  # the link's queue fills: thinned at this report
+    for t in range(10):  # tens of milliseconds of jitter, as on a Wi-Fi link
+        assert not link.queue(79.0 * (t % 2), t * 0.1)  # or a keyframe's burst
+    assert link.queue(80.0, 1.0)  # the link's queue fills: thinned at this report
     assert link.probe_bps(LOW, FULL, 5.1) > 0  # and probed after the usual wait
 
 
