@@ -33,6 +33,15 @@ def test_a_feedback_reads_back_each_arrival_and_skips_the_lost() -> None:
                               strict=False)]
 
 
+def test_a_one_bit_status_vector_reads_as_browsers_send_it() -> None:
+    # 14 packets from 10, received or not (1 0 1 1, then ten lost), one-byte deltas of
+    # 1, 2 and 3 ticks after a reference of 2 x 64 ms.
+    chunk = 0x8000 | (0b1011 << 10)
+    packet = struct.pack("!BBHIIHHI", 0x80 | 15, 205, 6, 1, 2, 10, 14, (2 << 8) | 0)
+    packet += struct.pack("!H", chunk) + bytes((1, 2, 3)) + bytes(3)
+    assert parse_feedback(packet) == [(10, 128_250), (12, 128_750), (13, 129_500)]
+
+
 def test_other_rtcp_and_truncated_feedback_read_as_nothing() -> None:
     packet = feedback({1: 1000, 2: 2000})
     assert parse_feedback(packet[:-4]) == []  # cut inside its status chunks
