@@ -53,6 +53,9 @@ class Downlink:
     def __init__(self, policy: DownlinkPolicy | None = None) -> None:
         self._policy = policy or DownlinkPolicy()
         self.thin = False
+        # Thinned because its link queues what it is sent (not for loss alone, which may
+        # be the publisher's): what it is sent until the switch only fills the queue.
+        self.flooded = False
         self.estimate_bps: int | None = None
         self._changed_at: float | None = None
         self._wait = self._policy.wait_s
@@ -68,7 +71,7 @@ class Downlink:
         if not fell:
             return self.thin
         if not self.thin and bitrate_bps < self._policy.thin_below * sent_bps:
-            self._thin(now)
+            self._thin(now, flooded=True)
         elif self._in_probe(now):
             self._probe_failed(now)
         return self.thin
@@ -87,7 +90,7 @@ class Downlink:
         expected = highest - highest0
         if (not self.thin and now - then >= p.loss_window_s and expected >= p.loss_packets
                 and lost - lost0 >= p.heavy_loss * expected):
-            self._thin(now)
+            self._thin(now, flooded=False)
         return self.thin
 
     def queue(self, queue_ms: float, now: float) -> bool:
@@ -97,7 +100,7 @@ class Downlink:
         the queue overflows: by then the audio behind it came too late to be played."""
         p = self._policy
         if not self.thin and queue_ms >= p.queue_thin_ms:
-            self._thin(now)
+            self._thin(now, flooded=True)
         elif queue_ms >= p.queue_probe_ms and self._in_probe(now):
             self._probe_failed(now)
         return self.thin
@@ -119,7 +122,7 @@ class Downlink:
         p = self._policy
         elapsed = now - self._probe_at
         if elapsed >= p.ramp_s + p.hold_s:
-            self.thin = False
+            self.thin = self.flooded = False
             self._changed_at = now
             self._probe_at = None
             return 0
@@ -133,11 +136,11 @@ class Downlink:
         self._probe_at = now + self._wait
         self._nacks = 0
 
-    def _thin(self, now: float) -> None:
+    def _thin(self, now: float, flooded: bool) -> None:
         p = self._policy
         failed = self._changed_at is not None and now - self._changed_at < p.failed_within_s
         self._wait = min(p.max_wait_s, self._wait * 2) if failed else p.wait_s
-        self.thin = True
+        self.thin, self.flooded = True, flooded
         self._changed_at = now
         self._probe_at = now + self._wait
         self._nacks = 0

@@ -229,15 +229,17 @@ class Sink:
 
     def reconsider(self) -> None:
         """What this sink wants changed: the stream it gets now thinned (or not) at once,
-        and the encoding it now wants from that one's next keyframe. A link just thinned
-        gets no video until then: even layer 0 of the full encoding may be more than
-        it carries, and a flooded link delays the audio behind it."""
+        and the encoding it now wants from that one's next keyframe. A link just found
+        flooded gets no video until then: even layer 0 of the full encoding may be more
+        than it carries, and the queue delays the audio behind it. (Loss alone may be
+        the publisher's: layer 0 goes on meanwhile.)"""
         source = self.source
         if source is not None:
             source.attach(self)
             wanted = source.encoding_for(self)
             wanted.take_at_keyframe(self)
-            if self.downlink.thin and self.source is not wanted and self.layers is not None:
+            if (self.downlink.flooded and self.source is not wanted
+                    and self.layers is not None):
                 self.layers.pause()
 
     def wants_low(self) -> bool:

@@ -105,6 +105,18 @@ def test_a_queue_on_the_link_thins_and_jitter_does_not() -> None:
     assert link.probe_bps(LOW, FULL, 5.1) > 0  # and probed after the usual wait
 
 
+def test_a_queue_or_a_falling_estimate_is_a_flooded_link_and_loss_alone_is_not() -> None:
+    assert thinned().flooded  # a falling estimate
+    link = Downlink()
+    link.queue(80.0, 1.0)
+    assert link.flooded
+    probe_until_done(link, 5.0)
+    assert not link.thin and not link.flooded
+    link = Downlink()
+    link.loss(lost=0, highest=1000, now=0.0)
+    assert link.loss(lost=50, highest=1100, now=1.1) and not link.flooded
+
+
 def test_a_queue_ends_a_probe_and_outside_a_probe_changes_nothing() -> None:
     link = Downlink()
     link.queue(80.0, 10.0)

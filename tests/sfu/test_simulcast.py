@@ -203,6 +203,16 @@ async def test_a_thinned_subscriber_gets_no_video_until_the_low_copy_keyframe() 
         assert sink.layers is not None and sink.layers.target == PAUSED
         keyframe(low, 2222, 2)
         assert sink.source is low and sink.layers.target == ALL_LAYERS
+        # Thinned for loss alone (perhaps the publisher's): layer 0 of f meanwhile.
+        other = Sink(RTCRtpSender("video", dtls), "video")
+        other.enabled = False
+        full.take_at_keyframe(other)
+        now = full.now()
+        other.downlink.loss(0, 1000, now)
+        assert other.downlink.loss(50, 1100, now + 1.1)
+        other.reconsider()
+        assert other.source is full and other in low.waiting
+        assert other.layers is not None and other.layers.target == 0
     finally:
         low.close()
         full.close()
