@@ -289,11 +289,12 @@ class FastTransport:
             self.send_rtcp(report)
 
     def _rtcp_received(self, data: bytes) -> None:
-        delays = feedback_delays(data, self.sent)
-        if delays:
-            queue_ms = self.queue.report(delays, time.monotonic())
-            if self.on_queue is not None:
-                self.on_queue(queue_ms)
+        try:  # never into aiortc's reader task: the transport would stop
+            delays = feedback_delays(data, self.sent)
+            if delays and self.on_queue is not None:
+                self.on_queue(self.queue.report(delays, time.monotonic()))
+        except Exception:
+            log.exception("reading transport feedback failed")
 
     def close(self) -> None:
         """Stop reporting arrivals (the connection is gone)."""
