@@ -104,6 +104,7 @@ PRIVATE: dict[type, tuple[str, ...]] = {
     ),
     RTCDtlsTransport: (
         "_state", "_rx_srtp", "_tx_srtp", "_rtp_router", "_rtp_header_extensions_map",
+        "_handle_rtcp_data",
         "_send_rtp",  # the benchmarks only: the MediaRelay baseline, hostile clients
     ),
     RTCIceTransport: ("_connection",),

@@ -3,21 +3,25 @@
 The recording and every other subscriber get the best a publisher sends: a subscriber
 behind a thin link never lowers the publisher. It is sent less instead: the low
 simulcast encoding ``q`` while the publisher sends it, else temporal layer 0 of the
-full one (``sfu.layers``). A bandwidth estimate (REMB) that falls to well under what the
-subscriber is sent, or heavy loss in its receiver reports (a fifth over a second),
-thins it at once. Only a falling estimate thins: a receiving browser's estimate starts
-low and climbs for seconds after a join while the full encoding flows without loss.
+full one (``sfu.layers``). What thins it at once: a queue on its link (from its
+browser's transport feedback, ``sfu.queueing``: the first sign, within a report of the
+link filling), a bandwidth estimate (REMB, from a subscriber that sends no transport
+feedback) that falls to well under what it is sent, or heavy loss in its receiver
+reports (a fifth over a second). Only a falling estimate thins: a receiving browser's
+estimate starts low and climbs for seconds after a join while the full encoding flows
+without loss.
 
-Coming back cannot wait for that estimate: after a link was flooded, libwebrtc's
+Coming back cannot wait for an estimate: after a link was flooded, libwebrtc's
 receive-side estimate falls to about what the thin stream carries and then climbs by
 about a kilobit per second, and it never passes 1.5 times what it receives. So the
 server probes: a while after thinning it pads the subscriber's video (``probe_bps``)
 from what it is sent up to what the full encoding needs, over two seconds,
-and holds that for a second. A falling estimate (libwebrtc's estimator sees the queue
-grow, and padding is not in the throughput it backs off to) or loss (the subscriber's
-NACKs) ends it at once, before a link still thin drops much, and doubles the wait before
-the next one; a probe that passes brings the full encoding back. A switch up that fails
-soon after (heavy loss, a falling estimate) doubles the wait as well.
+and holds that for a second. A queue on the link, a falling estimate or loss (the
+subscriber's NACKs) ends it at once, and doubles the wait before the next one; a probe
+that passes brings the full encoding back. The queue ends it first, long before a link
+still thin drops anything: a full queue delays the audio behind the padding past what
+the receiver's jitter buffer holds. A switch up that fails soon after (a queue, heavy
+loss, a falling estimate) doubles the wait as well.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ class DownlinkPolicy:
     ramp_s: float = 2.0  # a probe climbs from what is sent to the full rate in this time
     hold_s: float = 1.0  # and holds the full rate this long
     probe_nacks: int = 1  # packets NACKed during a probe that end it
+    queue_thin_ms: float = 80.0  # a queue this long on the link (transport feedback) thins
+    queue_probe_ms: float = 25.0  # and this long ends a probe
 
 
 class Downlink:
@@ -47,6 +53,9 @@ class Downlink:
     def __init__(self, policy: DownlinkPolicy | None = None) -> None:
         self._policy = policy or DownlinkPolicy()
         self.thin = False
+        # Thinned because its link queues what it is sent (not for loss alone, which may
+        # be the publisher's): what it is sent until the switch only fills the queue.
+        self.flooded = False
         self.estimate_bps: int | None = None
         self._changed_at: float | None = None
         self._wait = self._policy.wait_s
@@ -62,7 +71,7 @@ class Downlink:
         if not fell:
             return self.thin
         if not self.thin and bitrate_bps < self._policy.thin_below * sent_bps:
-            self._thin(now)
+            self._thin(now, flooded=True)
         elif self._in_probe(now):
             self._probe_failed(now)
         return self.thin
@@ -81,7 +90,19 @@ class Downlink:
         expected = highest - highest0
         if (not self.thin and now - then >= p.loss_window_s and expected >= p.loss_packets
                 and lost - lost0 >= p.heavy_loss * expected):
-            self._thin(now)
+            self._thin(now, flooded=False)
+        return self.thin
+
+    def queue(self, queue_ms: float, now: float) -> bool:
+        """How long the subscriber's link now queues what it is sent (``sfu.queueing``);
+        returns ``thin``. A queue shows within a report (50-100 ms) of the link filling,
+        where an estimate falls only after hundreds of milliseconds and loss only once
+        the queue overflows: by then the audio behind it came too late to be played."""
+        p = self._policy
+        if not self.thin and queue_ms >= p.queue_thin_ms:
+            self._thin(now, flooded=True)
+        elif queue_ms >= p.queue_probe_ms and self._in_probe(now):
+            self._probe_failed(now)
         return self.thin
 
     def nacked(self, packets: int, now: float) -> None:
@@ -101,7 +122,7 @@ class Downlink:
         p = self._policy
         elapsed = now - self._probe_at
         if elapsed >= p.ramp_s + p.hold_s:
-            self.thin = False
+            self.thin = self.flooded = False
             self._changed_at = now
             self._probe_at = None
             return 0
@@ -115,11 +136,11 @@ class Downlink:
         self._probe_at = now + self._wait
         self._nacks = 0
 
-    def _thin(self, now: float) -> None:
+    def _thin(self, now: float, flooded: bool) -> None:
         p = self._policy
         failed = self._changed_at is not None and now - self._changed_at < p.failed_within_s
         self._wait = min(p.max_wait_s, self._wait * 2) if failed else p.wait_s
-        self.thin = True
+        self.thin, self.flooded = True, flooded
         self._changed_at = now
         self._probe_at = now + self._wait
         self._nacks = 0

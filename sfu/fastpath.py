@@ -13,7 +13,9 @@ one per peer connection with max-bundle) instead:
 
 It also reports every packet's arrival to the publisher (``sfu.congestion``: transport
 feedback, every ``FEEDBACK_INTERVAL_S``), from which the browser's own estimator finds
-what its uplink carries.
+what its uplink carries; and reads the same feedback from a subscriber's browser about
+what it is sent, from which the server finds how long its downlink queues
+(``sfu.queueing``).
 
 It also holds what bounds one participant's connection (``sfu.limits``): the SSRCs it
 may introduce (each new one is learnt and kept, with its receive statistics and a
@@ -43,6 +45,7 @@ from sfu import glue_rtp, metrics
 from sfu.aiortc_glue import install_stun_demux
 from sfu.congestion import ArrivalLog
 from sfu.limits import DEFAULT_LIMITS, MediaLimits, RetransmitBudget
+from sfu.queueing import QueueDelay, SendTimes, feedback_delays
 from sfu.simulcast import encoding_of
 
 log = logging.getLogger(__name__)
@@ -164,51 +167,6 @@ def extension_ids(header_extensions: list[Any]) -> dict[str, int]:
     return ids
 
 
-MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
-ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
-AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
-
-
-class ExtensionWriter:
-    """Serializes the header extensions one sink sends: MID, abs-send-time, audio level.
-
-    The same elements, in the same order and with the same one-/two-byte choice, as
-    ``aiortc.rtp.HeaderExtensionsMap.set``; the MID element is serialized once.
-    """
-
-    def __init__(self, ids: dict[str, int], mid: str | None) -> None:
-        mid_id = ids.get(MID_URI, 0)
-        ast_id = ids.get(ABS_SEND_TIME_URI, 0)
-        level_id = ids.get(AUDIO_LEVEL_URI, 0)
-        mid_value = mid.encode("utf8") if (mid is not None and mid_id) else None
-        used = [i for i in (mid_id, ast_id, level_id) if i]
-        self.one_byte = (all(i <= 14 for i in used)
-                         and (mid_value is None or 1 <= len(mid_value) <= 16))
-        if self.one_byte:
-            self.profile = b"\xbe\xde"
-            self.mid = b"" if mid_value is None else bytes(
-                ((mid_id << 4) | (len(mid_value) - 1),)) + mid_value
-            self.ast = bytes(((ast_id << 4) | 2,)) if ast_id else None
-            self.level = bytes((level_id << 4,)) if level_id else None
-        else:
-            self.profile = b"\x10\x00"
-            self.mid = b"" if mid_value is None else bytes((mid_id, len(mid_value))) + mid_value
-            self.ast = bytes((ast_id, 3)) if ast_id else None
-            self.level = bytes((level_id, 1)) if level_id else None
-
-    def block(self, abs_send_time: int | None, audio_level: int | None) -> bytes:
-        """The extension block (profile, length, elements, padding); b"" for none."""
-        body = self.mid
-        if abs_send_time is not None and self.ast is not None:
-            body += self.ast + abs_send_time.to_bytes(3, "big")
-        if audio_level is not None and self.level is not None:
-            body += self.level + bytes((audio_level,))
-        if not body:
-            return b""
-        pad = -len(body) % 4
-        return self.profile + ((len(body) + pad) >> 2).to_bytes(2, "big") + body + bytes(pad)
-
-
 RtpHandler = Callable[[InPacket], None]
 
 
@@ -234,6 +192,12 @@ class FastTransport:
         self.level_id = 0  # id of the audio-level extension on this transport's receive side
         self.seq_id = 0  # id of the transport-wide sequence number extension (0: none)
         self._arrivals = ArrivalLog()
+        # What this connection is sent, and its link's queue (sfu.queueing), handed to
+        # ``on_queue`` (the subscriber's downlink control) at each transport feedback.
+        self.sent = SendTimes()
+        self.queue = QueueDelay()
+        self.on_queue: Callable[[float], None] | None = None
+        glue_rtp.hook_rtcp_data(dtls, self._rtcp_received)
         self._feedback: asyncio.TimerHandle | None = None
         self._feedback_ssrc = random.getrandbits(32)
         self._media_ssrc = 0  # a publisher SSRC: Chrome takes feedback naming one of its own
@@ -323,6 +287,14 @@ class FastTransport:
         report = self._arrivals.feedback(self._feedback_ssrc, self._media_ssrc)
         if report is not None:
             self.send_rtcp(report)
+
+    def _rtcp_received(self, data: bytes) -> None:
+        try:  # never into aiortc's reader task: the transport would stop
+            delays = feedback_delays(data, self.sent)
+            if delays and self.on_queue is not None:
+                self.on_queue(self.queue.report(delays, time.monotonic()))
+        except Exception:
+            log.exception("reading transport feedback failed")
 
     def close(self) -> None:
         """Stop reporting arrivals (the connection is gone)."""

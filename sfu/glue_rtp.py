@@ -193,6 +193,17 @@ def hook_ice_data(connection: aioice.Connection,
     return original
 
 
+def hook_rtcp_data(dtls: RTCDtlsTransport, handler: Callable[[bytes], None]) -> None:
+    """Show ``handler`` every unprotected RTCP datagram (compound) the transport
+    receives, before aiortc parses and routes it as before."""
+    original = dtls._handle_rtcp_data
+
+    async def handle(data: bytes) -> None:
+        handler(data)
+        await original(data)
+    dtls._handle_rtcp_data = handle  # type: ignore[method-assign]
+
+
 def hook_dtls_send(dtls: RTCDtlsTransport,
                    wrap: Callable[[Callable[[bytes], Awaitable[None]]],
                                   Callable[[bytes], Awaitable[None]]]) -> None:

@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 SEQ_MOD = 1 << 16
 ALL_LAYERS = 2  # the highest temporal layer of L1T3
+PAUSED = -1  # a target that forwards nothing (``TemporalFilter.pause``)
 HALF = SEQ_MOD // 2
 
 
@@ -123,7 +124,7 @@ class TemporalFilter:
             if newest:
                 self._highest = seq
             return self._compact(seq, newest), payload
-        if newest and d.frame_start and (d.tid == 0 or d.keyframe):
+        if newest and d.frame_start and (d.tid == 0 or d.keyframe or self.target == PAUSED):
             self.layer = self.target
         keep = d.tid <= self.layer
         if keep and self._after is not None:
@@ -139,6 +140,12 @@ class TemporalFilter:
         if not keep:
             return None
         return self._compact(seq, newest), self._renumber(payload, d, newest)
+
+    def pause(self) -> None:
+        """Forward nothing from the next frame start on: the receiver waits for another
+        stream's keyframe (a thin link waiting for the low encoding), and what this one
+        would still send only fills its queue meanwhile."""
+        self.target = PAUSED
 
     def original(self, compacted: int) -> int:
         """The source sequence number behind a compacted one (for NACKs)."""

@@ -30,7 +30,8 @@ from aiortc.sdp import candidate_from_sdp
 from sfu.aiortc_glue import guard_receiver
 from sfu.candidates import CandidateGate, CandidatePolicy
 from sfu.congestion import TRANSPORT_CC_URI
-from sfu.fastpath import AUDIO_LEVEL_URI, FastTransport, extension_ids
+from sfu.extensions import AUDIO_LEVEL_URI
+from sfu.fastpath import FastTransport, extension_ids
 from sfu.forwarder import TrackForwarder
 from sfu.glue_rtp import negotiated_codecs, negotiated_header_extensions, set_stream_id
 from sfu.limits import DEFAULT_LIMITS, MediaLimits
@@ -146,6 +147,7 @@ class Peer:
                 sinks[kind].configure(negotiated_codecs(t), t.mid, ids)
         if self._downlink is None:
             self._downlink = DownlinkControl([s for sinks in self.sinks for s in sinks.values()])
+            fast.on_queue = self._downlink.queued
         for kind, t in self.publish.items():
             if t.currentDirection in ("recvonly", "sendrecv"):
                 guard_receiver(t.receiver)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -32,7 +33,8 @@ from aiortc.rtp import (
 
 from sfu import glue_rtp, metrics
 from sfu.downlink import Downlink, RateMeter
-from sfu.fastpath import RTP_HEADER, ExtensionWriter, FastTransport, InPacket, ntp_now
+from sfu.extensions import ExtensionWriter
+from sfu.fastpath import RTP_HEADER, FastTransport, InPacket, ntp_now
 from sfu.feedback import WorstLoss
 from sfu.layers import ALL_LAYERS, TemporalFilter
 from sfu.rewrite import StreamRewriter
@@ -141,13 +143,13 @@ class Sink:
         if pt is None:
             metrics.DROPPED_PACKETS.labels("codec_not_negotiated").inc()
             return False
-        ext = self._extensions.block(None if ntp is None else (ntp >> 14) & 0x00FFFFFF,
-                                     packet.audio_level)
-        header = RTP_HEADER.pack(0x90 if ext else 0x80, (packet.marker << 7) | pt, out_seq,
-                                 out_ts, self.ssrc)
         fast = self._fast
         if fast is None or fast.dtls is not self._sender.transport:
             fast = self._transport()
+        ext = self._extensions.block(None if ntp is None else (ntp >> 14) & 0x00FFFFFF,
+                                     packet.audio_level, self._transport_seq(fast))
+        header = RTP_HEADER.pack(0x90 if ext else 0x80, (packet.marker << 7) | pt, out_seq,
+                                 out_ts, self.ssrc)
         if not fast.send_rtp(header + ext + packet.payload):
             return False
         if self.on_first_packet is not None:
@@ -161,6 +163,13 @@ class Sink:
             if self.packets == 1:
                 self._sending.set()
         return True
+
+    def _transport_seq(self, fast: FastTransport) -> int | None:
+        """The packet's transport-wide sequence number, when the subscriber reports
+        arrivals (``sfu.queueing``)."""
+        if self._extensions.seq is None:
+            return None
+        return fast.sent.stamp(time.monotonic_ns() // 1000)
 
     async def _handle_rtcp(self, packet: object) -> None:
         source = self.source
@@ -220,11 +229,18 @@ class Sink:
 
     def reconsider(self) -> None:
         """What this sink wants changed: the stream it gets now thinned (or not) at once,
-        and the encoding it now wants from that one's next keyframe."""
+        and the encoding it now wants from that one's next keyframe. A link just found
+        flooded gets no video until then: even layer 0 of the full encoding may be more
+        than it carries, and the queue delays the audio behind it. (Loss alone may be
+        the publisher's: layer 0 goes on meanwhile.)"""
         source = self.source
         if source is not None:
             source.attach(self)
-            source.encoding_for(self).take_at_keyframe(self)
+            wanted = source.encoding_for(self)
+            wanted.take_at_keyframe(self)
+            if (self.downlink.flooded and self.source is not wanted
+                    and self.layers is not None):
+                self.layers.pause()
 
     def wants_low(self) -> bool:
         """An officer's tile, or a subscriber whose link is thin: the low encoding while
@@ -246,11 +262,12 @@ class Sink:
         pt = self.rtx_types.get(self._last[0])
         if pt is None or not self.packets:
             return 0
-        ext = self._extensions.block((ntp_now() >> 14) & 0x00FFFFFF, None)
         ssrc = glue_rtp.sender_rtx_ssrc(self._sender)
         fast = self._transport()
         sent = 0
         while sent < octets:
+            ext = self._extensions.block((ntp_now() >> 14) & 0x00FFFFFF, None,
+                                         self._transport_seq(fast))
             header = RTP_HEADER.pack(0xB0 if ext else 0xA0, pt, self._rtx_seq,
                                      self._last[1], ssrc)
             self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF

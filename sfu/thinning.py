@@ -2,11 +2,11 @@
 
 Every quarter second the control measures the video the connection is sent (each
 sink's octets) and hands each video sink's ``Downlink`` the subscriber's latest
-estimate (REMB). While a sink is thinned it runs every 20 ms: the subscriber's NACKs
-and estimates go to the probe under way at once (a link still thin shows first as a
-falling estimate, then as loss), and the probe's padding is sent, paced so that the
-link's queue never takes a burst. A sink whose choice changed moves to the encoding it now
-wants, at that one's next keyframe.
+estimate (REMB); the queue on the subscriber's link (``sfu.queueing``) it hands on as
+each transport feedback brings it. While a sink is thinned it runs every 20 ms: the
+subscriber's NACKs and estimates go to the probe under way at once, and the probe's
+padding is sent, paced so that the link's queue never takes a burst. A sink whose
+choice changed moves to the encoding it now wants, at that one's next keyframe.
 """
 
 from __future__ import annotations
@@ -74,6 +74,17 @@ class DownlinkControl:
             thin = sink.downlink.thin
             if now - at <= self.FRESH_S and sink.downlink.estimate(bitrate, self._sent,
                                                                    now) != thin:
+                sink.reconsider()
+
+    def queued(self, queue_ms: float) -> None:
+        """The subscriber's link queues this long now (its transport feedback,
+        ``sfu.queueing``): acted on at once, as it comes."""
+        now = self._clock()
+        for sink in self._video:
+            if sink.source is None or not sink.enabled:
+                continue
+            thin = sink.downlink.thin
+            if sink.downlink.queue(queue_ms, now) != thin:
                 sink.reconsider()
 
     def _probe(self, now: float, elapsed: float) -> None:

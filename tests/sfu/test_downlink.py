@@ -97,6 +97,38 @@ def test_a_falling_estimate_ends_a_probe() -> None:
     assert link.thin and link.probe_bps(LOW, FULL, 14.7) == 0
 
 
+def test_a_queue_on_the_link_thins_and_jitter_does_not() -> None:
+    link = Downlink()
+    for t in range(10):  # tens of milliseconds of jitter, as on a Wi-Fi link
+        assert not link.queue(79.0 * (t % 2), t * 0.1)  # or a keyframe's burst
+    assert link.queue(80.0, 1.0)  # the link's queue fills: thinned at this report
+    assert link.probe_bps(LOW, FULL, 5.1) > 0  # and probed after the usual wait
+
+
+def test_a_queue_or_a_falling_estimate_is_a_flooded_link_and_loss_alone_is_not() -> None:
+    assert thinned().flooded  # a falling estimate
+    link = Downlink()
+    link.queue(80.0, 1.0)
+    assert link.flooded
+    probe_until_done(link, 5.0)
+    assert not link.thin and not link.flooded
+    link = Downlink()
+    link.loss(lost=0, highest=1000, now=0.0)
+    assert link.loss(lost=50, highest=1100, now=1.1) and not link.flooded
+
+
+def test_a_queue_ends_a_probe_and_outside_a_probe_changes_nothing() -> None:
+    link = Downlink()
+    link.queue(80.0, 10.0)
+    assert link.thin and link.queue(200.0, 11.0)  # the queue that thinned it, still draining
+    assert link.probe_bps(LOW, FULL, 14.5) > 0
+    link.queue(20.0, 14.6)  # a short queue during a probe: it goes on
+    assert link.probe_bps(LOW, FULL, 14.7) > 0
+    link.queue(25.0, 14.8)  # the queue grows: the probe ends, the next one waits 8 s
+    assert link.thin and link.probe_bps(LOW, FULL, 14.9) == 0
+    assert link.probe_bps(LOW, FULL, 22.7) == 0 and link.probe_bps(LOW, FULL, 22.9) > 0
+
+
 def test_a_switch_up_that_fails_soon_doubles_the_wait() -> None:
     link = thinned(10.0)
     up = probe_until_done(link, 12.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sfu.layers import TemporalFilter, parse
+from sfu.layers import ALL_LAYERS, PAUSED, TemporalFilter, parse
 from tests.support.vp8_layers import (
     decode_vp8,
     depacketize,
@@ -77,6 +77,15 @@ def test_switching_up_waits_for_a_layer_zero_frame_then_forwards_everything(stre
     for (n, _, _), image in zip(forwarded, decode_vp8([depacketize(p) for _, _, p in forwarded]),
                                 strict=True):
         assert np.array_equal(image, full[n]), f"frame {n} differs"
+
+
+def test_a_paused_stream_stops_at_the_next_frame_whatever_its_layer(stream) -> None:  # type: ignore[no-untyped-def]
+    filt = TemporalFilter(target=ALL_LAYERS)
+    forwarded = run(filt, stream, switch_at={6: PAUSED})  # frame 6 is not layer 0
+    assert [n for n, _, _ in forwarded] == list(range(6))
+    filt = TemporalFilter(target=ALL_LAYERS)
+    filt.pause()
+    assert run(filt, stream) == []
 
 
 def test_a_nack_maps_back_to_the_source_packet(stream) -> None:  # type: ignore[no-untyped-def]

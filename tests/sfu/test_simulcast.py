@@ -17,6 +17,7 @@ from aiortc import (
     RTCPeerConnection,
     RTCRtpCodecParameters,
     RTCRtpReceiver,
+    RTCRtpSender,
     RTCSessionDescription,
 )
 
@@ -24,7 +25,7 @@ from sfu import aiortc_glue
 from sfu.fastpath import InPacket
 from sfu.forwarder import TrackForwarder
 from sfu.glue_rtp import negotiated_header_extensions, receiver_codecs
-from sfu.layers import TemporalFilter, keyframe_start, parse
+from sfu.layers import ALL_LAYERS, PAUSED, TemporalFilter, keyframe_start, parse
 from sfu.simulcast import (
     REPAIRED_RTP_STREAM_ID_URI,
     RTP_STREAM_ID_URI,
@@ -32,6 +33,7 @@ from sfu.simulcast import (
     encoding_of,
     offer_simulcast,
 )
+from sfu.sink import Sink
 from tests.support.vp8_layers import PATTERN, packetize
 
 OFFER = "\r\n".join([
@@ -168,6 +170,49 @@ async def test_a_tile_follows_the_low_copy_while_the_publisher_sends_it() -> Non
         assert not low.live and tile.source is low and tile in full.waiting
         keyframe(full, 1111, 2)
         assert tile.source is full and full.encoding_for(tile) is full
+    finally:
+        low.close()
+        full.close()
+
+
+async def test_a_thinned_subscriber_gets_no_video_until_the_low_copy_keyframe() -> None:
+    """Even layer 0 of the full encoding may be more than a thin link carries: nothing
+    of it goes out while the low copy's keyframe is awaited."""
+    certificate = RTCCertificate.generateCertificate()
+    dtls = RTCDtlsTransport(RTCIceTransport(RTCIceGatherer()), [certificate])
+    receiver = RTCRtpReceiver("video", dtls)
+    receiver_codecs(receiver)[96] = RTCRtpCodecParameters(mimeType="video/VP8",
+                                                          clockRate=90000, payloadType=96)
+    full = TrackForwarder(receiver, "video", 800_000)
+    low = TrackForwarder(receiver, "video", 800_000, full=full)
+    sink = Sink(RTCRtpSender("video", dtls), "video")
+    sink.enabled = False  # nothing is sent: where it is fed from is what counts
+    key = b"\x10\x00\x00\x9d\x01\x2a"
+
+    def keyframe(forwarder: TrackForwarder, ssrc: int, seq: int) -> None:
+        payload = packetize(key, seq, seq, 0, sync=True)[0]
+        forwarder.handle(InPacket(96, 1, seq, seq * 3000, ssrc, payload))
+
+    try:
+        keyframe(low, 2222, 1)
+        full.take_at_keyframe(sink)
+        assert sink.source is full and sink.layers is None  # the whole full encoding
+        assert sink.downlink.queue(100.0, full.now())  # its link fills: thinned
+        sink.reconsider()
+        assert sink.source is full and sink in low.waiting
+        assert sink.layers is not None and sink.layers.target == PAUSED
+        keyframe(low, 2222, 2)
+        assert sink.source is low and sink.layers.target == ALL_LAYERS
+        # Thinned for loss alone (perhaps the publisher's): layer 0 of f meanwhile.
+        other = Sink(RTCRtpSender("video", dtls), "video")
+        other.enabled = False
+        full.take_at_keyframe(other)
+        now = full.now()
+        other.downlink.loss(0, 1000, now)
+        assert other.downlink.loss(50, 1100, now + 1.1)
+        other.reconsider()
+        assert other.source is full and other in low.waiting
+        assert other.layers is not None and other.layers.target == 0
     finally:
         low.close()
         full.close()
