@@ -33,9 +33,9 @@ async def collect_notices(page, seen: list[tuple[float, str, str]],  # type: ign
 
 
 async def test_slot_warnings_and_hard_stop(tmp_path: Path) -> None:
-    with running_server(tmp_path, VISITBRIDGE_WARNINGS="10,5") as server:
-        starts = int(time.time()) + 8
-        ends = starts + 15
+    with running_server(tmp_path, VISITBRIDGE_WARNINGS="8,4") as server:
+        starts = int(time.time()) + 7
+        ends = starts + 11
         links = join_links(server, [(sub, role, name, "slot-1", starts, ends)
                                     for sub, role, name in (("inmate-s1", "inmate", "Alex Inmate"),
                                                             ("family-s1", "family", "Sam Family"))])
@@ -75,8 +75,8 @@ async def test_slot_warnings_and_hard_stop(tmp_path: Path) -> None:
                 # never shows a time that has passed.
                 said = [s for _, _, s in seen]
                 assert sorted(set(said), key=said.index) == [
-                    "10 seconds left in this visit.", "5 seconds left in this visit."], seen
-                assert len({text for _, text, _ in seen}) >= 7, seen
+                    "8 seconds left in this visit.", "4 seconds left in this visit."], seen
+                assert len({text for _, text, _ in seen}) >= 5, seen
                 for at, text, _ in seen:
                     shown = int(re.match(r"(\d+) seconds? left", text).group(1))
                     assert -0.5 <= shown - (ends - at) <= 2.0, (at, text, ends)
