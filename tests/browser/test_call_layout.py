@@ -12,16 +12,16 @@ from playwright.async_api import Page
 
 from tests.support.browser import (
     camera_tracks,
+    chromium,
     end_visit,
     join,
     officer_call,
     open_page,
-    served_chromium,
     until,
     wait_decoding,
 )
 from tests.support.call_layout import assert_accessible, check_call_layout
-from tests.support.server import BLUE, Participant, Server, VisitClaim, in_visit
+from tests.support.server import BLUE, Participant, Server, VisitClaim, in_visit, running_server
 
 EARLY_ENTRY_S = 20
 VIEWPORTS = ((390, 844, True), (1280, 720, False), (1366, 768, False))
@@ -46,14 +46,12 @@ async def lobby_then_call(page: Page, sub: str, remotes: int) -> None:
 
 
 async def test_call_layout_and_states(tmp_path: Path) -> None:
-    async with served_chromium(tmp_path, lambda _: None,
-                               VISITBRIDGE_EARLY_ENTRY_S=str(EARLY_ENTRY_S)) as (
-            server, browser, _):
+    with running_server(tmp_path, VISITBRIDGE_EARLY_ENTRY_S=str(EARLY_ENTRY_S)) as server:
         now = int(time.time())
         live = VisitClaim("lay-live", now - 5, now + 600)
         early = VisitClaim("lay-early", now + EARLY_ENTRY_S + 6, now + 600)
         inmate = Participant(server, server.token("inmate-lay", "inmate", live))
-        async with in_visit(inmate):
+        async with chromium() as browser, in_visit(inmate):
             # A kiosk opened before the waiting room: it counts down, then enters by itself.
             kiosk = await open_page(browser, link(server, "kiosk", early, "?kiosk&reset=1"))
             await kiosk.get_by_text("Waiting room opens in").wait_for()
