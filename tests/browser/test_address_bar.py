@@ -11,8 +11,8 @@ from pathlib import Path
 from playwright.async_api import Page
 
 from auth.tokens import VisitClaim
-from tests.support.browser import chromium, cli_token, open_page, until, wait_decoding
-from tests.support.server import Participant, in_visit, running_server
+from tests.support.browser import cli_token, open_page, served_chromium, until, wait_decoding
+from tests.support.server import Participant, in_visit
 
 
 async def assert_no_token_anywhere(page: Page) -> None:
@@ -29,16 +29,16 @@ async def assert_no_token_anywhere(page: Page) -> None:
 
 async def test_tokens_leave_the_address_bar_and_the_visit_still_reconnects(
         tmp_path: Path) -> None:
-    with running_server(tmp_path) as server:
-        now = int(time.time())
-        visit = VisitClaim("ab-visit", now - 5, now + 600)
+    now = int(time.time())
+    visit = VisitClaim("ab-visit", now - 5, now + 600)
+    async with served_chromium(tmp_path, lambda server: cli_token(
+            server, "family-ab", "family", "Sam", visit.id, visit.starts_at,
+            visit.ends_at)) as (server, browser, family_token):
         inmate = Participant(server, server.token("inmate-ab", "inmate", visit))
-        link = (f"{server.url}/join?kiosk#token="
-                + cli_token(server, "family-ab", "family", "Sam", visit.id, visit.starts_at,
-                          visit.ends_at))
+        link = f"{server.url}/join?kiosk#token={family_token}"
         officer = server.token("officer-ab", "officer", None, name="Officer Ab")
         compliance = server.token("compliance-ab", "compliance", None, name="Auditor")
-        async with chromium() as browser, in_visit(inmate):
+        async with in_visit(inmate):
             page = await open_page(browser, link)
             # Gone as soon as the page has loaded, the kiosk flag (a query) kept.
             assert await page.evaluate("location.hash") == ""

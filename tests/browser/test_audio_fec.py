@@ -17,9 +17,8 @@ from typing import Any
 
 from playwright.async_api import Page, WebSocket
 
-from tests.support.browser import chromium, join, join_links, open_page, wait_decoding
+from tests.support.browser import join, join_links, open_page, served_chromium, wait_decoding
 from tests.support.sdp import has_fec, opus_fmtp
-from tests.support.server import running_server
 
 
 def record_answers(page: Page) -> list[str]:
@@ -53,23 +52,23 @@ async def outbound_audio_codec(page: Page, timeout: float = 10.0) -> dict[str, A
 
 
 async def test_pages_send_opus_with_in_band_fec(tmp_path: Path) -> None:
-    with running_server(tmp_path) as server:
-        now = int(time.time())
-        links = join_links(server, [(sub, role, name, "fec-b1", now - 5, now + 600)
-                                    for sub, role, name in (("inmate-f1", "inmate", "Alex Inmate"),
-                                                            ("family-f1", "family", "Sam Family"))])
-        async with chromium() as browser:
-            pages = [await open_page(browser, link) for link in links]
-            answers = [record_answers(page) for page in pages]
-            for page in pages:
-                await page.get_by_role("button", name="Join the visit").wait_for()
-                await join(page)
-            for page in pages:
-                await wait_decoding(page, 1, 15)
-            for page, sent in zip(pages, answers, strict=True):
-                assert len(sent) == 1, sent
-                fmtp = opus_fmtp(sent[0])
-                assert len(fmtp) == 6 and all(has_fec(f) for f in fmtp), fmtp
-                codec = await outbound_audio_codec(page)
-                assert codec["mimeType"].lower() == "audio/opus", codec
-                assert has_fec(codec.get("sdpFmtpLine", "")), codec
+    now = int(time.time())
+    requests = [(sub, role, name, "fec-b1", now - 5, now + 600)
+                for sub, role, name in (("inmate-f1", "inmate", "Alex Inmate"),
+                                        ("family-f1", "family", "Sam Family"))]
+    async with served_chromium(tmp_path, lambda server: join_links(server, requests)) as (
+            _, browser, links):
+        pages = [await open_page(browser, link) for link in links]
+        answers = [record_answers(page) for page in pages]
+        for page in pages:
+            await page.get_by_role("button", name="Join the visit").wait_for()
+            await join(page)
+        for page in pages:
+            await wait_decoding(page, 1, 15)
+        for page, sent in zip(pages, answers, strict=True):
+            assert len(sent) == 1, sent
+            fmtp = opus_fmtp(sent[0])
+            assert len(fmtp) == 6 and all(has_fec(f) for f in fmtp), fmtp
+            codec = await outbound_audio_codec(page)
+            assert codec["mimeType"].lower() == "audio/opus", codec
+            assert has_fec(codec.get("sdpFmtpLine", "")), codec

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from playwright.async_api import Page
 
-from tests.support.browser import chromium, end_visit, open_page
-from tests.support.server import ROOT, Server, VisitClaim, running_server
+from tests.support.browser import end_visit, open_page, served_chromium
+from tests.support.server import ROOT, Server, VisitClaim
 
 CATALOGUES = ROOT / "web" / "static" / "i18n"
 EARLY_ENTRY_S = 20
@@ -66,42 +66,43 @@ def link(server: Server, sub: str, visit: VisitClaim, now: float | None = None) 
 
 
 async def test_join_page_in_chinese_and_spanish(tmp_path: Path) -> None:
-    with running_server(tmp_path, VISITBRIDGE_EARLY_ENTRY_S=str(EARLY_ENTRY_S)) as server:
+    async with served_chromium(tmp_path, lambda _: None,
+                               VISITBRIDGE_EARLY_ENTRY_S=str(EARLY_ENTRY_S)) as (
+            server, browser, _):
         now = int(time.time())
-        async with chromium() as browser:
-            for code in ("zh-CN", "es"):
-                over = VisitClaim(f"lang-over-{code}", now - 600, now - 60)
-                early = VisitClaim(f"lang-early-{code}", now + 600, now + 1200)
-                live = VisitClaim(f"lang-live-{code}", now - 5, now + 600)
-                # Refused before the camera: the visit is over.
-                page = await open_page(browser, link(server, "f1", over, over.ends_at - 60),
-                                       locale=code)
-                await assert_speaks(page, code, "refusal.visit_ended", "status.not_connected")
-                # A damaged link, refused by the server at the join.
-                page = await open_page(browser, f"{server.url}/join#token=a.b.c", locale=code)
-                await page.locator("#join:enabled").click()
-                await assert_speaks(page, code, "refusal.malformed")
-                # Too early: the countdown to the waiting room.
-                page = await open_page(browser, link(server, "f2", early), locale=code)
-                await page.locator("#join:enabled").click()
-                await assert_speaks(page, code, "status.too_early", "clock.opens_in")
-                # Lobby, then the live visit waiting for the resident, then its end.
-                page = await open_page(browser, link(server, "f3", live), locale=code)
-                await page.locator("#join:enabled").wait_for()
-                await assert_speaks(page, code, "lobby.title", "lobby.recorded", "lobby.join",
-                                    "lobby.welcome", "lobby.when")
-                await page.locator("#join").click()
-                await page.locator("li.placeholder:not([hidden])").wait_for()
-                await assert_speaks(page, code, "controls.leave", "stage.waiting_for")
-                await end_visit(server, live.id)
-                await page.locator("#ended:not([hidden])").wait_for()
-                await assert_speaks(page, code, "end.ended_by_officer", "clock.ended")
+        for code in ("zh-CN", "es"):
+            over = VisitClaim(f"lang-over-{code}", now - 600, now - 60)
+            early = VisitClaim(f"lang-early-{code}", now + 600, now + 1200)
+            live = VisitClaim(f"lang-live-{code}", now - 5, now + 600)
+            # Refused before the camera: the visit is over.
+            page = await open_page(browser, link(server, "f1", over, over.ends_at - 60),
+                                   locale=code)
+            await assert_speaks(page, code, "refusal.visit_ended", "status.not_connected")
+            # A damaged link, refused by the server at the join.
+            page = await open_page(browser, f"{server.url}/join#token=a.b.c", locale=code)
+            await page.locator("#join:enabled").click()
+            await assert_speaks(page, code, "refusal.malformed")
+            # Too early: the countdown to the waiting room.
+            page = await open_page(browser, link(server, "f2", early), locale=code)
+            await page.locator("#join:enabled").click()
+            await assert_speaks(page, code, "status.too_early", "clock.opens_in")
+            # Lobby, then the live visit waiting for the resident, then its end.
+            page = await open_page(browser, link(server, "f3", live), locale=code)
+            await page.locator("#join:enabled").wait_for()
+            await assert_speaks(page, code, "lobby.title", "lobby.recorded", "lobby.join",
+                                "lobby.welcome", "lobby.when")
+            await page.locator("#join").click()
+            await page.locator("li.placeholder:not([hidden])").wait_for()
+            await assert_speaks(page, code, "controls.leave", "stage.waiting_for")
+            await end_visit(server, live.id)
+            await page.locator("#ended:not([hidden])").wait_for()
+            await assert_speaks(page, code, "end.ended_by_officer", "clock.ended")
 
-                # The switch: English at once, and remembered on this device.
-                await page.select_option("#language", "en")
-                await page.get_by_text(str(ENGLISH["end.ended_by_officer"])).wait_for()
-                assert await page.evaluate("document.documentElement.lang") == "en"
-                again = await page.context.new_page()
-                await again.goto(f"{server.url}/join")
-                await again.get_by_text(str(ENGLISH["refusal.no_token"])).wait_for()
-                assert await again.locator("#language").input_value() == "en"
+            # The switch: English at once, and remembered on this device.
+            await page.select_option("#language", "en")
+            await page.get_by_text(str(ENGLISH["end.ended_by_officer"])).wait_for()
+            assert await page.evaluate("document.documentElement.lang") == "en"
+            again = await page.context.new_page()
+            await again.goto(f"{server.url}/join")
+            await again.get_by_text(str(ENGLISH["refusal.no_token"])).wait_for()
+            assert await again.locator("#language").input_value() == "en"

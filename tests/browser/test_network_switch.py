@@ -16,9 +16,14 @@ from typing import Any
 
 import pytest
 
-from tests.support.browser import chromium, decoded, joined_pair, two_party_links, until
+from tests.support.browser import (
+    decoded,
+    joined_pair,
+    served_chromium,
+    two_party_links,
+    until,
+)
 from tests.support.netblock import udp_dropped
-from tests.support.server import running_server
 
 # The heaviest real-media tests one after another (one worker of a parallel run takes them
 # all): two at once would share the CPU their rates and deadlines depend on.
@@ -33,26 +38,26 @@ async def path_ports(page: Any) -> list[int]:
 
 
 async def test_a_dead_media_path_is_rejoined_without_a_reload(tmp_path: Path) -> None:
-    with running_server(tmp_path, VISITBRIDGE_MEDIA_TIMEOUT_S="0") as server:
-        inmate_link, family_link = two_party_links(server, "switch-1", "n1")
-        async with chromium() as browser:
-            inmate, family = await joined_pair(browser, inmate_link, browser, family_link)
-            await family.evaluate("window.sameDocument = true")  # gone if it reloads
-            with udp_dropped(*await path_ports(family)):
-                cut = time.monotonic()
-                # The page notices, says so, and comes back on a new path.
-                await until(family, "document.getElementById('status').textContent"
-                            ".includes('Reconnecting')", 10)
-                await until(family, "window.visitStats().then(s => s.some(x => "
-                            "x.type === 'inbound-rtp' && x.kind === 'video' && "
-                            "x.framesDecoded > 10))", 15)
-                back_s = time.monotonic() - cut
-                frames = (await decoded(inmate))["frames"]
-                await until(inmate, f"window.visitStats().then(s => s.filter(x => "
-                            f"x.type === 'inbound-rtp' && x.kind === 'video')"
-                            f".reduce((n, x) => n + x.framesDecoded, 0) > {frames + 10})", 10)
-            assert await family.evaluate("window.sameDocument === true")
-            assert back_s < 6.0, back_s  # 2.5 s of silence, a rejoin, a first picture
-            # Same seat; the inmate never saw the family leave.
-            await inmate.get_by_text("Sam Family (family)").wait_for()
-            assert "left the visit" not in await inmate.locator("#status").inner_text()
+    async with served_chromium(tmp_path, lambda server: two_party_links(server, "switch-1", "n1"),
+                               VISITBRIDGE_MEDIA_TIMEOUT_S="0") as (
+            _, browser, (inmate_link, family_link)):
+        inmate, family = await joined_pair(browser, inmate_link, browser, family_link)
+        await family.evaluate("window.sameDocument = true")  # gone if it reloads
+        with udp_dropped(*await path_ports(family)):
+            cut = time.monotonic()
+            # The page notices, says so, and comes back on a new path.
+            await until(family, "document.getElementById('status').textContent"
+                        ".includes('Reconnecting')", 10)
+            await until(family, "window.visitStats().then(s => s.some(x => "
+                        "x.type === 'inbound-rtp' && x.kind === 'video' && "
+                        "x.framesDecoded > 10))", 15)
+            back_s = time.monotonic() - cut
+            frames = (await decoded(inmate))["frames"]
+            await until(inmate, f"window.visitStats().then(s => s.filter(x => "
+                        f"x.type === 'inbound-rtp' && x.kind === 'video')"
+                        f".reduce((n, x) => n + x.framesDecoded, 0) > {frames + 10})", 10)
+        assert await family.evaluate("window.sameDocument === true")
+        assert back_s < 6.0, back_s  # 2.5 s of silence, a rejoin, a first picture
+        # Same seat; the inmate never saw the family leave.
+        await inmate.get_by_text("Sam Family (family)").wait_for()
+        assert "left the visit" not in await inmate.locator("#status").inner_text()

@@ -7,9 +7,16 @@ import time
 from pathlib import Path
 
 from records.dialect import open_database
-from tests.support.browser import chromium, decoded, join, join_links, open_page, wait_decoding
+from tests.support.browser import (
+    decoded,
+    join,
+    join_links,
+    open_page,
+    served_chromium,
+    wait_decoding,
+)
 from tests.support.postgres import server_database
-from tests.support.server import Participant, participants, running_server, visit_now
+from tests.support.server import Participant, participants, visit_now
 
 
 async def visible_remote_tiles(page) -> list[str]:  # type: ignore[no-untyped-def]
@@ -18,17 +25,18 @@ async def visible_remote_tiles(page) -> list[str]:  # type: ignore[no-untyped-de
 
 
 async def test_officer_monitors_two_visits_and_ends_one(tmp_path: Path) -> None:
-    with running_server(tmp_path) as server:
-        now = int(time.time())
-        people = [(f"{role}-{visit}", role, f"{role.title()} {visit[-1].upper()}", visit,
-                   now - 5, now + 600)
-                  for visit in ("visit-a", "visit-b") for role in ("inmate", "family")]
-        links = dict(zip([p[0] for p in people], join_links(server, people), strict=True))
+    now = int(time.time())
+    people = [(f"{role}-{visit}", role, f"{role.title()} {visit[-1].upper()}", visit,
+               now - 5, now + 600)
+              for visit in ("visit-a", "visit-b") for role in ("inmate", "family")]
+    async with served_chromium(tmp_path, lambda server: join_links(server, people)) as (
+            server, browser, joined):
+        links = dict(zip([p[0] for p in people], joined, strict=True))
         officer_token = server.token("officer-7", "officer", None, name="Officer Seven")
         privileged = Participant(server, server.token(
             "inmate-c", "inmate", visit_now("visit-c", privileged=True)), publish=False)
 
-        async with chromium() as browser, participants(privileged):
+        async with participants(privileged):
             await privileged.join()
             pages = {sub: await open_page(browser, link) for sub, link in links.items()}
             for page in pages.values():

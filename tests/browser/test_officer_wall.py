@@ -15,6 +15,7 @@ from benchmarks.media import encode_opus
 from benchmarks.party import Party
 from tests.support.browser import (
     chromium,
+    chromium_with,
     decoded,
     join,
     open_page,
@@ -188,9 +189,9 @@ async def shows(officer, inmate, rid: str, timeout: float) -> None:  # type: ign
 
 async def test_a_tile_gets_the_publishers_low_copy_and_the_opened_visit_full_size(
         server: Server) -> None:
-    inmate_link, _ = two_party_links(server, "visit-s", "s")
     officer_token = server.token("officer-7", "officer", None)
-    async with chromium() as browser:
+    async with chromium_with(lambda: two_party_links(server, "visit-s", "s")) as (
+            [browser], (inmate_link, _)):
         inmate = await open_page(browser, inmate_link)
         await join(inmate)
         # The browser answers the offer with two encodings: full size and half the width.

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from tests.support.browser import chromium, join, open_page, until, wait_decoding
+from tests.support.browser import join, open_page, served_chromium, until, wait_decoding
 from tests.support.netblock import udp_lossy
-from tests.support.server import RED, Participant, participants, running_server, visit_now
+from tests.support.server import RED, Participant, participants, visit_now
 
 # The heaviest real-media tests one after another (one worker of a parallel run takes them
 # all): two at once would share the CPU their rates and deadlines depend on.
@@ -35,12 +35,13 @@ def levels(p: Participant, sub: str) -> list[str]:
 
 
 async def test_a_lossy_network_shows_weak_then_good(tmp_path: Path) -> None:
-    with running_server(tmp_path, VISITBRIDGE_STATS_INTERVAL_S="1") as server:
+    async with served_chromium(tmp_path, lambda _: None,
+                               VISITBRIDGE_STATS_INTERVAL_S="1") as (server, browser, _):
         visit = visit_now("quality-1")
         family_link = f"{server.url}/join#token=" + server.token(
             "family-q1", "family", visit, name="Sam Family")
         inmate = Participant(server, server.token("inmate-q1", "inmate", visit), RED)
-        async with chromium() as browser, participants(inmate):
+        async with participants(inmate):
             assert (await inmate.join())["type"] == "joined"
             family = await open_page(browser, family_link)
             await join(family)

@@ -8,15 +8,17 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from playwright.async_api import Browser, Page, async_playwright
 
-from tests.support.server import AUDIENCE, ISSUER, KID, ROOT, Server
+from tests.support.server import AUDIENCE, ISSUER, KID, ROOT, Server, make_server, start, stop
+
+T = TypeVar("T")
 
 CHROMIUM_CANDIDATES = ("/usr/lib/chromium/chromium", "/usr/bin/chromium")
 
@@ -50,14 +52,51 @@ async def chromium(executable: str | None = None,
                    origin: str | None = None) -> AsyncIterator[Browser]:
     """A browser; ``executable`` runs one elsewhere (``netem.chromium_in``), and pages of
     ``origin`` (plain HTTP on a test network) get the camera as a secure origin would."""
+    async with chromiums([executable], origin) as (browser,):
+        yield browser
+
+
+@contextlib.asynccontextmanager
+async def chromium_with(prepare: Callable[[], T], executables: Sequence[str | None] = (None,),
+                        origin: str | None = None) -> AsyncIterator[tuple[list[Browser], T]]:
+    """``chromiums``, launched while ``prepare`` (join links from the token CLI, say) runs
+    in a thread: each takes most of a second, so they take it side by side."""
+    prepared = asyncio.ensure_future(asyncio.to_thread(prepare))
+    try:
+        async with chromiums(executables, origin) as browsers:
+            yield browsers, await prepared
+    finally:
+        await asyncio.gather(prepared, return_exceptions=True)  # no thread left running
+
+
+@contextlib.asynccontextmanager
+async def served_chromium(data_dir: Path, prepare: Callable[[Server], T],
+                          **env: str) -> AsyncIterator[tuple[Server, Browser, T]]:
+    """A real server (as ``running_server``) and a browser (``chromium``), the browser
+    launched while the server starts and ``prepare`` runs on it (join links from the
+    token CLI, say)."""
+    server = make_server(data_dir, **env)
+    try:
+        async with chromium_with(lambda: prepare(start(server))) as ([browser], prepared):
+            yield server, browser, prepared
+    finally:
+        stop(server)
+
+
+@contextlib.asynccontextmanager
+async def chromiums(executables: Sequence[str | None],
+                    origin: str | None = None) -> AsyncIterator[list[Browser]]:
+    """One browser per executable (None: this machine's Chromium) as in ``chromium``,
+    driven by one Playwright driver: it takes half a second to start."""
     args = [*FLAGS, *([f"--unsafely-treat-insecure-origin-as-secure={origin}"] if origin else [])]
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=executable or chromium_path(),
-                                           args=args, chromium_sandbox=False)
-        try:
-            yield browser
-        finally:
-            await browser.close()
+    async with async_playwright() as pw, contextlib.AsyncExitStack() as stack:
+        browsers = []
+        for executable in executables:
+            browser = await pw.chromium.launch(executable_path=executable or chromium_path(),
+                                               args=args, chromium_sandbox=False)
+            stack.push_async_callback(browser.close)
+            browsers.append(browser)
+        yield browsers
 
 
 # Keeps every camera and microphone track a page gets (window.cameraTracks), so a test

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from playwright.async_api import Page
 
-from tests.support.browser import chromium, chromium_path, joined_pair, two_party_links
+from tests.support.browser import chromium_path, chromium_with, joined_pair, two_party_links
 from tests.support.netem import Link, chromium_in, namespace_link
 from tests.support.server import Server, start, stop
 
@@ -31,13 +31,13 @@ class NetVisit:
 async def visit_behind_link(tmp_path: Path, visit_id: str,
                             **env: str) -> AsyncIterator[NetVisit]:
     with namespace_link() as link:
-        server = start(Server(tmp_path / "server", host=link.host_address, env=env))
+        server = Server(tmp_path / "server", host=link.host_address, env=env)
         try:
-            inmate_link, family_link = two_party_links(server, visit_id, visit_id, 900)
             launcher = chromium_in(link, tmp_path, chromium_path())
-            async with chromium(origin=server.url) as host_browser, \
-                    chromium(launcher, origin=server.url) as far_browser:
-                inmate, family = await joined_pair(host_browser, inmate_link, far_browser,
+            async with chromium_with(
+                    lambda: two_party_links(start(server), visit_id, visit_id, 900),
+                    [None, launcher], server.url) as (browsers, (inmate_link, family_link)):
+                inmate, family = await joined_pair(browsers[0], inmate_link, browsers[1],
                                                    family_link, 20)
                 yield NetVisit(link, server, inmate, family)
         finally:
