@@ -32,7 +32,7 @@ from tests.support.prometheus import (
     Prometheus,
     WebhookSink,
     api,
-    running_prometheus,
+    scraped_server,
     until,
 )
 from tests.support.server import (
@@ -40,7 +40,6 @@ from tests.support.server import (
     Participant,
     Server,
     participants,
-    running_server,
     visit_now,
 )
 
@@ -206,11 +205,9 @@ async def test_prometheus_evaluates_every_panel_and_alert_during_a_visit(
     need_binary("prometheus")
     need_binary("promtool")
     async with WebhookSink() as sink:
-        with running_server(
-                tmp_path / "server",
-                VISITBRIDGE_WEBHOOK_URL=f"http://127.0.0.1:{sink.port}/hooks",
-                VISITBRIDGE_WEBHOOK_SECRET="ops-test-webhook-secret") as server, \
-                running_prometheus(tmp_path / "prometheus", server.port) as prom:
+        with scraped_server(
+                tmp_path, VISITBRIDGE_WEBHOOK_URL=f"http://127.0.0.1:{sink.port}/hooks",
+                VISITBRIDGE_WEBHOOK_SECRET="ops-test-webhook-secret") as (server, prom):
             try:
                 await scrape_a_visit_and_check(server, prom)
             except BaseException:

@@ -18,6 +18,7 @@ import aiohttp
 
 from tests.support.binaries import need_binary
 from tests.support.process import ROOT, free_port, read_log, stop_process, wait_listening
+from tests.support.server import Server, make_server, start, stop
 
 DEPLOY = ROOT / "deploy"
 
@@ -125,6 +126,20 @@ def running_prometheus(tmp: Path, target_port: int) -> Iterator[Prometheus]:
         yield prom
     finally:
         prom.stop()
+
+
+@contextlib.contextmanager
+def scraped_server(tmp: Path, **env: str) -> Iterator[tuple[Server, Prometheus]]:
+    """A real server (data in ``tmp/server``) and a Prometheus scraping it. Prometheus
+    starts first: its first scrape comes some 5 s after it starts (it throttles target
+    discovery updates to one per 5 s), and the server starts within that wait."""
+    server = make_server(tmp / "server", **env)
+    with running_prometheus(tmp / "prometheus", server.port) as prom:
+        start(server)
+        try:
+            yield server, prom
+        finally:
+            stop(server)
 
 
 async def api(http: aiohttp.ClientSession, prom: Prometheus, path: str,
