@@ -89,7 +89,7 @@ async def test_revoke_and_officer_end_do_not_wait_for_a_page_that_stopped_readin
 async def test_officer_end_and_slot_end_reach_everyone_while_a_page_is_stalled(
         server: Server) -> None:
     now = int(time.time())
-    slot = VisitClaim(id="stall-2", starts_at=now - 60, ends_at=now + 9)
+    slot = VisitClaim(id="stall-2", starts_at=now - 60, ends_at=now + 7)
     ended = visit_now("stall-3")
     inmate = Participant(server, server.token("inmate-s2", "inmate", slot))
     other = Participant(server, server.token("inmate-s3", "inmate", ended))
