@@ -34,8 +34,8 @@ def test_a_locked_version_cannot_be_deleted_or_its_retention_shortened(
 def test_a_legal_hold_blocks_deletion_after_retention_has_passed(
         s3: SeaweedS3, tmp_path: Path) -> None:
     bucket = s3.bucket(s3.new_bucket("held-delete"))
-    version = _put(bucket, tmp_path, seconds=2, hold=True)
-    time.sleep(3)  # the retention date has passed; the hold alone keeps it
+    version = _put(bucket, tmp_path, seconds=1, hold=True)
+    time.sleep(2)  # the retention date has passed; the hold alone keeps it
     with pytest.raises(BucketRefused):
         bucket.delete("visit-1/segment-1.webm", version)
     bucket.set_hold("visit-1/segment-1.webm", version, on=False)

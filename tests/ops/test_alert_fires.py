@@ -7,8 +7,8 @@ from pathlib import Path
 import aiohttp
 
 from tests.support.binaries import need_binary
-from tests.support.prometheus import ALERTS, api, running_prometheus, until
-from tests.support.server import Participant, participants, running_server, visit_now
+from tests.support.prometheus import ALERTS, api, scraped_server, until
+from tests.support.server import Participant, participants, visit_now
 
 
 def recording_alert_expr() -> str:
@@ -22,9 +22,8 @@ async def test_recording_failure_fires_the_recording_alert(
         tmp_path: Path, small_volume: Path) -> None:  # noqa: F811
     need_binary("prometheus")
     expr = recording_alert_expr()
-    with running_server(tmp_path / "server", VISITBRIDGE_RECORDINGS_PATH=str(small_volume),
-                        VISITBRIDGE_RECORDINGS_MIN_FREE_MB="0") as server, \
-            running_prometheus(tmp_path / "prometheus", server.port) as prom:
+    with scraped_server(tmp_path, VISITBRIDGE_RECORDINGS_PATH=str(small_volume),
+                        VISITBRIDGE_RECORDINGS_MIN_FREE_MB="0") as (server, prom):
         async with aiohttp.ClientSession() as http:
             async def quiet() -> bool:
                 body = await api(http, prom, "/api/v1/query", query="up")

@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from auth.issuer import issue_token
 from tests.support.binaries import need_binary
-from tests.support.prometheus import DEPLOY, Prometheus, api, running_prometheus, until
-from tests.support.server import AUDIENCE, ISSUER, Server, running_server, visit_now
+from tests.support.prometheus import DEPLOY, Prometheus, api, scraped_server, until
+from tests.support.server import AUDIENCE, ISSUER, Server, visit_now
 
 MIN_FREE_MB = 1 << 30  # 1 PiB: more than any test machine has free
 NEW_PANELS = ("Token refusals in the last 10 minutes, by code",
@@ -54,9 +54,8 @@ def panel_exprs() -> list[tuple[str, str]]:
 async def test_refusal_free_space_and_codec_alerts_and_panels_in_prometheus(
         tmp_path: Path) -> None:
     need_binary("prometheus")
-    with running_server(tmp_path / "server",
-                        VISITBRIDGE_RECORDINGS_MIN_FREE_MB=str(MIN_FREE_MB)) as server, \
-            running_prometheus(tmp_path / "prometheus", server.port) as prom:
+    with scraped_server(tmp_path,
+                        VISITBRIDGE_RECORDINGS_MIN_FREE_MB=str(MIN_FREE_MB)) as (server, prom):
         await join_with_an_unpublished_key(server)
         async with aiohttp.ClientSession() as http:
             try:

@@ -101,14 +101,14 @@ def check_export(tmp: Path) -> None:
 
 async def test_encrypted_recording_replays_only_with_its_key(tmp_path: Path) -> None:
     keyring = tmp_path / "kek.json"
-    env = {"VISITBRIDGE_SEGMENT_S": "3", "VISITBRIDGE_RECORDINGS_KEY_FILE": str(keyring)}
+    env = {"VISITBRIDGE_SEGMENT_S": "2", "VISITBRIDGE_RECORDINGS_KEY_FILE": str(keyring)}
     created = cli(make_server(tmp_path, **env), "recordings", "kek", "create")
     assert created.returncode == 0, created.stderr
     with running_server(tmp_path, **env) as server:
         inmate, family = inmate_and_family(server, visit_now(VISIT), "c")
         async with in_visit(inmate, family):
             await family.wait_for(lambda: family.video_from(0).frames >= 10, 15)
-            await asyncio.sleep(5)  # segments of 3 s: two or more of each track
+            await asyncio.sleep(4)  # segments of 2 s: two or more of each track
             await cancel(server, VISIT)
         await wait_sealed(server, VISIT)
         folder = tmp_path / "recordings" / VISIT
@@ -147,7 +147,7 @@ async def test_encrypted_recording_replays_only_with_its_key(tmp_path: Path) -> 
         assert status == 409 and json.loads(body)["error"] == "replay_file_altered"
         final.write_bytes(intact)
 
-    with running_server(tmp_path, VISITBRIDGE_SEGMENT_S="3") as server:  # no key file
+    with running_server(tmp_path, VISITBRIDGE_SEGMENT_S="2") as server:  # no key file
         status, body, _ = await media(server, "inmate-c")
         assert status == 503
         assert json.loads(body)["error"] == "key_unavailable"

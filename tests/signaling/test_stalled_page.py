@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -21,13 +20,15 @@ from tests.support.server import (
     Server,
     family_visit,
     in_visit,
-    running_server,
+    module_server,
     visit_now,
 )
 from tests.support.stalled import StalledPage
 
 FLOOD = (60_000, 10)  # about 6 MB of short error replies the page never reads
 DEADLINE_S = 2.0  # what a revoke or an end may take for everyone else
+
+server = module_server("stalled")  # each test has visits of its own
 
 
 async def post(server: Server, path: str, role: str = "officer") -> tuple[int, float]:
@@ -60,58 +61,56 @@ def stalled_left(e: dict[str, Any]) -> bool:
 
 
 async def test_revoke_and_officer_end_do_not_wait_for_a_page_that_stopped_reading(
-        tmp_path: Path) -> None:
-    with running_server(tmp_path) as server:
-        visit = visit_now("stall-1")
-        async with family_visit(server, visit, "s1") as (inmate, family):
-            stalled = await stalled_page(server, visit)
-            await seen(inmate, lambda e: e["type"] == "participant_joined"
-                       and e["participant"]["id"] == "family-stalled", 10)
-            await asyncio.to_thread(stalled.flood, *FLOOD)
-            flooded = time.monotonic()
+        server: Server) -> None:
+    visit = visit_now("stall-1")
+    async with family_visit(server, visit, "s1") as (inmate, family):
+        stalled = await stalled_page(server, visit)
+        await seen(inmate, lambda e: e["type"] == "participant_joined"
+                   and e["participant"]["id"] == "family-stalled", 10)
+        await asyncio.to_thread(stalled.flood, *FLOOD)
+        flooded = time.monotonic()
 
-            status, took = await post(
-                server, "/api/visits/stall-1/participants/family-s1/revoke", "records")
-            assert status == 200 and took < DEADLINE_S, took
-            await family.wait_for(lambda: family.close_code == 4004, DEADLINE_S)
+        status, took = await post(
+            server, "/api/visits/stall-1/participants/family-s1/revoke", "records")
+        assert status == 200 and took < DEADLINE_S, took
+        await family.wait_for(lambda: family.close_code == 4004, DEADLINE_S)
 
-            # The stalled page is cut off within seconds, and everyone hears of it.
-            await seen(inmate, stalled_left, 15)
-            assert time.monotonic() - flooded < 15
+        # The stalled page is cut off within seconds, and everyone hears of it.
+        await seen(inmate, stalled_left, 15)
+        assert time.monotonic() - flooded < 15
 
-            status, took = await post(server, "/api/visits/stall-1/end")
-            assert status == 200 and took < DEADLINE_S, took
-            await seen(inmate, lambda e: e["type"] == "ended", DEADLINE_S)
-        stalled.close()
-        assert "Traceback" not in server.log_text()
+        status, took = await post(server, "/api/visits/stall-1/end")
+        assert status == 200 and took < DEADLINE_S, took
+        await seen(inmate, lambda e: e["type"] == "ended", DEADLINE_S)
+    stalled.close()
+    assert "Traceback" not in server.log_text()
 
 
 async def test_officer_end_and_slot_end_reach_everyone_while_a_page_is_stalled(
-        tmp_path: Path) -> None:
-    with running_server(tmp_path) as server:
-        now = int(time.time())
-        slot = VisitClaim(id="stall-2", starts_at=now - 60, ends_at=now + 9)
-        ended = visit_now("stall-3")
-        inmate = Participant(server, server.token("inmate-s2", "inmate", slot))
-        other = Participant(server, server.token("inmate-s3", "inmate", ended))
-        async with in_visit(inmate, other):
-            stalled = await stalled_page(server, slot)
-            stalled_too = await stalled_page(server, ended)
-            await seen(other, lambda e: e["type"] == "participant_joined", 10)
+        server: Server) -> None:
+    now = int(time.time())
+    slot = VisitClaim(id="stall-2", starts_at=now - 60, ends_at=now + 7)
+    ended = visit_now("stall-3")
+    inmate = Participant(server, server.token("inmate-s2", "inmate", slot))
+    other = Participant(server, server.token("inmate-s3", "inmate", ended))
+    async with in_visit(inmate, other):
+        stalled = await stalled_page(server, slot)
+        stalled_too = await stalled_page(server, ended)
+        await seen(other, lambda e: e["type"] == "participant_joined", 10)
 
-            # Officer end while the page's replies pile up.
-            await asyncio.to_thread(stalled_too.flood, *FLOOD)
-            status, took = await post(server, "/api/visits/stall-3/end")
-            assert status == 200 and took < DEADLINE_S, took
-            await seen(other, lambda e: e["type"] == "ended", DEADLINE_S)
+        # Officer end while the page's replies pile up.
+        await asyncio.to_thread(stalled_too.flood, *FLOOD)
+        status, took = await post(server, "/api/visits/stall-3/end")
+        assert status == 200 and took < DEADLINE_S, took
+        await seen(other, lambda e: e["type"] == "ended", DEADLINE_S)
 
-            # Slot end while the other page's replies pile up.
-            await asyncio.sleep(max(0.0, slot.ends_at - 2 - time.time()))
-            assert slot.ends_at - time.time() > 1.5, "the slot ends before the page stalls"
-            await asyncio.to_thread(stalled.flood, *FLOOD)
-            await inmate.wait_for(lambda: any(e["type"] == "ended" for e in inmate.events),
-                                  slot.ends_at + DEADLINE_S - time.time())
-            ended_event = next(e for e in inmate.events if e["type"] == "ended")
-            assert ended_event["cause"] == "slot_ended"
-        stalled.close()
-        stalled_too.close()
+        # Slot end while the other page's replies pile up.
+        await asyncio.sleep(max(0.0, slot.ends_at - 2 - time.time()))
+        assert slot.ends_at - time.time() > 1.5, "the slot ends before the page stalls"
+        await asyncio.to_thread(stalled.flood, *FLOOD)
+        await inmate.wait_for(lambda: any(e["type"] == "ended" for e in inmate.events),
+                              slot.ends_at + DEADLINE_S - time.time())
+        ended_event = next(e for e in inmate.events if e["type"] == "ended")
+        assert ended_event["cause"] == "slot_ended"
+    stalled.close()
+    stalled_too.close()

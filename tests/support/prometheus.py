@@ -6,17 +6,19 @@ import asyncio
 import contextlib
 import json
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
 from tests.support.binaries import need_binary
 from tests.support.process import ROOT, free_port, read_log, stop_process, wait_listening
+from tests.support.server import Server, make_server, start, stop
 
 DEPLOY = ROOT / "deploy"
 
@@ -25,29 +27,39 @@ ALERTS = DEPLOY / "prometheus" / "alerts.yml"
 
 
 class WebhookSink:
-    """Accepts every webhook, so deliveries are counted as delivered."""
+    """Accepts every webhook, so deliveries are counted as delivered.
+
+    It answers from a thread of its own: a server stopped from the test's event loop
+    (``running_server`` waits for it synchronously) still gets its last deliveries
+    answered at once, instead of waiting on a sink that cannot run until it exits."""
 
     def __init__(self) -> None:
         self.received = 0
-        self.runner: web.AppRunner | None = None
         self.port = free_port()
-
-    async def handle(self, request: web.Request) -> web.Response:
-        await request.read()
-        self.received += 1
-        return web.Response(status=204)
+        self._http: ThreadingHTTPServer | None = None
 
     async def __aenter__(self) -> WebhookSink:
-        app = web.Application()
-        app.router.add_post("/hooks", self.handle)
-        self.runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                sink.received += 1
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._http = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._http.daemon_threads = True
+        threading.Thread(target=self._http.serve_forever, daemon=True).start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        assert self.runner is not None
-        await self.runner.cleanup()
+        assert self._http is not None
+        self._http.shutdown()
+        self._http.server_close()
 
 
 class Prometheus:
@@ -114,6 +126,20 @@ def running_prometheus(tmp: Path, target_port: int) -> Iterator[Prometheus]:
         yield prom
     finally:
         prom.stop()
+
+
+@contextlib.contextmanager
+def scraped_server(tmp: Path, **env: str) -> Iterator[tuple[Server, Prometheus]]:
+    """A real server (data in ``tmp/server``) and a Prometheus scraping it. Prometheus
+    starts first: its first scrape comes some 5 s after it starts (it throttles target
+    discovery updates to one per 5 s), and the server starts within that wait."""
+    server = make_server(tmp / "server", **env)
+    with running_prometheus(tmp / "prometheus", server.port) as prom:
+        start(server)
+        try:
+            yield server, prom
+        finally:
+            stop(server)
 
 
 async def api(http: aiohttp.ClientSession, prom: Prometheus, path: str,
