@@ -50,6 +50,8 @@ def parse_feedback(packet: bytes) -> list[tuple[int, int]]:
     if (len(packet) < 20 or packet[1] != RTPFB or packet[0] & 0x1F != TRANSPORT_CC_FMT):
         return []
     base, count, reference = FEEDBACK_HEAD.unpack_from(packet, 12)
+    if count > RING:  # more than a connection's kept send times: nothing to pair, and a
+        return []     # few bytes of run-length chunks would expand to 65,535 statuses
     pos, symbols = 20, []
     while len(symbols) < count:
         if pos + 2 > len(packet):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import struct
 
 from sfu.congestion import ArrivalLog
-from sfu.queueing import QueueDelay, SendTimes, feedback_delays, parse_feedback
+from sfu.queueing import RING, QueueDelay, SendTimes, feedback_delays, parse_feedback
 
 
 def feedback(arrivals: dict[int, int]) -> bytes:
@@ -47,6 +47,16 @@ def test_other_rtcp_and_truncated_feedback_read_as_nothing() -> None:
     assert parse_feedback(packet[:-4]) == []  # cut inside its status chunks
     receiver_report = struct.pack("!BBHI", 0x80, 201, 1, 7)
     assert parse_feedback(receiver_report) == []
+
+
+def test_a_feedback_claiming_more_statuses_than_are_kept_reads_as_nothing() -> None:
+    """A hostile subscriber cannot make the server expand a few bytes into tens of
+    thousands of statuses: a report longer than the send times kept is not read."""
+    count = RING + 1  # every packet received, each a one-tick delta
+    packet = struct.pack("!BBHIIHHI", 0x80 | 15, 205, 0, 1, 2, 10, count, 2 << 8)
+    packet += struct.pack("!H", (1 << 13) | count) + bytes([1]) * count
+    packet += bytes(-len(packet) % 4)
+    assert parse_feedback(packet) == []
 
 
 def test_delays_pair_each_arrival_with_its_send_time_in_a_compound_datagram() -> None:
