@@ -16,6 +16,16 @@ from tests.support.s3 import SeaweedS3, seaweed
 from tests.support.server import Server, running_server
 
 
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` selects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every browser test is solo: real Chromium encoding and decoding live video takes
+    more than a core, and its rates and deadlines are what the tests check."""
+    browser = Path(__file__).parent / "browser"
+    for item in items:
+        if browser in item.path.parents:
+            item.add_marker(pytest.mark.solo)
+
+
 @pytest.fixture
 def small_volume(tmp_path: Path) -> Iterator[Path]:
     """A real, tiny filesystem for recordings: it fills up during the visit."""

@@ -42,6 +42,8 @@ from tests.support.server import (
     visit_now,
 )
 
+pytestmark = pytest.mark.solo  # nodes leave by their TTL, timed
+
 TTL_S = 3
 
 

@@ -39,7 +39,7 @@ from tests.support.nodes import (
 from tests.support.redis import running_redis
 from tests.support.server import BLUE, RED, Participant, Server, visit_now
 
-pytestmark = pytest.mark.xdist_group("heavy")  # real media beside two nodes
+pytestmark = pytest.mark.solo  # a lease's TTL against a paused owner, beside real media
 
 NODE_TTL_S = 2  # the paused node leaves placement after this, before its lease lapses
 TTL_S = 3

@@ -10,9 +10,12 @@ import signal
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from benchmarks.measure import bucket_percentile, histogram_buckets
 from tests.support.server import running_server
+
+pytestmark = pytest.mark.solo  # it measures the event loop's ticks
 
 TICKS = "visitbridge_event_loop_tick_lag_seconds"
 STALL_S = 2.0  # the tick due meanwhile is 1.5 to 2 s late

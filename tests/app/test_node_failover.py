@@ -24,9 +24,8 @@ from tests.support.failover import Failover, kill_the_busiest, recording_problem
 from tests.support.nodes import node_id, running_nodes
 from tests.support.redis import running_redis
 
-# The heaviest real-media tests one after another (one worker of a parallel run takes them
-# all): two at once would share the CPU their rates and deadlines depend on.
-pytestmark = pytest.mark.xdist_group("heavy")
+pytestmark = pytest.mark.solo  # visits resume within a deadline, beside real media
+
 
 NODE_TTL_S = 2  # a dead node leaves placement after this, before its leases lapse
 TTL_S = 3  # a lease: a dead node's visits are free to move after this

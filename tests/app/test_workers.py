@@ -7,8 +7,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from tests.support.server import Participant, metric, participants, running_server, visit_now
+
+pytestmark = pytest.mark.solo  # real media on two workers, placed by their load
 
 
 async def test_two_workers_place_visits_and_refuse_beyond_capacity(tmp_path: Path) -> None:

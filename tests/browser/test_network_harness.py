@@ -11,16 +11,12 @@ import asyncio
 import time
 from pathlib import Path
 
-import pytest
 from playwright.async_api import Page
 
 from tests.support.audit import audit
 from tests.support.netvisit import visit_behind_link
 from tests.support.rtp_stats import Window, totals, window
 
-# The heaviest real-media tests one after another (one worker of a parallel run takes them
-# all): two at once would share the CPU their rates and deadlines depend on.
-pytestmark = pytest.mark.xdist_group("heavy")
 
 async def frames_grow(page: Page, seconds: float) -> bool:
     """Whether the page decodes any new video frame within ``seconds``."""

@@ -14,8 +14,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.support.browser import (
     decoded,
     joined_pair,
@@ -25,9 +23,6 @@ from tests.support.browser import (
 )
 from tests.support.netblock import udp_dropped
 
-# The heaviest real-media tests one after another (one worker of a parallel run takes them
-# all): two at once would share the CPU their rates and deadlines depend on.
-pytestmark = pytest.mark.xdist_group("heavy")
 
 async def path_ports(page: Any) -> list[int]:
     """Every UDP port of the page's ICE candidates and of the server's: with any pair

@@ -36,10 +36,6 @@ from tests.support.server import (
 from tests.support.server_records import server_rows
 from tests.support.vp8_layers import layered_clip, layered_pack
 
-# The heaviest real-media tests one after another (one worker of a parallel run takes them
-# all): two at once would share the CPU their rates and deadlines depend on.
-pytestmark = pytest.mark.xdist_group("heavy")
-
 REASON = "Contraband shown on camera; family warned twice, visit ended per rule 4.2"
 HEARD = 0.01  # RMS of a received 440 Hz tone is about 0.17; silence is 0
 
@@ -158,7 +154,6 @@ async def test_wall_tiles_get_layer_zero_and_the_opened_visit_full_rate(
             assert await frame_rate(officer) >= 20  # opened: about 30 fps
     finally:
         await publisher.close()
-
 
 
 VIDEO_SIZES = """window.visitStats().then((stats) => stats.filter((s) => s.kind === 'video'

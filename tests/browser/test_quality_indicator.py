@@ -11,15 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.support.browser import join, open_page, served_chromium, until, wait_decoding
 from tests.support.netblock import udp_lossy
 from tests.support.server import RED, Participant, participants, visit_now
-
-# The heaviest real-media tests one after another (one worker of a parallel run takes them
-# all): two at once would share the CPU their rates and deadlines depend on.
-pytestmark = pytest.mark.xdist_group("heavy")
 
 SELF_LEVEL = "document.querySelector('li.tile.self .quality')?.dataset.level"
 NOTICE = "document.getElementById('quality-notice')"

@@ -13,15 +13,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pytest
 from playwright.async_api import Page
 
 from tests.support.netvisit import visit_behind_link
 from tests.support.rtp_stats import sent_kbps, window
-
-# The heaviest real-media tests one after another (one worker of a parallel run takes them
-# all): two at once would share the CPU their rates and deadlines depend on.
-pytestmark = pytest.mark.xdist_group("heavy")
 
 CAP_KBPS = 300
 

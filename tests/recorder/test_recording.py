@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import av
+import pytest
 
 from auth.tokens import VisitClaim
 from recorder.track import BATCH_S
@@ -72,6 +73,7 @@ def decode_all(path: Path) -> tuple[float, int, int]:
     return (last - first) if first is not None else 0.0, frames, errors
 
 
+@pytest.mark.solo  # the recorded length against the time that passed
 async def test_lossy_visit_records_clean_files_of_the_right_length(tmp_path: Path) -> None:
     with running_server(tmp_path, VISITBRIDGE_SEGMENT_S="2") as server:
         visit = visit_now("rec-loss")
@@ -96,6 +98,7 @@ async def test_lossy_visit_records_clean_files_of_the_right_length(tmp_path: Pat
         assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.solo  # what a kill loses, counted in real time
 async def test_sigkill_loses_at_most_one_batch_of_each_track(tmp_path: Path) -> None:
     server = start(make_server(tmp_path, VISITBRIDGE_SEGMENT_S="2"))
     now = int(time.time())

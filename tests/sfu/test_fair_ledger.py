@@ -13,6 +13,8 @@ import pytest
 
 from tests.support.server import Participant, in_visit, inmate_and_family, running_server, visit_now
 
+pytestmark = pytest.mark.solo  # shares of the worker's time
+
 PAUSE_S = 3.0  # twice the tolerance of the check: a billed pause fails it
 
 

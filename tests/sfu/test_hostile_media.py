@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import struct
 
+import pytest
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     RtcpPsfbPacket,
@@ -36,6 +37,8 @@ from tests.support.server import (
     metric,
     module_server,
 )
+
+pytestmark = pytest.mark.solo  # the other visit's media rate beside an attack
 
 RTCP_RTPFB, RTCP_RTPFB_NACK = 205, 1
 

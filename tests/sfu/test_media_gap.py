@@ -11,9 +11,13 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from tests.support.audit import audit
 from tests.support.server import Server, family_visit, module_server, visit_now
 from tests.support.silence import go_silent
+
+pytestmark = pytest.mark.solo  # a silence's measured length
 
 server = module_server("media-gap", VISITBRIDGE_MEDIA_IDLE_S="1",
                        VISITBRIDGE_MEDIA_TIMEOUT_S="8")

@@ -26,6 +26,8 @@ from tests.support.server import (
 )
 from tests.support.silence import go_silent
 
+pytestmark = pytest.mark.solo  # a silence noticed within its timeout
+
 server = module_server("reconnect", VISITBRIDGE_MEDIA_TIMEOUT_S="3")
 
 

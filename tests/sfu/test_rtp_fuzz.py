@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 import struct
 
+import pytest
 from aiortc.rtp import RtcpRrPacket
 
 from tests.support.raw_media import (
@@ -27,6 +28,8 @@ from tests.support.raw_media import (
     spy_rtcp,
 )
 from tests.support.server import Server, module_server
+
+pytestmark = pytest.mark.solo  # the other visit's media rate beside garbage
 
 SEED = 20261203
 # The formats the server acts on: NACK and transport-cc feedback; PLI, FIR and REMB.

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 import aiohttp
+import pytest
 
 from auth.tokens import VisitClaim
 from tests.support.server import (
@@ -24,6 +25,8 @@ from tests.support.server import (
     visit_now,
 )
 from tests.support.stalled import StalledPage
+
+pytestmark = pytest.mark.solo  # answers within a deadline
 
 FLOOD = (60_000, 10)  # about 6 MB of short error replies the page never reads
 DEADLINE_S = 2.0  # what a revoke or an end may take for everyone else

@@ -7,6 +7,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.support.server import (
     Participant,
     family_visit,
@@ -14,6 +16,8 @@ from tests.support.server import (
     running_server,
     visit_now,
 )
+
+pytestmark = pytest.mark.solo  # frozen time against the time that passed
 
 
 def stats(**fields: Any) -> dict[str, Any]:

@@ -203,6 +203,7 @@ async def wait_two_way(page: Page, timeout: float) -> None:
         await asyncio.sleep(0.1)
 
 
+@pytest.mark.solo  # real Chromium's media, relayed
 async def test_chromium_relays_media_through_coturn(tmp_path: Path) -> None:
     with running_coturn(tmp_path / "coturn", SECRET) as turn, running_server(
             tmp_path / "server", VISITBRIDGE_TURN_URLS=turn.url,

@@ -232,7 +232,6 @@ async def wait_decoding(page: Page, streams: int, timeout: float) -> float:
         await asyncio.sleep(0.1)
 
 
-
 async def until(page: Page, expression: str, timeout: float = 10.0) -> None:
     """Poll a page expression (wait_for_function evaluates strings, which the pages' CSP
     forbids)."""

@@ -40,7 +40,6 @@ async def wait_sealed(server: Server, visit: str, timeout: float = 20) -> str:
     raise TimeoutError(f"recording of {visit} not sealed:\n{server.log_text()[-3000:]}")
 
 
-
 async def cancel(server: Server, visit: str) -> None:
     """End a visit now, as the records system would."""
     records = server.token("records-1", "records", None)
