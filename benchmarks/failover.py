@@ -8,7 +8,7 @@ real PostgreSQL database and one recordings folder, with the production TTLs
 each of ``--visits`` recorded visits, joined at every node. Then the node holding the
 most visits is killed with SIGKILL. Every page that lost its socket (its visit's node
 died, or the node relaying its session did) rejoins as the join page does: any live
-node, waiting 0.5 s, then doubling up to 4 s, between tries. A page's time to resume is
+node, waiting 0.5 s, then doubling up to 2 s, between tries. A page's time to resume is
 from the kill to the fifth picture from the other party on its new connection. The
 figures are the median, p95 and maximum over every rejoined page of every round,
 against the 15 s goal; then each moved visit's recording must verify as one chain

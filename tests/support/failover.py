@@ -33,8 +33,8 @@ from tests.support.server import BLUE, RED, Participant, Server, visit_now
 
 
 def page_backoff(attempt: int) -> float:
-    """The join page's wait before its next reconnect: 0.5 s, doubling up to 4 s."""
-    return min(0.5 * 2 ** attempt, 4.0)
+    """The join page's wait before its next reconnect: 0.5 s, doubling up to 2 s."""
+    return min(0.5 * 2 ** attempt, 2.0)
 
 
 @dataclass

@@ -20,6 +20,9 @@ const recordingOn = new Set();  // kinds of our media the recorder confirmed
 let people = new Map();    // participant id -> description
 let visit = null;
 let stopped = false;       // refused, replaced, ended or left: do not reconnect
+// Capped low: after its node dies a visit can move only once its lease lapses, and the
+// page's next try after that decides when the family is back.
+const MAX_RETRY_MS = 2000;
 let retryDelay = 500;
 let clockTimer = null;
 let iceTimer = null;       // pending rejoin while ICE is disconnected
@@ -183,7 +186,7 @@ function reconnect(code) {
   alertUser(code);
   status("status.reconnecting");
   setTimeout(connect, retryDelay);
-  retryDelay = Math.min(retryDelay * 2, 4000);
+  retryDelay = Math.min(retryDelay * 2, MAX_RETRY_MS);
 }
 
 function closePeer() {
