@@ -83,8 +83,9 @@ def started(server: ServerProcess, seats: ServerCores) -> ServerProcess:
 @contextlib.contextmanager
 def running_nodes(folder: Path, count: int, seats: ServerCores,
                   redis: RedisServer | None = None) -> Iterator[Nodes]:
-    """``count`` servers on loopback, pinned to ``cores``, trusting the first one's token
-    key: nodes sharing ``redis`` (pinned with them), or with None independent servers."""
+    """``count`` servers on loopback, placed and scheduled as ``seats`` says, trusting the
+    first one's token key: nodes sharing ``redis`` (pinned to the same cores, under the
+    default policy), or with None independent servers."""
     members: list[ServerProcess] = []
     if redis is not None and seats.cores is not None:
         pin(redis.process.pid, seats.cores)
